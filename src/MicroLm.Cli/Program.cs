@@ -1,1 +1,3 @@
-return 0;
+using MicroLm.Cli;
+
+return CliMain.Run(args, Console.Out, Console.Error);

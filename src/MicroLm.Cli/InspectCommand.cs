@@ -1,0 +1,124 @@
+using System.Globalization;
+using System.Text.Json;
+using MicroLm.Gguf;
+using MicroLm.Models;
+
+namespace MicroLm.Cli;
+
+/// <summary>`microlm inspect FILE [--json]`.</summary>
+public static class InspectCommand
+{
+    public static int Run(Options o, TextWriter stdout)
+    {
+        if (o.Positional.Count != 1) throw new UsageException("inspect takes one FILE");
+        using var file = GgufFile.Open(o.Positional[0]);
+        ModelConfig? config = null;
+        string? configError = null;
+        try { config = ModelConfig.FromGguf(file); }
+        catch (MicroLmException e) { configError = e.Message; }
+        if (o.Has("--json")) WriteJson(file, config, stdout);
+        else WriteText(file, config, configError, stdout);
+        return 0;
+    }
+
+    private static long WeightBytes(GgufFile f) => f.Tensors.Sum(t => t.ByteSize);
+
+    private static void WriteText(GgufFile f, ModelConfig? c, string? configError, TextWriter w)
+    {
+        w.WriteLine($"GGUF version {f.Version}, {f.Length:N0} bytes, alignment {f.Alignment}, data at byte {f.DataOffset}");
+        w.WriteLine($"metadata: {f.MetadataCount} keys");
+        foreach (var (key, value) in f.Metadata)
+            w.WriteLine($"  {key} ({value.Describe()}) = {value.ToDisplayString()}");
+        w.WriteLine($"tensors: {f.Tensors.Count}");
+        foreach (var t in f.Tensors)
+            w.WriteLine($"  {t.Name,-32} {t.Type.Name,-8} {t.ShapeText,-20} {t.ByteSize,12:N0} bytes");
+        w.WriteLine($"parameters: {f.ParameterCount:N0}");
+        if (c != null)
+        {
+            long weights = WeightBytes(f), kv32 = c.KvCacheBytes(c.ContextLength, 4), kv16 = c.KvCacheBytes(c.ContextLength, 2);
+            long scratch = c.ScratchBytes(c.ContextLength);
+            w.WriteLine($"memory at context {c.ContextLength}:");
+            w.WriteLine($"  weights        {weights,14:N0} bytes (read in place from the file)");
+            w.WriteLine($"  KV cache F32   {kv32,14:N0} bytes");
+            w.WriteLine($"  KV cache F16   {kv16,14:N0} bytes");
+            w.WriteLine($"  scratch        {scratch,14:N0} bytes");
+            w.WriteLine($"  total (F32 KV) {weights + kv32 + scratch,14:N0} bytes");
+            w.WriteLine($"  total (F16 KV) {weights + kv16 + scratch,14:N0} bytes");
+        }
+        else if (f.Tensors.Count > 0 && configError != null)
+            w.WriteLine($"memory: not estimated ({configError})");
+    }
+
+    private static void WriteJson(GgufFile f, ModelConfig? c, TextWriter w)
+    {
+        using var ms = new MemoryStream();
+        using (var j = new Utf8JsonWriter(ms, new JsonWriterOptions { Indented = true }))
+        {
+            j.WriteStartObject();
+            j.WriteNumber("version", f.Version);
+            j.WriteNumber("bytes", f.Length);
+            j.WriteNumber("alignment", f.Alignment);
+            j.WriteNumber("data_offset", f.DataOffset);
+            j.WriteStartObject("metadata");
+            foreach (var (key, value) in f.Metadata)
+            {
+                j.WritePropertyName(key);
+                WriteValue(j, value, 16);
+            }
+            j.WriteEndObject();
+            j.WriteStartArray("tensors");
+            foreach (var t in f.Tensors)
+            {
+                j.WriteStartObject();
+                j.WriteString("name", t.Name);
+                j.WriteString("type", t.Type.Name);
+                j.WriteStartArray("shape");
+                foreach (var d in t.Shape) j.WriteNumberValue(d);
+                j.WriteEndArray();
+                j.WriteNumber("bytes", t.ByteSize);
+                j.WriteNumber("offset", t.Offset);
+                j.WriteEndObject();
+            }
+            j.WriteEndArray();
+            j.WriteNumber("parameters", f.ParameterCount);
+            if (c != null)
+            {
+                j.WriteStartObject("memory");
+                j.WriteNumber("context_length", c.ContextLength);
+                j.WriteNumber("weights", WeightBytes(f));
+                j.WriteNumber("kv_cache_f32", c.KvCacheBytes(c.ContextLength, 4));
+                j.WriteNumber("kv_cache_f16", c.KvCacheBytes(c.ContextLength, 2));
+                j.WriteNumber("scratch", c.ScratchBytes(c.ContextLength));
+                j.WriteNumber("total_f32_kv", WeightBytes(f) + c.KvCacheBytes(c.ContextLength, 4) + c.ScratchBytes(c.ContextLength));
+                j.WriteEndObject();
+            }
+            j.WriteEndObject();
+        }
+        w.WriteLine(System.Text.Encoding.UTF8.GetString(ms.ToArray()));
+    }
+
+    private static void WriteValue(Utf8JsonWriter j, GgufValue v, int maxItems)
+    {
+        switch (v.Type)
+        {
+            case GgufValueType.String: j.WriteStringValue(v.AsString()); break;
+            case GgufValueType.Bool: j.WriteBooleanValue(v.AsBool()); break;
+            case GgufValueType.Float32:
+            case GgufValueType.Float64:
+                double d = v.AsDouble();
+                if (double.IsFinite(d)) j.WriteNumberValue(d); else j.WriteStringValue(d.ToString(CultureInfo.InvariantCulture));
+                break;
+            case GgufValueType.UInt64: j.WriteNumberValue((ulong)v.ToObject()); break;
+            case GgufValueType.Array:
+                j.WriteStartObject();
+                j.WriteString("type", v.ElementType.ToString());
+                j.WriteNumber("count", v.Count);
+                j.WriteStartArray("first");
+                foreach (var e in v.Elements().Take(maxItems)) WriteValue(j, e, maxItems);
+                j.WriteEndArray();
+                j.WriteEndObject();
+                break;
+            default: j.WriteNumberValue(v.AsInt64()); break;
+        }
+    }
+}

@@ -1,0 +1,14 @@
+namespace MicroLm.Gguf;
+
+/// <summary>The one error a GGUF reader throws for a malformed, truncated or unsupported file:
+/// what is wrong and at which byte offset.</summary>
+public sealed class GgufFormatException : Exception
+{
+    public long Offset { get; }
+
+    public GgufFormatException(string message, long offset)
+        : base($"{message} (at byte {offset})")
+    {
+        Offset = offset;
+    }
+}

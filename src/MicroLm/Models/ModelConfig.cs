@@ -1,0 +1,80 @@
+using MicroLm.Gguf;
+
+namespace MicroLm.Models;
+
+/// <summary>Hyperparameters of a decoder-only transformer, read from llama.cpp's GGUF keys
+/// ("{arch}.embedding_length" and so on).</summary>
+public sealed record ModelConfig
+{
+    public required string Architecture { get; init; }
+    public required int Dim { get; init; }
+    public required int HiddenDim { get; init; }
+    public required int Layers { get; init; }
+    public required int Heads { get; init; }
+    public required int KvHeads { get; init; }
+    public required int HeadDim { get; init; }
+    public required int ContextLength { get; init; }
+    public required int VocabSize { get; init; }
+    public required int RopeDims { get; init; }
+    public required float RopeFreqBase { get; init; }
+    public required float NormEpsilon { get; init; }
+
+    public int KvDim => KvHeads * HeadDim;
+
+    public static readonly string[] KnownArchitectures = ["llama", "gptneox"];
+
+    public static ModelConfig FromGguf(GgufFile file)
+    {
+        string arch = file.Architecture ?? throw new MicroLmException("model has no general.architecture key");
+        if (!KnownArchitectures.Contains(arch))
+            throw new MicroLmException($"unknown architecture '{arch}' (supported: {string.Join(", ", KnownArchitectures)})");
+        int Req(string key)
+        {
+            long v = file.GetInt($"{arch}.{key}") ?? throw new MicroLmException($"model is missing metadata key '{arch}.{key}'");
+            if (v <= 0 || v > 1 << 24) throw new MicroLmException($"metadata '{arch}.{key}' = {v} is out of range");
+            return (int)v;
+        }
+        int dim = Req("embedding_length");
+        int heads = Req("attention.head_count");
+        int kvHeads = (int)(file.GetInt($"{arch}.attention.head_count_kv") ?? heads);
+        if (kvHeads <= 0 || heads % kvHeads != 0)
+            throw new MicroLmException($"attention.head_count_kv = {kvHeads} must divide head_count = {heads}");
+        int headDim = (int)(file.GetInt($"{arch}.attention.key_length") ?? (dim % heads == 0 ? dim / heads : 0));
+        if (headDim <= 0) throw new MicroLmException($"embedding_length {dim} is not a multiple of head_count {heads}");
+        int vocab = (int)(file.GetInt($"{arch}.vocab_size")
+            ?? (file.TryGet("tokenizer.ggml.tokens", out var toks) ? toks.Count : 0));
+        if (vocab <= 0)
+        {
+            var emb = file.FindTensor("token_embd.weight");
+            vocab = emb is { Shape.Length: 2 } ? (int)emb.Shape[1] : throw new MicroLmException("cannot tell the vocabulary size");
+        }
+        int ropeDims = (int)(file.GetInt($"{arch}.rope.dimension_count") ?? headDim);
+        if (ropeDims <= 0 || ropeDims > headDim || ropeDims % 2 != 0)
+            throw new MicroLmException($"rope.dimension_count = {ropeDims} must be even and at most the head size {headDim}");
+        float eps = file.GetFloat($"{arch}.attention.layer_norm_rms_epsilon")
+            ?? file.GetFloat($"{arch}.attention.layer_norm_epsilon") ?? 1e-5f;
+        return new ModelConfig
+        {
+            Architecture = arch,
+            Dim = dim,
+            HiddenDim = Req("feed_forward_length"),
+            Layers = Req("block_count"),
+            Heads = heads,
+            KvHeads = kvHeads,
+            HeadDim = headDim,
+            ContextLength = Req("context_length"),
+            VocabSize = vocab,
+            RopeDims = ropeDims,
+            RopeFreqBase = file.GetFloat($"{arch}.rope.freq_base") ?? 10000f,
+            NormEpsilon = eps,
+        };
+    }
+
+    /// <summary>Bytes of the KV cache for <paramref name="contextLength"/> positions at <paramref name="bytesPerValue"/>.</summary>
+    public long KvCacheBytes(int contextLength, int bytesPerValue) =>
+        2L * Layers * contextLength * KvDim * bytesPerValue;
+
+    /// <summary>Bytes of activations and logits a session keeps besides the cache (one token at a time).</summary>
+    public long ScratchBytes(int contextLength) =>
+        4L * (4L * Dim + 2L * KvDim + 3L * HiddenDim + (long)Heads * contextLength + VocabSize);
+}
