@@ -14,6 +14,9 @@ public enum GgmlType : uint
 /// <see cref="Quants"/> and are looked up through the same table, so a type is described once.</summary>
 public sealed record TensorTypeInfo(GgmlType Type, string Name, int BlockSize, int BytesPerBlock)
 {
+    /// <summary>Decoding and dot products for this type; null where the runtime cannot compute with it yet.</summary>
+    public Quants.RowKernel? Kernel { get; init; }
+
     /// <summary>Bytes of a row of <paramref name="elements"/> values (which must be a multiple of the block size).</summary>
     public long RowBytes(long elements) => elements / BlockSize * BytesPerBlock;
 }
@@ -23,13 +26,13 @@ public static class TensorTypes
     // Block geometry from the GGUF / ggml format description (values per block, bytes per block).
     private static readonly TensorTypeInfo[] Table =
     [
-        new(GgmlType.F32, "F32", 1, 4),
-        new(GgmlType.F16, "F16", 1, 2),
-        new(GgmlType.Q4_0, "Q4_0", 32, 18),
-        new(GgmlType.Q4_1, "Q4_1", 32, 20),
-        new(GgmlType.Q5_0, "Q5_0", 32, 22),
-        new(GgmlType.Q5_1, "Q5_1", 32, 24),
-        new(GgmlType.Q8_0, "Q8_0", 32, 34),
+        new(GgmlType.F32, "F32", 1, 4) { Kernel = Quants.F32Kernel.Instance },
+        new(GgmlType.F16, "F16", 1, 2) { Kernel = Quants.F16Kernel.Instance },
+        new(GgmlType.Q4_0, "Q4_0", 32, 18) { Kernel = Quants.Q4_0Kernel.Instance },
+        new(GgmlType.Q4_1, "Q4_1", 32, 20) { Kernel = Quants.Q4_1Kernel.Instance },
+        new(GgmlType.Q5_0, "Q5_0", 32, 22) { Kernel = Quants.Q5_0Kernel.Instance },
+        new(GgmlType.Q5_1, "Q5_1", 32, 24) { Kernel = Quants.Q5_1Kernel.Instance },
+        new(GgmlType.Q8_0, "Q8_0", 32, 34) { Kernel = Quants.Q8_0Kernel.Instance },
         new(GgmlType.Q8_1, "Q8_1", 32, 36),
         new(GgmlType.Q2_K, "Q2_K", 256, 84),
         new(GgmlType.Q3_K, "Q3_K", 256, 110),
@@ -51,7 +54,7 @@ public static class TensorTypes
         new(GgmlType.I64, "I64", 1, 8),
         new(GgmlType.F64, "F64", 1, 8),
         new(GgmlType.IQ1_M, "IQ1_M", 256, 56),
-        new(GgmlType.BF16, "BF16", 1, 2),
+        new(GgmlType.BF16, "BF16", 1, 2) { Kernel = Quants.BF16Kernel.Instance },
         new(GgmlType.TQ1_0, "TQ1_0", 256, 54),
         new(GgmlType.TQ2_0, "TQ2_0", 256, 66),
         new(GgmlType.MXFP4, "MXFP4", 32, 17),

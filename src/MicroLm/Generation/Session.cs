@@ -1,0 +1,109 @@
+using MicroLm.Models;
+using MicroLm.Tensors;
+using MicroLm.Tensors.Quants;
+
+namespace MicroLm.Generation;
+
+/// <summary>The mutable half of inference: one sequence's KV cache, its position, scratch buffers
+/// and threads. A <see cref="Model"/> is shared; each session belongs to one caller at a time.</summary>
+public sealed class Session : IDisposable
+{
+    public Model Model { get; }
+    public ModelConfig Config => Model.Config;
+    public int ContextLength { get; }
+    public int MaxBatch { get; }
+    /// <summary>Number of positions evaluated so far (the next token goes at this position).</summary>
+    public int Position { get; private set; }
+    public ThreadTeam Team { get; }
+
+    internal float[][] KeyCache { get; }
+    internal float[][] ValueCache { get; }
+    internal float[] Logits { get; }
+    internal object Scratch { get; }
+
+    private WeightMatrix? _matmulWeight;
+    private Activation[]? _matmulInput;
+    private float[]? _matmulOutput;
+    private int _matmulCount;
+    private readonly Action<int, int> _matmulJob;
+
+    internal Session(Model model, int contextLength, int threads, int maxBatch)
+    {
+        Model = model;
+        var c = model.Config;
+        ContextLength = contextLength > 0 ? contextLength : c.ContextLength;
+        MaxBatch = System.Math.Max(1, maxBatch);
+        Team = new ThreadTeam(threads);
+        KeyCache = new float[c.Layers][];
+        ValueCache = new float[c.Layers][];
+        for (int l = 0; l < c.Layers; l++)
+        {
+            KeyCache[l] = new float[(long)ContextLength * c.KvDim];
+            ValueCache[l] = new float[(long)ContextLength * c.KvDim];
+        }
+        Logits = new float[MaxBatch * c.VocabSize];
+        _matmulJob = MatMulPart;
+        Scratch = model.Architecture.CreateScratch(this, MaxBatch);
+    }
+
+    public int VocabSize => Config.VocabSize;
+
+    /// <summary>Logits of the last evaluated token.</summary>
+    public ReadOnlySpan<float> LastLogits => Logits.AsSpan(_lastRow * VocabSize, VocabSize);
+    private int _lastRow;
+
+    /// <summary>Evaluates <paramref name="tokens"/> at the next positions, in chunks of at most
+    /// <paramref name="batch"/> (default: MaxBatch). Chunking never changes the bits. If given,
+    /// <paramref name="onLogits"/> sees each position's logits. Returns the last token's logits.</summary>
+    public ReadOnlySpan<float> Evaluate(ReadOnlySpan<int> tokens, int batch = 0, LogitsHandler? onLogits = null)
+    {
+        if (tokens.Length == 0) throw new ArgumentException("no tokens to evaluate");
+        if (Position + tokens.Length > ContextLength)
+            throw new MicroLmException($"context is full: {Position} positions used, {tokens.Length} more requested, context length {ContextLength}");
+        foreach (int t in tokens)
+            if ((uint)t >= (uint)VocabSize) throw new MicroLmException($"token id {t} is outside the vocabulary of {VocabSize}");
+        int chunk = batch <= 0 ? MaxBatch : System.Math.Min(batch, MaxBatch);
+        for (int i = 0; i < tokens.Length; i += chunk)
+        {
+            int n = System.Math.Min(chunk, tokens.Length - i);
+            Model.Architecture.Forward(this, tokens.Slice(i, n), Position);
+            for (int t = 0; t < n; t++)
+            {
+                var logits = Logits.AsSpan(t * VocabSize, VocabSize);
+                if (!Math.Kernels.AllFinite(logits))
+                    throw new MicroLmException($"the logits at position {Position + t} contain NaN or infinity");
+                onLogits?.Invoke(Position + t, tokens[i + t], logits);
+            }
+            Position += n;
+            _lastRow = n - 1;
+        }
+        return LastLogits;
+    }
+
+    public void Reset() => Position = 0;
+
+    /// <summary>output[t·rows + r] = w.row(r) · input[t], rows split across the team.</summary>
+    internal void MatMul(WeightMatrix w, Activation[] input, int count, float[] output)
+    {
+        WeightMatrix.Prepare(w, input, count);
+        _matmulWeight = w; _matmulInput = input; _matmulOutput = output; _matmulCount = count;
+        Team.Run(_matmulJob);
+    }
+
+    private void MatMulPart(int part, int parts)
+    {
+        var w = _matmulWeight!;
+        var (start, end) = ThreadTeam.Slice(w.Rows, part, parts);
+        w.MatMul(_matmulInput!, _matmulCount, _matmulOutput!, start, end);
+    }
+
+    internal void CheckFinite(ReadOnlySpan<float> x, int layer)
+    {
+        if (!Math.Kernels.AllFinite(x))
+            throw new MicroLmException($"NaN or infinity in the hidden state after layer {layer}");
+    }
+
+    public void Dispose() => Team.Dispose();
+}
+
+public delegate void LogitsHandler(int position, int token, ReadOnlySpan<float> logits);

@@ -1,0 +1,167 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+
+namespace MicroLm.Math;
+
+/// <summary>The float kernels of the forward pass, and the one reduction order every sum keeps.
+///
+/// Reduction order (the determinism contract): a sum of n terms is kept in 16 lanes; term i goes to
+/// lane i % 16, each lane adding its terms in increasing i. The lanes are then combined pairwise:
+/// lane j += lane j+8 (j &lt; 8), then j += j+4 (j &lt; 4), then j += j+2, then lane 0 + lane 1.
+/// One Vector512, two Vector256, four Vector128 or sixteen scalars hold the same 16 lanes, so every
+/// path performs the same IEEE operations in the same order and gives the same bits. Multiply and
+/// add are always separate (never fused): not every target has FMA, and emulating it is slow.</summary>
+public static class Kernels
+{
+    public const int Lanes = 16;
+
+    /// <summary>Widest vector path used (512, 256, 128 or 0 for scalar). Tests lower it to check
+    /// that every path gives the same bits.</summary>
+    internal static int VectorBits = Vector512.IsHardwareAccelerated ? 512
+        : Vector256.IsHardwareAccelerated ? 256
+        : Vector128.IsHardwareAccelerated ? 128 : 0;
+
+    /// <summary>Σ a[i]·b[i] in the contract's order.</summary>
+    public static float Dot(ReadOnlySpan<float> a, ReadOnlySpan<float> b)
+    {
+        Span<float> lanes = stackalloc float[Lanes];
+        lanes.Clear();
+        AccumulateLanes(a, b, lanes);
+        return ReduceLanes(lanes);
+    }
+
+    /// <summary>lanes[i % 16] += a[i]·b[i] in increasing i. a.Length must be a multiple of 16 for a
+    /// later call to continue the same lane pattern (callers that work in chunks use multiples of 16).</summary>
+    public static void AccumulateLanes(ReadOnlySpan<float> a, ReadOnlySpan<float> b, Span<float> lanes)
+    {
+        int n = a.Length;
+        if (b.Length < n) throw new ArgumentException("length mismatch");
+        ref float pa = ref MemoryMarshal.GetReference(a);
+        ref float pb = ref MemoryMarshal.GetReference(b);
+        ref float l = ref MemoryMarshal.GetReference(lanes);
+        int i = 0, full = n & ~(Lanes - 1);
+        int bits = VectorBits;
+        if (full > 0 && bits >= 512)
+        {
+            var acc = Vector512.LoadUnsafe(ref l);
+            for (; i < full; i += 16)
+                acc += Vector512.LoadUnsafe(ref pa, (nuint)i) * Vector512.LoadUnsafe(ref pb, (nuint)i);
+            acc.StoreUnsafe(ref l);
+        }
+        else if (full > 0 && bits >= 256)
+        {
+            var acc0 = Vector256.LoadUnsafe(ref l); var acc1 = Vector256.LoadUnsafe(ref l, 8);
+            for (; i < full; i += 16)
+            {
+                acc0 += Vector256.LoadUnsafe(ref pa, (nuint)i) * Vector256.LoadUnsafe(ref pb, (nuint)i);
+                acc1 += Vector256.LoadUnsafe(ref pa, (nuint)i + 8) * Vector256.LoadUnsafe(ref pb, (nuint)i + 8);
+            }
+            acc0.StoreUnsafe(ref l); acc1.StoreUnsafe(ref l, 8);
+        }
+        else if (full > 0 && bits >= 128)
+        {
+            var acc0 = Vector128.LoadUnsafe(ref l); var acc1 = Vector128.LoadUnsafe(ref l, 4);
+            var acc2 = Vector128.LoadUnsafe(ref l, 8); var acc3 = Vector128.LoadUnsafe(ref l, 12);
+            for (; i < full; i += 16)
+            {
+                acc0 += Vector128.LoadUnsafe(ref pa, (nuint)i) * Vector128.LoadUnsafe(ref pb, (nuint)i);
+                acc1 += Vector128.LoadUnsafe(ref pa, (nuint)i + 4) * Vector128.LoadUnsafe(ref pb, (nuint)i + 4);
+                acc2 += Vector128.LoadUnsafe(ref pa, (nuint)i + 8) * Vector128.LoadUnsafe(ref pb, (nuint)i + 8);
+                acc3 += Vector128.LoadUnsafe(ref pa, (nuint)i + 12) * Vector128.LoadUnsafe(ref pb, (nuint)i + 12);
+            }
+            acc0.StoreUnsafe(ref l); acc1.StoreUnsafe(ref l, 4); acc2.StoreUnsafe(ref l, 8); acc3.StoreUnsafe(ref l, 12);
+        }
+        else
+        {
+            for (; i < full; i += 16)
+                for (int j = 0; j < 16; j++)
+                    Unsafe.Add(ref l, j) += Unsafe.Add(ref pa, i + j) * Unsafe.Add(ref pb, i + j);
+        }
+        for (; i < n; i++) Unsafe.Add(ref l, i & 15) += Unsafe.Add(ref pa, i) * Unsafe.Add(ref pb, i);
+    }
+
+    /// <summary>Combines 16 lanes in the contract's fixed pairwise order.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float ReduceLanes(Span<float> l)
+    {
+        for (int j = 0; j < 8; j++) l[j] += l[j + 8];
+        for (int j = 0; j < 4; j++) l[j] += l[j + 4];
+        l[0] += l[2]; l[1] += l[3];
+        return l[0] + l[1];
+    }
+
+    /// <summary>Σ x[i] in the contract's order.</summary>
+    public static float Sum(ReadOnlySpan<float> x)
+    {
+        Span<float> lanes = stackalloc float[Lanes];
+        lanes.Clear();
+        for (int i = 0; i < x.Length; i++) lanes[i & 15] += x[i];
+        return ReduceLanes(lanes);
+    }
+
+    /// <summary>out = w ⊙ (x · 1/√(mean(x²) + eps)).</summary>
+    public static void RmsNorm(ReadOnlySpan<float> x, ReadOnlySpan<float> w, float eps, Span<float> output)
+    {
+        float ss = Dot(x, x) / x.Length + eps;
+        float scale = 1f / MathF.Sqrt(ss);
+        for (int i = 0; i < x.Length; i++) output[i] = w[i] * (scale * x[i]);
+    }
+
+    /// <summary>out = (x − mean)/√(var + eps) ⊙ w + b, with mean and variance summed in the contract's order.</summary>
+    public static void LayerNorm(ReadOnlySpan<float> x, ReadOnlySpan<float> w, ReadOnlySpan<float> b, float eps, Span<float> output)
+    {
+        int n = x.Length;
+        float mean = Sum(x) / n;
+        for (int i = 0; i < n; i++) output[i] = x[i] - mean;
+        float variance = Dot(output, output) / n;
+        float scale = 1f / MathF.Sqrt(variance + eps);
+        for (int i = 0; i < n; i++) output[i] = output[i] * scale * w[i] + b[i];
+    }
+
+    /// <summary>y += x.</summary>
+    public static void Add(Span<float> y, ReadOnlySpan<float> x)
+    {
+        for (int i = 0; i < y.Length; i++) y[i] += x[i];
+    }
+
+    /// <summary>y += a·x (elementwise: no reduction, so any vector width gives the same bits).</summary>
+    public static void AddScaled(Span<float> y, float a, ReadOnlySpan<float> x)
+    {
+        int n = y.Length, i = 0;
+        ref float py = ref MemoryMarshal.GetReference(y);
+        ref float px = ref MemoryMarshal.GetReference(x);
+        if (VectorBits >= 256)
+        {
+            var va = Vector256.Create(a);
+            for (; i + 8 <= n; i += 8)
+                (Vector256.LoadUnsafe(ref py, (nuint)i) + va * Vector256.LoadUnsafe(ref px, (nuint)i)).StoreUnsafe(ref py, (nuint)i);
+        }
+        else if (VectorBits >= 128)
+        {
+            var va = Vector128.Create(a);
+            for (; i + 4 <= n; i += 4)
+                (Vector128.LoadUnsafe(ref py, (nuint)i) + va * Vector128.LoadUnsafe(ref px, (nuint)i)).StoreUnsafe(ref py, (nuint)i);
+        }
+        for (; i < n; i++) Unsafe.Add(ref py, i) += a * Unsafe.Add(ref px, i);
+    }
+
+    public static void Scale(Span<float> y, float a)
+    {
+        for (int i = 0; i < y.Length; i++) y[i] *= a;
+    }
+
+    /// <summary>Index of the largest value (the first on ties); NaN never wins.</summary>
+    public static int ArgMax(ReadOnlySpan<float> x)
+    {
+        int best = 0;
+        for (int i = 1; i < x.Length; i++) if (x[i] > x[best]) best = i;
+        return best;
+    }
+
+    public static bool AllFinite(ReadOnlySpan<float> x)
+    {
+        foreach (float v in x) if (!float.IsFinite(v)) return false;
+        return true;
+    }
+}

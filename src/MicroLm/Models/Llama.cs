@@ -1,0 +1,164 @@
+using MicroLm.Generation;
+using MicroLm.Gguf;
+using MicroLm.Math;
+using MicroLm.Tensors;
+using MicroLm.Tensors.Quants;
+
+namespace MicroLm.Models;
+
+/// <summary>LLaMA (llama2.c's stories models, TinyLlama): pre-norm blocks with RMSNorm, rotary
+/// attention on adjacent pairs with grouped-query heads, and a SwiGLU feed-forward network.
+/// Tensor names are llama.cpp's.</summary>
+public sealed class Llama : Architecture
+{
+    private sealed class Layer
+    {
+        public required ReadOnlyMemory<float> AttnNorm, FfnNorm;
+        public required WeightMatrix Wq, Wk, Wv, Wo, Gate, Up, Down;
+    }
+
+    private readonly WeightMatrix _embedding, _output;
+    private readonly ReadOnlyMemory<float> _outputNorm;
+    private readonly Layer[] _layers;
+    private readonly Rope _rope;
+
+    public Llama(GgufFile file, ModelConfig c) : base(c)
+    {
+        int qDim = c.Heads * c.HeadDim;
+        _embedding = new WeightMatrix(file, Tensor(file, "token_embd.weight", c.Dim, c.VocabSize));
+        _output = file.FindTensor("output.weight") is { } o
+            ? new WeightMatrix(file, Tensor(file, "output.weight", c.Dim, c.VocabSize))
+            : _embedding; // tied classifier
+        _outputNorm = WeightMatrix.Vector(file, Tensor(file, "output_norm.weight", c.Dim), c.Dim);
+        _layers = new Layer[c.Layers];
+        for (int i = 0; i < c.Layers; i++)
+        {
+            string p = $"blk.{i}.";
+            _layers[i] = new Layer
+            {
+                AttnNorm = WeightMatrix.Vector(file, Tensor(file, p + "attn_norm.weight", c.Dim), c.Dim),
+                FfnNorm = WeightMatrix.Vector(file, Tensor(file, p + "ffn_norm.weight", c.Dim), c.Dim),
+                Wq = new WeightMatrix(file, Tensor(file, p + "attn_q.weight", c.Dim, qDim)),
+                Wk = new WeightMatrix(file, Tensor(file, p + "attn_k.weight", c.Dim, c.KvDim)),
+                Wv = new WeightMatrix(file, Tensor(file, p + "attn_v.weight", c.Dim, c.KvDim)),
+                Wo = new WeightMatrix(file, Tensor(file, p + "attn_output.weight", qDim, c.Dim)),
+                Gate = new WeightMatrix(file, Tensor(file, p + "ffn_gate.weight", c.Dim, c.HiddenDim)),
+                Up = new WeightMatrix(file, Tensor(file, p + "ffn_up.weight", c.Dim, c.HiddenDim)),
+                Down = new WeightMatrix(file, Tensor(file, p + "ffn_down.weight", c.HiddenDim, c.Dim)),
+            };
+        }
+        _rope = new Rope(c.RopeDims, c.RopeFreqBase, neoxStyle: false);
+    }
+
+    private sealed class Scratch
+    {
+        public required float[] X;                       // residual stream, batch × dim
+        public required Activation[] Normed, AttnOut, Hidden;
+        public required float[] Q, K, V, Gate, Up, Proj;  // batch × rows
+        public required float[] Cos, Sin;                // batch × rope pairs
+        public required float[][] Scores;                // per thread: context
+        public required Action<int, int> AttentionJob;
+        public int Count, StartPos, Layer;
+    }
+
+    internal override object CreateScratch(Session s, int maxBatch)
+    {
+        var c = Config;
+        int qDim = c.Heads * c.HeadDim;
+        Activation[] Acts(int n) => Enumerable.Range(0, maxBatch).Select(_ => new Activation(n)).ToArray();
+        var scratch = new Scratch
+        {
+            X = new float[maxBatch * c.Dim],
+            Normed = Acts(c.Dim), AttnOut = Acts(qDim), Hidden = Acts(c.HiddenDim),
+            Q = new float[maxBatch * qDim], K = new float[maxBatch * c.KvDim], V = new float[maxBatch * c.KvDim],
+            Gate = new float[maxBatch * c.HiddenDim], Up = new float[maxBatch * c.HiddenDim], Proj = new float[maxBatch * c.Dim],
+            Cos = new float[maxBatch * c.RopeDims / 2], Sin = new float[maxBatch * c.RopeDims / 2],
+            Scores = Enumerable.Range(0, s.Team.Count).Select(_ => new float[s.ContextLength]).ToArray(),
+            AttentionJob = null!,
+        };
+        scratch.AttentionJob = (part, parts) => AttentionPart(s, scratch, part, parts);
+        return scratch;
+    }
+
+    internal override void Forward(Session s, ReadOnlySpan<int> tokens, int startPos)
+    {
+        var c = Config;
+        var w = (Scratch)s.Scratch;
+        int n = tokens.Length, dim = c.Dim, half = c.RopeDims / 2;
+        w.Count = n; w.StartPos = startPos;
+
+        for (int t = 0; t < n; t++)
+        {
+            _embedding.ReadRow(tokens[t], w.X.AsSpan(t * dim, dim));
+            _rope.Angles(startPos + t, w.Cos.AsSpan(t * half, half), w.Sin.AsSpan(t * half, half));
+        }
+
+        for (int l = 0; l < _layers.Length; l++)
+        {
+            var layer = _layers[l];
+            w.Layer = l;
+            // Attention block: x += Wo · attention(rope(Wq·norm(x)), rope(Wk·norm(x)), Wv·norm(x))
+            Norm(w.X, layer.AttnNorm.Span, w.Normed, n);
+            s.MatMul(layer.Wq, w.Normed, n, w.Q);
+            s.MatMul(layer.Wk, w.Normed, n, w.K);
+            s.MatMul(layer.Wv, w.Normed, n, w.V);
+            int qDim = c.Heads * c.HeadDim, kvDim = c.KvDim;
+            for (int t = 0; t < n; t++)
+            {
+                var cos = w.Cos.AsSpan(t * half, half); var sin = w.Sin.AsSpan(t * half, half);
+                _rope.Apply(w.Q.AsSpan(t * qDim, qDim), c.Heads, c.HeadDim, cos, sin);
+                _rope.Apply(w.K.AsSpan(t * kvDim, kvDim), c.KvHeads, c.HeadDim, cos, sin);
+                w.K.AsSpan(t * kvDim, kvDim).CopyTo(s.KeyCache[l].AsSpan((startPos + t) * kvDim, kvDim));
+                w.V.AsSpan(t * kvDim, kvDim).CopyTo(s.ValueCache[l].AsSpan((startPos + t) * kvDim, kvDim));
+            }
+            s.Team.Run(w.AttentionJob);
+            s.MatMul(layer.Wo, w.AttnOut, n, w.Proj);
+            Kernels.Add(w.X.AsSpan(0, n * dim), w.Proj.AsSpan(0, n * dim));
+
+            // Feed-forward block: x += Down · (silu(Gate·norm(x)) ⊙ Up·norm(x))
+            Norm(w.X, layer.FfnNorm.Span, w.Normed, n);
+            s.MatMul(layer.Gate, w.Normed, n, w.Gate);
+            s.MatMul(layer.Up, w.Normed, n, w.Up);
+            int hidden = c.HiddenDim;
+            for (int t = 0; t < n; t++)
+            {
+                var h = w.Hidden[t].Span;
+                DetMath.Silu(w.Gate.AsSpan(t * hidden, hidden), h);
+                var up = w.Up.AsSpan(t * hidden, hidden);
+                for (int i = 0; i < hidden; i++) h[i] *= up[i];
+                w.Hidden[t].Invalidate();
+            }
+            s.MatMul(layer.Down, w.Hidden, n, w.Proj);
+            Kernels.Add(w.X.AsSpan(0, n * dim), w.Proj.AsSpan(0, n * dim));
+            s.CheckFinite(w.X.AsSpan(0, n * dim), l);
+        }
+
+        Norm(w.X, _outputNorm.Span, w.Normed, n);
+        s.MatMul(_output, w.Normed, n, s.Logits);
+    }
+
+    private void Norm(float[] x, ReadOnlySpan<float> weight, Activation[] output, int n)
+    {
+        int dim = Config.Dim;
+        for (int t = 0; t < n; t++)
+        {
+            Kernels.RmsNorm(x.AsSpan(t * dim, dim), weight, Config.NormEpsilon, output[t].Span);
+            output[t].Invalidate();
+        }
+    }
+
+    /// <summary>Part of the (token, head) pairs of one layer's attention; each pair is owned by one thread.</summary>
+    private void AttentionPart(Session s, Scratch w, int part, int parts)
+    {
+        var c = Config;
+        int pairs = w.Count * c.Heads, hd = c.HeadDim, qDim = c.Heads * hd, group = c.Heads / c.KvHeads;
+        var (start, end) = ThreadTeam.Slice(pairs, part, parts);
+        for (int i = start; i < end; i++)
+        {
+            int t = i / c.Heads, h = i % c.Heads;
+            var output = w.AttnOut[t].Span.Slice(h * hd, hd);
+            Attention.Head(s, w.Layer, w.StartPos + t, w.Q.AsSpan(t * qDim + h * hd, hd), h / group, w.Scores[part], output);
+        }
+        for (int t = 0; t < w.Count; t++) if (part == 0) w.AttnOut[t].Invalidate();
+    }
+}

@@ -1,0 +1,195 @@
+using System.Buffers.Binary;
+
+namespace MicroLm.Tensors.Quants;
+
+// The 32-value block formats. Layouts (from the GGUF/ggml format description):
+//   Q8_0: f16 d, i8 q[32]                      x = d·q
+//   Q4_0: f16 d, u8 qs[16]                     x = d·(nibble − 8); low nibbles are values 0..15, high nibbles 16..31
+//   Q4_1: f16 d, f16 m, u8 qs[16]              x = d·nibble + m
+//   Q5_0: f16 d, u32 qh, u8 qs[16]             x = d·((nibble | fifth bit << 4) − 16); bit j of qh is value j's fifth bit
+//   Q5_1: f16 d, f16 m, u32 qh, u8 qs[16]      x = d·(nibble | fifth bit << 4) + m
+// Dot products with the Q8_0 activation: per block an exact integer sum Σ q_w·q_x, then in block order
+// sum += isum·(d_w·d_x) (+ m_w·s_x for the offset types). Integer sums are exact, so any SIMD width gives the same bits.
+
+internal static class Block
+{
+    public static float Half(ReadOnlySpan<byte> b, int at) => F16Kernel.HalfToFloat[BinaryPrimitives.ReadUInt16LittleEndian(b[at..])];
+
+    public static int DotQ8(ReadOnlySpan<sbyte> w, ReadOnlySpan<sbyte> x)
+    {
+        int s = 0;
+        for (int i = 0; i < 32; i++) s += w[i] * x[i];
+        return s;
+    }
+}
+
+public sealed class Q8_0Kernel : RowKernel
+{
+    public static readonly Q8_0Kernel Instance = new();
+    public override bool UsesQ8Activation => true;
+
+    public override void Dequantize(ReadOnlySpan<byte> row, Span<float> output)
+    {
+        for (int b = 0; b < output.Length / 32; b++)
+        {
+            var block = row.Slice(b * 34, 34);
+            float d = Block.Half(block, 0);
+            for (int i = 0; i < 32; i++) output[b * 32 + i] = d * (sbyte)block[2 + i];
+        }
+    }
+
+    public override float Dot(ReadOnlySpan<byte> row, Activation x)
+    {
+        float sum = 0;
+        var q = x.Q8;
+        for (int b = 0; b < x.Length / 32; b++)
+        {
+            var block = row.Slice(b * 34, 34);
+            int isum = Block.DotQ8(System.Runtime.InteropServices.MemoryMarshal.Cast<byte, sbyte>(block.Slice(2, 32)), q.AsSpan(b * 32, 32));
+            sum += isum * (Block.Half(block, 0) * x.Q8Scales[b]);
+        }
+        return sum;
+    }
+}
+
+public sealed class Q4_0Kernel : RowKernel
+{
+    public static readonly Q4_0Kernel Instance = new();
+    public override bool UsesQ8Activation => true;
+
+    public override void Dequantize(ReadOnlySpan<byte> row, Span<float> output)
+    {
+        for (int b = 0; b < output.Length / 32; b++)
+        {
+            var block = row.Slice(b * 18, 18);
+            float d = Block.Half(block, 0);
+            for (int i = 0; i < 16; i++)
+            {
+                output[b * 32 + i] = d * ((block[2 + i] & 0xF) - 8);
+                output[b * 32 + i + 16] = d * ((block[2 + i] >> 4) - 8);
+            }
+        }
+    }
+
+    public override float Dot(ReadOnlySpan<byte> row, Activation x)
+    {
+        float sum = 0;
+        var q = x.Q8;
+        for (int b = 0; b < x.Length / 32; b++)
+        {
+            var block = row.Slice(b * 18, 18);
+            int o = b * 32, isum = 0;
+            for (int i = 0; i < 16; i++)
+                isum += ((block[2 + i] & 0xF) - 8) * q[o + i] + ((block[2 + i] >> 4) - 8) * q[o + i + 16];
+            sum += isum * (Block.Half(block, 0) * x.Q8Scales[b]);
+        }
+        return sum;
+    }
+}
+
+public sealed class Q4_1Kernel : RowKernel
+{
+    public static readonly Q4_1Kernel Instance = new();
+    public override bool UsesQ8Activation => true;
+
+    public override void Dequantize(ReadOnlySpan<byte> row, Span<float> output)
+    {
+        for (int b = 0; b < output.Length / 32; b++)
+        {
+            var block = row.Slice(b * 20, 20);
+            float d = Block.Half(block, 0), m = Block.Half(block, 2);
+            for (int i = 0; i < 16; i++)
+            {
+                output[b * 32 + i] = d * (block[4 + i] & 0xF) + m;
+                output[b * 32 + i + 16] = d * (block[4 + i] >> 4) + m;
+            }
+        }
+    }
+
+    public override float Dot(ReadOnlySpan<byte> row, Activation x)
+    {
+        float sum = 0;
+        var q = x.Q8;
+        for (int b = 0; b < x.Length / 32; b++)
+        {
+            var block = row.Slice(b * 20, 20);
+            int o = b * 32, isum = 0;
+            for (int i = 0; i < 16; i++)
+                isum += (block[4 + i] & 0xF) * q[o + i] + (block[4 + i] >> 4) * q[o + i + 16];
+            sum += isum * (Block.Half(block, 0) * x.Q8Scales[b]) + Block.Half(block, 2) * x.Q8ScaledSums[b];
+        }
+        return sum;
+    }
+}
+
+public sealed class Q5_0Kernel : RowKernel
+{
+    public static readonly Q5_0Kernel Instance = new();
+    public override bool UsesQ8Activation => true;
+
+    private static int Value(ReadOnlySpan<byte> block, uint qh, int i, int qsAt) =>
+        i < 16 ? (block[qsAt + i] & 0xF) | (int)((qh >> i) & 1) << 4
+               : (block[qsAt + i - 16] >> 4) | (int)((qh >> i) & 1) << 4;
+
+    public override void Dequantize(ReadOnlySpan<byte> row, Span<float> output)
+    {
+        for (int b = 0; b < output.Length / 32; b++)
+        {
+            var block = row.Slice(b * 22, 22);
+            float d = Block.Half(block, 0);
+            uint qh = BinaryPrimitives.ReadUInt32LittleEndian(block[2..]);
+            for (int i = 0; i < 32; i++) output[b * 32 + i] = d * (Value(block, qh, i, 6) - 16);
+        }
+    }
+
+    public override float Dot(ReadOnlySpan<byte> row, Activation x)
+    {
+        float sum = 0;
+        var q = x.Q8;
+        for (int b = 0; b < x.Length / 32; b++)
+        {
+            var block = row.Slice(b * 22, 22);
+            uint qh = BinaryPrimitives.ReadUInt32LittleEndian(block[2..]);
+            int o = b * 32, isum = 0;
+            for (int i = 0; i < 32; i++) isum += (Value(block, qh, i, 6) - 16) * q[o + i];
+            sum += isum * (Block.Half(block, 0) * x.Q8Scales[b]);
+        }
+        return sum;
+    }
+}
+
+public sealed class Q5_1Kernel : RowKernel
+{
+    public static readonly Q5_1Kernel Instance = new();
+    public override bool UsesQ8Activation => true;
+
+    private static int Value(ReadOnlySpan<byte> block, uint qh, int i) =>
+        i < 16 ? (block[8 + i] & 0xF) | (int)((qh >> i) & 1) << 4
+               : (block[8 + i - 16] >> 4) | (int)((qh >> i) & 1) << 4;
+
+    public override void Dequantize(ReadOnlySpan<byte> row, Span<float> output)
+    {
+        for (int b = 0; b < output.Length / 32; b++)
+        {
+            var block = row.Slice(b * 24, 24);
+            float d = Block.Half(block, 0), m = Block.Half(block, 2);
+            uint qh = BinaryPrimitives.ReadUInt32LittleEndian(block[4..]);
+            for (int i = 0; i < 32; i++) output[b * 32 + i] = d * Value(block, qh, i) + m;
+        }
+    }
+
+    public override float Dot(ReadOnlySpan<byte> row, Activation x)
+    {
+        float sum = 0;
+        var q = x.Q8;
+        for (int b = 0; b < x.Length / 32; b++)
+        {
+            var block = row.Slice(b * 24, 24);
+            uint qh = BinaryPrimitives.ReadUInt32LittleEndian(block[4..]);
+            int o = b * 32, isum = 0;
+            for (int i = 0; i < 32; i++) isum += Value(block, qh, i) * q[o + i];
+            sum += isum * (Block.Half(block, 0) * x.Q8Scales[b]) + Block.Half(block, 2) * x.Q8ScaledSums[b];
+        }
+        return sum;
+    }
+}

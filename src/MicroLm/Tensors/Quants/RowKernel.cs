@@ -1,0 +1,100 @@
+using MicroLm.Math;
+
+namespace MicroLm.Tensors.Quants;
+
+/// <summary>How one tensor type turns a row of its blocks into numbers: decoding to floats, and a dot
+/// product with an activation vector. Every dot keeps the reduction order of <see cref="Kernels"/>
+/// (float types), or sums exact integer block products in block order (quantized types), so results
+/// do not depend on the vector width or the thread that computes them.</summary>
+public abstract class RowKernel
+{
+    /// <summary>True if <see cref="Dot"/> reads the activation's Q8_0 form (quantized once per matmul).</summary>
+    public virtual bool UsesQ8Activation => false;
+
+    public abstract void Dequantize(ReadOnlySpan<byte> row, Span<float> output);
+
+    public abstract float Dot(ReadOnlySpan<byte> row, Activation x);
+
+    /// <summary>Dot products of one weight row with several activations (batched prefill). Same bits as
+    /// calling <see cref="Dot"/> for each: the row is only reused while it is in cache.</summary>
+    public virtual void DotMany(ReadOnlySpan<byte> row, Activation[] xs, int count, Span<float> output, int stride, int rowIndex)
+    {
+        for (int t = 0; t < count; t++) output[t * stride + rowIndex] = Dot(row, xs[t]);
+    }
+
+    /// <summary>Decodes the row into float chunks and accumulates its products with x.Values in
+    /// the contract's lane order: the shared path for types without a dedicated dot.</summary>
+    protected float DotByDequantizing(ReadOnlySpan<byte> row, Activation x, int blockSize, int bytesPerBlock)
+    {
+        const int Chunk = 256;
+        int n = x.Length;
+        Span<float> lanes = stackalloc float[Kernels.Lanes];
+        lanes.Clear();
+        Span<float> buffer = stackalloc float[Chunk];
+        int blocksPerChunk = System.Math.Max(1, Chunk / blockSize);
+        int elementsPerChunk = blocksPerChunk * blockSize;
+        if (elementsPerChunk > Chunk) buffer = new float[elementsPerChunk]; // block wider than the stack chunk
+        for (int start = 0; start < n; start += elementsPerChunk)
+        {
+            int count = System.Math.Min(elementsPerChunk, n - start);
+            var part = buffer[..count];
+            Dequantize(row.Slice(start / blockSize * bytesPerBlock, count / blockSize * bytesPerBlock), part);
+            Kernels.AccumulateLanes(part, x.Values.AsSpan(start, count), lanes);
+        }
+        return Kernels.ReduceLanes(lanes);
+    }
+}
+
+/// <summary>An input vector of a matmul, with its Q8_0 form made at most once.</summary>
+public sealed class Activation
+{
+    public const int Q8Block = 32;
+    public float[] Values { get; }
+    public int Length { get; }
+    /// <summary>Q8_0 quants, one per value, and per 32-block the scale (rounded to F16 as GGUF stores
+    /// it) and the scale times the block's quant sum (for types with an offset, Q4_1/Q5_1).</summary>
+    public sbyte[] Q8 { get; }
+    public float[] Q8Scales { get; }
+    public float[] Q8ScaledSums { get; }
+    private bool _q8Ready;
+
+    public Activation(int length)
+    {
+        Length = length;
+        Values = new float[length];
+        int blocks = (length + Q8Block - 1) / Q8Block;
+        Q8 = new sbyte[blocks * Q8Block];
+        Q8Scales = new float[blocks];
+        Q8ScaledSums = new float[blocks];
+    }
+
+    public Span<float> Span => Values.AsSpan(0, Length);
+
+    /// <summary>Call after writing <see cref="Values"/>.</summary>
+    public void Invalidate() => _q8Ready = false;
+
+    public void EnsureQ8()
+    {
+        if (_q8Ready) return;
+        if (Length % Q8Block != 0) throw new MicroLmException($"a quantized matmul needs a row length that is a multiple of {Q8Block}, got {Length}");
+        for (int b = 0; b < Length / Q8Block; b++)
+        {
+            var v = Values.AsSpan(b * Q8Block, Q8Block);
+            float amax = 0;
+            foreach (float f in v) amax = System.Math.Max(amax, System.Math.Abs(f));
+            float d = amax / 127f;
+            float id = d != 0 ? 1f / d : 0f;
+            int sum = 0;
+            for (int i = 0; i < Q8Block; i++)
+            {
+                int q = (int)MathF.Round(v[i] * id); // ties to even; |q| ≤ 127
+                Q8[b * Q8Block + i] = (sbyte)q;
+                sum += q;
+            }
+            float dh = (float)(Half)d;
+            Q8Scales[b] = dh;
+            Q8ScaledSums[b] = dh * sum;
+        }
+        _q8Ready = true;
+    }
+}

@@ -1,0 +1,67 @@
+using System.Runtime.InteropServices;
+using MicroLm.Gguf;
+using MicroLm.Tensors.Quants;
+
+namespace MicroLm.Tensors;
+
+/// <summary>A 2-D weight read in place from the file: <see cref="Rows"/> rows of <see cref="Columns"/>
+/// values each (ggml's ne1 × ne0), multiplied by activation vectors.</summary>
+public sealed class WeightMatrix
+{
+    public string Name { get; }
+    public TensorTypeInfo Type { get; }
+    public int Rows { get; }
+    public int Columns { get; }
+    public int RowBytes { get; }
+    private readonly ReadOnlyMemory<byte> _data;
+    private readonly RowKernel _kernel;
+
+    public WeightMatrix(GgufFile file, GgufTensorInfo t)
+    {
+        Name = t.Name;
+        Type = t.Type;
+        if (t.Shape.Length is < 1 or > 2 && !(t.Shape.Length > 2 && t.Shape.Skip(2).All(d => d == 1)))
+            throw new MicroLmException($"tensor '{t.Name}' has shape {t.ShapeText}; a matrix was expected");
+        Columns = checked((int)t.Shape[0]);
+        Rows = t.Shape.Length > 1 ? checked((int)t.Shape[1]) : 1;
+        RowBytes = (int)t.Type.RowBytes(Columns);
+        _kernel = t.Type.Kernel ?? throw new MicroLmException($"tensor '{t.Name}' has type {t.Type.Name}, which this runtime cannot compute with yet");
+        _data = file.GetTensorData(t);
+    }
+
+    public bool UsesQ8Activation => _kernel.UsesQ8Activation;
+
+    public ReadOnlySpan<byte> Row(int r) => _data.Span.Slice(r * RowBytes, RowBytes);
+
+    /// <summary>Decodes row <paramref name="r"/> to floats (an embedding lookup).</summary>
+    public void ReadRow(int r, Span<float> output)
+    {
+        if ((uint)r >= (uint)Rows) throw new MicroLmException($"row {r} is outside '{Name}' ({Rows} rows)");
+        _kernel.Dequantize(Row(r), output[..Columns]);
+    }
+
+    /// <summary>output[t·Rows + r] = row r · xs[t], for rows [rowStart, rowEnd). The caller prepares the activations.</summary>
+    public void MatMul(Activation[] xs, int count, Span<float> output, int rowStart, int rowEnd)
+    {
+        var data = _data.Span;
+        for (int r = rowStart; r < rowEnd; r++)
+            _kernel.DotMany(data.Slice(r * RowBytes, RowBytes), xs, count, output, Rows, r);
+    }
+
+    public static void Prepare(WeightMatrix w, Activation[] xs, int count)
+    {
+        if (!w.UsesQ8Activation) return;
+        for (int t = 0; t < count; t++) xs[t].EnsureQ8();
+    }
+
+    /// <summary>A 1-D F32 tensor (norm weights, biases) as a span over the file.</summary>
+    public static ReadOnlyMemory<float> Vector(GgufFile file, GgufTensorInfo t, int length)
+    {
+        if (t.ElementCount != length) throw new MicroLmException($"tensor '{t.Name}' has {t.ElementCount} values, {length} expected");
+        var f = new float[length];
+        if (t.Type.Type == GgmlType.F32) MemoryMarshal.Cast<byte, float>(file.GetTensorData(t).Span).CopyTo(f);
+        else (t.Type.Kernel ?? throw new MicroLmException($"tensor '{t.Name}' has unsupported type {t.Type.Name}"))
+            .Dequantize(file.GetTensorData(t).Span, f);
+        return f;
+    }
+}
