@@ -1,7 +1,6 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Runtime.InteropServices;
-using System.Security.Cryptography;
 using System.Text;
 using MicroLm.Generation;
 using MicroLm.Models;
@@ -135,10 +134,9 @@ public static class Commands
         using var session = CreateSession(model, o, prompt.Count + n);
         string[]? expected = o.Get("--expect") is { } e ? File.ReadAllLines(e) : null;
         using var dump = o.Get("--dump-logits") is { } d ? File.Create(d) : null;
-        var trace = new StringBuilder();
+        var trace = new TraceWriter();
         int line = 0;
         bool mismatch = false;
-        var hash = new byte[32];
         void Emit(string text)
         {
             if (mismatch) return;
@@ -149,7 +147,6 @@ public static class Commands
                 mismatch = true;
             }
             stdout.WriteLine(text);
-            trace.Append(text).Append('\n');
             line++;
         }
         var generator = new Generator(session, Sampling(o), o.Int(0, "--batch", "-b"))
@@ -158,15 +155,13 @@ public static class Commands
             StopAtEndOfSequence = !o.Has("--ignore-eos"),
             OnLogits = (pos, token, logits) =>
             {
-                var bytes = MemoryMarshal.AsBytes(logits);
-                dump?.Write(bytes);
-                SHA256.HashData(bytes, hash);
-                Emit($"{pos}\t{token}\t{System.Convert.ToHexStringLower(hash)}");
+                dump?.Write(MemoryMarshal.AsBytes(logits));
+                Emit(trace.Add(pos, token, logits));
             },
         };
         foreach (var _ in generator.Generate(prompt, n)) { if (mismatch) break; }
         if (!mismatch)
-            Emit($"trace {System.Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(trace.ToString())))}");
+            Emit(trace.Final());
         if (!mismatch && expected != null && line != expected.Length)
         {
             stderr.WriteLine($"microlm: verify: the expected trace has {expected.Length} lines, this run printed {line}");

@@ -112,6 +112,7 @@ public sealed class Llama : Architecture
                 w.V.AsSpan(t * kvDim, kvDim).CopyTo(s.ValueCache[l].AsSpan((startPos + t) * kvDim, kvDim));
             }
             s.Team.Run(w.AttentionJob);
+            for (int t = 0; t < n; t++) w.AttnOut[t].Invalidate();
             s.MatMul(layer.Wo, w.AttnOut, n, w.Proj);
             Kernels.Add(w.X.AsSpan(0, n * dim), w.Proj.AsSpan(0, n * dim));
 
@@ -159,6 +160,5 @@ public sealed class Llama : Architecture
             var output = w.AttnOut[t].Span.Slice(h * hd, hd);
             Attention.Head(s, w.Layer, w.StartPos + t, w.Q.AsSpan(t * qDim + h * hd, hd), h / group, w.Scores[part], output);
         }
-        for (int t = 0; t < w.Count; t++) if (part == 0) w.AttnOut[t].Invalidate();
     }
 }
