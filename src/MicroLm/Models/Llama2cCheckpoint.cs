@@ -142,6 +142,14 @@ public static class Llama2cCheckpoint
         return (pieces, scores);
     }
 
+    /// <summary>A llama2.c tokenizer file as a SentencePiece tokenizer (BOS 1, EOS 2, UNK 0, as llama2.c uses them).</summary>
+    public static Tokenizers.SentencePieceTokenizer LoadTokenizer(ReadOnlySpan<byte> file, int vocabSize)
+    {
+        var (pieces, scores) = ReadTokenizer(file, vocabSize);
+        return new Tokenizers.SentencePieceTokenizer(pieces.Select(GgufPiece).ToArray(), scores,
+            pieces.Select(TokenType).ToArray(), bos: 1, eos: 2, unk: 0, addBos: true, addSpacePrefix: true);
+    }
+
     /// <summary>llama2.c keeps spaces and "\n&lt;s&gt;\n"-style control texts; GGUF SentencePiece vocabularies use ▁ and "&lt;s&gt;".</summary>
     private static string GgufPiece(string piece, int id) => id switch
     {
