@@ -1,5 +1,4 @@
 using System.Runtime.InteropServices;
-using System.Security.Cryptography;
 using System.Text;
 
 namespace MicroLm.Generation;
@@ -18,7 +17,7 @@ public sealed class TraceWriter
     public string Add(int position, int token, ReadOnlySpan<float> logits)
     {
         if (!BitConverter.IsLittleEndian) throw new PlatformNotSupportedException("traces are defined over little-endian float32");
-        SHA256.HashData(MemoryMarshal.AsBytes(logits), _hash);
+        Sha256.HashData(MemoryMarshal.AsBytes(logits), _hash);
         string line = $"{position}\t{token}\t{Convert.ToHexStringLower(_hash)}";
         _all.Append(line).Append('\n');
         Lines++;
@@ -26,5 +25,5 @@ public sealed class TraceWriter
     }
 
     /// <summary>The closing line, "trace " and the hash of every line so far.</summary>
-    public string Final() => "trace " + Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(_all.ToString())));
+    public string Final() => "trace " + Convert.ToHexStringLower(Sha256.HashData(Encoding.UTF8.GetBytes(_all.ToString())));
 }

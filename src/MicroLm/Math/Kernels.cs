@@ -81,10 +81,20 @@ public static class Kernels
         for (; i < n; i++) Unsafe.Add(ref l, i & 15) += Unsafe.Add(ref pa, i) * Unsafe.Add(ref pb, i);
     }
 
+    /// <summary>Tests set 1 to combine lanes left to right instead: a different, equally valid
+    /// order, used to show that the trace check notices a change of reduction order.</summary>
+    internal static int AlternativeOrderForTests;
+
     /// <summary>Combines 16 lanes in the contract's fixed pairwise order.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float ReduceLanes(Span<float> l)
     {
+        if (AlternativeOrderForTests != 0)
+        {
+            float s = l[0];
+            for (int j = 1; j < 16; j++) s += l[j];
+            return s;
+        }
         for (int j = 0; j < 8; j++) l[j] += l[j + 8];
         for (int j = 0; j < 4; j++) l[j] += l[j + 4];
         l[0] += l[2]; l[1] += l[3];

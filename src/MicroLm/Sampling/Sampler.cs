@@ -76,8 +76,7 @@ public sealed class Sampler
         var ids = _ids.AsSpan(0, n);
         int count = SelectTop(l, ids, k);
         var cand = ids[..count];
-        var comparer = new ByLogit(_logits);
-        cand.Sort(comparer);
+        SortBestFirst(cand, l);
 
         // top-p and min-p on the untempered distribution.
         var p = _probs.AsSpan(0, count);
@@ -175,9 +174,15 @@ public sealed class Sampler
         }
     }
 
-    private readonly struct ByLogit(float[] logits) : IComparer<int>
+    /// <summary>Heap sort, best first, without allocating (Span.Sort with a comparer allocates a delegate).</summary>
+    private static void SortBestFirst(Span<int> ids, ReadOnlySpan<float> l)
     {
-        public int Compare(int a, int b) =>
-            logits[a] > logits[b] ? -1 : logits[a] < logits[b] ? 1 : a.CompareTo(b);
+        // A heap with the worst candidate at the root; moving roots to the end leaves the best first.
+        for (int i = 1; i < ids.Length; i++) SiftUp(ids, i, l);
+        for (int end = ids.Length - 1; end > 0; end--)
+        {
+            (ids[0], ids[end]) = (ids[end], ids[0]);
+            SiftDown(ids[..end], 0, l);
+        }
     }
 }
