@@ -13,6 +13,11 @@ public sealed class GgufFile : IDisposable
     public const uint Magic = 0x46554747; // "GGUF" read as little-endian u32
     public const int DefaultAlignment = 32;
     private const int MaxArrayNesting = 8;
+    /// <summary>GGUF spec: a key is at most 2^16-1 bytes. Also bounds what a corrupt length can make us decode.</summary>
+    private const int MaxKeyBytes = 65535;
+    /// <summary>GGUF spec: a tensor name is at most 64 bytes (ggml's GGML_MAX_NAME; llama.cpp rejects longer ones).</summary>
+    private const int MaxTensorNameBytes = 64;
+    private const int InitialCapacity = 64;
 
     private readonly ReadOnlyMemory<byte> _buffer;
     private readonly IDisposable? _owner;
@@ -80,12 +85,14 @@ public sealed class GgufFile : IDisposable
         if (tensorCount > (buffer.Length - r.Position) / minTensor)
             throw new GgufFormatException($"tensor count {tensorCount} cannot fit in the {buffer.Length - r.Position} bytes that remain", tensorCountAt);
 
-        _metadata = new (string, GgufValue)[kvCount];
-        _keyIndex = new Dictionary<string, int>((int)kvCount, StringComparer.Ordinal);
+        // Collections grow with the entries actually read, not with the claimed counts: a corrupt count that
+        // still "fits" would otherwise allocate several times the file's size before the parse fails.
+        var metadata = new List<(string, GgufValue)>((int)System.Math.Min(kvCount, InitialCapacity));
+        _keyIndex = new Dictionary<string, int>((int)System.Math.Min(kvCount, InitialCapacity), StringComparer.Ordinal);
         for (int i = 0; i < kvCount; i++)
         {
             long keyAt = r.Position;
-            string key = ReadString(ref r, "metadata key");
+            string key = ReadString(ref r, "metadata key", MaxKeyBytes);
             string keyText = ForMessage(key);
             long typeAt = r.Position;
             uint type = r.U32();
@@ -94,8 +101,9 @@ public sealed class GgufFile : IDisposable
             var value = ReadValue(ref r, (GgufValueType)type, keyText, 0);
             if (!_keyIndex.TryAdd(key, i))
                 throw new GgufFormatException($"duplicate metadata key '{keyText}'", keyAt);
-            _metadata[i] = (key, value);
+            metadata.Add((key, value));
         }
+        _metadata = [.. metadata];
 
         Alignment = DefaultAlignment;
         if (TryGet("general.alignment", out var alignValue))
@@ -108,12 +116,12 @@ public sealed class GgufFile : IDisposable
             Alignment = (int)a;
         }
 
-        var tensors = new GgufTensorInfo[tensorCount];
-        _tensorIndex = new Dictionary<string, GgufTensorInfo>((int)tensorCount, StringComparer.Ordinal);
+        var tensorList = new List<GgufTensorInfo>((int)System.Math.Min(tensorCount, InitialCapacity));
+        _tensorIndex = new Dictionary<string, GgufTensorInfo>((int)System.Math.Min(tensorCount, InitialCapacity), StringComparer.Ordinal);
         for (int i = 0; i < tensorCount; i++)
         {
             long infoAt = r.Position;
-            string name = ReadString(ref r, "tensor name");
+            string name = ReadString(ref r, "tensor name", MaxTensorNameBytes);
             string nameText = ForMessage(name);
             long dimsAt = r.Position;
             uint nDims = r.U32();
@@ -158,9 +166,10 @@ public sealed class GgufFile : IDisposable
             };
             if (!_tensorIndex.TryAdd(name, info))
                 throw new GgufFormatException($"duplicate tensor name '{nameText}'", infoAt);
-            tensors[i] = info;
+            tensorList.Add(info);
         }
 
+        var tensors = tensorList.ToArray();
         long headerEnd = r.Position;
         DataOffset = (headerEnd + Alignment - 1) / Alignment * Alignment;
         if (tensorCount > 0)
@@ -193,13 +202,21 @@ public sealed class GgufFile : IDisposable
         return (long)n;
     }
 
-    private string ReadString(ref Reader r, string what)
+    private string ReadString(ref Reader r, string what, int maxBytes)
     {
         long at = r.Position;
         long len = Version == 1 ? r.U32() : (long)System.Math.Min(r.U64(), long.MaxValue);
+        if (len > maxBytes && len <= r.Remaining)
+            throw new GgufFormatException($"{what} length {len} exceeds the GGUF limit of {maxBytes} bytes", at);
         if (len > r.Remaining)
             throw new GgufFormatException($"{what} length {len} exceeds the {r.Remaining} bytes that remain", at);
-        return Encoding.UTF8.GetString(r.Take((int)len, what));
+        var bytes = r.Take((int)len, what);
+        // Keys and names are UTF-8 (keys ASCII) by the spec. Checked first because decoding invalid UTF-8
+        // with replacement characters allocates ~15 bytes per input byte in .NET; a corrupt length that
+        // swallows binary data would otherwise cost 15x its size before the parse fails.
+        if (!System.Text.Unicode.Utf8.IsValid(bytes))
+            throw new GgufFormatException($"{what} is not valid UTF-8", at);
+        return Encoding.UTF8.GetString(bytes);
     }
 
     /// <summary>Validates a value's extent and returns a view of it; arrays are walked, not copied.</summary>
