@@ -293,9 +293,52 @@ public class GgufValidationTests
         Assert.DoesNotContain('\n', e.Message);
         Assert.DoesNotContain('\u001b', e.Message);
         Assert.Contains("a\\nb", e.Message);
-        string longName = new('x', 100_000);
+        string longName = new('x', 60_000);
         e = Assert.Throws<GgufFormatException>(() => new RawGguf().Header(0, 2).KvU32(longName, 1).KvU32(longName, 2).Parse());
         Assert.InRange(e.Message.Length, 20, 400);
+    }
+
+    [Fact]
+    public void KeysAndNamesMustBeValidUtf8()
+    {
+        var r = new RawGguf().Header(0, 1);
+        int at = r.Position;
+        Fails(r.U64(3).Bytes(0x61, 0xC3, 0x28).U32((uint)GgufValueType.UInt8).U8(1), "metadata key is not valid UTF-8", at);
+        r = new RawGguf().Header(1, 0);
+        at = r.Position;
+        Fails(r.U64(2).Bytes(0xFF, 0xFE).U32(1).I64(1).U32(0).U64(0).Align().Zeros(32), "tensor name is not valid UTF-8", at);
+    }
+
+    [Fact]
+    public void KeyAndNameLengthLimits()
+    {
+        using (var ok = new RawGguf().Header(1, 1).KvU32(new string('k', 65535), 1).Tensor(new string('t', 64), 0, 0, 1).Align().Zeros(32).Parse())
+            Assert.Equal(64, ok.Tensors[0].Name.Length);
+        var r = new RawGguf().Header(0, 1);
+        int at = r.Position;
+        Fails(r.KvU32(new string('k', 65536), 1), "metadata key length 65536 exceeds the GGUF limit of 65535 bytes", at);
+        r = new RawGguf().Header(1, 0);
+        at = r.Position;
+        Fails(r.Tensor(new string('t', 65), 0, 0, 1).Align().Zeros(32), "tensor name length 65 exceeds the GGUF limit of 64 bytes", at);
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void ClaimedCountsDoNotDriveAllocation(bool tensors)
+    {
+        // 1 MB of zeros claiming as many entries as could fit: entries are read as (empty key, u8 0) or
+        // (empty name, 0 dims, F32, offset 0), so the second one is a duplicate and the parse stops there.
+        // The reader must not have allocated for the claimed ~80,000 entries first.
+        const int size = 1 << 20;
+        var r = new RawGguf();
+        r.Header(tensors ? (size - 24) / 24 : 0UL, tensors ? 0UL : (size - 24) / 13);
+        var bytes = r.Zeros(size - r.Position).ToArray();
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        var e = Assert.Throws<GgufFormatException>(() => GgufFile.FromMemory(bytes));
+        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+        Assert.Contains("duplicate", e.Message);
+        Assert.True(allocated < 64 * 1024, $"allocated {allocated:N0} bytes");
     }
 
     [Theory]
