@@ -15,7 +15,9 @@ public static class InspectCommand
         ModelConfig? config = null;
         string? configError = null;
         try { config = ModelConfig.FromGguf(file); }
-        catch (MicroLmException e) { configError = e.Message; }
+        // A key of the wrong type (say a string embedding_length) is a GgufFormatException from the accessor;
+        // the file itself parsed, so inspect still shows it and only skips the memory estimate.
+        catch (Exception e) when (e is MicroLmException or GgufFormatException) { configError = e.Message; }
         if (o.Has("--json")) WriteJson(file, config, stdout);
         else WriteText(file, config, configError, stdout);
         return 0;

@@ -13,6 +13,11 @@ public sealed class GgufFile : IDisposable
     public const uint Magic = 0x46554747; // "GGUF" read as little-endian u32
     public const int DefaultAlignment = 32;
     private const int MaxArrayNesting = 8;
+    /// <summary>GGUF spec: a key is at most 2^16-1 bytes. Also bounds what a corrupt length can make us decode.</summary>
+    private const int MaxKeyBytes = 65535;
+    /// <summary>GGUF spec: a tensor name is at most 64 bytes (ggml's GGML_MAX_NAME; llama.cpp rejects longer ones).</summary>
+    private const int MaxTensorNameBytes = 64;
+    private const int InitialCapacity = 64;
 
     private readonly ReadOnlyMemory<byte> _buffer;
     private readonly IDisposable? _owner;
@@ -69,87 +74,102 @@ public sealed class GgufFile : IDisposable
         Version = (int)version;
         int countSize = Version == 1 ? 4 : 8;
 
+        long tensorCountAt = r.Position;
         long tensorCount = ReadCount(ref r, "tensor count");
+        long kvCountAt = r.Position;
         long kvCount = ReadCount(ref r, "metadata count");
         // Smallest possible entries: key/name length + value type + 1 byte; name length + n_dims + type + offset.
         int minKv = countSize + 4 + 1, minTensor = countSize + 4 + 4 + 8;
         if (kvCount > (buffer.Length - r.Position) / minKv)
-            throw new GgufFormatException($"metadata count {kvCount} cannot fit in the {buffer.Length - r.Position} bytes that remain", 16);
+            throw new GgufFormatException($"metadata count {kvCount} cannot fit in the {buffer.Length - r.Position} bytes that remain", kvCountAt);
         if (tensorCount > (buffer.Length - r.Position) / minTensor)
-            throw new GgufFormatException($"tensor count {tensorCount} cannot fit in the {buffer.Length - r.Position} bytes that remain", 8);
+            throw new GgufFormatException($"tensor count {tensorCount} cannot fit in the {buffer.Length - r.Position} bytes that remain", tensorCountAt);
 
-        _metadata = new (string, GgufValue)[kvCount];
-        _keyIndex = new Dictionary<string, int>((int)kvCount, StringComparer.Ordinal);
+        // Collections grow with the entries actually read, not with the claimed counts: a corrupt count that
+        // still "fits" would otherwise allocate several times the file's size before the parse fails.
+        var metadata = new List<(string, GgufValue)>((int)System.Math.Min(kvCount, InitialCapacity));
+        _keyIndex = new Dictionary<string, int>((int)System.Math.Min(kvCount, InitialCapacity), StringComparer.Ordinal);
         for (int i = 0; i < kvCount; i++)
         {
             long keyAt = r.Position;
-            string key = ReadString(ref r, "metadata key");
+            string key = ReadString(ref r, "metadata key", MaxKeyBytes);
+            string keyText = ForMessage(key);
             long typeAt = r.Position;
             uint type = r.U32();
             if (!GgufValueTypes.IsKnown(type))
-                throw new GgufFormatException($"metadata '{key}' has unknown value type {type}", typeAt);
-            var value = ReadValue(ref r, (GgufValueType)type, key, 0);
+                throw new GgufFormatException($"metadata '{keyText}' has unknown value type {type}", typeAt);
+            var value = ReadValue(ref r, (GgufValueType)type, keyText, 0);
             if (!_keyIndex.TryAdd(key, i))
-                throw new GgufFormatException($"duplicate metadata key '{key}'", keyAt);
-            _metadata[i] = (key, value);
+                throw new GgufFormatException($"duplicate metadata key '{keyText}'", keyAt);
+            metadata.Add((key, value));
         }
+        _metadata = [.. metadata];
 
         Alignment = DefaultAlignment;
         if (TryGet("general.alignment", out var alignValue))
         {
-            long a = alignValue.IsInteger ? alignValue.AsInt64() : -1;
+            long a = alignValue.Type == GgufValueType.UInt64
+                ? ((ulong)alignValue.ToObject() is var u && u <= int.MaxValue ? (long)u : -1)
+                : alignValue.IsInteger ? alignValue.AsInt64() : -1;
             if (a <= 0 || a > 1 << 30 || (a & (a - 1)) != 0)
                 throw new GgufFormatException($"general.alignment must be a positive power of two, found {alignValue.ToDisplayString()}", alignValue.Offset);
             Alignment = (int)a;
         }
 
-        var tensors = new GgufTensorInfo[tensorCount];
-        _tensorIndex = new Dictionary<string, GgufTensorInfo>((int)tensorCount, StringComparer.Ordinal);
+        var tensorList = new List<GgufTensorInfo>((int)System.Math.Min(tensorCount, InitialCapacity));
+        _tensorIndex = new Dictionary<string, GgufTensorInfo>((int)System.Math.Min(tensorCount, InitialCapacity), StringComparer.Ordinal);
         for (int i = 0; i < tensorCount; i++)
         {
             long infoAt = r.Position;
-            string name = ReadString(ref r, "tensor name");
+            string name = ReadString(ref r, "tensor name", MaxTensorNameBytes);
+            string nameText = ForMessage(name);
             long dimsAt = r.Position;
             uint nDims = r.U32();
-            if (nDims > 4) throw new GgufFormatException($"tensor '{name}' has {nDims} dimensions; at most 4 are allowed", dimsAt);
+            if (nDims > 4) throw new GgufFormatException($"tensor '{nameText}' has {nDims} dimensions; at most 4 are allowed", dimsAt);
             var shape = new long[nDims];
             long elements = 1;
             for (int d = 0; d < nDims; d++)
             {
                 long at = r.Position;
                 long ne = Version == 1 ? r.U32() : r.I64();
-                if (ne < 0) throw new GgufFormatException($"tensor '{name}' has negative dimension {ne}", at);
+                if (ne < 0) throw new GgufFormatException($"tensor '{nameText}' has negative dimension {ne}", at);
                 if (ne != 0 && elements > long.MaxValue / ne)
-                    throw new GgufFormatException($"tensor '{name}' element count overflows", at);
+                    throw new GgufFormatException($"tensor '{nameText}' element count overflows", at);
                 elements *= ne;
                 shape[d] = ne;
             }
             long typeAt = r.Position;
             uint typeId = r.U32();
             var typeInfo = TensorTypes.TryGet(typeId)
-                ?? throw new GgufFormatException($"tensor '{name}' has unknown tensor type id {typeId}", typeAt);
+                ?? throw new GgufFormatException($"tensor '{nameText}' has unknown tensor type id {typeId}", typeAt);
             long offsetAt = r.Position;
             ulong offset = r.U64();
             long ne0 = nDims > 0 ? shape[0] : 1;
             if (ne0 % typeInfo.BlockSize != 0)
-                throw new GgufFormatException($"tensor '{name}': row length {ne0} is not a multiple of {typeInfo.Name}'s block size {typeInfo.BlockSize}", dimsAt);
+                throw new GgufFormatException($"tensor '{nameText}': row length {ne0} is not a multiple of {typeInfo.Name}'s block size {typeInfo.BlockSize}", dimsAt);
             long rows = ne0 == 0 ? 0 : elements / ne0;
-            long rowBytes = ne0 / typeInfo.BlockSize * typeInfo.BytesPerBlock;
+            // Blocks per row are checked before multiplying by the block's bytes: for ne0 near 2^62 the
+            // product wraps around in 64 bits (to 0 for F32 [2^62]) and would pass the size check.
+            long blocks = ne0 / typeInfo.BlockSize;
+            if (blocks > buffer.Length / typeInfo.BytesPerBlock)
+                throw new GgufFormatException($"tensor '{nameText}' ({typeInfo.Name} {FormatShape(shape)}) needs more bytes than the file holds", dimsAt);
+            long rowBytes = blocks * typeInfo.BytesPerBlock;
             if (rows != 0 && rowBytes > buffer.Length / rows)
-                throw new GgufFormatException($"tensor '{name}' ({typeInfo.Name} {FormatShape(shape)}) needs more bytes than the file holds", dimsAt);
+                throw new GgufFormatException($"tensor '{nameText}' ({typeInfo.Name} {FormatShape(shape)}) needs more bytes than the file holds", dimsAt);
             if (offset > (ulong)buffer.Length)
-                throw new GgufFormatException($"tensor '{name}' data offset {offset} is past the end of the file", offsetAt);
+                throw new GgufFormatException($"tensor '{nameText}' data offset {offset} is past the end of the file", offsetAt);
             if (offset % (ulong)Alignment != 0)
-                throw new GgufFormatException($"tensor '{name}' data offset {offset} is not a multiple of the alignment {Alignment}", offsetAt);
+                throw new GgufFormatException($"tensor '{nameText}' data offset {offset} is not a multiple of the alignment {Alignment}", offsetAt);
             var info = new GgufTensorInfo
             {
                 Name = name, Type = typeInfo, Shape = shape, Offset = (long)offset, ByteSize = rowBytes * rows, InfoOffset = infoAt,
             };
             if (!_tensorIndex.TryAdd(name, info))
-                throw new GgufFormatException($"duplicate tensor name '{name}'", infoAt);
-            tensors[i] = info;
+                throw new GgufFormatException($"duplicate tensor name '{nameText}'", infoAt);
+            tensorList.Add(info);
         }
 
+        var tensors = tensorList.ToArray();
         long headerEnd = r.Position;
         DataOffset = (headerEnd + Alignment - 1) / Alignment * Alignment;
         if (tensorCount > 0)
@@ -164,9 +184,9 @@ public sealed class GgufFile : IDisposable
             foreach (var t in byOffset)
             {
                 if (t.ByteSize > dataLength - t.Offset)
-                    throw new GgufFormatException($"tensor '{t.Name}' ({t.Type.Name} {t.ShapeText}, {t.ByteSize} bytes at data offset {t.Offset}) runs past the end of the file; the file may be truncated", DataOffset + t.Offset);
-                if (t.Offset < previousEnd)
-                    throw new GgufFormatException($"tensor '{t.Name}' overlaps tensor '{previousName}'", DataOffset + t.Offset);
+                    throw new GgufFormatException($"tensor '{ForMessage(t.Name)}' ({t.Type.Name} {t.ShapeText}, {t.ByteSize} bytes at data offset {t.Offset}) runs past the end of the file; the file may be truncated", DataOffset + t.Offset);
+                if (t.ByteSize > 0 && t.Offset < previousEnd)
+                    throw new GgufFormatException($"tensor '{ForMessage(t.Name)}' overlaps tensor '{ForMessage(previousName!)}'", DataOffset + t.Offset);
                 if (t.ByteSize > 0) { previousEnd = t.Offset + t.ByteSize; previousName = t.Name; }
             }
         }
@@ -182,13 +202,21 @@ public sealed class GgufFile : IDisposable
         return (long)n;
     }
 
-    private string ReadString(ref Reader r, string what)
+    private string ReadString(ref Reader r, string what, int maxBytes)
     {
         long at = r.Position;
         long len = Version == 1 ? r.U32() : (long)System.Math.Min(r.U64(), long.MaxValue);
+        if (len > maxBytes && len <= r.Remaining)
+            throw new GgufFormatException($"{what} length {len} exceeds the GGUF limit of {maxBytes} bytes", at);
         if (len > r.Remaining)
             throw new GgufFormatException($"{what} length {len} exceeds the {r.Remaining} bytes that remain", at);
-        return Encoding.UTF8.GetString(r.Take((int)len, what));
+        var bytes = r.Take((int)len, what);
+        // Keys and names are UTF-8 (keys ASCII) by the spec. Checked first because decoding invalid UTF-8
+        // with replacement characters allocates ~15 bytes per input byte in .NET; a corrupt length that
+        // swallows binary data would otherwise cost 15x its size before the parse fails.
+        if (!System.Text.Unicode.Utf8.IsValid(bytes))
+            throw new GgufFormatException($"{what} is not valid UTF-8", at);
+        return Encoding.UTF8.GetString(bytes);
     }
 
     /// <summary>Validates a value's extent and returns a view of it; arrays are walked, not copied.</summary>
@@ -266,6 +294,28 @@ public sealed class GgufFile : IDisposable
     internal static string FormatShape(long[] shape) => "[" + string.Join(", ", shape) + "]";
 
     private static string Hex(ReadOnlySpan<byte> b) => Convert.ToHexString(b);
+
+    /// <summary>A key or tensor name as it may appear in an error message: control characters escaped
+    /// (a name from a hostile file must not break the one-line error) and long names cut short.
+    /// Returns <paramref name="s"/> itself when it needs neither.</summary>
+    internal static string ForMessage(string s)
+    {
+        const int MaxChars = 80;
+        bool clean = s.Length <= MaxChars;
+        foreach (char c in s) if (char.IsControl(c) || c is '\u2028' or '\u2029') { clean = false; break; }
+        if (clean) return s;
+        var sb = new StringBuilder();
+        foreach (char c in s.AsSpan(0, System.Math.Min(s.Length, MaxChars)))
+        {
+            if (c == '\n') sb.Append("\\n");
+            else if (c == '\t') sb.Append("\\t");
+            else if (c == '\r') sb.Append("\\r");
+            else if (char.IsControl(c) || c is '\u2028' or '\u2029') sb.Append($"\\u{(int)c:x4}");
+            else sb.Append(c);
+        }
+        if (s.Length > MaxChars) sb.Append($"... ({s.Length} chars)");
+        return sb.ToString();
+    }
 
     /// <summary>Bounds-checked little-endian cursor.</summary>
     private ref struct Reader(ReadOnlySpan<byte> span)
