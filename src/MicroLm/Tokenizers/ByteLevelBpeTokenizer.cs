@@ -48,7 +48,7 @@ public sealed class ByteLevelBpeTokenizer : Tokenizer
         for (int c = 0; c < 128; c++)
             _asciiTokens[c] = _symbols.TryGetValue(((char)c).ToString(), out int id) && id < tokens.Length ? id : -1;
 
-        _merges = new Dictionary<long, long>(merges.Length);
+        _merges = new Dictionary<long, long>(merges.Length, PairComparer.Instance);
         char[] buffer = new char[256];
         for (int rank = 0; rank < merges.Length; rank++)
         {
@@ -148,7 +148,8 @@ public sealed class ByteLevelBpeTokenizer : Tokenizer
     {
         private readonly List<int> _pieces = [], _scratchA = [], _scratchB = [];
         private byte[] _bytes = new byte[64];
-        private int[] _symbol = new int[64], _prev = new int[64], _next = new int[64];
+        private const int ShortWord = 24;
+        private int[] _symbol = new int[64], _prev = new int[64], _next = new int[64], _rank = new int[64], _merged = new int[64];
         private readonly PriorityQueue<Bigram, long> _queue = new();
 
         public void EncodeFragment(ReadOnlySpan<int> cps)
@@ -173,6 +174,7 @@ public sealed class ByteLevelBpeTokenizer : Tokenizer
             if (_symbol.Length < n)
             {
                 _symbol = new int[n * 2]; _prev = new int[n * 2]; _next = new int[n * 2];
+                _rank = new int[n * 2]; _merged = new int[n * 2];
             }
             for (int i = 0; i < n; i++)
             {
@@ -180,9 +182,47 @@ public sealed class ByteLevelBpeTokenizer : Tokenizer
                 _prev[i] = i - 1;
                 _next[i] = i + 1 < n ? i + 1 : -1;
             }
+            if (n <= ShortWord) MergeByScan(n); else MergeByQueue(n);
+            for (int i = 0; i >= 0; i = _next[i]) Emit(_symbol[i]);
+        }
+
+        /// <summary>Short words: keep each adjacent pair's rank and scan for the lowest (leftmost on ties).</summary>
+        private void MergeByScan(int n)
+        {
+            for (int i = 0; i < n; i++) UpdatePair(i);
+            while (true)
+            {
+                int best = int.MaxValue, left = -1;
+                for (int i = 0; i >= 0; i = _next[i])
+                    if (_rank[i] < best) { best = _rank[i]; left = i; }
+                if (left < 0) return;
+                int right = _next[left];
+                _symbol[left] = _merged[left];
+                _next[left] = _next[right];
+                if (_next[right] >= 0) _prev[_next[right]] = left;
+                UpdatePair(left);
+                if (_prev[left] >= 0) UpdatePair(_prev[left]);
+            }
+        }
+
+        /// <summary>Rank and result of merging symbol <paramref name="i"/> with the one after it.</summary>
+        private void UpdatePair(int i)
+        {
+            int right = _next[i];
+            if (right >= 0 && owner._merges.TryGetValue(((long)_symbol[i] << 32) | (uint)_symbol[right], out long value))
+            {
+                _rank[i] = (int)(value >> 32);
+                _merged[i] = (int)value;
+            }
+            else _rank[i] = int.MaxValue;
+        }
+
+        /// <summary>Long words: a priority queue of candidate pairs keyed by (rank, position), so the work
+        /// grows as n log n.</summary>
+        private void MergeByQueue(int n)
+        {
             _queue.Clear();
             for (int i = 0; i + 1 < n; i++) TryQueue(i, i + 1);
-
             while (_queue.TryDequeue(out var bigram, out _))
             {
                 int l = bigram.Left, r = bigram.Right;
@@ -195,7 +235,6 @@ public sealed class ByteLevelBpeTokenizer : Tokenizer
                 TryQueue(_prev[l], l);
                 TryQueue(l, _next[l]);
             }
-            for (int i = 0; i >= 0; i = _next[i]) Emit(_symbol[i]);
         }
 
         private void TryQueue(int left, int right)
@@ -218,6 +257,15 @@ public sealed class ByteLevelBpeTokenizer : Tokenizer
     }
 
     private readonly record struct Bigram(int Left, int Right, int LeftSymbol, int RightSymbol, int Merged);
+
+    /// <summary>Hashes a (left &lt;&lt; 32 | right) pair key. long's own hash is left ^ right, which puts most
+    /// merges of a vocabulary into a few thousand buckets.</summary>
+    private sealed class PairComparer : IEqualityComparer<long>
+    {
+        public static readonly PairComparer Instance = new();
+        public bool Equals(long x, long y) => x == y;
+        public int GetHashCode(long key) => (int)((ulong)(key * unchecked((long)0x9E3779B97F4A7C15)) >> 32);
+    }
 }
 
 /// <summary>GPT-2's mapping between bytes and printable characters: the printable Latin-1 bytes

@@ -79,24 +79,24 @@ internal sealed class PreTokenizer
         "gpt-2" or "mpt" or "phi-2" or "olmo" or "jais" or "gigachat" or "roberta-bpe"
             or "jina-es" or "jina-de" or "jina-v1-en" or "jina-v2-es" or "jina-v2-de" or "jina-v2-code" => Gpt2(pre),
         "default" => new PreTokenizer(pre,
-            new ClassRunStep(Sets.DefaultPunctuation), new Gpt2Step(), new ClassRunStep(CodepointClass.IsNumber), new DigitTriplesStep()),
+            new ClassRunStep(Sets.DefaultPunct), new Gpt2Step(), new ClassRunStep(Sets.Number), new DigitTriplesStep()),
         "falcon" => new PreTokenizer(pre,
-            new ClassRunStep(Sets.FalconPunctuation), new Gpt2Step(), new DigitTriplesStep()),
+            new ClassRunStep(Sets.FalconPunct), new Gpt2Step(), new DigitTriplesStep()),
         "starcoder" or "refact" or "command-r" or "smollm" or "codeshell" or "exaone" or "minerva-7b" => new PreTokenizer(pre,
-            new SingleCharStep(CodepointClass.IsNumber), new Gpt2Step()),
+            new SingleCharStep(Sets.Number), new Gpt2Step()),
         "deepseek-coder" => new PreTokenizer(pre,
-            new SingleCharStep(Sets.IsCrOrLf),
-            new ClassRunStep(CodepointClass.IsLetter, optionalLeadingSpace: true),
-            new ClassRunStep(CodepointClass.IsPunctuation, optionalLeadingSpace: true),
-            new ClassRunStep(Sets.IsCjkOrHangul),
-            new SingleCharStep(CodepointClass.IsNumber)),
+            new SingleCharStep(Sets.CrOrLf),
+            new ClassRunStep(Sets.Letter, optionalLeadingSpace: true),
+            new ClassRunStep(Sets.Punctuation, optionalLeadingSpace: true),
+            new ClassRunStep(Sets.CjkOrHangul),
+            new SingleCharStep(Sets.Number)),
         "deepseek-llm" => new PreTokenizer(pre,
-            new SingleCharStep(Sets.IsCrOrLf),
-            new ClassRunStep(Sets.IsDeepseekLetter, optionalLeadingSpace: true),
-            new ClassRunStep(Sets.IsDeepseekPunctuation, optionalLeadingSpace: true),
+            new SingleCharStep(Sets.CrOrLf),
+            new ClassRunStep(Sets.DeepseekLetter, optionalLeadingSpace: true),
+            new ClassRunStep(Sets.DeepseekPunctuation, optionalLeadingSpace: true),
             new TrailingWhitespaceStep(),
-            new ClassRunStep(Sets.IsCjkOrHangul),
-            new ClassRunStep(CodepointClass.IsNumber)),
+            new ClassRunStep(Sets.CjkOrHangul),
+            new ClassRunStep(Sets.Number)),
         _ => throw new MicroLmException($"BPE pre-tokenizer '{pre}' (tokenizer.ggml.pre) is not supported"),
     };
 
@@ -145,25 +145,28 @@ internal sealed class PreTokenizer
     }
 }
 
-/// <summary>Character sets of the pre-tokenizer expressions that are not plain Unicode categories.</summary>
+/// <summary>A set of code points, with the Basic Multilingual Plane precomputed as a bitmap.</summary>
+internal sealed class CharSet
+{
+    private readonly ulong[] _bmp = new ulong[0x10000 / 64];
+    private readonly Func<int, bool> _contains;
+
+    public CharSet(Func<int, bool> contains)
+    {
+        _contains = contains;
+        for (int c = 0; c < 0x10000; c++)
+            if (contains(c)) _bmp[c >> 6] |= 1UL << (c & 63);
+    }
+
+    public bool Contains(int cp) => (uint)cp < 0x10000u ? (_bmp[cp >> 6] & (1UL << (cp & 63))) != 0 : _contains(cp);
+}
+
+/// <summary>Character sets of the pre-tokenizer expressions.</summary>
 internal static class Sets
 {
-    // ASCII symbols that llama.cpp's lists add to \p{P} (the "default" list has no backtick).
-    public static bool FalconPunctuation(int cp) => CodepointClass.IsPunctuation(cp) || cp is '$' or '+' or '<' or '=' or '>' or '^' or '~' or '|' or '`';
-    public static bool DefaultPunctuation(int cp) => CodepointClass.IsPunctuation(cp) || cp is '$' or '+' or '<' or '=' or '>' or '^' or '~' or '|';
-    public static bool IsCrOrLf(int cp) => cp is '\r' or '\n';
-
-    /// <summary>U+4E00–U+9FA5, U+0800–U+4E00, U+AC00–U+D7FF (the deepseek CJK/Hangul run).</summary>
-    public static bool IsCjkOrHangul(int cp) => cp is (>= 0x0800 and <= 0x9FA5) or (>= 0xAC00 and <= 0xD7FF);
-
-    /// <summary>deepseek-llm's punctuation class: ASCII ! to / and : to ~ (which includes the ASCII letters),
-    /// fullwidth ！ to ／ and ： to ～, quotes U+2018–U+201F and U+3001–U+3002. U+3000 is in the original range
-    /// but is whitespace, which llama.cpp rewrites before matching, so it never matches.</summary>
-    public static bool IsDeepseekPunctuation(int cp) => cp is (>= 0x21 and <= 0x2F) or (>= 0x3A and <= 0x7E)
-        or (>= 0xFF01 and <= 0xFF0F) or (>= 0xFF1A and <= 0xFF5E) or (>= 0x2018 and <= 0x201F) or 0x3001 or 0x3002;
-
     /// <summary>deepseek-llm's letter class (cased letters of Latin, Greek, Cyrillic, Armenian, Georgian,
     /// Cherokee, Glagolitic, Coptic, Deseret, Osage, Old Hungarian, Warang Citi, Adlam, ...), as ranges.</summary>
+    // Initialized before the sets below, which read it.
     private static readonly int[] DeepseekLetterRanges =
     [
         0x41, 0x5A, 0x61, 0x7A, 0xB5, 0xB5, 0xC0, 0xD6, 0xD8, 0xF6, 0xF8, 0x1BA, 0x1BC, 0x1BF, 0x1C4, 0x293,
@@ -182,7 +185,32 @@ internal static class Sets
         0x118A0, 0x118DF, 0x1E900, 0x1E943,
     ];
 
-    public static bool IsDeepseekLetter(int cp)
+    public static readonly CharSet Letter = new(CodepointClass.IsLetter);
+    public static readonly CharSet Number = new(CodepointClass.IsNumber);
+    public static readonly CharSet Punctuation = new(CodepointClass.IsPunctuation);
+    public static readonly CharSet Whitespace = new(CodepointClass.IsWhitespace);
+    public static readonly CharSet CrOrLf = new(IsCrOrLf);
+    public static readonly CharSet CjkOrHangul = new(IsCjkOrHangul);
+    public static readonly CharSet FalconPunct = new(FalconPunctuation);
+    public static readonly CharSet DefaultPunct = new(DefaultPunctuation);
+    public static readonly CharSet DeepseekLetter = new(IsDeepseekLetter);
+    public static readonly CharSet DeepseekPunctuation = new(IsDeepseekPunctuation);
+
+    // ASCII symbols that llama.cpp's lists add to \p{P} (the "default" list has no backtick).
+    private static bool FalconPunctuation(int cp) => CodepointClass.IsPunctuation(cp) || cp is '$' or '+' or '<' or '=' or '>' or '^' or '~' or '|' or '`';
+    private static bool DefaultPunctuation(int cp) => CodepointClass.IsPunctuation(cp) || cp is '$' or '+' or '<' or '=' or '>' or '^' or '~' or '|';
+    private static bool IsCrOrLf(int cp) => cp is '\r' or '\n';
+
+    /// <summary>U+4E00–U+9FA5, U+0800–U+4E00, U+AC00–U+D7FF (the deepseek CJK/Hangul run).</summary>
+    private static bool IsCjkOrHangul(int cp) => cp is (>= 0x0800 and <= 0x9FA5) or (>= 0xAC00 and <= 0xD7FF);
+
+    /// <summary>deepseek-llm's punctuation class: ASCII ! to / and : to ~ (which includes the ASCII letters),
+    /// fullwidth ！ to ／ and ： to ～, quotes U+2018–U+201F and U+3001–U+3002. U+3000 is in the original range
+    /// but is whitespace, which llama.cpp rewrites before matching, so it never matches.</summary>
+    private static bool IsDeepseekPunctuation(int cp) => cp is (>= 0x21 and <= 0x2F) or (>= 0x3A and <= 0x7E)
+        or (>= 0xFF01 and <= 0xFF0F) or (>= 0xFF1A and <= 0xFF5E) or (>= 0x2018 and <= 0x201F) or 0x3001 or 0x3002;
+
+    private static bool IsDeepseekLetter(int cp)
     {
         if (cp < 0x80) return (uint)((cp | 0x20) - 'a') <= 'z' - 'a';
         // Binary search over the range starts.
@@ -229,26 +257,44 @@ internal abstract class MatchStep : SplitStep
 }
 
 /// <summary><c>[set]+</c>, or <c>\s?[set]+</c> with <c>optionalLeadingSpace</c>.</summary>
-internal sealed class ClassRunStep(Func<int, bool> set, bool optionalLeadingSpace = false) : MatchStep
+internal sealed class ClassRunStep(CharSet set, bool optionalLeadingSpace = false) : SplitStep
 {
-    protected override int MatchAt(ReadOnlySpan<int> cps, int pos, int end)
+    public override void Split(ReadOnlySpan<int> cps, int start, int end, List<int> pieces)
     {
-        int p = pos;
-        if (!set(cps[p]))
+        int gap = start, pos = start;
+        while (pos < end)
         {
-            // \s? takes the whitespace only if the class run follows it.
-            if (!optionalLeadingSpace || !CodepointClass.IsWhitespace(cps[p]) || p + 1 >= end || !set(cps[p + 1])) return 0;
-            p++;
+            // Find where the next match starts.
+            int c = cps[pos];
+            int matchStart;
+            if (set.Contains(c)) matchStart = pos;
+            else if (optionalLeadingSpace && pos + 1 < end && Sets.Whitespace.Contains(c) && set.Contains(cps[pos + 1])) matchStart = pos++;
+            else { pos++; continue; }
+            pos++;
+            while (pos < end && set.Contains(cps[pos])) pos++;
+            if (matchStart > gap) pieces.Add(matchStart - gap);
+            pieces.Add(pos - matchStart);
+            gap = pos;
         }
-        while (p < end && set(cps[p])) p++;
-        return p - pos;
+        if (end > gap) pieces.Add(end - gap);
     }
 }
 
 /// <summary><c>[set]</c>: every member is a piece of its own.</summary>
-internal sealed class SingleCharStep(Func<int, bool> set) : MatchStep
+internal sealed class SingleCharStep(CharSet set) : SplitStep
 {
-    protected override int MatchAt(ReadOnlySpan<int> cps, int pos, int end) => set(cps[pos]) ? 1 : 0;
+    public override void Split(ReadOnlySpan<int> cps, int start, int end, List<int> pieces)
+    {
+        int gap = start;
+        for (int pos = start; pos < end; pos++)
+        {
+            if (!set.Contains(cps[pos])) continue;
+            if (pos > gap) pieces.Add(pos - gap);
+            pieces.Add(1);
+            gap = pos + 1;
+        }
+        if (end > gap) pieces.Add(end - gap);
+    }
 }
 
 /// <summary><c>[0-9][0-9][0-9]</c> (ASCII digits only).</summary>
@@ -265,7 +311,7 @@ internal sealed class TrailingWhitespaceStep : SplitStep
     public override void Split(ReadOnlySpan<int> cps, int start, int end, List<int> pieces)
     {
         int t = end;
-        while (t > start && CodepointClass.IsWhitespace(cps[t - 1])) t--;
+        while (t > start && Sets.Whitespace.Contains(cps[t - 1])) t--;
         if (t > start) pieces.Add(t - start);
         if (end > t) pieces.Add(end - t);
     }
