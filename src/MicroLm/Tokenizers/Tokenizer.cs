@@ -39,6 +39,7 @@ public abstract class Tokenizer
         return model switch
         {
             "llama" => SentencePieceTokenizer.FromGguf(file),
+            "gpt2" => ByteLevelBpeTokenizer.FromGguf(file),
             _ => throw new MicroLmException($"tokenizer model '{model}' is not supported"),
         };
     }
