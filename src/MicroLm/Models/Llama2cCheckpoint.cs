@@ -151,7 +151,7 @@ public static class Llama2cCheckpoint
     }
 
     /// <summary>llama2.c keeps spaces and "\n&lt;s&gt;\n"-style control texts; GGUF SentencePiece vocabularies use ▁ and "&lt;s&gt;".</summary>
-    private static string GgufPiece(string piece, int id) => id switch
+    public static string GgufPiece(string piece, int id) => id switch
     {
         0 => "<unk>",
         1 => "<s>",
@@ -159,7 +159,8 @@ public static class Llama2cCheckpoint
         _ => piece.Replace(' ', '\u2581'),
     };
 
-    private static int TokenType(string piece, int id) =>
+    /// <summary>The GGUF token type of a llama2.c piece: 2 unknown (id 0), 3 control (BOS/EOS), 6 byte (&lt;0xNN&gt;), else 1 normal.</summary>
+    public static int TokenType(string piece, int id) =>
         id == 0 ? 2 : id is 1 or 2 ? 3
         : piece.Length == 6 && piece.StartsWith("<0x", StringComparison.Ordinal) && piece.EndsWith('>') ? 6 : 1;
 
