@@ -160,8 +160,8 @@ public class QuantizerTests
     [InlineData("stories260K-Q4_K_M-fallback.gguf")]
     public void Matches_llama_quantize_bytes(string file)
     {
-        using var f32 = GgufFile.Open(TestData.Require("gguf/stories260K-F32.gguf"));
-        using var q = GgufFile.Open(TestData.Require("gguf/" + file));
+        using var f32 = GgufFile.Open(SharedData.Path("models", "gguf", "stories260K-F32.gguf"));
+        using var q = GgufFile.Open(SharedData.Path("models", "gguf", file));
         int compared = 0;
         foreach (var t in q.Tensors)
         {

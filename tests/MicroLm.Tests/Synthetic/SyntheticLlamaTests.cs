@@ -10,7 +10,7 @@ public class SyntheticLlamaTests
     [Fact]
     public void Stories15M_shaped_model_loads_and_generates_with_finite_logits()
     {
-        var vocab = SyntheticVocabulary.FromLlama2c(TestData.Require("llama2c/tokenizer.bin"), 32000);
+        var vocab = SyntheticVocabulary.FromLlama2c(SharedData.Path("models", "llama2c", "tokenizer.bin"), 32000);
         var bytes = SyntheticLlama.ToBytes(new SyntheticLlamaOptions
         {
             Dim = 288, HiddenDim = 768, Layers = 6, Heads = 6, KvHeads = 6, ContextLength = 256,
