@@ -1,0 +1,47 @@
+// Runs a `microlm` command line inside the WebAssembly build under Node and prints exactly what the
+// native CLI prints. Usage: node scripts/wasm-run.mjs APP_DIR ARGS...   (APP_DIR: the published
+// wwwroot that holds _framework/). Files named by -m, --tokenizer, -f and --expect are copied into
+// the Emscripten file system at the same path; --dump-logits is copied back out afterwards.
+import fs from 'node:fs';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+
+const [appDir, ...args] = process.argv.slice(2);
+const { dotnet } = await import(pathToFileURL(path.resolve(appDir, '_framework/dotnet.js')).href);
+const runtime = await dotnet.create();
+const FS = runtime.Module.FS;
+const exports = await runtime.getAssemblyExports('MicroLm.Web');
+
+// The managed code sees the same paths the native CLI would: absolute paths as given, relative
+// ones under the same working directory.
+const cwd = process.cwd();
+FS.mkdirTree(cwd);
+FS.chdir(cwd);
+const inputs = new Set(['-m', '--model', '--tokenizer', '-z', '-f', '--file', '--expect']);
+let dump = null;
+for (let i = 0; i + 1 < args.length; i++) {
+  if (inputs.has(args[i])) {
+    const file = args[i + 1];
+    if (fs.existsSync(file) && fs.statSync(file).isFile()) {
+      const abs = path.resolve(cwd, file);
+      FS.mkdirTree(path.dirname(abs));
+      FS.writeFile(abs, fs.readFileSync(file));
+    }
+  }
+  if (args[i] === '--dump-logits') {
+    dump = args[i + 1];
+    FS.mkdirTree(path.dirname(path.resolve(cwd, dump)));
+  }
+}
+const [code, out, err] = exports.MicroLm.Web.Api.RunCli(args);
+if (dump !== null) {
+  try { fs.writeFileSync(dump, FS.readFile(path.resolve(cwd, dump))); } catch { /* not written */ }
+}
+process.stdout.write(out);
+process.stderr.write(err);
+process.stdout.on('finish', () => {});
+process.exitCode = Number(code);
+// The runtime keeps timers alive; leave once the output is flushed.
+await new Promise((resolve) => process.stdout.write('', resolve));
+await new Promise((resolve) => process.stderr.write('', resolve));
+process.exit(Number(code));

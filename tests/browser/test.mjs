@@ -1,0 +1,151 @@
+// The real-browser test: Debian's chromium, headless, driven by playwright-core (no browser
+// download), against the published page served from 127.0.0.1. Expected results come from the
+// native CLI, run here. Usage (scripts/browser-test passes these):
+//   node test.mjs --app APP_WWWROOT --cli MicroLm.Cli.dll --models DIR [--out artifacts]
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { chromium } from 'playwright-core';
+import { serve } from './serve.mjs';
+
+const arg = (name, fallback) => {
+  const i = process.argv.indexOf(name);
+  return i > 0 ? process.argv[i + 1] : fallback;
+};
+const app = arg('--app');
+const cli = arg('--cli');
+const models = arg('--models');
+const out = arg('--out', 'artifacts');
+const chromiumPath = arg('--chromium', process.env.CHROMIUM ?? '/usr/bin/chromium');
+const model = path.join(models, 'stories260K-Q8_0.gguf');
+const urlModel = 'stories260K-F32.gguf';
+const prompt = 'Once upon a time';
+fs.mkdirSync(out, { recursive: true });
+
+let passed = 0, failed = 0;
+function check(name, ok, detail = '') {
+  if (ok) { passed++; console.log(`ok   ${name}`); }
+  else { failed++; console.log(`FAIL ${name}${detail ? `\n     ${detail}` : ''}`); }
+}
+
+function native(...args) {
+  return execFileSync('dotnet', [cli, ...args], { encoding: 'utf8', maxBuffer: 1 << 26, stdio: ['ignore', 'pipe', 'pipe'] });
+}
+const nativeTrace = (file, n) => native('verify', '-m', file, '-p', prompt, '-n', String(n), '--temp', '0').trimEnd().split('\n').pop();
+const nativeText = (file, n) => native('run', '-m', file, '-p', prompt, '-n', String(n), '--temp', '0');
+
+const expected64 = { text: nativeText(model, 64), trace: nativeTrace(model, 64) };
+const expected16 = { trace: nativeTrace(path.join(models, urlModel), 16) };
+const expected8 = { trace: nativeTrace(model, 8) };
+
+const server = await serve(app, 0, models);
+const base = `http://127.0.0.1:${server.address().port}/`;
+const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'microlm-chromium-'));
+const context = await chromium.launchPersistentContext(profile, {
+  executablePath: chromiumPath,
+  headless: true,
+  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  viewport: { width: 1000, height: 900 },
+});
+const page = context.pages()[0] ?? await context.newPage();
+const consoleErrors = [];
+page.on('console', (m) => { if (m.type() === 'error') consoleErrors.push(m.text()); });
+page.on('pageerror', (e) => consoleErrors.push(String(e)));
+
+async function generate(n, temp = '0') {
+  await page.fill('#max-tokens', String(n));
+  await page.fill('#temp', temp);
+  await page.fill('#prompt', prompt);
+  const before = await page.evaluate(() => document.body.dataset.done ?? '');
+  await page.click('#generate');
+  await page.waitForFunction((b) => (document.body.dataset.done ?? '') !== b || !document.getElementById('error').hidden,
+    before, { timeout: 120_000 });
+  return page.evaluate(() => ({
+    text: document.getElementById('output').textContent,
+    trace: document.getElementById('trace').textContent,
+    tps: document.getElementById('tps').textContent,
+    kv: document.getElementById('mem-kv').textContent,
+    model: document.getElementById('mem-model').textContent,
+    heap: document.getElementById('mem-heap').textContent,
+    error: document.getElementById('error').hidden ? '' : document.getElementById('error').textContent,
+  }));
+}
+
+async function pickFile(file) {
+  await page.setInputFiles('#file', file);
+  await page.waitForFunction(() => !document.getElementById('generate').disabled || !document.getElementById('error').hidden, null, { timeout: 60_000 });
+}
+
+try {
+  const t0 = Date.now();
+  await page.goto(base);
+  await page.waitForFunction(() => document.getElementById('status').textContent.startsWith('Ready'), null, { timeout: 60_000 });
+  check('the runtime starts in the page', true, '');
+  console.log(`     (start-up ${Date.now() - t0} ms)`);
+
+  // 1. The real model, picked as a file; 64 greedy tokens equal native's text and trace.
+  await pickFile(model);
+  const info = await page.textContent('#model-info');
+  check('a GGUF file picked in the page loads', /layers/.test(info), info);
+  // Main-thread responsiveness while generating: the largest gap between animation frames.
+  await page.evaluate(() => {
+    window.maxGap = 0;
+    let last = performance.now();
+    const tick = (t) => { window.maxGap = Math.max(window.maxGap, t - last); last = t; if (!window.stopFrames) requestAnimationFrame(tick); };
+    requestAnimationFrame(tick);
+  });
+  const r64 = await generate(64);
+  const maxGap = await page.evaluate(() => { window.stopFrames = true; return window.maxGap; });
+  check('64 greedy tokens: the text equals native `microlm run`', r64.text + '\n' === expected64.text,
+    `page:   ${JSON.stringify(r64.text)}\n     native: ${JSON.stringify(expected64.text)}`);
+  check('64 greedy tokens: the trace hash equals native `microlm verify`', r64.trace === expected64.trace,
+    `page: ${r64.trace}\n     native: ${expected64.trace}`);
+  check('the page shows tok/s and memory figures', /tok\/s/.test(r64.tps) && /iB/.test(r64.kv) && /iB/.test(r64.model) && /iB/.test(r64.heap),
+    JSON.stringify(r64));
+  check('the page does not freeze while generating (largest frame gap < 500 ms)', maxGap < 500, `${maxGap.toFixed(0)} ms`);
+  console.log(`     (chromium: ${r64.tps}, model ${r64.model}, KV cache ${r64.kv}, heap ${r64.heap}, largest frame gap ${maxGap.toFixed(0)} ms)`);
+  await page.screenshot({ path: path.join(out, 'browser.png'), fullPage: true });
+
+  // 2. A truncated file and a file that is not GGUF: a readable message, and the page goes on.
+  const bytes = fs.readFileSync(model);
+  await pickFile({ name: 'truncated.gguf', mimeType: 'application/octet-stream', buffer: bytes.subarray(0, 20000) });
+  let error = await page.evaluate(() => document.getElementById('error').hidden ? '' : document.getElementById('error').textContent);
+  check('a truncated file gives a readable error', /truncated\.gguf is not a usable model: .*more bytes than the file holds/.test(error), error);
+  await page.screenshot({ path: path.join(out, 'browser-error.png'), fullPage: true });
+  await pickFile({ name: 'notes.gguf', mimeType: 'text/plain', buffer: Buffer.from('hello, world\n') });
+  error = await page.evaluate(() => document.getElementById('error').hidden ? '' : document.getElementById('error').textContent);
+  check('a file that is not GGUF gives a readable error', /notes\.gguf is not a usable model: .*GGUF/.test(error), error);
+  check('generate is disabled while no model is loaded', await page.isDisabled('#generate'));
+
+  await pickFile(model);
+  const r8 = await generate(8);
+  check('after the errors the page loads a model and generates again (trace equals native)', r8.trace === expected8.trace && !r8.error,
+    `page: ${r8.trace} ${r8.error}\n     native: ${expected8.trace}`);
+
+  // 3. Loading from a URL.
+  await page.fill('#url', `${base}models/${urlModel}`);
+  await page.click('#load-url');
+  await page.waitForFunction(() => !document.getElementById('generate').disabled || !document.getElementById('error').hidden, null, { timeout: 60_000 });
+  const r16 = await generate(16);
+  check(`a model given by URL loads and generates (${urlModel}, trace equals native)`, r16.trace === expected16.trace,
+    `page: ${r16.trace} ${r16.error}\n     native: ${expected16.trace}`);
+
+  check('no errors in the browser console', consoleErrors.length === 0, consoleErrors.join('\n     '));
+  await page.fill('#url', `${base}models/no-such-model.gguf`);
+  await page.click('#load-url');
+  await page.waitForFunction(() => !document.getElementById('error').hidden, null, { timeout: 60_000 });
+  error = await page.textContent('#error');
+  check('a URL that is not found gives a readable error', /404/.test(error), error);
+
+} catch (e) {
+  check('the browser test ran to the end', false, String(e?.stack ?? e));
+  await page.screenshot({ path: path.join(out, 'browser-failure.png'), fullPage: true }).catch(() => {});
+} finally {
+  await context.close();
+  server.close();
+  fs.rmSync(profile, { recursive: true, force: true });
+}
+console.log(`${passed} passed, ${failed} failed`);
+process.exit(failed === 0 ? 0 : 1);
