@@ -1,3 +1,4 @@
+using System.Runtime.Intrinsics;
 using MicroLm.Cli;
 using MicroLm.Math;
 using MicroLm.Sampling;
@@ -90,5 +91,67 @@ public class KernelOrderTests
         Assert.Equal(0, CliMain.Run(args, native, new StringWriter()));
         var scalar = WithVectorBits(0, () => { var w = new StringWriter(); CliMain.Run(args, w, new StringWriter()); return w.ToString(); });
         Assert.Equal(native.ToString(), scalar);
+    }
+}
+
+[Collection("Global kernel switches")]
+public class QuantizedKernelPathTests
+{
+    private static float DotWithBits(Tensors.Quants.RowKernel k, byte[] row, Tensors.Quants.Activation x, int intBits, int floatBits)
+    {
+        int savedInt = Tensors.Quants.IntegerDot.VectorBits, savedFloat = Kernels.VectorBits;
+        try
+        {
+            Tensors.Quants.IntegerDot.VectorBits = intBits;
+            Kernels.VectorBits = floatBits;
+            return k.Dot(row, x);
+        }
+        finally { Tensors.Quants.IntegerDot.VectorBits = savedInt; Kernels.VectorBits = savedFloat; }
+    }
+
+    [Theory]
+    [InlineData(Tensors.GgmlType.Q8_0)]
+    [InlineData(Tensors.GgmlType.Q4_0)]
+    [InlineData(Tensors.GgmlType.F16)]
+    [InlineData(Tensors.GgmlType.Q5_0)]
+    [InlineData(Tensors.GgmlType.Q4_1)]
+    public void QuantizedDotGivesTheSameBitsOnEveryPath(Tensors.GgmlType type)
+    {
+        var rng = new Rng(9);
+        foreach (int n in new[] { 32, 64, 288, 768 })
+        {
+            var w = new float[n];
+            for (int i = 0; i < n; i++) w[i] = (rng.NextFloat() - 0.5f) * 2;
+            var row = Tensors.Quants.Quantizer.Quantize(type, w, n);
+            var x = new Tensors.Quants.Activation(n);
+            for (int i = 0; i < n; i++) x.Values[i] = (rng.NextFloat() - 0.5f) * 4;
+            x.EnsureQ8();
+            var kernel = Tensors.TensorTypes.Get(type).Kernel!;
+            float reference = DotWithBits(kernel, row, x, 128, 0);
+            foreach (var (ib, fb) in new[] { (128, 128), (256, 256), (256, 512), (128, 256) })
+            {
+                if (fb > Kernels.VectorBits) continue;
+                float v = DotWithBits(kernel, row, x, System.Math.Min(ib, Tensors.Quants.IntegerDot.VectorBits), fb);
+                Assert.Equal(BitConverter.SingleToInt32Bits(reference), BitConverter.SingleToInt32Bits(v));
+            }
+        }
+    }
+
+    [Fact]
+    public void HalfConversionInRegistersEqualsTheIeeeConversion()
+    {
+        for (int i = 0; i < 65536; i += 8)
+        {
+            var h = System.Runtime.Intrinsics.Vector256.Create(Enumerable.Range(i, 8).Select(v => (uint)v).ToArray());
+            var f = Tensors.Quants.F16Kernel.ToSingle(h);
+            var f128 = Tensors.Quants.F16Kernel.ToSingle(h.GetLower());
+            for (int j = 0; j < 8; j++)
+            {
+                float expected = (float)BitConverter.UInt16BitsToHalf((ushort)(i + j));
+                if (float.IsNaN(expected)) { Assert.True(float.IsNaN(f.GetElement(j))); continue; }
+                Assert.Equal(BitConverter.SingleToInt32Bits(expected), BitConverter.SingleToInt32Bits(f.GetElement(j)));
+                if (j < 4) Assert.Equal(BitConverter.SingleToInt32Bits(expected), BitConverter.SingleToInt32Bits(f128.GetElement(j)));
+            }
+        }
     }
 }

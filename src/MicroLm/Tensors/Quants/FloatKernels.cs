@@ -1,5 +1,7 @@
 using System.Buffers.Binary;
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
 using MicroLm.Math;
 
 namespace MicroLm.Tensors.Quants;
@@ -35,7 +37,74 @@ public sealed class F16Kernel : RowKernel
         for (int i = 0; i < output.Length; i++) output[i] = table[h[i]];
     }
 
-    public override float Dot(ReadOnlySpan<byte> row, Activation x) => DotByDequantizing(row, x, 1, 2);
+    /// <summary>Converts in registers (exact: see <see cref="ToSingle(Vector256{uint})"/>) and accumulates in
+    /// the 16 lanes of <see cref="Kernels"/>, so the bits equal an F32 dot of the converted row.</summary>
+    public override float Dot(ReadOnlySpan<byte> row, Activation x)
+    {
+        int n = x.Length, full = n & ~15, i = 0;
+        ref ushort h = ref Unsafe.As<byte, ushort>(ref MemoryMarshal.GetReference(row));
+        ref float xv = ref MemoryMarshal.GetArrayDataReference(x.Values);
+        Span<float> lanes = stackalloc float[Kernels.Lanes];
+        ref float l = ref MemoryMarshal.GetReference(lanes);
+        int bits = Kernels.VectorBits;
+        if (bits >= 256)
+        {
+            var acc0 = Vector256<float>.Zero; var acc1 = Vector256<float>.Zero;
+            for (; i < full; i += 16)
+            {
+                var (lo, hi) = Vector256.Widen(Vector256.LoadUnsafe(ref h, (nuint)i));
+                acc0 += ToSingle(lo) * Vector256.LoadUnsafe(ref xv, (nuint)i);
+                acc1 += ToSingle(hi) * Vector256.LoadUnsafe(ref xv, (nuint)i + 8);
+            }
+            acc0.StoreUnsafe(ref l); acc1.StoreUnsafe(ref l, 8);
+        }
+        else if (bits >= 128)
+        {
+            var acc0 = Vector128<float>.Zero; var acc1 = Vector128<float>.Zero;
+            var acc2 = Vector128<float>.Zero; var acc3 = Vector128<float>.Zero;
+            for (; i < full; i += 16)
+            {
+                var (a, b) = Vector128.Widen(Vector128.LoadUnsafe(ref h, (nuint)i));
+                var (c, d) = Vector128.Widen(Vector128.LoadUnsafe(ref h, (nuint)i + 8));
+                acc0 += ToSingle(a) * Vector128.LoadUnsafe(ref xv, (nuint)i);
+                acc1 += ToSingle(b) * Vector128.LoadUnsafe(ref xv, (nuint)i + 4);
+                acc2 += ToSingle(c) * Vector128.LoadUnsafe(ref xv, (nuint)i + 8);
+                acc3 += ToSingle(d) * Vector128.LoadUnsafe(ref xv, (nuint)i + 12);
+            }
+            acc0.StoreUnsafe(ref l); acc1.StoreUnsafe(ref l, 4); acc2.StoreUnsafe(ref l, 8); acc3.StoreUnsafe(ref l, 12);
+        }
+        else lanes.Clear();
+        var table = HalfToFloat;
+        for (; i < n; i++) Unsafe.Add(ref l, i & 15) += table[Unsafe.Add(ref h, i)] * Unsafe.Add(ref xv, i);
+        return Kernels.ReduceLanes(lanes);
+    }
+
+    // Half → float by bits: the 15 magnitude bits shifted into place read as a float that is 2^-112 times
+    // the half's value (for normal and subnormal halves alike), so one multiply by 2^112 — exact — scales
+    // it; infinities and NaNs get the all-ones exponent; then the sign. Equals the IEEE conversion.
+    private static readonly float TwoPow112 = BitConverter.Int32BitsToSingle(0x77800000);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector256<float> ToSingle(Vector256<uint> h)
+    {
+        var em = h & Vector256.Create(0x7FFFu);
+        var shifted = Vector256.ShiftLeft(em, 13);
+        var finite = (shifted.AsSingle() * Vector256.Create(TwoPow112)).AsUInt32();
+        var special = shifted | Vector256.Create(0x7F800000u);
+        var value = Vector256.ConditionalSelect(Vector256.GreaterThanOrEqual(em, Vector256.Create(0x7C00u)), special, finite);
+        return (value | Vector256.ShiftLeft(h & Vector256.Create(0x8000u), 16)).AsSingle();
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector128<float> ToSingle(Vector128<uint> h)
+    {
+        var em = h & Vector128.Create(0x7FFFu);
+        var shifted = Vector128.ShiftLeft(em, 13);
+        var finite = (shifted.AsSingle() * Vector128.Create(TwoPow112)).AsUInt32();
+        var special = shifted | Vector128.Create(0x7F800000u);
+        var value = Vector128.ConditionalSelect(Vector128.GreaterThanOrEqual(em, Vector128.Create(0x7C00u)), special, finite);
+        return (value | Vector128.ShiftLeft(h & Vector128.Create(0x8000u), 16)).AsSingle();
+    }
 }
 
 public sealed class BF16Kernel : RowKernel

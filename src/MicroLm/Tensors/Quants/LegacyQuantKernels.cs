@@ -1,4 +1,7 @@
 using System.Buffers.Binary;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
 
 namespace MicroLm.Tensors.Quants;
 
@@ -8,12 +11,16 @@ namespace MicroLm.Tensors.Quants;
 //   Q4_1: f16 d, f16 m, u8 qs[16]              x = d·nibble + m
 //   Q5_0: f16 d, u32 qh, u8 qs[16]             x = d·((nibble | fifth bit << 4) − 16); bit j of qh is value j's fifth bit
 //   Q5_1: f16 d, f16 m, u32 qh, u8 qs[16]      x = d·(nibble | fifth bit << 4) + m
-// Dot products with the Q8_0 activation: per block an exact integer sum Σ q_w·q_x, then in block order
-// sum += isum·(d_w·d_x) (+ m_w·s_x for the offset types). Integer sums are exact, so any SIMD width gives the same bits.
+// Dot products with the Q8_0 activation: Q8_0 and Q4_0 keep the 8-lane contract of IntegerDot; the
+// other types sum each block's exact integer product, then in block order sum += isum·(d_w·d_x)
+// (+ m_w·s_x for the offset types). Integer sums are exact, so any SIMD width gives the same bits.
 
 internal static class Block
 {
     public static float Half(ReadOnlySpan<byte> b, int at) => F16Kernel.HalfToFloat[BinaryPrimitives.ReadUInt16LittleEndian(b[at..])];
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float Half(ref byte b) => F16Kernel.HalfToFloat[Unsafe.ReadUnaligned<ushort>(ref b)];
 
     public static int DotQ8(ReadOnlySpan<sbyte> w, ReadOnlySpan<sbyte> x)
     {
@@ -40,15 +47,33 @@ public sealed class Q8_0Kernel : RowKernel
 
     public override float Dot(ReadOnlySpan<byte> row, Activation x)
     {
-        float sum = 0;
-        var q = x.Q8;
-        for (int b = 0; b < x.Length / 32; b++)
+        ref byte w = ref MemoryMarshal.GetReference(row);
+        ref sbyte q = ref MemoryMarshal.GetArrayDataReference(x.Q8);
+        var scales = x.Q8Scales;
+        int blocks = x.Length / 32;
+        if (IntegerDot.VectorBits >= 256)
         {
-            var block = row.Slice(b * 34, 34);
-            int isum = Block.DotQ8(System.Runtime.InteropServices.MemoryMarshal.Cast<byte, sbyte>(block.Slice(2, 32)), q.AsSpan(b * 32, 32));
-            sum += isum * (Block.Half(block, 0) * x.Q8Scales[b]);
+            var acc = Vector256<float>.Zero;
+            for (int b = 0; b < blocks; b++)
+            {
+                ref byte block = ref Unsafe.Add(ref w, b * 34);
+                var groups = IntegerDot.Groups256(Vector256.LoadUnsafe(ref Unsafe.As<byte, sbyte>(ref Unsafe.Add(ref block, 2))), Vector256.LoadUnsafe(ref Unsafe.Add(ref q, b * 32)));
+                acc += Vector256.ConvertToSingle(groups) * Vector256.Create(Block.Half(ref block) * scales[b]);
+            }
+            return IntegerDot.Fold(acc.GetLower(), acc.GetUpper());
         }
-        return sum;
+        var lo = Vector128<float>.Zero; var hi = Vector128<float>.Zero;
+        for (int b = 0; b < blocks; b++)
+        {
+            ref byte block = ref Unsafe.Add(ref w, b * 34);
+            ref sbyte wq = ref Unsafe.As<byte, sbyte>(ref Unsafe.Add(ref block, 2));
+            ref sbyte xq = ref Unsafe.Add(ref q, b * 32);
+            var (gl, gh) = IntegerDot.Groups128(Vector128.LoadUnsafe(ref wq), Vector128.LoadUnsafe(ref wq, 16), Vector128.LoadUnsafe(ref xq), Vector128.LoadUnsafe(ref xq, 16));
+            var scale = Vector128.Create(Block.Half(ref block) * scales[b]);
+            lo += Vector128.ConvertToSingle(gl) * scale;
+            hi += Vector128.ConvertToSingle(gh) * scale;
+        }
+        return IntegerDot.Fold(lo, hi);
     }
 }
 
@@ -73,17 +98,34 @@ public sealed class Q4_0Kernel : RowKernel
 
     public override float Dot(ReadOnlySpan<byte> row, Activation x)
     {
-        float sum = 0;
-        var q = x.Q8;
-        for (int b = 0; b < x.Length / 32; b++)
+        ref byte w = ref MemoryMarshal.GetReference(row);
+        ref sbyte q = ref MemoryMarshal.GetArrayDataReference(x.Q8);
+        var scales = x.Q8Scales;
+        int blocks = x.Length / 32;
+        if (IntegerDot.VectorBits >= 256)
         {
-            var block = row.Slice(b * 18, 18);
-            int o = b * 32, isum = 0;
-            for (int i = 0; i < 16; i++)
-                isum += ((block[2 + i] & 0xF) - 8) * q[o + i] + ((block[2 + i] >> 4) - 8) * q[o + i + 16];
-            sum += isum * (Block.Half(block, 0) * x.Q8Scales[b]);
+            var acc = Vector256<float>.Zero;
+            for (int b = 0; b < blocks; b++)
+            {
+                ref byte block = ref Unsafe.Add(ref w, b * 18);
+                var (vl, vh) = IntegerDot.UnpackQ4(ref Unsafe.Add(ref block, 2));
+                var groups = IntegerDot.Groups256(Vector256.Create(vl, vh), Vector256.LoadUnsafe(ref Unsafe.Add(ref q, b * 32)));
+                acc += Vector256.ConvertToSingle(groups) * Vector256.Create(Block.Half(ref block) * scales[b]);
+            }
+            return IntegerDot.Fold(acc.GetLower(), acc.GetUpper());
         }
-        return sum;
+        var lo = Vector128<float>.Zero; var hi = Vector128<float>.Zero;
+        for (int b = 0; b < blocks; b++)
+        {
+            ref byte block = ref Unsafe.Add(ref w, b * 18);
+            var (vl, vh) = IntegerDot.UnpackQ4(ref Unsafe.Add(ref block, 2));
+            ref sbyte xq = ref Unsafe.Add(ref q, b * 32);
+            var (gl, gh) = IntegerDot.Groups128(vl, vh, Vector128.LoadUnsafe(ref xq), Vector128.LoadUnsafe(ref xq, 16));
+            var scale = Vector128.Create(Block.Half(ref block) * scales[b]);
+            lo += Vector128.ConvertToSingle(gl) * scale;
+            hi += Vector128.ConvertToSingle(gh) * scale;
+        }
+        return IntegerDot.Fold(lo, hi);
     }
 }
 

@@ -1,0 +1,79 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.Arm;
+using System.Runtime.Intrinsics.X86;
+
+namespace MicroLm.Tensors.Quants;
+
+/// <summary>Integer products of a 32-value weight block with a Q8_0 activation block, and the
+/// reduction order of quantized dot products.
+///
+/// Contract: a block's products are summed exactly, as integers, in 8 groups of 4 consecutive values
+/// (group j holds values 4j..4j+3). A row keeps 8 float lanes; block b adds (float)group_j · s_b to lane
+/// j, where s_b = d_w · d_x is the product of the two block scales. After the last block the lanes fold
+/// pairwise: j += j+4, then j += j+2, then lane 0 + lane 1. Integer sums are exact whatever the
+/// instruction (VNNI, AVX2 pair sums, ARM dot product, or plain widening), and the float steps are the
+/// same IEEE operations on every path, so the bits never depend on the CPU. Activations never hold
+/// −128 (quants are within ±127), which keeps the 16-bit pair sums of the AVX2 path from saturating.</summary>
+internal static class IntegerDot
+{
+    private static readonly bool UseX86 = Avx2.IsSupported && Vector256.IsHardwareAccelerated;
+
+    /// <summary>Widest path used: 256 (x86 AVX2/VNNI) or 128. Tests lower it to compare paths.</summary>
+    internal static int VectorBits = UseX86 ? 256 : 128;
+
+    /// <summary>The 8 group sums of w·x over 32 signed bytes, as two 4-lane halves.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static (Vector128<int> Lo, Vector128<int> Hi) Groups128(Vector128<sbyte> w0, Vector128<sbyte> w1, Vector128<sbyte> x0, Vector128<sbyte> x1)
+    {
+        if (Dp.IsSupported)
+            return (Dp.DotProduct(Vector128<int>.Zero, w0, x0), Dp.DotProduct(Vector128<int>.Zero, w1, x1));
+        return (Groups16(w0, x0), Groups16(w1, x1));
+    }
+
+    /// <summary>4 group sums over 16 signed bytes with portable operations only.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector128<int> Groups16(Vector128<sbyte> w, Vector128<sbyte> x)
+    {
+        var (wl, wh) = Vector128.Widen(w);
+        var (xl, xh) = Vector128.Widen(x);
+        // Products as 16-bit values; each int lane then holds two neighbours, summed by sign-extending shifts.
+        var pl = (wl * xl).AsInt32();
+        var ph = (wh * xh).AsInt32();
+        var pairsL = Vector128.ShiftRightArithmetic(Vector128.ShiftLeft(pl, 16), 16) + Vector128.ShiftRightArithmetic(pl, 16);
+        var pairsH = Vector128.ShiftRightArithmetic(Vector128.ShiftLeft(ph, 16), 16) + Vector128.ShiftRightArithmetic(ph, 16);
+        // Pairs of pairs: lanes (0+1, 2+3) of each half.
+        var ql = pairsL.AsInt64();
+        var qh = pairsH.AsInt64();
+        var sumL = Vector128.ShiftRightArithmetic(Vector128.ShiftLeft(ql, 32), 32) + Vector128.ShiftRightArithmetic(ql, 32);
+        var sumH = Vector128.ShiftRightArithmetic(Vector128.ShiftLeft(qh, 32), 32) + Vector128.ShiftRightArithmetic(qh, 32);
+        return Vector128.Narrow(sumL, sumH);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<int> Groups256(Vector256<sbyte> w, Vector256<sbyte> x)
+    {
+        if (AvxVnni.IsSupported)
+            return AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, Avx2.Abs(w), Avx2.Sign(x, w));
+        var pairs = Avx2.MultiplyAddAdjacent(Avx2.Abs(w), Avx2.Sign(x, w));
+        return Avx2.MultiplyAddAdjacent(pairs, Vector256<short>.One);
+    }
+
+    /// <summary>Folds the 8 lanes in the contract's order.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float Fold(Vector128<float> lo, Vector128<float> hi)
+    {
+        var s = lo + hi;                       // j += j+4
+        float a = s.GetElement(0) + s.GetElement(2), b = s.GetElement(1) + s.GetElement(3);
+        return a + b;
+    }
+
+    /// <summary>The Q4_0 block's 32 values (nibble − 8) as two 16-byte halves: values 0..15, 16..31.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static (Vector128<sbyte> Lo, Vector128<sbyte> Hi) UnpackQ4(ref byte qs)
+    {
+        var packed = Vector128.LoadUnsafe(ref qs);
+        var eight = Vector128.Create((byte)8);
+        return (((packed & Vector128.Create((byte)0x0F)) - eight).AsSByte(), (Vector128.ShiftRightLogical(packed, 4) - eight).AsSByte());
+    }
+}
