@@ -38,6 +38,22 @@ public sealed class OracleFiles : IDisposable
         }
     }
 
+    /// <summary>The K-quant source model (<see cref="KQuantCases.Source"/>) quantized by llama.cpp to
+    /// <paramref name="ftype"/>, made on first use.</summary>
+    public string Quantized(string ftype)
+    {
+        string source = Synthetic("kquant-source-f32", () => KQuantCases.Source);
+        lock (_gate)
+        {
+            string key = "quantized-" + ftype;
+            if (_made.TryGetValue(key, out var path)) return path;
+            path = Path.Combine(Dir, $"kquant-{ftype}.gguf");
+            KQuantCases.Quantize(source, path, KQuantCases.Ftype(ftype));
+            _made[key] = path;
+            return path;
+        }
+    }
+
     /// <summary>stories260K.bin + tok512.bin converted by Llama2cCheckpoint.ToGguf.</summary>
     public string ConvertedStories260K()
     {
