@@ -48,10 +48,14 @@ public sealed class WeightMatrix
             _kernel.DotMany(data.Slice(r * RowBytes, RowBytes), xs, count, output, Rows, r);
     }
 
+    /// <summary>Makes the activation forms the weight's kernel reads (once per matmul, before the threads split the rows).</summary>
     public static void Prepare(WeightMatrix w, Activation[] xs, int count)
     {
-        if (!w.UsesQ8Activation) return;
-        for (int t = 0; t < count; t++) xs[t].EnsureQ8();
+        for (int t = 0; t < count; t++)
+        {
+            if (w._kernel.UsesQ8Activation) xs[t].EnsureQ8();
+            if (w._kernel.UsesQ8KActivation) xs[t].EnsureQ8K();
+        }
     }
 
     /// <summary>A 1-D F32 tensor (norm weights, biases) as a span over the file.</summary>

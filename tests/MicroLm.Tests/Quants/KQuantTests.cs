@@ -181,6 +181,7 @@ public class KQuantTests
         x.CopyTo(a.Values, 0);
         a.Invalidate();
         a.EnsureQ8();
+        if (x.Length % 256 == 0) a.EnsureQ8K(); // what WeightMatrix.Prepare does before a K-quant matmul
         return a;
     }
 
@@ -302,6 +303,7 @@ public class KQuantTests
         var other = RandomVector(512, rng);
         other.CopyTo(a.Values, 0);
         a.Invalidate();
+        a.EnsureQ8K();
         Assert.Equal(Q4_KKernel.Instance.Dot(row, Q8KForm.From(other)), Q4_KKernel.Instance.Dot(row, a));
         Assert.NotEqual(first, Q4_KKernel.Instance.Dot(row, a));
     }
@@ -310,7 +312,7 @@ public class KQuantTests
     public void K_quant_rows_need_whole_super_blocks()
     {
         var a = Act(new float[96]);
-        var e = Assert.Throws<MicroLmException>(() => Q4_KKernel.Instance.Dot(new byte[144], a));
+        var e = Assert.Throws<MicroLmException>(() => { a.EnsureQ8K(); Q4_KKernel.Instance.Dot(new byte[144], a); });
         Assert.Contains("256", e.Message);
     }
 

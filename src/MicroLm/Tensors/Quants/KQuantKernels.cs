@@ -67,11 +67,7 @@ internal static class KBlock
 /// <summary>An activation vector in llama.cpp's Q8_K form: per 256 values d = 1/(−127/max), where max is
 /// the value of largest magnitude (sign kept, the first on ties), and q = min(127, round_even(x·(−127/max)));
 /// an all-zero block has d = 0 and q = 0. Per 16 values the quant sum (for the min terms).
-///
-/// <see cref="Activation"/> has no slot for it, so each thread keeps the form it last made for an
-/// activation together with a copy of the values it came from, and remakes it when they differ
-/// (a byte comparison of the vector, much cheaper than the dot it serves). Same values, same form:
-/// the result is a pure function of the values, whichever thread made it.</summary>
+/// Made once per matmul input by <see cref="Activation.EnsureQ8K"/>.</summary>
 public sealed class Q8KForm
 {
     public int Length { get; }
@@ -79,50 +75,26 @@ public sealed class Q8KForm
     public float[] D { get; }
     /// <summary>Σ q over each 16 values.</summary>
     public int[] Sums16 { get; }
-    private readonly float[] _source;
 
-    private Q8KForm(int length)
+    internal Q8KForm(int length)
     {
+        KBlock.CheckLength(length);
         Length = length;
         Q = new sbyte[length];
         D = new float[length / KBlock.N];
         Sums16 = new int[length / 16];
-        _source = new float[length];
-    }
-
-    [ThreadStatic] private static ConditionalWeakTable<Activation, Q8KForm>? t_forms;
-
-    /// <summary>The Q8_K form of x's current values.</summary>
-    public static Q8KForm Of(Activation x)
-    {
-        KBlock.CheckLength(x.Length);
-        var forms = t_forms ??= new ConditionalWeakTable<Activation, Q8KForm>();
-        var values = x.Values.AsSpan(0, x.Length);
-        if (forms.TryGetValue(x, out var form) && form.Length == x.Length)
-        {
-            if (MemoryMarshal.AsBytes(values).SequenceEqual(MemoryMarshal.AsBytes(form._source.AsSpan()))) return form;
-        }
-        else
-        {
-            form = new Q8KForm(x.Length);
-            forms.AddOrUpdate(x, form);
-        }
-        form.Fill(values);
-        return form;
     }
 
     /// <summary>The Q8_K form of <paramref name="values"/> (no caching).</summary>
     public static Q8KForm From(ReadOnlySpan<float> values)
     {
-        KBlock.CheckLength(values.Length);
         var form = new Q8KForm(values.Length);
         form.Fill(values);
         return form;
     }
 
-    private void Fill(ReadOnlySpan<float> values)
+    internal void Fill(ReadOnlySpan<float> values)
     {
-        values.CopyTo(_source);
         for (int b = 0; b < Length / KBlock.N; b++)
         {
             var x = values.Slice(b * KBlock.N, KBlock.N);
@@ -173,7 +145,10 @@ public abstract class KQuantKernel : RowKernel
             DequantizeBlock(row.Slice(b * bpb, bpb), output.Slice(b * KBlock.N, KBlock.N));
     }
 
-    public override float Dot(ReadOnlySpan<byte> row, Activation x) => Dot(row, Q8KForm.Of(x));
+    public override bool UsesQ8KActivation => true;
+
+    public override float Dot(ReadOnlySpan<byte> row, Activation x) =>
+        Dot(row, x.Q8K ?? throw new InvalidOperationException("the activation's Q8_K form was not prepared"));
 
     public float Dot(ReadOnlySpan<byte> row, Q8KForm x)
     {

@@ -11,6 +11,9 @@ public abstract class RowKernel
     /// <summary>True if <see cref="Dot"/> reads the activation's Q8_0 form (quantized once per matmul).</summary>
     public virtual bool UsesQ8Activation => false;
 
+    /// <summary>True if <see cref="Dot"/> reads the activation's Q8_K form (the K-quants).</summary>
+    public virtual bool UsesQ8KActivation => false;
+
     public abstract void Dequantize(ReadOnlySpan<byte> row, Span<float> output);
 
     public abstract float Dot(ReadOnlySpan<byte> row, Activation x);
@@ -56,7 +59,9 @@ public sealed class Activation
     public sbyte[] Q8 { get; }
     public float[] Q8Scales { get; }
     public float[] Q8ScaledSums { get; }
-    private bool _q8Ready;
+    /// <summary>The Q8_K form (K-quant weights), made by <see cref="EnsureQ8K"/>.</summary>
+    public Q8KForm? Q8K { get; private set; }
+    private bool _q8Ready, _q8kReady;
 
     public Activation(int length)
     {
@@ -71,7 +76,15 @@ public sealed class Activation
     public Span<float> Span => Values.AsSpan(0, Length);
 
     /// <summary>Call after writing <see cref="Values"/>.</summary>
-    public void Invalidate() => _q8Ready = false;
+    public void Invalidate() => _q8Ready = _q8kReady = false;
+
+    public void EnsureQ8K()
+    {
+        if (_q8kReady) return;
+        Q8K ??= new Q8KForm(Length);
+        Q8K.Fill(Values.AsSpan(0, Length));
+        _q8kReady = true;
+    }
 
     public void EnsureQ8()
     {
