@@ -32,6 +32,8 @@ public sealed record SyntheticGptNeoXOptions
     /// <summary>Norm weights are 1 + NormJitter·N(0,1); norm biases and projection biases are BiasScale·N(0,1).</summary>
     public float NormJitter { get; init; } = 0.1f;
     public float BiasScale { get; init; } = 0.1f;
+    /// <summary>Tensors left out (tests of error messages; the caller may add its own version to the writer).</summary>
+    public IReadOnlySet<string>? OmitTensors { get; init; }
 }
 
 /// <summary>Writes GPT-NeoX ("gptneox") GGUF files with seeded random weights in llama.cpp's key and tensor
@@ -76,13 +78,16 @@ public static class SyntheticGptNeoX
         w.Add("gptneox.attention.layer_norm_epsilon", o.NormEpsilon);
         CopyTokenizer(w, o.TokenizerFile, o.VocabSize);
 
+        bool Omit(string name) => o.OmitTensors?.Contains(name) == true;
         void Matrix(string name, int cols, int rows)
         {
+            if (Omit(name)) return;
             var values = Normal(o.Seed, name, (long)cols * rows, o.WeightScale / MathF.Sqrt(cols));
             w.AddTensor(name, o.MatrixType, [cols, rows], Quantizer.Quantize(o.MatrixType, values, cols));
         }
         void Vector(string name, int n, float offset, float std)
         {
+            if (Omit(name)) return;
             var values = Normal(o.Seed, name, n, std);
             for (int i = 0; i < n; i++) values[i] += offset;
             w.AddTensor(name, GgmlType.F32, [n], Quantizer.Quantize(GgmlType.F32, values, n));
