@@ -48,6 +48,20 @@ public enum Tolerance
     /// (Q2_K: positions 0–3 match to 7e-7, 4–38 differ by 4–8e-2). Measured where flips happened:
     /// 1.6e-2–7.6e-2; 0.15 is 2× the largest. A wrong layout, scale or min breaks position 0 by O(0.1–10).</summary>
     Q8KActivations,
+    /// <summary>GPT-NeoX with F32 or F16 weights, 1e-2. llama.cpp's CPU GELU (ggml_vec_gelu_f32 with
+    /// GGML_GELU_FP16, defined unconditionally in ggml-cpu/vec.h) rounds its input to F16 and returns a
+    /// F16 table entry (ggml_table_gelu_f16): 2^-11 relative in every FFN activation; we compute GeluTanh in
+    /// F32. Measured 1.6e-3–2.0e-3 (F32), 2.8e-3–2.9e-3 (F16). Emulating the table in our forward (a local,
+    /// uncommitted experiment) brought F32 to 5.5e-4–7e-4: what is left are inputs that a last-bit
+    /// difference upstream moves across an F16 rounding boundary. A wrong operation (rotary dims, Q/K/V
+    /// split, residual order, a missing bias) gives O(0.1–10).</summary>
+    GeluF16Table,
+
+    /// <summary>GPT-NeoX with Q8_0 weights, 0.25: the GELU table (see GeluF16Table) changes FFN outputs
+    /// by ~1e-3, which moves many Q8_0 activation quants of the next matmuls (see Q8Activations), so no
+    /// position matches to float rounding. Measured 7.3e-2–7.5e-2. With the table emulated (local
+    /// experiment) 15/38 and 37/38 positions matched to 1e-5 and the maximum fell to 2.4e-2–5.7e-2.</summary>
+    Q8WithGeluF16Table,
 }
 
 public class LogitOracleTests(OracleFiles files, ITestOutputHelper output) : IClassFixture<OracleFiles>
@@ -89,6 +103,8 @@ public class LogitOracleTests(OracleFiles files, ITestOutputHelper output) : ICl
             Tolerance.Q8_1Activations => 0.25,
             Tolerance.MixedWithF16 => 0.6,
             Tolerance.Q8KActivations => 0.15,
+            Tolerance.GeluF16Table => 1e-2,
+            Tolerance.Q8WithGeluF16Table => 0.25,
             _ => throw new ArgumentOutOfRangeException(nameof(tolerance)),
         };
         output.WriteLine($"{Path.GetFileName(path)}: max |Δlogit| = {maxAbs:E2} (position {worst}); within 1e-5 at {exact}/{tokens.Length} positions " +
@@ -100,7 +116,7 @@ public class LogitOracleTests(OracleFiles files, ITestOutputHelper output) : ICl
         if (tolerance == Tolerance.Q8Activations)
             Assert.True(firstMax <= 1e-5 && exact >= 0.5 * tokens.Length,
                 $"position 0 differs by {firstMax:E2}, {exact}/{tokens.Length} positions match to 1e-5: more than occasional rounding flips");
-        if (tolerance == Tolerance.F32) Assert.Equal(tokens.Length, agree);
+        if (tolerance is Tolerance.F32 or Tolerance.GeluF16Table) Assert.Equal(tokens.Length, agree);
         return new Result(maxAbs, maxLogit, worst, agree, exact, tokens.Length, ours, theirs);
     }
 
@@ -147,6 +163,16 @@ public class LogitOracleTests(OracleFiles files, ITestOutputHelper output) : ICl
         output.WriteLine($"{ftype}: matrices {KQuantCases.TypeSummary(path)}");
         Run(path, Tolerance.Q8KActivations);
     }
+
+    [Theory]
+    [InlineData("pythia14m-parallel-f32", Tolerance.GeluF16Table)]
+    [InlineData("pythia14m-sequential-f32", Tolerance.GeluF16Table)]
+    [InlineData("pythia14m-parallel-f16", Tolerance.GeluF16Table)]
+    [InlineData("pythia14m-sequential-f16", Tolerance.GeluF16Table)]
+    [InlineData("pythia14m-parallel-q8_0", Tolerance.Q8WithGeluF16Table)]
+    [InlineData("pythia14m-sequential-q8_0", Tolerance.Q8WithGeluF16Table)]
+    public void GptNeoX(string name, Tolerance tolerance) =>
+        Run(files.SyntheticGptNeoX(name, () => SyntheticGptNeoXCases.Get(name)), tolerance);
 
     /// <summary>Our llama2.c → GGUF conversion of stories260K.bin + tok512.bin loads in llama.cpp, and
     /// llama.cpp computes bit for bit the logits it computes from its own conversion (stories260K-F32.gguf,

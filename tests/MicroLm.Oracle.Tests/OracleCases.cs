@@ -22,6 +22,17 @@ public sealed class OracleFiles : IDisposable
         throw new FileNotFoundException($"shared/models/{relative} not found above {AppContext.BaseDirectory}");
     }
 
+    /// <summary>A file under shared/ (e.g. "tokenizer-vectors/ggml-vocab-gpt-neox.gguf").</summary>
+    public static string SharedFile(string relative)
+    {
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir != null; dir = dir.Parent)
+        {
+            string candidate = Path.Combine(dir.FullName, "shared", relative);
+            if (File.Exists(candidate)) return candidate;
+        }
+        throw new FileNotFoundException($"shared/{relative} not found above {AppContext.BaseDirectory}");
+    }
+
     private static SyntheticVocabulary? _llama2Vocab;
     public static SyntheticVocabulary Llama2Vocab => _llama2Vocab ??= SyntheticVocabulary.FromLlama2c(Shared("llama2c/tokenizer.bin"), 32000);
 
@@ -50,6 +61,19 @@ public sealed class OracleFiles : IDisposable
             path = Path.Combine(Dir, $"kquant-{ftype}.gguf");
             KQuantCases.Quantize(source, path, KQuantCases.Ftype(ftype));
             _made[key] = path;
+            return path;
+        }
+    }
+
+    /// <summary>The path of a synthetic GPT-NeoX model, written on first use.</summary>
+    public string SyntheticGptNeoX(string name, Func<SyntheticGptNeoXOptions> options)
+    {
+        lock (_gate)
+        {
+            if (_made.TryGetValue(name, out var path)) return path;
+            path = Path.Combine(Dir, name + ".gguf");
+            MicroLm.Synthetic.SyntheticGptNeoX.Write(path, options());
+            _made[name] = path;
             return path;
         }
     }
@@ -104,6 +128,24 @@ internal static class SyntheticCases
         "stories15M-f32-tied" => new() { Dim = 288, HiddenDim = 768, Layers = 6, Heads = 6, KvHeads = 6, ContextLength = 256, Vocabulary = OracleFiles.Llama2Vocab, TiedOutput = true, Seed = 24 },
         "stories15M-q8_0-tied" => new() { Dim = 288, HiddenDim = 768, Layers = 6, Heads = 6, KvHeads = 6, ContextLength = 256, Vocabulary = OracleFiles.Llama2Vocab, TiedOutput = true, MatrixType = GgmlType.Q8_0, Seed = 24 },
         "stories15M-gqa-f16-untied" => new() { Dim = 288, HiddenDim = 768, Layers = 6, Heads = 6, KvHeads = 2, ContextLength = 256, Vocabulary = OracleFiles.Llama2Vocab, MatrixType = GgmlType.F16, Seed = 25 },
+        _ => throw new ArgumentException(name),
+    };
+}
+
+/// <summary>Synthetic GPT-NeoX models of Pythia-14M's shape (d 128, 6 layers, 4 heads of 32, 8 rotary dims,
+/// FFN 512) with the real GPT-NeoX tokenizer padded to Pythia's 50304 tokens.</summary>
+internal static class SyntheticGptNeoXCases
+{
+    private static string Tokenizer => OracleFiles.SharedFile("tokenizer-vectors/ggml-vocab-gpt-neox.gguf");
+
+    public static SyntheticGptNeoXOptions Get(string name) => name switch
+    {
+        "pythia14m-parallel-f32" => SyntheticGptNeoX.Pythia("14M", Tokenizer, GgmlType.F32, seed: 41) with { ContextLength = 256 },
+        "pythia14m-sequential-f32" => SyntheticGptNeoX.Pythia("14M", Tokenizer, GgmlType.F32, seed: 42) with { ContextLength = 256, ParallelResidual = false },
+        "pythia14m-parallel-f16" => SyntheticGptNeoX.Pythia("14M", Tokenizer, GgmlType.F16, seed: 41) with { ContextLength = 256 },
+        "pythia14m-sequential-f16" => SyntheticGptNeoX.Pythia("14M", Tokenizer, GgmlType.F16, seed: 42) with { ContextLength = 256, ParallelResidual = false },
+        "pythia14m-parallel-q8_0" => SyntheticGptNeoX.Pythia("14M", Tokenizer, GgmlType.Q8_0, seed: 41) with { ContextLength = 256 },
+        "pythia14m-sequential-q8_0" => SyntheticGptNeoX.Pythia("14M", Tokenizer, GgmlType.Q8_0, seed: 42) with { ContextLength = 256, ParallelResidual = false },
         _ => throw new ArgumentException(name),
     };
 }

@@ -21,6 +21,7 @@ public abstract class Architecture
     public static Architecture Create(GgufFile file, ModelConfig config) => config.Architecture switch
     {
         "llama" => new Llama(file, config),
+        "gptneox" => new GptNeoX(file, config),
         _ => throw new MicroLmException($"unknown architecture '{config.Architecture}'"),
     };
 

@@ -1,5 +1,6 @@
 using MicroLm.Generation;
 using MicroLm.Math;
+using MicroLm.Tensors.Quants;
 
 namespace MicroLm.Models;
 
@@ -21,5 +22,89 @@ internal static class Attention
         output.Clear();
         for (int t = 0; t <= pos; t++)
             Kernels.AddScaled(output, scores[t], values.AsSpan(t * kvDim + kvHead * hd, hd));
+    }
+
+    /// <summary>Writes one token's keys and values (kvDim each) into the cache at <paramref name="pos"/>.</summary>
+    public static void Store(Session s, int layer, int pos, ReadOnlySpan<float> k, ReadOnlySpan<float> v)
+    {
+        int kvDim = s.Config.KvDim;
+        k[..kvDim].CopyTo(s.KeyCache[layer].AsSpan(pos * kvDim, kvDim));
+        v[..kvDim].CopyTo(s.ValueCache[layer].AsSpan(pos * kvDim, kvDim));
+    }
+}
+
+/// <summary>One layer's attention for a batch of tokens: the (token, head) pairs are split across the
+/// session's threads, each pair owned by one thread, so the thread count never changes the bits.
+/// The queries are read from a batch buffer where token t's heads start at t·stride + offset.</summary>
+internal sealed class AttentionBatch
+{
+    private readonly Session _session;
+    private readonly float[][] _scores;   // per thread: context
+    private readonly Action<int, int> _job;
+    private float[] _q = [];
+    private int _qStride, _qOffset, _count, _startPos, _layer;
+
+    /// <summary>Per token: heads × headDim attention outputs (the input of the output projection).</summary>
+    public Activation[] Output { get; }
+
+    public AttentionBatch(Session s, int maxBatch)
+    {
+        _session = s;
+        int qDim = s.Config.Heads * s.Config.HeadDim;
+        Output = Enumerable.Range(0, maxBatch).Select(_ => new Activation(qDim)).ToArray();
+        _scores = Enumerable.Range(0, s.Team.Count).Select(_ => new float[s.ContextLength]).ToArray();
+        _job = Part;
+    }
+
+    /// <summary>Attention of tokens at positions startPos..startPos+count−1 (their K/V already in the cache) into <see cref="Output"/>.</summary>
+    public void Run(int layer, int startPos, int count, float[] q, int qStride, int qOffset)
+    {
+        _layer = layer; _startPos = startPos; _count = count; _q = q; _qStride = qStride; _qOffset = qOffset;
+        _session.Team.Run(_job);
+        for (int t = 0; t < count; t++) Output[t].Invalidate();
+    }
+
+    private void Part(int part, int parts)
+    {
+        var c = _session.Config;
+        int pairs = _count * c.Heads, hd = c.HeadDim, group = c.Heads / c.KvHeads;
+        var (start, end) = ThreadTeam.Slice(pairs, part, parts);
+        for (int i = start; i < end; i++)
+        {
+            int t = i / c.Heads, h = i % c.Heads;
+            var output = Output[t].Span.Slice(h * hd, hd);
+            Attention.Head(_session, _layer, _startPos + t, _q.AsSpan(t * _qStride + _qOffset + h * hd, hd), h / group, _scores[part], output);
+        }
+    }
+}
+
+/// <summary>Per-token steps over a batch buffer (token t's row at t·width) shared by the model families.</summary>
+internal static class BatchOps
+{
+    /// <summary>output[t] = RmsNorm(x row t).</summary>
+    public static void RmsNorm(float[] x, int dim, ReadOnlySpan<float> weight, float eps, Activation[] output, int n)
+    {
+        for (int t = 0; t < n; t++)
+        {
+            Kernels.RmsNorm(x.AsSpan(t * dim, dim), weight, eps, output[t].Span);
+            output[t].Invalidate();
+        }
+    }
+
+    /// <summary>output[t] = LayerNorm(x row t) ⊙ weight + bias.</summary>
+    public static void LayerNorm(float[] x, int dim, ReadOnlySpan<float> weight, ReadOnlySpan<float> bias, float eps, Activation[] output, int n)
+    {
+        for (int t = 0; t < n; t++)
+        {
+            Kernels.LayerNorm(x.AsSpan(t * dim, dim), weight, bias, eps, output[t].Span);
+            output[t].Invalidate();
+        }
+    }
+
+    /// <summary>y row t += bias for each of the n tokens (rows of bias.Length values).</summary>
+    public static void AddBias(float[] y, ReadOnlySpan<float> bias, int n)
+    {
+        int width = bias.Length;
+        for (int t = 0; t < n; t++) Kernels.Add(y.AsSpan(t * width, width), bias);
     }
 }

@@ -53,12 +53,10 @@ public sealed class Llama : Architecture
     private sealed class Scratch
     {
         public required float[] X;                       // residual stream, batch × dim
-        public required Activation[] Normed, AttnOut, Hidden;
+        public required Activation[] Normed, Hidden;
         public required float[] Q, K, V, Gate, Up, Proj;  // batch × rows
         public required float[] Cos, Sin;                // batch × rope pairs
-        public required float[][] Scores;                // per thread: context
-        public required Action<int, int> AttentionJob;
-        public int Count, StartPos, Layer;
+        public required AttentionBatch Attention;
     }
 
     internal override object CreateScratch(Session s, int maxBatch)
@@ -69,14 +67,12 @@ public sealed class Llama : Architecture
         var scratch = new Scratch
         {
             X = new float[maxBatch * c.Dim],
-            Normed = Acts(c.Dim), AttnOut = Acts(qDim), Hidden = Acts(c.HiddenDim),
+            Normed = Acts(c.Dim), Hidden = Acts(c.HiddenDim),
             Q = new float[maxBatch * qDim], K = new float[maxBatch * c.KvDim], V = new float[maxBatch * c.KvDim],
             Gate = new float[maxBatch * c.HiddenDim], Up = new float[maxBatch * c.HiddenDim], Proj = new float[maxBatch * c.Dim],
             Cos = new float[maxBatch * c.RopeDims / 2], Sin = new float[maxBatch * c.RopeDims / 2],
-            Scores = Enumerable.Range(0, s.Team.Count).Select(_ => new float[s.ContextLength]).ToArray(),
-            AttentionJob = null!,
+            Attention = new AttentionBatch(s, maxBatch),
         };
-        scratch.AttentionJob = (part, parts) => AttentionPart(s, scratch, part, parts);
         return scratch;
     }
 
@@ -85,7 +81,6 @@ public sealed class Llama : Architecture
         var c = Config;
         var w = (Scratch)s.Scratch;
         int n = tokens.Length, dim = c.Dim, half = c.RopeDims / 2;
-        w.Count = n; w.StartPos = startPos;
 
         for (int t = 0; t < n; t++)
         {
@@ -96,9 +91,8 @@ public sealed class Llama : Architecture
         for (int l = 0; l < _layers.Length; l++)
         {
             var layer = _layers[l];
-            w.Layer = l;
             // Attention block: x += Wo · attention(rope(Wq·norm(x)), rope(Wk·norm(x)), Wv·norm(x))
-            Norm(w.X, layer.AttnNorm.Span, w.Normed, n);
+            BatchOps.RmsNorm(w.X, dim, layer.AttnNorm.Span, c.NormEpsilon, w.Normed, n);
             s.MatMul(layer.Wq, w.Normed, n, w.Q);
             s.MatMul(layer.Wk, w.Normed, n, w.K);
             s.MatMul(layer.Wv, w.Normed, n, w.V);
@@ -108,16 +102,14 @@ public sealed class Llama : Architecture
                 var cos = w.Cos.AsSpan(t * half, half); var sin = w.Sin.AsSpan(t * half, half);
                 _rope.Apply(w.Q.AsSpan(t * qDim, qDim), c.Heads, c.HeadDim, cos, sin);
                 _rope.Apply(w.K.AsSpan(t * kvDim, kvDim), c.KvHeads, c.HeadDim, cos, sin);
-                w.K.AsSpan(t * kvDim, kvDim).CopyTo(s.KeyCache[l].AsSpan((startPos + t) * kvDim, kvDim));
-                w.V.AsSpan(t * kvDim, kvDim).CopyTo(s.ValueCache[l].AsSpan((startPos + t) * kvDim, kvDim));
+                Attention.Store(s, l, startPos + t, w.K.AsSpan(t * kvDim, kvDim), w.V.AsSpan(t * kvDim, kvDim));
             }
-            s.Team.Run(w.AttentionJob);
-            for (int t = 0; t < n; t++) w.AttnOut[t].Invalidate();
-            s.MatMul(layer.Wo, w.AttnOut, n, w.Proj);
+            w.Attention.Run(l, startPos, n, w.Q, qDim, 0);
+            s.MatMul(layer.Wo, w.Attention.Output, n, w.Proj);
             Kernels.Add(w.X.AsSpan(0, n * dim), w.Proj.AsSpan(0, n * dim));
 
             // Feed-forward block: x += Down · (silu(Gate·norm(x)) ⊙ Up·norm(x))
-            Norm(w.X, layer.FfnNorm.Span, w.Normed, n);
+            BatchOps.RmsNorm(w.X, dim, layer.FfnNorm.Span, c.NormEpsilon, w.Normed, n);
             s.MatMul(layer.Gate, w.Normed, n, w.Gate);
             s.MatMul(layer.Up, w.Normed, n, w.Up);
             int hidden = c.HiddenDim;
@@ -134,31 +126,7 @@ public sealed class Llama : Architecture
             s.CheckFinite(w.X.AsSpan(0, n * dim), l);
         }
 
-        Norm(w.X, _outputNorm.Span, w.Normed, n);
+        BatchOps.RmsNorm(w.X, dim, _outputNorm.Span, c.NormEpsilon, w.Normed, n);
         s.MatMul(_output, w.Normed, n, s.Logits);
-    }
-
-    private void Norm(float[] x, ReadOnlySpan<float> weight, Activation[] output, int n)
-    {
-        int dim = Config.Dim;
-        for (int t = 0; t < n; t++)
-        {
-            Kernels.RmsNorm(x.AsSpan(t * dim, dim), weight, Config.NormEpsilon, output[t].Span);
-            output[t].Invalidate();
-        }
-    }
-
-    /// <summary>Part of the (token, head) pairs of one layer's attention; each pair is owned by one thread.</summary>
-    private void AttentionPart(Session s, Scratch w, int part, int parts)
-    {
-        var c = Config;
-        int pairs = w.Count * c.Heads, hd = c.HeadDim, qDim = c.Heads * hd, group = c.Heads / c.KvHeads;
-        var (start, end) = ThreadTeam.Slice(pairs, part, parts);
-        for (int i = start; i < end; i++)
-        {
-            int t = i / c.Heads, h = i % c.Heads;
-            var output = w.AttnOut[t].Span.Slice(h * hd, hd);
-            Attention.Head(s, w.Layer, w.StartPos + t, w.Q.AsSpan(t * qDim + h * hd, hd), h / group, w.Scores[part], output);
-        }
     }
 }
