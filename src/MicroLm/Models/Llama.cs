@@ -134,8 +134,20 @@ public sealed class Llama : Architecture
             s.CheckFinite(w.X.AsSpan(0, n * dim), l);
         }
 
-        Norm(w.X, _outputNorm.Span, w.Normed, n);
-        s.MatMul(_output, w.Normed, n, s.Logits);
+        switch (s.WantedLogits)
+        {
+            case LogitsWanted.None: break;
+            case LogitsWanted.Last: // only the last token's row, written at row 0
+                Kernels.RmsNorm(w.X.AsSpan((n - 1) * dim, dim), _outputNorm.Span, c.NormEpsilon, w.Normed[0].Span);
+                w.Normed[0].Invalidate();
+                s.MatMul(_output, w.Normed, 1, s.Logits);
+                s.LastLogitsAtRow0 = true;
+                break;
+            default:
+                Norm(w.X, _outputNorm.Span, w.Normed, n);
+                s.MatMul(_output, w.Normed, n, s.Logits);
+                break;
+        }
     }
 
     private void Norm(float[] x, ReadOnlySpan<float> weight, Activation[] output, int n)
