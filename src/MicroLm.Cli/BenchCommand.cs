@@ -33,7 +33,7 @@ public static class BenchCommand
         foreach (int t in threads)
         {
             using var session = model.CreateSession(contextLength: p + n, threads: t, maxBatch: System.Math.Max(p, 1));
-            var bench = new SessionBench(session);
+            var bench = new SessionBench(session) { AllLogits = o.Has("--all-logits") };
             var prompt = BenchTokens.Prompt(p, c.VocabSize, model.Tokenizer.BosId);
             var gen = BenchTokens.Generation(n, c.VocabSize, model.Tokenizer.BosId);
             BenchTiming.WarmUp(() =>
@@ -50,7 +50,8 @@ public static class BenchCommand
         if (!OperatingSystem.IsBrowser())
             stdout.WriteLine(string.Create(CultureInfo.InvariantCulture, $"peak working set: {Process.GetCurrentProcess().PeakWorkingSet64 / 1048576.0:F1} MiB"));
         stdout.WriteLine($"runtime: {RuntimeInformation.FrameworkDescription}, {RuntimeInformation.ProcessArchitecture}, " +
-                         $"{BenchTiming.VectorDescription()}, {BenchTiming.JitDescription()}; pp computes the last token's logits only");
+                         $"{BenchTiming.VectorDescription()}, {BenchTiming.JitDescription()}; " +
+                         (o.Has("--all-logits") ? "pp computes every position's logits" : "pp computes the last token's logits only (as llama.cpp)"));
         return 0;
     }
 
@@ -69,12 +70,16 @@ public sealed class SessionBench(Session session)
 {
     private readonly int[] _one = new int[1];
 
-    /// <summary>Seconds to evaluate the prompt as one batch, logits for the last token only (as llama.cpp does).</summary>
+    /// <summary>pp computes every position's logits (Evaluate's default) instead of the last one's.</summary>
+    public bool AllLogits { get; init; }
+
+    /// <summary>Seconds to evaluate the prompt as one batch, logits for the last token only (as llama.cpp does)
+    /// unless <see cref="AllLogits"/>.</summary>
     public double Prompt(int[] prompt)
     {
         session.Reset();
         long start = Stopwatch.GetTimestamp();
-        session.Evaluate(prompt, prompt.Length, lastLogitsOnly: true);
+        session.Evaluate(prompt, prompt.Length, lastLogitsOnly: !AllLogits);
         return Stopwatch.GetElapsedTime(start).TotalSeconds;
     }
 
