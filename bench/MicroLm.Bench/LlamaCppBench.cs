@@ -79,21 +79,16 @@ internal sealed class LlamaCppBench : IDisposable
         _context.NativeHandle.Synchronize();
     }
 
-    /// <summary>"LLamaSharp 0.30.0, llama.cpp avx512 build".</summary>
+    /// <summary>"LLamaSharp 0.30.0 with LLamaSharp.Backend.Cpu 0.30.0 (llama.cpp, AVX512 build)".</summary>
     public static string Version()
     {
         Configure();
         var info = Marshal.PtrToStringUTF8(NativeApi.llama_print_system_info()) ?? "";
-        string variant;
-        lock (Log)
-        {
-            var loaded = Log.LastOrDefault(l => l.Contains("Successfully loaded") && l.Contains("libllama")) ?? "";
-            variant = new[] { "avx512", "avx2", "avx", "noavx" }.FirstOrDefault(v => loaded.Contains($"/{v}/")) ?? "unknown";
-        }
-        var asm = typeof(LLamaWeights).Assembly;
-        string version = asm.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion.Split('+')[0]
-                         ?? asm.GetName().Version?.ToString() ?? "?";
-        _ = info;
+        string variant = info.Contains("AVX512 = 1", StringComparison.Ordinal) ? "AVX512"
+            : info.Contains("AVX2 = 1", StringComparison.Ordinal) ? "AVX2"
+            : info.Contains("AVX = 1", StringComparison.Ordinal) ? "AVX" : "no-AVX";
+        string version = typeof(LlamaCppBench).Assembly.GetCustomAttributes<AssemblyMetadataAttribute>()
+            .FirstOrDefault(m => m.Key == "LLamaSharpVersion")?.Value ?? "?";
         return $"LLamaSharp {version} with LLamaSharp.Backend.Cpu {version} (llama.cpp, {variant} build)";
     }
 
