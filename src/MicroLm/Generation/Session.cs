@@ -54,10 +54,13 @@ public sealed class Session : IDisposable
 
     /// <summary>Evaluates <paramref name="tokens"/> at the next positions, in chunks of at most
     /// <paramref name="batch"/> (default: MaxBatch). Chunking never changes the bits. If given,
-    /// <paramref name="onLogits"/> sees each position's logits. Returns the last token's logits.</summary>
-    public ReadOnlySpan<float> Evaluate(ReadOnlySpan<int> tokens, int batch = 0, LogitsHandler? onLogits = null)
+    /// <paramref name="onLogits"/> sees each position's logits. Returns the last token's logits.
+    /// <paramref name="lastLogitsOnly"/>: compute the classifier for the last token only (as llama.cpp
+    /// does for a prompt); the returned logits are the same bits, the other positions' are skipped.</summary>
+    public ReadOnlySpan<float> Evaluate(ReadOnlySpan<int> tokens, int batch = 0, LogitsHandler? onLogits = null, bool lastLogitsOnly = false)
     {
         if (tokens.Length == 0) throw new ArgumentException("no tokens to evaluate");
+        if (lastLogitsOnly && onLogits != null) throw new ArgumentException("onLogits needs every position's logits; it cannot be combined with lastLogitsOnly");
         if (Position + tokens.Length > ContextLength)
             throw new MicroLmException($"context is full: {Position} positions used, {tokens.Length} more requested, context length {ContextLength}");
         foreach (int t in tokens)
@@ -66,7 +69,19 @@ public sealed class Session : IDisposable
         for (int i = 0; i < tokens.Length; i += chunk)
         {
             int n = System.Math.Min(chunk, tokens.Length - i);
+            bool final = i + n == tokens.Length;
+            WantedLogits = !lastLogitsOnly ? LogitsWanted.All : final ? LogitsWanted.Last : LogitsWanted.None;
             Model.Architecture.Forward(this, tokens.Slice(i, n), Position);
+            WantedLogits = LogitsWanted.All;
+            if (lastLogitsOnly)
+            {
+                Position += n;
+                if (!final) continue;
+                _lastRow = 0; // LogitRows put the only computed row first
+                if (!Math.Kernels.AllFinite(LastLogits))
+                    throw new MicroLmException($"the logits at position {Position - 1} contain NaN or infinity");
+                break;
+            }
             for (int t = 0; t < n; t++)
             {
                 var logits = Logits.AsSpan(t * VocabSize, VocabSize);
@@ -81,6 +96,18 @@ public sealed class Session : IDisposable
     }
 
     public void Reset() => Position = 0;
+
+    /// <summary>Which rows of the classifier the current Forward must compute.</summary>
+    internal LogitsWanted WantedLogits { get; private set; }
+
+    /// <summary>The tokens of a batch of <paramref name="n"/> whose logits the architecture computes
+    /// (written from Logits[0] on): all, only the last, or none.</summary>
+    internal (int First, int Count) LogitRows(int n) => WantedLogits switch
+    {
+        LogitsWanted.Last => (n - 1, 1),
+        LogitsWanted.None => (n, 0),
+        _ => (0, n),
+    };
 
     /// <summary>output[t·rows + r] = w.row(r) · input[t], rows split across the team.</summary>
     internal void MatMul(WeightMatrix w, Activation[] input, int count, float[] output)
@@ -105,5 +132,7 @@ public sealed class Session : IDisposable
 
     public void Dispose() => Team.Dispose();
 }
+
+internal enum LogitsWanted { All, Last, None }
 
 public delegate void LogitsHandler(int position, int token, ReadOnlySpan<float> logits);

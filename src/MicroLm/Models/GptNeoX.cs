@@ -137,8 +137,9 @@ public sealed class GptNeoX : Architecture
             s.CheckFinite(x, l);
         }
 
-        BatchOps.LayerNorm(w.X, dim, _outputNorm.Span, _outputNormBias.Span, c.NormEpsilon, w.Normed, n);
-        s.MatMul(_output, w.Normed, n, s.Logits);
+        var (first, count) = s.LogitRows(n);
+        BatchOps.LayerNorm(w.X, dim, _outputNorm.Span, _outputNormBias.Span, c.NormEpsilon, w.Normed, count, first);
+        if (count > 0) s.MatMul(_output, w.Normed, count, s.Logits);
     }
 
     /// <summary>FfnProj = Down · gelu(Up · ln2(x) + b_up) + b_down.</summary>

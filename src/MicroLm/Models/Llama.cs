@@ -126,7 +126,8 @@ public sealed class Llama : Architecture
             s.CheckFinite(w.X.AsSpan(0, n * dim), l);
         }
 
-        BatchOps.RmsNorm(w.X, dim, _outputNorm.Span, c.NormEpsilon, w.Normed, n);
-        s.MatMul(_output, w.Normed, n, s.Logits);
+        var (first, count) = s.LogitRows(n);
+        BatchOps.RmsNorm(w.X, dim, _outputNorm.Span, c.NormEpsilon, w.Normed, count, first);
+        if (count > 0) s.MatMul(_output, w.Normed, count, s.Logits);
     }
 }

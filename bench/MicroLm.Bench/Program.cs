@@ -1,0 +1,244 @@
+using System.Globalization;
+using System.Runtime.InteropServices;
+using System.Text;
+using MicroLm.Bench;
+using MicroLm.Cli;
+using MicroLm.Models;
+using MicroLm.Tensors;
+
+// MicroLm vs llama.cpp on synthetic stories15M/110M-shaped models. See docs/performance.md.
+CultureInfo.DefaultThreadCurrentCulture = CultureInfo.InvariantCulture;
+CultureInfo.CurrentCulture = CultureInfo.InvariantCulture;
+try
+{
+    var a = BenchArgs.Parse(args);
+    if (a.Help) { Console.WriteLine(BenchArgs.Usage); return 0; }
+    if (a.Profile) { DecodeProfile.Run(a, Console.Out); return 0; }
+    return Comparison.Run(a);
+}
+catch (ArgumentException e)
+{
+    Console.Error.WriteLine($"microlm-bench: {e.Message}\n{BenchArgs.Usage}");
+    return 2;
+}
+
+namespace MicroLm.Bench
+{
+    internal sealed record Shape(string Name, int Dim, int Hidden, int Layers, int Heads)
+    {
+        public const int Vocab = 32000;
+        public static readonly Shape[] All =
+        [
+            new("15M", 288, 768, 6, 6),
+            new("110M", 768, 2048, 12, 12),
+        ];
+        public static Shape Find(string name) =>
+            All.FirstOrDefault(s => s.Name.Equals(name, StringComparison.OrdinalIgnoreCase))
+            ?? throw new ArgumentException($"unknown shape '{name}' (known: {string.Join(", ", All.Select(s => s.Name))})");
+    }
+
+    internal sealed class BenchArgs
+    {
+        public const string Usage = """
+            usage: dotnet run -c Release --project bench/MicroLm.Bench -- [--shapes 15M,110M] [--formats F32,F16,Q8_0,Q4_0]
+                   [--threads 1,2] [--reps N] [-p 128] [-n 128] [--write-docs] [--profile]
+              --write-docs  put the table into docs/performance.md between <!-- bench:begin --> and <!-- bench:end -->
+              --profile     where decode time goes (stories15M shape, F32 and Q8_0, 1 thread; --formats/--shapes apply)
+            """;
+        public Shape[] Shapes = [.. Shape.All];
+        public GgmlType[] Formats = [GgmlType.F32, GgmlType.F16, GgmlType.Q8_0, GgmlType.Q4_0];
+        public int[] Threads = [1, 2];
+        public int Reps = 3, Prompt = 128, Gen = 128;
+        public bool WriteDocs, Profile, Help;
+        private bool _formatsGiven, _shapesGiven;
+
+        public static BenchArgs Parse(string[] args)
+        {
+            var a = new BenchArgs();
+            for (int i = 0; i < args.Length; i++)
+            {
+                string Value() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"{args[i]} needs a value");
+                string[] List() => Value().Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+                int Int() => int.TryParse(Value(), NumberStyles.Integer, CultureInfo.InvariantCulture, out int v) && v > 0 ? v
+                    : throw new ArgumentException($"{args[i - 1]} expects a positive integer");
+                switch (args[i])
+                {
+                    case "--shapes": a.Shapes = List().Select(Shape.Find).ToArray(); a._shapesGiven = true; break;
+                    case "--formats": a.Formats = List().Select(ParseType).ToArray(); a._formatsGiven = true; break;
+                    case "--threads" or "-t": a.Threads = List().Select(s => int.TryParse(s, out int t) && t > 0 ? t : throw new ArgumentException($"bad thread count '{s}'")).ToArray(); break;
+                    case "--reps" or "-r": a.Reps = Int(); break;
+                    case "-p": a.Prompt = Int(); break;
+                    case "-n": a.Gen = Int(); break;
+                    case "--write-docs": a.WriteDocs = true; break;
+                    case "--profile": a.Profile = true; break;
+                    case "-h" or "--help": a.Help = true; break;
+                    default: throw new ArgumentException($"unknown option '{args[i]}'");
+                }
+            }
+            if (a.Profile)
+            {
+                if (!a._shapesGiven) a.Shapes = [Shape.All[0]];
+                if (!a._formatsGiven) a.Formats = [GgmlType.F32, GgmlType.Q8_0];
+            }
+            return a;
+        }
+
+        private static GgmlType ParseType(string s) => s.ToUpperInvariant() switch
+        {
+            "F32" => GgmlType.F32,
+            "F16" => GgmlType.F16,
+            "Q8_0" => GgmlType.Q8_0,
+            "Q4_0" => GgmlType.Q4_0,
+            _ => throw new ArgumentException($"unknown format '{s}' (F32, F16, Q8_0, Q4_0)"),
+        };
+    }
+
+    /// <summary>The interleaved MicroLm / llama.cpp comparison table.</summary>
+    internal static class Comparison
+    {
+        public static int Run(BenchArgs a)
+        {
+            var started = DateTime.UtcNow;
+            LlamaCppBench.Configure();
+            var rows = new List<string>
+            {
+                "| shape | format | threads | test | microlm tok/s | llama.cpp tok/s | ratio |",
+                "| --- | --- | ---: | --- | ---: | ---: | ---: |",
+            };
+            foreach (var r in rows) Console.WriteLine(r);
+            int ctx = a.Prompt + a.Gen;
+            foreach (var shape in a.Shapes)
+            foreach (var format in a.Formats)
+            {
+                string path = BenchModels.Ensure(shape, format, Console.Error);
+                using var model = Model.Load(path);
+                var prompt = BenchTokens.Prompt(a.Prompt, model.Config.VocabSize, model.Tokenizer.BosId);
+                var gen = BenchTokens.Generation(a.Gen, model.Config.VocabSize, model.Tokenizer.BosId);
+                foreach (int threads in a.Threads)
+                {
+                    using var session = model.CreateSession(contextLength: ctx, threads: threads, maxBatch: a.Prompt);
+                    var ours = new SessionBench(session);
+                    using var theirs = new LlamaCppBench(path, threads, ctx, a.Prompt);
+                    // Warm-up on a short prompt and a few tokens: the same code paths as the timed runs (a batch,
+                    // then single tokens), so the JIT reaches tier 1 without minutes of 110M-sized work.
+                    var shortPrompt = prompt[..System.Math.Min(16, prompt.Length)];
+                    var shortGen = gen.AsSpan(0, System.Math.Min(4, gen.Length)).ToArray();
+                    int rounds = BenchTiming.WarmUp(() => { ours.Prompt(shortPrompt); ours.Generate(shortGen); });
+                    theirs.Prompt(prompt); // llama-bench's warm-up run
+                    theirs.Generate(shortGen);
+                    Console.Error.WriteLine($"  {shape.Name} {format} t={threads}: warm-up {rounds} round(s)");
+                    Emit($"pp{a.Prompt}", a.Reps, () => a.Prompt / ours.Prompt(prompt), () => a.Prompt / theirs.Prompt(prompt));
+                    Emit($"tg{a.Gen}", a.Reps, () => a.Gen / ours.Generate(gen), () => a.Gen / theirs.Generate(gen));
+
+                    void Emit(string test, int reps, Func<double> mine, Func<double> other)
+                    {
+                        var xs = new double[reps];
+                        var ys = new double[reps];
+                        for (int i = 0; i < reps; i++) { xs[i] = mine(); ys[i] = other(); } // interleaved: machine noise hits both
+                        var (m, o) = (Stats.Of(xs), Stats.Of(ys));
+                        string row = $"| {shape.Name} | {format} | {threads} | {test} | {m} | {o} | {m.Mean / o.Mean:F2} |";
+                        rows.Add(row);
+                        Console.WriteLine(row);
+                    }
+                }
+            }
+            var elapsed = DateTime.UtcNow - started;
+            Console.Error.WriteLine($"done in {elapsed.TotalSeconds:F0} s");
+            if (a.WriteDocs) Docs.Write(rows, a, started, elapsed);
+            return 0;
+        }
+    }
+
+    /// <summary>Synthetic models, cached under artifacts/bench-models/ (written once; atomically, so an
+    /// interrupted run leaves no half file).</summary>
+    internal static class BenchModels
+    {
+        public static string Ensure(Shape s, GgmlType format, TextWriter log)
+        {
+            string dir = Path.Combine(Repo.Root, "artifacts", "bench-models");
+            Directory.CreateDirectory(dir);
+            string path = Path.Combine(dir, $"llama-{s.Name}-d{s.Dim}-f{s.Hidden}-l{s.Layers}-h{s.Heads}-v{Shape.Vocab}-tied-seed1-{format}.gguf");
+            if (File.Exists(path)) return path;
+            log.WriteLine($"  writing {Path.GetFileName(path)} ...");
+            var sw = System.Diagnostics.Stopwatch.StartNew();
+            var vocab = MicroLm.Synthetic.SyntheticVocabulary.FromLlama2c(Repo.Shared("models", "llama2c", "tokenizer.bin"), Shape.Vocab);
+            var options = new MicroLm.Synthetic.SyntheticLlamaOptions
+            {
+                Dim = s.Dim, HiddenDim = s.Hidden, Layers = s.Layers, Heads = s.Heads, KvHeads = s.Heads,
+                ContextLength = 256, Vocabulary = vocab, TiedOutput = true, MatrixType = format, Seed = 1,
+            };
+            string tmp = path + ".tmp";
+            MicroLm.Synthetic.SyntheticLlama.Write(tmp, options);
+            File.Move(tmp, path, overwrite: true);
+            log.WriteLine($"  wrote {new FileInfo(path).Length / 1048576.0:F1} MiB in {sw.Elapsed.TotalSeconds:F1} s");
+            return path;
+        }
+    }
+
+    internal static class Repo
+    {
+        /// <summary>The checkout: the first ancestor of the build output (or of the working directory) holding MicroLm.sln.</summary>
+        public static string Root => LazyRoot.Value;
+        private static readonly Lazy<string> LazyRoot = new(() =>
+            Up(AppContext.BaseDirectory, d => File.Exists(Path.Combine(d, "MicroLm.sln")))
+            ?? Up(Environment.CurrentDirectory, d => File.Exists(Path.Combine(d, "MicroLm.sln")))
+            ?? throw new DirectoryNotFoundException("cannot find MicroLm.sln above " + AppContext.BaseDirectory));
+
+        /// <summary>A path in the shared data folder beside the checkout (&lt;root&gt;/shared/models, as the tests find it).</summary>
+        public static string Shared(params string[] parts)
+        {
+            string? dir = Up(Root, d => Directory.Exists(Path.Combine(d, "shared", "models")))
+                ?? throw new DirectoryNotFoundException("no folder 'shared/models' beside any ancestor of " + Root);
+            return Path.Combine([dir, "shared", .. parts]);
+        }
+
+        private static string? Up(string start, Func<string, bool> found)
+        {
+            for (var d = new DirectoryInfo(start); d != null; d = d.Parent)
+                if (found(d.FullName)) return d.FullName;
+            return null;
+        }
+    }
+
+    /// <summary>Writes the table into docs/performance.md between the markers, keeping the rest of the file.</summary>
+    internal static class Docs
+    {
+        public const string Begin = "<!-- bench:begin -->", End = "<!-- bench:end -->";
+
+        public static void Write(List<string> rows, BenchArgs a, DateTime started, TimeSpan elapsed)
+        {
+            string path = Path.Combine(Repo.Root, "docs", "performance.md");
+            var block = new StringBuilder();
+            block.AppendLine(Begin);
+            block.AppendLine($"Measured {started:yyyy-MM-dd} on {Machine.Cpu()} ({Environment.ProcessorCount} logical cores), " +
+                             $"{RuntimeInformation.FrameworkDescription} ({RuntimeInformation.ProcessArchitecture}, {BenchTiming.VectorDescription()}, " +
+                             $"tiered compilation + dynamic PGO, measured after warm-up), against {LlamaCppBench.Version()}. " +
+                             $"{a.Reps} interleaved repetitions per cell, mean ± sd; the whole run took {elapsed.TotalMinutes:F1} min.");
+            block.AppendLine();
+            foreach (var r in rows) block.AppendLine(r);
+            block.Append(End);
+            string text = File.Exists(path) ? File.ReadAllText(path) : "# Performance\n\n" + Begin + "\n" + End + "\n";
+            int b = text.IndexOf(Begin, StringComparison.Ordinal), e = text.IndexOf(End, StringComparison.Ordinal);
+            text = b >= 0 && e > b
+                ? text[..b] + block + text[(e + End.Length)..]
+                : text.TrimEnd() + "\n\n" + block + "\n";
+            File.WriteAllText(path, text);
+            Console.Error.WriteLine($"wrote the table into {path}");
+        }
+    }
+
+    internal static class Machine
+    {
+        public static string Cpu()
+        {
+            try
+            {
+                var line = File.ReadLines("/proc/cpuinfo").FirstOrDefault(l => l.StartsWith("model name", StringComparison.Ordinal));
+                if (line != null) return line[(line.IndexOf(':') + 1)..].Trim();
+            }
+            catch (IOException) { }
+            catch (UnauthorizedAccessException) { }
+            return RuntimeInformation.OSDescription;
+        }
+    }
+}
