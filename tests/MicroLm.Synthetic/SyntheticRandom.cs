@@ -1,23 +1,17 @@
 namespace MicroLm.Synthetic;
 
-/// <summary>SplitMix64: a small seeded generator whose outputs are the same bits on every platform and
-/// .NET version (System.Random's algorithm is not promised). Normal-ish values are the sum of four
+/// <summary>The runtime's portable SplitMix64 (<see cref="MicroLm.Sampling.Rng"/>), plus what model
+/// writing needs. Normal-ish values are the sum of four
 /// uniforms (Irwin–Hall), rescaled to unit variance: additions and multiplications only, so no libm
 /// function can change a weight between machines. Tails end at ±2√3 ≈ 3.46σ.</summary>
 public sealed class SyntheticRandom(ulong seed)
 {
-    private ulong _state = seed;
+    private MicroLm.Sampling.Rng _rng = new(seed);
 
-    public ulong NextUInt64()
-    {
-        ulong z = _state += 0x9E3779B97F4A7C15UL;
-        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
-        z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
-        return z ^ (z >> 31);
-    }
+    public ulong NextUInt64() => _rng.NextUInt64();
 
     /// <summary>Uniform in [0, 1), 24 random bits.</summary>
-    public float NextFloat() => (NextUInt64() >> 40) * (1f / (1 << 24));
+    public float NextFloat() => _rng.NextFloat();
 
     /// <summary>Mean 0, standard deviation 1, bell-shaped.</summary>
     public float NextNormal()

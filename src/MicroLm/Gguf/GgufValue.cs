@@ -226,7 +226,8 @@ public readonly struct GgufValue
         }
     }
 
-    internal static string Quote(string s)
+    /// <summary>A string as a JSON/C-style quoted literal (control characters escaped).</summary>
+    public static string Quote(string s)
     {
         var sb = new StringBuilder(s.Length + 2).Append('"');
         foreach (char c in s)
