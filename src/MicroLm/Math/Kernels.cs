@@ -81,6 +81,65 @@ public static class Kernels
         for (; i < n; i++) Unsafe.Add(ref l, i & 15) += Unsafe.Add(ref pa, i) * Unsafe.Add(ref pb, i);
     }
 
+    /// <summary>Four dot products of one row with four vectors (batched prefill): each result has
+    /// exactly the bits of <see cref="Dot"/>; the row is only loaded once per chunk.</summary>
+    public static void Dot4(ReadOnlySpan<float> w, ReadOnlySpan<float> x0, ReadOnlySpan<float> x1,
+        ReadOnlySpan<float> x2, ReadOnlySpan<float> x3, Span<float> results)
+    {
+        int n = w.Length, full = n & ~(Lanes - 1), bits = VectorBits;
+        if (full == 0 || bits < 256)
+        {
+            results[0] = Dot(w, x0); results[1] = Dot(w, x1); results[2] = Dot(w, x2); results[3] = Dot(w, x3);
+            return;
+        }
+        ref float pw = ref MemoryMarshal.GetReference(w);
+        ref float p0 = ref MemoryMarshal.GetReference(x0);
+        ref float p1 = ref MemoryMarshal.GetReference(x1);
+        ref float p2 = ref MemoryMarshal.GetReference(x2);
+        ref float p3 = ref MemoryMarshal.GetReference(x3);
+        Span<float> lanes = stackalloc float[4 * Lanes];
+        ref float l = ref MemoryMarshal.GetReference(lanes);
+        int i = 0;
+        if (bits >= 512)
+        {
+            var a0 = Vector512<float>.Zero; var a1 = Vector512<float>.Zero; var a2 = Vector512<float>.Zero; var a3 = Vector512<float>.Zero;
+            for (; i < full; i += 16)
+            {
+                var r = Vector512.LoadUnsafe(ref pw, (nuint)i);
+                a0 += r * Vector512.LoadUnsafe(ref p0, (nuint)i);
+                a1 += r * Vector512.LoadUnsafe(ref p1, (nuint)i);
+                a2 += r * Vector512.LoadUnsafe(ref p2, (nuint)i);
+                a3 += r * Vector512.LoadUnsafe(ref p3, (nuint)i);
+            }
+            a0.StoreUnsafe(ref l); a1.StoreUnsafe(ref l, 16); a2.StoreUnsafe(ref l, 32); a3.StoreUnsafe(ref l, 48);
+        }
+        else
+        {
+            var a0 = Vector256<float>.Zero; var b0 = Vector256<float>.Zero; var a1 = Vector256<float>.Zero; var b1 = Vector256<float>.Zero;
+            var a2 = Vector256<float>.Zero; var b2 = Vector256<float>.Zero; var a3 = Vector256<float>.Zero; var b3 = Vector256<float>.Zero;
+            for (; i < full; i += 16)
+            {
+                var r = Vector256.LoadUnsafe(ref pw, (nuint)i);
+                var s = Vector256.LoadUnsafe(ref pw, (nuint)i + 8);
+                a0 += r * Vector256.LoadUnsafe(ref p0, (nuint)i); b0 += s * Vector256.LoadUnsafe(ref p0, (nuint)i + 8);
+                a1 += r * Vector256.LoadUnsafe(ref p1, (nuint)i); b1 += s * Vector256.LoadUnsafe(ref p1, (nuint)i + 8);
+                a2 += r * Vector256.LoadUnsafe(ref p2, (nuint)i); b2 += s * Vector256.LoadUnsafe(ref p2, (nuint)i + 8);
+                a3 += r * Vector256.LoadUnsafe(ref p3, (nuint)i); b3 += s * Vector256.LoadUnsafe(ref p3, (nuint)i + 8);
+            }
+            a0.StoreUnsafe(ref l); b0.StoreUnsafe(ref l, 8); a1.StoreUnsafe(ref l, 16); b1.StoreUnsafe(ref l, 24);
+            a2.StoreUnsafe(ref l, 32); b2.StoreUnsafe(ref l, 40); a3.StoreUnsafe(ref l, 48); b3.StoreUnsafe(ref l, 56);
+        }
+        for (int k = i; k < n; k++)
+        {
+            float wk = Unsafe.Add(ref pw, k);
+            Unsafe.Add(ref l, k & 15) += wk * Unsafe.Add(ref p0, k);
+            Unsafe.Add(ref l, 16 + (k & 15)) += wk * Unsafe.Add(ref p1, k);
+            Unsafe.Add(ref l, 32 + (k & 15)) += wk * Unsafe.Add(ref p2, k);
+            Unsafe.Add(ref l, 48 + (k & 15)) += wk * Unsafe.Add(ref p3, k);
+        }
+        for (int t = 0; t < 4; t++) results[t] = ReduceLanes(lanes.Slice(t * Lanes, Lanes));
+    }
+
     /// <summary>Tests set 1 to combine lanes left to right instead: a different, equally valid
     /// order, used to show that the trace check notices a change of reduction order.</summary>
     internal static int AlternativeOrderForTests;

@@ -137,6 +137,44 @@ public class QuantizedKernelPathTests
         }
     }
 
+    [Theory]
+    [InlineData(Tensors.GgmlType.F32)]
+    [InlineData(Tensors.GgmlType.F16)]
+    [InlineData(Tensors.GgmlType.Q8_0)]
+    [InlineData(Tensors.GgmlType.Q4_0)]
+    [InlineData(Tensors.GgmlType.Q5_1)]
+    public void BatchedDotsEqualSingleDotsOnEveryPath(Tensors.GgmlType type)
+    {
+        var rng = new Rng(21);
+        const int n = 288, tokens = 7;
+        var w = new float[n];
+        for (int i = 0; i < n; i++) w[i] = (rng.NextFloat() - 0.5f) * 2;
+        var row = Tensors.Quants.Quantizer.Quantize(type, w, n);
+        var xs = new Tensors.Quants.Activation[tokens];
+        for (int t = 0; t < tokens; t++)
+        {
+            xs[t] = new Tensors.Quants.Activation(n);
+            for (int i = 0; i < n; i++) xs[t].Values[i] = (rng.NextFloat() - 0.5f) * 3;
+            xs[t].EnsureQ8();
+        }
+        var kernel = Tensors.TensorTypes.Get(type).Kernel!;
+        foreach (int bits in new[] { 0, 128, 256, 512 })
+        {
+            if (bits > Kernels.VectorBits) continue;
+            int savedInt = Tensors.Quants.IntegerDot.VectorBits, savedFloat = Kernels.VectorBits;
+            try
+            {
+                Kernels.VectorBits = bits;
+                Tensors.Quants.IntegerDot.VectorBits = System.Math.Min(System.Math.Max(bits, 128), savedInt);
+                var batched = new float[tokens];
+                kernel.DotMany(row, xs, tokens, batched, 1, 0);
+                for (int t = 0; t < tokens; t++)
+                    Assert.Equal(BitConverter.SingleToInt32Bits(kernel.Dot(row, xs[t])), BitConverter.SingleToInt32Bits(batched[t]));
+            }
+            finally { Tensors.Quants.IntegerDot.VectorBits = savedInt; Kernels.VectorBits = savedFloat; }
+        }
+    }
+
     [Fact]
     public void HalfConversionInRegistersEqualsTheIeeeConversion()
     {

@@ -15,6 +15,9 @@ public sealed class F32Kernel : RowKernel
 
     public override float Dot(ReadOnlySpan<byte> row, Activation x) =>
         Kernels.Dot(MemoryMarshal.Cast<byte, float>(row), x.Values.AsSpan(0, x.Length));
+
+    protected override void Dot4(ReadOnlySpan<byte> row, Activation a, Activation b, Activation c, Activation d, Span<float> results) =>
+        Kernels.Dot4(MemoryMarshal.Cast<byte, float>(row), a.Span, b.Span, c.Span, d.Span, results);
 }
 
 /// <summary>IEEE half → float is exact, so a 64K-entry table gives the same bits as any conversion instruction.</summary>
@@ -77,6 +80,30 @@ public sealed class F16Kernel : RowKernel
         var table = HalfToFloat;
         for (; i < n; i++) Unsafe.Add(ref l, i & 15) += table[Unsafe.Add(ref h, i)] * Unsafe.Add(ref xv, i);
         return Kernels.ReduceLanes(lanes);
+    }
+
+    protected override void Dot4(ReadOnlySpan<byte> row, Activation a, Activation b, Activation c, Activation d, Span<float> results)
+    {
+        int n = a.Length;
+        if (n > 8192) { base.Dot4(row, a, b, c, d, results); return; }
+        // Converting is exact, so an F32 dot of the converted row has this kernel's bits.
+        Span<float> w = stackalloc float[n];
+        ToSingle(MemoryMarshal.Cast<byte, ushort>(row)[..n], w);
+        Kernels.Dot4(w, a.Span, b.Span, c.Span, d.Span, results);
+    }
+
+    internal static void ToSingle(ReadOnlySpan<ushort> h, Span<float> output)
+    {
+        int i = 0;
+        if (Vector256.IsHardwareAccelerated)
+            for (; i + 16 <= h.Length; i += 16)
+            {
+                var (lo, hi) = Vector256.Widen(Vector256.Create(h.Slice(i, 16)));
+                ToSingle(lo).CopyTo(output[i..]);
+                ToSingle(hi).CopyTo(output[(i + 8)..]);
+            }
+        var table = HalfToFloat;
+        for (; i < h.Length; i++) output[i] = table[h[i]];
     }
 
     // Half → float by bits: the 15 magnitude bits shifted into place read as a float that is 2^-112 times

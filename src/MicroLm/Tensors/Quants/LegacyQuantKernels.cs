@@ -75,6 +75,30 @@ public sealed class Q8_0Kernel : RowKernel
         }
         return IntegerDot.Fold(lo, hi);
     }
+    protected override void Dot4(ReadOnlySpan<byte> row, Activation a, Activation b, Activation c, Activation d, Span<float> results)
+    {
+        if (IntegerDot.VectorBits < 256) { base.Dot4(row, a, b, c, d, results); return; }
+        ref byte w = ref MemoryMarshal.GetReference(row);
+        ref sbyte qa = ref MemoryMarshal.GetArrayDataReference(a.Q8), qb = ref MemoryMarshal.GetArrayDataReference(b.Q8);
+        ref sbyte qc = ref MemoryMarshal.GetArrayDataReference(c.Q8), qd = ref MemoryMarshal.GetArrayDataReference(d.Q8);
+        var accA = Vector256<float>.Zero; var accB = Vector256<float>.Zero; var accC = Vector256<float>.Zero; var accD = Vector256<float>.Zero;
+        for (int bl = 0; bl < a.Length / 32; bl++)
+        {
+            ref byte block = ref Unsafe.Add(ref w, bl * 34);
+            var wv = Vector256.LoadUnsafe(ref Unsafe.As<byte, sbyte>(ref Unsafe.Add(ref block, 2)));
+            float dw = Block.Half(ref block);
+            nuint at = (nuint)(bl * 32);
+            // Same per-activation operations as Dot, with the weight block loaded once.
+            accA += Vector256.ConvertToSingle(IntegerDot.Groups256(wv, Vector256.LoadUnsafe(ref qa, at))) * Vector256.Create(dw * a.Q8Scales[bl]);
+            accB += Vector256.ConvertToSingle(IntegerDot.Groups256(wv, Vector256.LoadUnsafe(ref qb, at))) * Vector256.Create(dw * b.Q8Scales[bl]);
+            accC += Vector256.ConvertToSingle(IntegerDot.Groups256(wv, Vector256.LoadUnsafe(ref qc, at))) * Vector256.Create(dw * c.Q8Scales[bl]);
+            accD += Vector256.ConvertToSingle(IntegerDot.Groups256(wv, Vector256.LoadUnsafe(ref qd, at))) * Vector256.Create(dw * d.Q8Scales[bl]);
+        }
+        results[0] = IntegerDot.Fold(accA.GetLower(), accA.GetUpper());
+        results[1] = IntegerDot.Fold(accB.GetLower(), accB.GetUpper());
+        results[2] = IntegerDot.Fold(accC.GetLower(), accC.GetUpper());
+        results[3] = IntegerDot.Fold(accD.GetLower(), accD.GetUpper());
+    }
 }
 
 public sealed class Q4_0Kernel : RowKernel

@@ -20,9 +20,23 @@ public abstract class RowKernel
 
     /// <summary>Dot products of one weight row with several activations (batched prefill). Same bits as
     /// calling <see cref="Dot"/> for each: the row is only reused while it is in cache.</summary>
-    public virtual void DotMany(ReadOnlySpan<byte> row, Activation[] xs, int count, Span<float> output, int stride, int rowIndex)
+    public void DotMany(ReadOnlySpan<byte> row, Activation[] xs, int count, Span<float> output, int stride, int rowIndex)
     {
-        for (int t = 0; t < count; t++) output[t * stride + rowIndex] = Dot(row, xs[t]);
+        Span<float> four = stackalloc float[4];
+        int t = 0;
+        for (; t + 4 <= count; t += 4)
+        {
+            Dot4(row, xs[t], xs[t + 1], xs[t + 2], xs[t + 3], four);
+            for (int k = 0; k < 4; k++) output[(t + k) * stride + rowIndex] = four[k];
+        }
+        for (; t < count; t++) output[t * stride + rowIndex] = Dot(row, xs[t]);
+    }
+
+    /// <summary>Four dots of one row (prefill); kernels override it to decode the row once. Each result
+    /// must equal <see cref="Dot"/>'s bits.</summary>
+    protected virtual void Dot4(ReadOnlySpan<byte> row, Activation a, Activation b, Activation c, Activation d, Span<float> results)
+    {
+        results[0] = Dot(row, a); results[1] = Dot(row, b); results[2] = Dot(row, c); results[3] = Dot(row, d);
     }
 
     /// <summary>Decodes the row into float chunks and accumulates its products with x.Values in
