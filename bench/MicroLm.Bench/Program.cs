@@ -14,6 +14,7 @@ try
     var a = BenchArgs.Parse(args);
     if (a.Help) { Console.WriteLine(BenchArgs.Usage); return 0; }
     if (a.Profile) { DecodeProfile.Run(a, Console.Out); return 0; }
+    if (a.DeterminismCost) { DeterminismCost.Run(a, Console.Out); return 0; }
     return Comparison.Run(a);
 }
 catch (ArgumentException e)
@@ -41,16 +42,18 @@ namespace MicroLm.Bench
     {
         public const string Usage = """
             usage: dotnet run -c Release --project bench/MicroLm.Bench -- [--shapes 15M,110M] [--formats F32,F16,Q8_0,Q4_0]
-                   [--threads 1,2] [--reps N] [-p 128] [-n 128] [--write-docs] [--profile]
+                   [--threads 1,2] [--reps N] [-p 128] [-n 128] [--write-docs] [--profile] [--determinism-cost]
               --write-docs  put the table into docs/performance.md between <!-- bench:begin --> and <!-- bench:end -->
               --profile     where decode time goes (stories15M shape, F32 and Q8_0, 1 thread; --formats/--shapes apply)
+              --determinism-cost  the runtime's kernels against non-deterministic ones (FMA, Vector512.Sum, float exp),
+                            stories15M shape, F32 and Q8_0, 1 thread, median of --reps (default 7 here); see docs/determinism.md
             """;
         public Shape[] Shapes = [.. Shape.All];
         public GgmlType[] Formats = [GgmlType.F32, GgmlType.F16, GgmlType.Q8_0, GgmlType.Q4_0];
         public int[] Threads = [1, 2];
         public int Reps = 3, Prompt = 128, Gen = 128;
-        public bool WriteDocs, Profile, Help;
-        private bool _formatsGiven, _shapesGiven;
+        public bool WriteDocs, Profile, DeterminismCost, Help;
+        private bool _formatsGiven, _shapesGiven, _repsGiven;
 
         public static BenchArgs Parse(string[] args)
         {
@@ -66,11 +69,12 @@ namespace MicroLm.Bench
                     case "--shapes": a.Shapes = List().Select(Shape.Find).ToArray(); a._shapesGiven = true; break;
                     case "--formats": a.Formats = List().Select(ParseType).ToArray(); a._formatsGiven = true; break;
                     case "--threads" or "-t": a.Threads = List().Select(s => int.TryParse(s, out int t) && t > 0 ? t : throw new ArgumentException($"bad thread count '{s}'")).ToArray(); break;
-                    case "--reps" or "-r": a.Reps = Int(); break;
+                    case "--reps" or "-r": a.Reps = Int(); a._repsGiven = true; break;
                     case "-p": a.Prompt = Int(); break;
                     case "-n": a.Gen = Int(); break;
                     case "--write-docs": a.WriteDocs = true; break;
                     case "--profile": a.Profile = true; break;
+                    case "--determinism-cost": a.DeterminismCost = true; break;
                     case "-h" or "--help": a.Help = true; break;
                     default: throw new ArgumentException($"unknown option '{args[i]}'");
                 }
@@ -80,6 +84,7 @@ namespace MicroLm.Bench
                 if (!a._shapesGiven) a.Shapes = [Shape.All[0]];
                 if (!a._formatsGiven) a.Formats = [GgmlType.F32, GgmlType.Q8_0];
             }
+            if (a.DeterminismCost && !a._repsGiven) a.Reps = 7;
             return a;
         }
 
