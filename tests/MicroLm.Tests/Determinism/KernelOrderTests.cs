@@ -170,6 +170,18 @@ public class QuantizedKernelPathTests
                 kernel.DotMany(row, xs, tokens, batched, 1, 0);
                 for (int t = 0; t < tokens; t++)
                     Assert.Equal(BitConverter.SingleToInt32Bits(kernel.Dot(row, xs[t])), BitConverter.SingleToInt32Bits(batched[t]));
+
+                // Four rows against one activation (decode over a cached matrix).
+                var rows = new byte[4 * row.Length];
+                for (int k = 0; k < 4; k++)
+                {
+                    var wk = w.Select((v, i) => v * (k + 1) - 0.01f * i).ToArray();
+                    Tensors.Quants.Quantizer.Quantize(type, wk, n).CopyTo(rows, k * row.Length);
+                }
+                var four = new float[4];
+                kernel.Dot4Rows(rows, row.Length, xs[0], four);
+                for (int k = 0; k < 4; k++)
+                    Assert.Equal(BitConverter.SingleToInt32Bits(kernel.Dot(rows.AsSpan(k * row.Length, row.Length), xs[0])), BitConverter.SingleToInt32Bits(four[k]));
             }
             finally { Tensors.Quants.IntegerDot.VectorBits = savedInt; Kernels.VectorBits = savedFloat; }
         }

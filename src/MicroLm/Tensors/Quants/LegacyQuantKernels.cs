@@ -99,6 +99,33 @@ public sealed class Q8_0Kernel : RowKernel
         results[2] = IntegerDot.Fold(accC.GetLower(), accC.GetUpper());
         results[3] = IntegerDot.Fold(accD.GetLower(), accD.GetUpper());
     }
+
+    public override void Dot4Rows(ReadOnlySpan<byte> rows, int rowBytes, Activation x, Span<float> results)
+    {
+        if (IntegerDot.VectorBits < 256) { base.Dot4Rows(rows, rowBytes, x, results); return; }
+        ref byte w0 = ref MemoryMarshal.GetReference(rows);
+        ref byte w1 = ref Unsafe.Add(ref w0, rowBytes);
+        ref byte w2 = ref Unsafe.Add(ref w0, 2 * rowBytes);
+        ref byte w3 = ref Unsafe.Add(ref w0, 3 * rowBytes);
+        ref sbyte q = ref MemoryMarshal.GetArrayDataReference(x.Q8);
+        var scales = x.Q8Scales;
+        var a0 = Vector256<float>.Zero; var a1 = Vector256<float>.Zero; var a2 = Vector256<float>.Zero; var a3 = Vector256<float>.Zero;
+        for (int b = 0; b < x.Length / 32; b++)
+        {
+            var xv = Vector256.LoadUnsafe(ref q, (nuint)(b * 32));
+            float dx = scales[b];
+            int o = b * 34;
+            // Same per-row operations as Dot, with the activation block loaded once.
+            a0 += Vector256.ConvertToSingle(IntegerDot.Groups256(Vector256.LoadUnsafe(ref Unsafe.As<byte, sbyte>(ref Unsafe.Add(ref w0, o + 2))), xv)) * Vector256.Create(Block.Half(ref Unsafe.Add(ref w0, o)) * dx);
+            a1 += Vector256.ConvertToSingle(IntegerDot.Groups256(Vector256.LoadUnsafe(ref Unsafe.As<byte, sbyte>(ref Unsafe.Add(ref w1, o + 2))), xv)) * Vector256.Create(Block.Half(ref Unsafe.Add(ref w1, o)) * dx);
+            a2 += Vector256.ConvertToSingle(IntegerDot.Groups256(Vector256.LoadUnsafe(ref Unsafe.As<byte, sbyte>(ref Unsafe.Add(ref w2, o + 2))), xv)) * Vector256.Create(Block.Half(ref Unsafe.Add(ref w2, o)) * dx);
+            a3 += Vector256.ConvertToSingle(IntegerDot.Groups256(Vector256.LoadUnsafe(ref Unsafe.As<byte, sbyte>(ref Unsafe.Add(ref w3, o + 2))), xv)) * Vector256.Create(Block.Half(ref Unsafe.Add(ref w3, o)) * dx);
+        }
+        results[0] = IntegerDot.Fold(a0.GetLower(), a0.GetUpper());
+        results[1] = IntegerDot.Fold(a1.GetLower(), a1.GetUpper());
+        results[2] = IntegerDot.Fold(a2.GetLower(), a2.GetUpper());
+        results[3] = IntegerDot.Fold(a3.GetLower(), a3.GetUpper());
+    }
 }
 
 public sealed class Q4_0Kernel : RowKernel

@@ -32,6 +32,14 @@ public abstract class RowKernel
         for (; t < count; t++) output[t * stride + rowIndex] = Dot(row, xs[t]);
     }
 
+    /// <summary>Dots of four consecutive rows (each <paramref name="rowBytes"/> long) with one activation
+    /// (decode over a cached matrix); kernels override it to load x once. Each result must equal
+    /// <see cref="Dot"/>'s bits.</summary>
+    public virtual void Dot4Rows(ReadOnlySpan<byte> rows, int rowBytes, Activation x, Span<float> results)
+    {
+        for (int k = 0; k < 4; k++) results[k] = Dot(rows.Slice(k * rowBytes, rowBytes), x);
+    }
+
     /// <summary>Four dots of one row (prefill); kernels override it to decode the row once. Each result
     /// must equal <see cref="Dot"/>'s bits.</summary>
     protected virtual void Dot4(ReadOnlySpan<byte> row, Activation a, Activation b, Activation c, Activation d, Span<float> results)
