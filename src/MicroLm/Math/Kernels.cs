@@ -140,15 +140,6 @@ public static class Kernels
         for (int t = 0; t < 4; t++) results[t] = ReduceLanes(lanes.Slice(t * Lanes, Lanes));
     }
 
-    /// <summary>Dot products of four rows with one vector (decode over a matrix that stays in cache):
-    /// each result has exactly the bits of <see cref="Dot"/>; x is loaded once per chunk.</summary>
-    public static void Dot4Rows(ReadOnlySpan<float> w0, ReadOnlySpan<float> w1, ReadOnlySpan<float> w2,
-        ReadOnlySpan<float> w3, ReadOnlySpan<float> x, Span<float> results)
-    {
-        // The same loop as Dot4 with the roles of the row and the vectors exchanged: products commute.
-        Dot4(x, w0, w1, w2, w3, results);
-    }
-
     /// <summary>Tests set 1 to combine lanes left to right instead: a different, equally valid
     /// order, used to show that the trace check notices a change of reduction order.</summary>
     internal static int AlternativeOrderForTests;

@@ -31,9 +31,6 @@ public sealed class WeightMatrix
 
     public bool UsesQ8Activation => _kernel.UsesQ8Activation;
 
-    /// <summary>Matrices up to this size are read four rows at a time in decode; larger ones stream from
-    /// memory, where one row at a time measured faster (hardware prefetch follows one stream better).</summary>
-    private const long CachedMatrixBytes = 2 << 20;
 
     public ReadOnlySpan<byte> Row(int r) => _data.Span.Slice(r * RowBytes, RowBytes);
 
@@ -48,9 +45,9 @@ public sealed class WeightMatrix
     public void MatMul(Activation[] xs, int count, Span<float> output, int rowStart, int rowEnd)
     {
         var data = _data.Span;
-        if (count == 1 && (long)Rows * RowBytes <= CachedMatrixBytes)
+        if (count == 1 && _kernel.PrefersFourRows)
         {
-            // Decode over a matrix that stays in cache: four rows per pass over x (same bits per row).
+            // Decode: four rows per pass over x (same bits per row).
             Span<float> four = stackalloc float[4];
             for (; rowStart + 4 <= rowEnd; rowStart += 4)
             {

@@ -18,13 +18,6 @@ public sealed class F32Kernel : RowKernel
 
     protected override void Dot4(ReadOnlySpan<byte> row, Activation a, Activation b, Activation c, Activation d, Span<float> results) =>
         Kernels.Dot4(MemoryMarshal.Cast<byte, float>(row), a.Span, b.Span, c.Span, d.Span, results);
-
-    public override void Dot4Rows(ReadOnlySpan<byte> rows, int rowBytes, Activation x, Span<float> results)
-    {
-        var w = MemoryMarshal.Cast<byte, float>(rows);
-        int n = rowBytes / 4;
-        Kernels.Dot4Rows(w[..n], w.Slice(n, n), w.Slice(2 * n, n), w.Slice(3 * n, n), x.Span, results);
-    }
 }
 
 /// <summary>IEEE half → float is exact, so a 64K-entry table gives the same bits as any conversion instruction.</summary>

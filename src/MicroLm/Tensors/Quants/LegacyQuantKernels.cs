@@ -100,6 +100,8 @@ public sealed class Q8_0Kernel : RowKernel
         results[3] = IntegerDot.Fold(accD.GetLower(), accD.GetUpper());
     }
 
+    public override bool PrefersFourRows => true;
+
     public override void Dot4Rows(ReadOnlySpan<byte> rows, int rowBytes, Activation x, Span<float> results)
     {
         if (IntegerDot.VectorBits < 256) { base.Dot4Rows(rows, rowBytes, x, results); return; }
@@ -177,6 +179,67 @@ public sealed class Q4_0Kernel : RowKernel
             hi += Vector128.ConvertToSingle(gh) * scale;
         }
         return IntegerDot.Fold(lo, hi);
+    }
+
+    protected override void Dot4(ReadOnlySpan<byte> row, Activation a, Activation b, Activation c, Activation d, Span<float> results)
+    {
+        if (IntegerDot.VectorBits < 256) { base.Dot4(row, a, b, c, d, results); return; }
+        ref byte w = ref MemoryMarshal.GetReference(row);
+        ref sbyte qa = ref MemoryMarshal.GetArrayDataReference(a.Q8), qb = ref MemoryMarshal.GetArrayDataReference(b.Q8);
+        ref sbyte qc = ref MemoryMarshal.GetArrayDataReference(c.Q8), qd = ref MemoryMarshal.GetArrayDataReference(d.Q8);
+        var accA = Vector256<float>.Zero; var accB = Vector256<float>.Zero; var accC = Vector256<float>.Zero; var accD = Vector256<float>.Zero;
+        for (int bl = 0; bl < a.Length / 32; bl++)
+        {
+            ref byte block = ref Unsafe.Add(ref w, bl * 18);
+            var (vl, vh) = IntegerDot.UnpackQ4(ref Unsafe.Add(ref block, 2));
+            var wv = Vector256.Create(vl, vh);
+            float dw = Block.Half(ref block);
+            nuint at = (nuint)(bl * 32);
+            // Same per-activation operations as Dot, with the weight block unpacked once.
+            accA += Vector256.ConvertToSingle(IntegerDot.Groups256(wv, Vector256.LoadUnsafe(ref qa, at))) * Vector256.Create(dw * a.Q8Scales[bl]);
+            accB += Vector256.ConvertToSingle(IntegerDot.Groups256(wv, Vector256.LoadUnsafe(ref qb, at))) * Vector256.Create(dw * b.Q8Scales[bl]);
+            accC += Vector256.ConvertToSingle(IntegerDot.Groups256(wv, Vector256.LoadUnsafe(ref qc, at))) * Vector256.Create(dw * c.Q8Scales[bl]);
+            accD += Vector256.ConvertToSingle(IntegerDot.Groups256(wv, Vector256.LoadUnsafe(ref qd, at))) * Vector256.Create(dw * d.Q8Scales[bl]);
+        }
+        results[0] = IntegerDot.Fold(accA.GetLower(), accA.GetUpper());
+        results[1] = IntegerDot.Fold(accB.GetLower(), accB.GetUpper());
+        results[2] = IntegerDot.Fold(accC.GetLower(), accC.GetUpper());
+        results[3] = IntegerDot.Fold(accD.GetLower(), accD.GetUpper());
+    }
+
+    public override bool PrefersFourRows => true;
+
+    public override void Dot4Rows(ReadOnlySpan<byte> rows, int rowBytes, Activation x, Span<float> results)
+    {
+        if (IntegerDot.VectorBits < 256) { base.Dot4Rows(rows, rowBytes, x, results); return; }
+        ref byte w0 = ref MemoryMarshal.GetReference(rows);
+        ref byte w1 = ref Unsafe.Add(ref w0, rowBytes);
+        ref byte w2 = ref Unsafe.Add(ref w0, 2 * rowBytes);
+        ref byte w3 = ref Unsafe.Add(ref w0, 3 * rowBytes);
+        ref sbyte q = ref MemoryMarshal.GetArrayDataReference(x.Q8);
+        var scales = x.Q8Scales;
+        var a0 = Vector256<float>.Zero; var a1 = Vector256<float>.Zero; var a2 = Vector256<float>.Zero; var a3 = Vector256<float>.Zero;
+        for (int b = 0; b < x.Length / 32; b++)
+        {
+            var xv = Vector256.LoadUnsafe(ref q, (nuint)(b * 32));
+            float dx = scales[b];
+            int o = b * 18;
+            a0 += Vector256.ConvertToSingle(IntegerDot.Groups256(Unpack(ref Unsafe.Add(ref w0, o + 2)), xv)) * Vector256.Create(Block.Half(ref Unsafe.Add(ref w0, o)) * dx);
+            a1 += Vector256.ConvertToSingle(IntegerDot.Groups256(Unpack(ref Unsafe.Add(ref w1, o + 2)), xv)) * Vector256.Create(Block.Half(ref Unsafe.Add(ref w1, o)) * dx);
+            a2 += Vector256.ConvertToSingle(IntegerDot.Groups256(Unpack(ref Unsafe.Add(ref w2, o + 2)), xv)) * Vector256.Create(Block.Half(ref Unsafe.Add(ref w2, o)) * dx);
+            a3 += Vector256.ConvertToSingle(IntegerDot.Groups256(Unpack(ref Unsafe.Add(ref w3, o + 2)), xv)) * Vector256.Create(Block.Half(ref Unsafe.Add(ref w3, o)) * dx);
+        }
+        results[0] = IntegerDot.Fold(a0.GetLower(), a0.GetUpper());
+        results[1] = IntegerDot.Fold(a1.GetLower(), a1.GetUpper());
+        results[2] = IntegerDot.Fold(a2.GetLower(), a2.GetUpper());
+        results[3] = IntegerDot.Fold(a3.GetLower(), a3.GetUpper());
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<sbyte> Unpack(ref byte qs)
+    {
+        var (lo, hi) = IntegerDot.UnpackQ4(ref qs);
+        return Vector256.Create(lo, hi);
     }
 }
 
