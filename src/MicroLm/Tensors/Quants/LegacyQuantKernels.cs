@@ -100,7 +100,9 @@ public sealed class Q8_0Kernel : RowKernel
         results[3] = IntegerDot.Fold(accD.GetLower(), accD.GetUpper());
     }
 
-    public override bool PrefersFourRows => true;
+    // Measured (docs/performance.md): four Q8_0 rows at a time helped little on small matrices and
+    // halved decode speed on the 110M shape's large ones, so decode streams one Q8_0 row at a time.
+    public override bool PrefersFourRows => false;
 
     public override void Dot4Rows(ReadOnlySpan<byte> rows, int rowBytes, Activation x, Span<float> results)
     {
