@@ -27,6 +27,7 @@ public sealed class WeightMatrix
         RowBytes = (int)t.Type.RowBytes(Columns);
         _kernel = t.Type.Kernel ?? throw new MicroLmException($"tensor '{t.Name}' has type {t.Type.Name}, which this runtime cannot compute with yet");
         _data = file.GetTensorData(t);
+        _kernel.Validate(t.Name, _data.Span);
     }
 
     public bool UsesQ8Activation => _kernel.UsesQ8Activation;

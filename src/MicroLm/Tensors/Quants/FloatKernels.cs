@@ -82,14 +82,22 @@ public sealed class F16Kernel : RowKernel
         return Kernels.ReduceLanes(lanes);
     }
 
-    protected override void Dot4(ReadOnlySpan<byte> row, Activation a, Activation b, Activation c, Activation d, Span<float> results)
+    /// <summary>Prefill: the row is converted once (exactly) and dotted with every token as F32, which
+    /// has this kernel's bits.</summary>
+    public override void DotMany(ReadOnlySpan<byte> row, Activation[] xs, int count, Span<float> output, int stride, int rowIndex)
     {
-        int n = a.Length;
-        if (n > 8192) { base.Dot4(row, a, b, c, d, results); return; }
-        // Converting is exact, so an F32 dot of the converted row has this kernel's bits.
+        int n = xs[0].Length;
+        if (count < 2 || n > 16384) { base.DotMany(row, xs, count, output, stride, rowIndex); return; }
         Span<float> w = stackalloc float[n];
         ToSingle(MemoryMarshal.Cast<byte, ushort>(row)[..n], w);
-        Kernels.Dot4(w, a.Span, b.Span, c.Span, d.Span, results);
+        Span<float> four = stackalloc float[4];
+        int t = 0;
+        for (; t + 4 <= count; t += 4)
+        {
+            Kernels.Dot4(w, xs[t].Span, xs[t + 1].Span, xs[t + 2].Span, xs[t + 3].Span, four);
+            for (int k = 0; k < 4; k++) output[(t + k) * stride + rowIndex] = four[k];
+        }
+        for (; t < count; t++) output[t * stride + rowIndex] = Kernels.Dot(w, xs[t].Span);
     }
 
     internal static void ToSingle(ReadOnlySpan<ushort> h, Span<float> output)
@@ -106,31 +114,35 @@ public sealed class F16Kernel : RowKernel
         for (; i < h.Length; i++) output[i] = table[h[i]];
     }
 
-    // Half → float by bits: the 15 magnitude bits shifted into place read as a float that is 2^-112 times
-    // the half's value (for normal and subnormal halves alike), so one multiply by 2^112 — exact — scales
-    // it; infinities and NaNs get the all-ones exponent; then the sign. Equals the IEEE conversion.
+    // Half → float by bits, for finite halves (Validate refuses tensors holding infinities or NaNs):
+    // shifted 16 left and 3 right arithmetically, the half's sign lands in bit 31 (copies in 28–30, masked
+    // off) and its 15 magnitude bits in bits 13–27, which read as a float 2^-112 times the half's value,
+    // for normal and subnormal halves alike; one multiply by 2^112 (exact) scales it. Equals the IEEE
+    // conversion (a test checks all 63,488 finite halves).
     private static readonly float TwoPow112 = BitConverter.Int32BitsToSingle(0x77800000);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static Vector256<float> ToSingle(Vector256<uint> h)
     {
-        var em = h & Vector256.Create(0x7FFFu);
-        var shifted = Vector256.ShiftLeft(em, 13);
-        var finite = (shifted.AsSingle() * Vector256.Create(TwoPow112)).AsUInt32();
-        var special = shifted | Vector256.Create(0x7F800000u);
-        var value = Vector256.ConditionalSelect(Vector256.GreaterThanOrEqual(em, Vector256.Create(0x7C00u)), special, finite);
-        return (value | Vector256.ShiftLeft(h & Vector256.Create(0x8000u), 16)).AsSingle();
+        var v = Vector256.ShiftRightArithmetic(Vector256.ShiftLeft(h, 16).AsInt32(), 3) & Vector256.Create(unchecked((int)0x8FFFFFFF));
+        return v.AsSingle() * Vector256.Create(TwoPow112);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static Vector128<float> ToSingle(Vector128<uint> h)
     {
-        var em = h & Vector128.Create(0x7FFFu);
-        var shifted = Vector128.ShiftLeft(em, 13);
-        var finite = (shifted.AsSingle() * Vector128.Create(TwoPow112)).AsUInt32();
-        var special = shifted | Vector128.Create(0x7F800000u);
-        var value = Vector128.ConditionalSelect(Vector128.GreaterThanOrEqual(em, Vector128.Create(0x7C00u)), special, finite);
-        return (value | Vector128.ShiftLeft(h & Vector128.Create(0x8000u), 16)).AsSingle();
+        var v = Vector128.ShiftRightArithmetic(Vector128.ShiftLeft(h, 16).AsInt32(), 3) & Vector128.Create(unchecked((int)0x8FFFFFFF));
+        return v.AsSingle() * Vector128.Create(TwoPow112);
+    }
+
+    /// <summary>F16 weights must be finite: the fast conversion above assumes it, and a model holding
+    /// infinities or NaNs cannot give meaningful logits anyway.</summary>
+    public override void Validate(string tensor, ReadOnlySpan<byte> data)
+    {
+        var h = MemoryMarshal.Cast<byte, ushort>(data);
+        int at = h.IndexOfAnyInRange((ushort)0x7C00, (ushort)0x7FFF);
+        if (at < 0) at = h.IndexOfAnyInRange((ushort)0xFC00, (ushort)0xFFFF);
+        if (at >= 0) throw new MicroLmException($"tensor '{tensor}' holds an infinity or NaN (F16 value 0x{h[at]:X4} at element {at})");
     }
 }
 

@@ -209,6 +209,25 @@ public sealed class Q4_0Kernel : RowKernel
         results[3] = IntegerDot.Fold(accD.GetLower(), accD.GetUpper());
     }
 
+    /// <summary>Prefill: the row is unpacked once into Q8_0 blocks (same scale, values nibble − 8), whose
+    /// Q8_0 dot is this kernel's dot operation for operation, so the bits are the same.</summary>
+    public override void DotMany(ReadOnlySpan<byte> row, Activation[] xs, int count, Span<float> output, int stride, int rowIndex)
+    {
+        int blocks = xs[0].Length / 32;
+        if (count < 8 || blocks > 512) { base.DotMany(row, xs, count, output, stride, rowIndex); return; }
+        Span<byte> q8 = stackalloc byte[blocks * 34];
+        for (int b = 0; b < blocks; b++)
+        {
+            var block = row.Slice(b * 18, 18);
+            var target = q8.Slice(b * 34, 34);
+            target[0] = block[0]; target[1] = block[1];
+            var (lo, hi) = IntegerDot.UnpackQ4(ref MemoryMarshal.GetReference(block[2..]));
+            lo.AsByte().CopyTo(target[2..]);
+            hi.AsByte().CopyTo(target[18..]);
+        }
+        Q8_0Kernel.Instance.DotMany(q8, xs, count, output, stride, rowIndex);
+    }
+
     public override bool PrefersFourRows => true;
 
     public override void Dot4Rows(ReadOnlySpan<byte> rows, int rowBytes, Activation x, Span<float> results)

@@ -16,11 +16,14 @@ public abstract class RowKernel
 
     public abstract void Dequantize(ReadOnlySpan<byte> row, Span<float> output);
 
+    /// <summary>Checks a whole tensor once at load, for kernels that rely on a property of the data.</summary>
+    public virtual void Validate(string tensor, ReadOnlySpan<byte> data) { }
+
     public abstract float Dot(ReadOnlySpan<byte> row, Activation x);
 
     /// <summary>Dot products of one weight row with several activations (batched prefill). Same bits as
     /// calling <see cref="Dot"/> for each: the row is only reused while it is in cache.</summary>
-    public void DotMany(ReadOnlySpan<byte> row, Activation[] xs, int count, Span<float> output, int stride, int rowIndex)
+    public virtual void DotMany(ReadOnlySpan<byte> row, Activation[] xs, int count, Span<float> output, int stride, int rowIndex)
     {
         Span<float> four = stackalloc float[4];
         int t = 0;
