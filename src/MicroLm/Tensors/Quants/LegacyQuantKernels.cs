@@ -21,6 +21,13 @@ internal static class Block
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float Half(ref byte b) => F16Kernel.HalfToFloat[Unsafe.ReadUnaligned<ushort>(ref b)];
+
+    public static int DotQ8(ReadOnlySpan<sbyte> w, ReadOnlySpan<sbyte> x)
+    {
+        int s = 0;
+        for (int i = 0; i < 32; i++) s += w[i] * x[i];
+        return s;
+    }
 }
 
 public sealed class Q8_0Kernel : RowKernel
@@ -38,17 +45,91 @@ public sealed class Q8_0Kernel : RowKernel
         }
     }
 
-    public override float Dot(ReadOnlySpan<byte> row, Activation x) => LaneDot<Q8_0Block>.Dot(row, x);
-
-    protected override void Dot4(ReadOnlySpan<byte> row, Activation a, Activation b, Activation c, Activation d, Span<float> results) =>
-        LaneDot<Q8_0Block>.Dot4(row, a, b, c, d, results);
+    public override float Dot(ReadOnlySpan<byte> row, Activation x)
+    {
+        ref byte w = ref MemoryMarshal.GetReference(row);
+        ref sbyte q = ref MemoryMarshal.GetArrayDataReference(x.Q8);
+        var scales = x.Q8Scales;
+        int blocks = x.Length / 32;
+        if (IntegerDot.VectorBits >= 256)
+        {
+            var acc = Vector256<float>.Zero;
+            for (int b = 0; b < blocks; b++)
+            {
+                ref byte block = ref Unsafe.Add(ref w, b * 34);
+                var groups = IntegerDot.Groups256(Vector256.LoadUnsafe(ref Unsafe.As<byte, sbyte>(ref Unsafe.Add(ref block, 2))), Vector256.LoadUnsafe(ref Unsafe.Add(ref q, b * 32)));
+                acc += Vector256.ConvertToSingle(groups) * Vector256.Create(Block.Half(ref block) * scales[b]);
+            }
+            return IntegerDot.Fold(acc.GetLower(), acc.GetUpper());
+        }
+        var lo = Vector128<float>.Zero; var hi = Vector128<float>.Zero;
+        for (int b = 0; b < blocks; b++)
+        {
+            ref byte block = ref Unsafe.Add(ref w, b * 34);
+            ref sbyte wq = ref Unsafe.As<byte, sbyte>(ref Unsafe.Add(ref block, 2));
+            ref sbyte xq = ref Unsafe.Add(ref q, b * 32);
+            var (gl, gh) = IntegerDot.Groups128(Vector128.LoadUnsafe(ref wq), Vector128.LoadUnsafe(ref wq, 16), Vector128.LoadUnsafe(ref xq), Vector128.LoadUnsafe(ref xq, 16));
+            var scale = Vector128.Create(Block.Half(ref block) * scales[b]);
+            lo += Vector128.ConvertToSingle(gl) * scale;
+            hi += Vector128.ConvertToSingle(gh) * scale;
+        }
+        return IntegerDot.Fold(lo, hi);
+    }
+    protected override void Dot4(ReadOnlySpan<byte> row, Activation a, Activation b, Activation c, Activation d, Span<float> results)
+    {
+        if (IntegerDot.VectorBits < 256) { base.Dot4(row, a, b, c, d, results); return; }
+        ref byte w = ref MemoryMarshal.GetReference(row);
+        ref sbyte qa = ref MemoryMarshal.GetArrayDataReference(a.Q8), qb = ref MemoryMarshal.GetArrayDataReference(b.Q8);
+        ref sbyte qc = ref MemoryMarshal.GetArrayDataReference(c.Q8), qd = ref MemoryMarshal.GetArrayDataReference(d.Q8);
+        var accA = Vector256<float>.Zero; var accB = Vector256<float>.Zero; var accC = Vector256<float>.Zero; var accD = Vector256<float>.Zero;
+        for (int bl = 0; bl < a.Length / 32; bl++)
+        {
+            ref byte block = ref Unsafe.Add(ref w, bl * 34);
+            var wv = Vector256.LoadUnsafe(ref Unsafe.As<byte, sbyte>(ref Unsafe.Add(ref block, 2)));
+            float dw = Block.Half(ref block);
+            nuint at = (nuint)(bl * 32);
+            // Same per-activation operations as Dot, with the weight block loaded once.
+            accA += Vector256.ConvertToSingle(IntegerDot.Groups256(wv, Vector256.LoadUnsafe(ref qa, at))) * Vector256.Create(dw * a.Q8Scales[bl]);
+            accB += Vector256.ConvertToSingle(IntegerDot.Groups256(wv, Vector256.LoadUnsafe(ref qb, at))) * Vector256.Create(dw * b.Q8Scales[bl]);
+            accC += Vector256.ConvertToSingle(IntegerDot.Groups256(wv, Vector256.LoadUnsafe(ref qc, at))) * Vector256.Create(dw * c.Q8Scales[bl]);
+            accD += Vector256.ConvertToSingle(IntegerDot.Groups256(wv, Vector256.LoadUnsafe(ref qd, at))) * Vector256.Create(dw * d.Q8Scales[bl]);
+        }
+        results[0] = IntegerDot.Fold(accA.GetLower(), accA.GetUpper());
+        results[1] = IntegerDot.Fold(accB.GetLower(), accB.GetUpper());
+        results[2] = IntegerDot.Fold(accC.GetLower(), accC.GetUpper());
+        results[3] = IntegerDot.Fold(accD.GetLower(), accD.GetUpper());
+    }
 
     // Measured (docs/performance.md): four Q8_0 rows at a time helped little on small matrices and
     // halved decode speed on the 110M shape's large ones, so decode streams one Q8_0 row at a time.
     public override bool PrefersFourRows => false;
 
-    public override void Dot4Rows(ReadOnlySpan<byte> rows, int rowBytes, Activation x, Span<float> results) =>
-        LaneDot<Q8_0Block>.Dot4Rows(rows, rowBytes, x, results);
+    public override void Dot4Rows(ReadOnlySpan<byte> rows, int rowBytes, Activation x, Span<float> results)
+    {
+        if (IntegerDot.VectorBits < 256) { base.Dot4Rows(rows, rowBytes, x, results); return; }
+        ref byte w0 = ref MemoryMarshal.GetReference(rows);
+        ref byte w1 = ref Unsafe.Add(ref w0, rowBytes);
+        ref byte w2 = ref Unsafe.Add(ref w0, 2 * rowBytes);
+        ref byte w3 = ref Unsafe.Add(ref w0, 3 * rowBytes);
+        ref sbyte q = ref MemoryMarshal.GetArrayDataReference(x.Q8);
+        var scales = x.Q8Scales;
+        var a0 = Vector256<float>.Zero; var a1 = Vector256<float>.Zero; var a2 = Vector256<float>.Zero; var a3 = Vector256<float>.Zero;
+        for (int b = 0; b < x.Length / 32; b++)
+        {
+            var xv = Vector256.LoadUnsafe(ref q, (nuint)(b * 32));
+            float dx = scales[b];
+            int o = b * 34;
+            // Same per-row operations as Dot, with the activation block loaded once.
+            a0 += Vector256.ConvertToSingle(IntegerDot.Groups256(Vector256.LoadUnsafe(ref Unsafe.As<byte, sbyte>(ref Unsafe.Add(ref w0, o + 2))), xv)) * Vector256.Create(Block.Half(ref Unsafe.Add(ref w0, o)) * dx);
+            a1 += Vector256.ConvertToSingle(IntegerDot.Groups256(Vector256.LoadUnsafe(ref Unsafe.As<byte, sbyte>(ref Unsafe.Add(ref w1, o + 2))), xv)) * Vector256.Create(Block.Half(ref Unsafe.Add(ref w1, o)) * dx);
+            a2 += Vector256.ConvertToSingle(IntegerDot.Groups256(Vector256.LoadUnsafe(ref Unsafe.As<byte, sbyte>(ref Unsafe.Add(ref w2, o + 2))), xv)) * Vector256.Create(Block.Half(ref Unsafe.Add(ref w2, o)) * dx);
+            a3 += Vector256.ConvertToSingle(IntegerDot.Groups256(Vector256.LoadUnsafe(ref Unsafe.As<byte, sbyte>(ref Unsafe.Add(ref w3, o + 2))), xv)) * Vector256.Create(Block.Half(ref Unsafe.Add(ref w3, o)) * dx);
+        }
+        results[0] = IntegerDot.Fold(a0.GetLower(), a0.GetUpper());
+        results[1] = IntegerDot.Fold(a1.GetLower(), a1.GetUpper());
+        results[2] = IntegerDot.Fold(a2.GetLower(), a2.GetUpper());
+        results[3] = IntegerDot.Fold(a3.GetLower(), a3.GetUpper());
+    }
 }
 
 public sealed class Q4_0Kernel : RowKernel
@@ -70,10 +151,63 @@ public sealed class Q4_0Kernel : RowKernel
         }
     }
 
-    public override float Dot(ReadOnlySpan<byte> row, Activation x) => LaneDot<Q4_0Block>.Dot(row, x);
+    public override float Dot(ReadOnlySpan<byte> row, Activation x)
+    {
+        ref byte w = ref MemoryMarshal.GetReference(row);
+        ref sbyte q = ref MemoryMarshal.GetArrayDataReference(x.Q8);
+        var scales = x.Q8Scales;
+        int blocks = x.Length / 32;
+        if (IntegerDot.VectorBits >= 256)
+        {
+            var acc = Vector256<float>.Zero;
+            for (int b = 0; b < blocks; b++)
+            {
+                ref byte block = ref Unsafe.Add(ref w, b * 18);
+                var (vl, vh) = IntegerDot.UnpackQ4(ref Unsafe.Add(ref block, 2));
+                var groups = IntegerDot.Groups256(Vector256.Create(vl, vh), Vector256.LoadUnsafe(ref Unsafe.Add(ref q, b * 32)));
+                acc += Vector256.ConvertToSingle(groups) * Vector256.Create(Block.Half(ref block) * scales[b]);
+            }
+            return IntegerDot.Fold(acc.GetLower(), acc.GetUpper());
+        }
+        var lo = Vector128<float>.Zero; var hi = Vector128<float>.Zero;
+        for (int b = 0; b < blocks; b++)
+        {
+            ref byte block = ref Unsafe.Add(ref w, b * 18);
+            var (vl, vh) = IntegerDot.UnpackQ4(ref Unsafe.Add(ref block, 2));
+            ref sbyte xq = ref Unsafe.Add(ref q, b * 32);
+            var (gl, gh) = IntegerDot.Groups128(vl, vh, Vector128.LoadUnsafe(ref xq), Vector128.LoadUnsafe(ref xq, 16));
+            var scale = Vector128.Create(Block.Half(ref block) * scales[b]);
+            lo += Vector128.ConvertToSingle(gl) * scale;
+            hi += Vector128.ConvertToSingle(gh) * scale;
+        }
+        return IntegerDot.Fold(lo, hi);
+    }
 
-    protected override void Dot4(ReadOnlySpan<byte> row, Activation a, Activation b, Activation c, Activation d, Span<float> results) =>
-        LaneDot<Q4_0Block>.Dot4(row, a, b, c, d, results);
+    protected override void Dot4(ReadOnlySpan<byte> row, Activation a, Activation b, Activation c, Activation d, Span<float> results)
+    {
+        if (IntegerDot.VectorBits < 256) { base.Dot4(row, a, b, c, d, results); return; }
+        ref byte w = ref MemoryMarshal.GetReference(row);
+        ref sbyte qa = ref MemoryMarshal.GetArrayDataReference(a.Q8), qb = ref MemoryMarshal.GetArrayDataReference(b.Q8);
+        ref sbyte qc = ref MemoryMarshal.GetArrayDataReference(c.Q8), qd = ref MemoryMarshal.GetArrayDataReference(d.Q8);
+        var accA = Vector256<float>.Zero; var accB = Vector256<float>.Zero; var accC = Vector256<float>.Zero; var accD = Vector256<float>.Zero;
+        for (int bl = 0; bl < a.Length / 32; bl++)
+        {
+            ref byte block = ref Unsafe.Add(ref w, bl * 18);
+            var (vl, vh) = IntegerDot.UnpackQ4(ref Unsafe.Add(ref block, 2));
+            var wv = Vector256.Create(vl, vh);
+            float dw = Block.Half(ref block);
+            nuint at = (nuint)(bl * 32);
+            // Same per-activation operations as Dot, with the weight block unpacked once.
+            accA += Vector256.ConvertToSingle(IntegerDot.Groups256(wv, Vector256.LoadUnsafe(ref qa, at))) * Vector256.Create(dw * a.Q8Scales[bl]);
+            accB += Vector256.ConvertToSingle(IntegerDot.Groups256(wv, Vector256.LoadUnsafe(ref qb, at))) * Vector256.Create(dw * b.Q8Scales[bl]);
+            accC += Vector256.ConvertToSingle(IntegerDot.Groups256(wv, Vector256.LoadUnsafe(ref qc, at))) * Vector256.Create(dw * c.Q8Scales[bl]);
+            accD += Vector256.ConvertToSingle(IntegerDot.Groups256(wv, Vector256.LoadUnsafe(ref qd, at))) * Vector256.Create(dw * d.Q8Scales[bl]);
+        }
+        results[0] = IntegerDot.Fold(accA.GetLower(), accA.GetUpper());
+        results[1] = IntegerDot.Fold(accB.GetLower(), accB.GetUpper());
+        results[2] = IntegerDot.Fold(accC.GetLower(), accC.GetUpper());
+        results[3] = IntegerDot.Fold(accD.GetLower(), accD.GetUpper());
+    }
 
     /// <summary>Prefill: the row is unpacked once into Q8_0 blocks (same scale, values nibble − 8), whose
     /// Q8_0 dot is this kernel's dot operation for operation, so the bits are the same.</summary>
@@ -96,8 +230,38 @@ public sealed class Q4_0Kernel : RowKernel
 
     public override bool PrefersFourRows => true;
 
-    public override void Dot4Rows(ReadOnlySpan<byte> rows, int rowBytes, Activation x, Span<float> results) =>
-        LaneDot<Q4_0Block>.Dot4Rows(rows, rowBytes, x, results);
+    public override void Dot4Rows(ReadOnlySpan<byte> rows, int rowBytes, Activation x, Span<float> results)
+    {
+        if (IntegerDot.VectorBits < 256) { base.Dot4Rows(rows, rowBytes, x, results); return; }
+        ref byte w0 = ref MemoryMarshal.GetReference(rows);
+        ref byte w1 = ref Unsafe.Add(ref w0, rowBytes);
+        ref byte w2 = ref Unsafe.Add(ref w0, 2 * rowBytes);
+        ref byte w3 = ref Unsafe.Add(ref w0, 3 * rowBytes);
+        ref sbyte q = ref MemoryMarshal.GetArrayDataReference(x.Q8);
+        var scales = x.Q8Scales;
+        var a0 = Vector256<float>.Zero; var a1 = Vector256<float>.Zero; var a2 = Vector256<float>.Zero; var a3 = Vector256<float>.Zero;
+        for (int b = 0; b < x.Length / 32; b++)
+        {
+            var xv = Vector256.LoadUnsafe(ref q, (nuint)(b * 32));
+            float dx = scales[b];
+            int o = b * 18;
+            a0 += Vector256.ConvertToSingle(IntegerDot.Groups256(Unpack(ref Unsafe.Add(ref w0, o + 2)), xv)) * Vector256.Create(Block.Half(ref Unsafe.Add(ref w0, o)) * dx);
+            a1 += Vector256.ConvertToSingle(IntegerDot.Groups256(Unpack(ref Unsafe.Add(ref w1, o + 2)), xv)) * Vector256.Create(Block.Half(ref Unsafe.Add(ref w1, o)) * dx);
+            a2 += Vector256.ConvertToSingle(IntegerDot.Groups256(Unpack(ref Unsafe.Add(ref w2, o + 2)), xv)) * Vector256.Create(Block.Half(ref Unsafe.Add(ref w2, o)) * dx);
+            a3 += Vector256.ConvertToSingle(IntegerDot.Groups256(Unpack(ref Unsafe.Add(ref w3, o + 2)), xv)) * Vector256.Create(Block.Half(ref Unsafe.Add(ref w3, o)) * dx);
+        }
+        results[0] = IntegerDot.Fold(a0.GetLower(), a0.GetUpper());
+        results[1] = IntegerDot.Fold(a1.GetLower(), a1.GetUpper());
+        results[2] = IntegerDot.Fold(a2.GetLower(), a2.GetUpper());
+        results[3] = IntegerDot.Fold(a3.GetLower(), a3.GetUpper());
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<sbyte> Unpack(ref byte qs)
+    {
+        var (lo, hi) = IntegerDot.UnpackQ4(ref qs);
+        return Vector256.Create(lo, hi);
+    }
 }
 
 public sealed class Q4_1Kernel : RowKernel
