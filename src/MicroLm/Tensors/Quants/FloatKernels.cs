@@ -50,7 +50,14 @@ public sealed class F16Kernel : RowKernel
         Span<float> lanes = stackalloc float[Kernels.Lanes];
         ref float l = ref MemoryMarshal.GetReference(lanes);
         int bits = Kernels.VectorBits;
-        if (bits >= 256)
+        if (bits >= 512)
+        {
+            var acc = Vector512<float>.Zero;
+            for (; i < full; i += 16)
+                acc += ToSingle(Vector512.WidenLower(Vector256.LoadUnsafe(ref h, (nuint)i).ToVector512Unsafe())) * Vector512.LoadUnsafe(ref xv, (nuint)i);
+            acc.StoreUnsafe(ref l);
+        }
+        else if (bits >= 256)
         {
             var acc0 = Vector256<float>.Zero; var acc1 = Vector256<float>.Zero;
             for (; i < full; i += 16)
@@ -103,6 +110,9 @@ public sealed class F16Kernel : RowKernel
     internal static void ToSingle(ReadOnlySpan<ushort> h, Span<float> output)
     {
         int i = 0;
+        if (Kernels.VectorBits >= 512)
+            for (; i + 16 <= h.Length; i += 16)
+                ToSingle(Vector512.WidenLower(Vector256.Create(h.Slice(i, 16)).ToVector512Unsafe())).CopyTo(output[i..]);
         if (Vector256.IsHardwareAccelerated)
             for (; i + 16 <= h.Length; i += 16)
             {
@@ -120,6 +130,13 @@ public sealed class F16Kernel : RowKernel
     // for normal and subnormal halves alike; one multiply by 2^112 (exact) scales it. Equals the IEEE
     // conversion (a test checks all 63,488 finite halves).
     private static readonly float TwoPow112 = BitConverter.Int32BitsToSingle(0x77800000);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector512<float> ToSingle(Vector512<uint> h)
+    {
+        var v = Vector512.ShiftRightArithmetic(Vector512.ShiftLeft(h, 16).AsInt32(), 3) & Vector512.Create(unchecked((int)0x8FFFFFFF));
+        return v.AsSingle() * Vector512.Create(TwoPow112);
+    }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static Vector256<float> ToSingle(Vector256<uint> h)
