@@ -20,7 +20,7 @@ public sealed class Generator
     public StopReason StopReason { get; private set; }
     /// <summary>Called with each evaluated position's logits (prompt included), e.g. for tracing.</summary>
     public LogitsHandler? OnLogits { get; init; }
-    /// <summary>Stop when a token that ends a document is sampled (EOS; BOS too, as llama2.c does).</summary>
+    /// <summary>Stop when a token that ends a document is sampled (<see cref="Tokenizers.Tokenizer.IsEndOfGeneration"/>).</summary>
     public bool StopAtEndOfSequence { get; init; } = true;
     /// <summary>Also evaluate the last generated token (so tracing sees its logits).</summary>
     public bool EvaluateLastToken { get; init; }
@@ -49,7 +49,7 @@ public sealed class Generator
         for (int i = 0; i < maxTokens; i++)
         {
             int next = _sampler.Sample(s.LastLogits);
-            if (StopAtEndOfSequence && (next == tokenizer.EosId || next == tokenizer.BosId))
+            if (StopAtEndOfSequence && tokenizer.IsEndOfGeneration(next))
             {
                 StopReason = StopReason.EndOfSequence;
                 yield break;

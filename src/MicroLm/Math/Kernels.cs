@@ -215,11 +215,6 @@ public static class Kernels
         for (; i < n; i++) Unsafe.Add(ref py, i) += a * Unsafe.Add(ref px, i);
     }
 
-    public static void Scale(Span<float> y, float a)
-    {
-        for (int i = 0; i < y.Length; i++) y[i] *= a;
-    }
-
     /// <summary>Index of the largest value (the first on ties); NaN never wins.</summary>
     public static int ArgMax(ReadOnlySpan<float> x)
     {

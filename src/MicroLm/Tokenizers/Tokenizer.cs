@@ -21,7 +21,9 @@ public abstract class Tokenizer
     /// <summary>The token's text as stored in the vocabulary, for diagnostics.</summary>
     public abstract string TokenText(int id);
 
-    public bool IsEndOfGeneration(int id) => id == EosId;
+    /// <summary>A token that ends a document: EOS, and BOS too (llama2.c's models emit BOS between
+    /// stories, and llama2.c stops there).</summary>
+    public bool IsEndOfGeneration(int id) => id == EosId || id == BosId && BosId >= 0;
 
     /// <summary>Decodes a whole sequence to a string (invalid UTF-8 becomes U+FFFD).</summary>
     public string DecodeAll(IEnumerable<int> ids)
