@@ -170,6 +170,11 @@ public class QuantizedKernelPathTests
                 kernel.DotMany(row, xs, tokens, batched, 1, 0);
                 for (int t = 0; t < tokens; t++)
                     Assert.Equal(BitConverter.SingleToInt32Bits(kernel.Dot(row, xs[t])), BitConverter.SingleToInt32Bits(batched[t]));
+                // Five tokens: the four-activation pass and a tail, without Q4_0's unpack-once path.
+                var five = new float[5];
+                kernel.DotMany(row, xs, 5, five, 1, 0);
+                for (int t = 0; t < 5; t++)
+                    Assert.Equal(BitConverter.SingleToInt32Bits(batched[t]), BitConverter.SingleToInt32Bits(five[t]));
 
                 // Four rows against one activation (decode over a cached matrix).
                 var rows = new byte[4 * row.Length];

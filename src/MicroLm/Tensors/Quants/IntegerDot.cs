@@ -59,6 +59,28 @@ internal static class IntegerDot
         return Avx2.MultiplyAddAdjacent(pairs, Vector256<short>.One);
     }
 
+    /// <summary>The 8 group sums of a Q4_0 block (16 packed bytes at <paramref name="qs"/>) with x, AVX2 only:
+    /// the nibbles go unsigned into the u8·s8 pair products (no sign fix-ups, no −8 per value) and the
+    /// activation's 8·Σx per group (<see cref="Activation.Q8GroupSums8"/>) is subtracted after, which
+    /// is the same exact integer as Σ(n − 8)·x. Pair sums stay within ±3810, far from 16-bit saturation.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<int> GroupsQ4(ref byte qs, Vector256<sbyte> x, Vector256<int> groupSums8)
+    {
+        // Both 128-bit halves get the 16 bytes; the upper half shifts right by 4 to expose the high nibbles.
+        var packed = Vector256.Create(Vector128.LoadUnsafe(ref qs)).AsUInt64();
+        var nibbles = Avx2.ShiftRightLogicalVariable(packed, Vector256.Create(0UL, 0UL, 4UL, 4UL)).AsByte() & Vector256.Create((byte)0x0F);
+        var pairs = Avx2.MultiplyAddAdjacent(nibbles, x);
+        return Avx2.MultiplyAddAdjacent(pairs, Vector256<short>.One) - groupSums8;
+    }
+
+    /// <summary>A hint to fetch the cache line at <paramref name="at"/> + <paramref name="offset"/> (x86 only).
+    /// Prefetches never fault, so the address may lie past the end of the weights.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static unsafe void Prefetch(ref byte at, int offset)
+    {
+        if (Sse.IsSupported) Sse.Prefetch0((byte*)Unsafe.AsPointer(ref at) + offset);
+    }
+
     /// <summary>Folds the 8 lanes in the contract's order.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float Fold(Vector128<float> lo, Vector128<float> hi)

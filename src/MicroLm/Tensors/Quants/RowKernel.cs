@@ -89,6 +89,9 @@ public sealed class Activation
     public sbyte[] Q8 { get; }
     public float[] Q8Scales { get; }
     public float[] Q8ScaledSums { get; }
+    /// <summary>Per 32-block, 8 × the sum of each group of 4 quants (Q4_0's AVX2 path feeds nibbles
+    /// unsigned and subtracts these: Σ(n − 8)·x = Σn·x − 8·Σx, the same exact integers).</summary>
+    public int[] Q8GroupSums8 { get; }
     /// <summary>The Q8_K form (K-quant weights), made by <see cref="EnsureQ8K"/>.</summary>
     public Q8KForm? Q8K { get; private set; }
     private bool _q8Ready, _q8kReady;
@@ -101,6 +104,7 @@ public sealed class Activation
         Q8 = new sbyte[blocks * Q8Block];
         Q8Scales = new float[blocks];
         Q8ScaledSums = new float[blocks];
+        Q8GroupSums8 = new int[blocks * 8];
     }
 
     public Span<float> Span => Values.AsSpan(0, Length);
@@ -133,6 +137,11 @@ public sealed class Activation
                 int q = (int)MathF.Round(v[i] * id); // ties to even; |q| ≤ 127
                 Q8[b * Q8Block + i] = (sbyte)q;
                 sum += q;
+            }
+            for (int g = 0; g < 8; g++)
+            {
+                int at = b * Q8Block + 4 * g;
+                Q8GroupSums8[b * 8 + g] = 8 * (Q8[at] + Q8[at + 1] + Q8[at + 2] + Q8[at + 3]);
             }
             float dh = (float)(Half)d;
             Q8Scales[b] = dh;
