@@ -194,25 +194,55 @@ public static class Kernels
         for (int i = 0; i < y.Length; i++) y[i] += x[i];
     }
 
-    /// <summary>y += a·x (elementwise: no reduction, so any vector width gives the same bits).</summary>
-    public static void AddScaled(Span<float> y, float a, ReadOnlySpan<float> x)
+    /// <summary>output[i] = Σ_t weights[t]·rows[offset + t·stride + i], summed from +0 in increasing t, each
+    /// product rounded before its add (attention's weighted values). Elementwise, so the vector width
+    /// does not change the bits; the output stays in registers across t.</summary>
+    public static void WeightedRowSum(ReadOnlySpan<float> weights, float[] rows, int offset, int stride, Span<float> output)
     {
-        int n = y.Length, i = 0;
-        ref float py = ref MemoryMarshal.GetReference(y);
-        ref float px = ref MemoryMarshal.GetReference(x);
+        int n = output.Length, count = weights.Length, i = 0;
+        if ((long)offset + (long)(count - 1) * stride + n > rows.Length || offset < 0) throw new ArgumentOutOfRangeException(nameof(rows));
+        ref float pr = ref MemoryMarshal.GetArrayDataReference(rows);
+        ref float pw = ref MemoryMarshal.GetReference(weights);
+        ref float po = ref MemoryMarshal.GetReference(output);
         if (VectorBits >= 256)
         {
-            var va = Vector256.Create(a);
+            for (; i + 32 <= n; i += 32)
+            {
+                var a0 = Vector256<float>.Zero; var a1 = Vector256<float>.Zero; var a2 = Vector256<float>.Zero; var a3 = Vector256<float>.Zero;
+                for (int t = 0; t < count; t++)
+                {
+                    ref float r = ref Unsafe.Add(ref pr, offset + t * stride + i);
+                    var w = Vector256.Create(Unsafe.Add(ref pw, t));
+                    a0 += w * Vector256.LoadUnsafe(ref r); a1 += w * Vector256.LoadUnsafe(ref r, 8);
+                    a2 += w * Vector256.LoadUnsafe(ref r, 16); a3 += w * Vector256.LoadUnsafe(ref r, 24);
+                }
+                a0.StoreUnsafe(ref po, (nuint)i); a1.StoreUnsafe(ref po, (nuint)i + 8);
+                a2.StoreUnsafe(ref po, (nuint)i + 16); a3.StoreUnsafe(ref po, (nuint)i + 24);
+            }
             for (; i + 8 <= n; i += 8)
-                (Vector256.LoadUnsafe(ref py, (nuint)i) + va * Vector256.LoadUnsafe(ref px, (nuint)i)).StoreUnsafe(ref py, (nuint)i);
+            {
+                var a = Vector256<float>.Zero;
+                for (int t = 0; t < count; t++)
+                    a += Vector256.Create(Unsafe.Add(ref pw, t)) * Vector256.LoadUnsafe(ref Unsafe.Add(ref pr, offset + t * stride + i));
+                a.StoreUnsafe(ref po, (nuint)i);
+            }
         }
         else if (VectorBits >= 128)
         {
-            var va = Vector128.Create(a);
             for (; i + 4 <= n; i += 4)
-                (Vector128.LoadUnsafe(ref py, (nuint)i) + va * Vector128.LoadUnsafe(ref px, (nuint)i)).StoreUnsafe(ref py, (nuint)i);
+            {
+                var a = Vector128<float>.Zero;
+                for (int t = 0; t < count; t++)
+                    a += Vector128.Create(Unsafe.Add(ref pw, t)) * Vector128.LoadUnsafe(ref Unsafe.Add(ref pr, offset + t * stride + i));
+                a.StoreUnsafe(ref po, (nuint)i);
+            }
         }
-        for (; i < n; i++) Unsafe.Add(ref py, i) += a * Unsafe.Add(ref px, i);
+        for (; i < n; i++)
+        {
+            float a = 0;
+            for (int t = 0; t < count; t++) a += Unsafe.Add(ref pw, t) * Unsafe.Add(ref pr, offset + t * stride + i);
+            Unsafe.Add(ref po, i) = a;
+        }
     }
 
     /// <summary>Index of the largest value (the first on ties); NaN never wins.</summary>

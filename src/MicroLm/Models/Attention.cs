@@ -16,12 +16,19 @@ internal static class Attention
         float scale = 1f / MathF.Sqrt(hd);
         var keys = s.KeyCache[layer];
         var values = s.ValueCache[layer];
-        for (int t = 0; t <= pos; t++)
-            scores[t] = Kernels.Dot(q, keys.AsSpan(t * kvDim + kvHead * hd, hd)) * scale;
+        int at = kvHead * hd, t = 0;
+        // Four keys per pass (a dot's product q·k has the bits of k·q, so Dot4 serves).
+        Span<float> four = stackalloc float[4];
+        for (; t + 3 <= pos; t += 4)
+        {
+            Kernels.Dot4(q, keys.AsSpan(t * kvDim + at, hd), keys.AsSpan((t + 1) * kvDim + at, hd),
+                keys.AsSpan((t + 2) * kvDim + at, hd), keys.AsSpan((t + 3) * kvDim + at, hd), four);
+            for (int k = 0; k < 4; k++) scores[t + k] = four[k] * scale;
+        }
+        for (; t <= pos; t++)
+            scores[t] = Kernels.Dot(q, keys.AsSpan(t * kvDim + at, hd)) * scale;
         DetMath.SoftmaxInPlace(scores[..(pos + 1)]);
-        output.Clear();
-        for (int t = 0; t <= pos; t++)
-            Kernels.AddScaled(output, scores[t], values.AsSpan(t * kvDim + kvHead * hd, hd));
+        Kernels.WeightedRowSum(scores[..(pos + 1)], values, at, kvDim, output);
     }
 
     /// <summary>Writes one token's keys and values (kvDim each) into the cache at <paramref name="pos"/>.</summary>

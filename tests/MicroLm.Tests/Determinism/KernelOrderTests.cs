@@ -44,6 +44,27 @@ public class KernelOrderTests
     }
 
     [Fact]
+    public void WeightedRowSumAddsEachProductInOrderOnEveryPath()
+    {
+        // Attention's weighted values: each output element sums its products from +0 in increasing t.
+        foreach (int n in new[] { 5, 48, 64, 72 })
+        {
+            const int count = 9, stride = 100, offset = 3;
+            var rows = Random(offset + count * stride, n);
+            var weights = Random(count, n + 1);
+            var expected = new float[n];
+            for (int t = 0; t < count; t++)
+                for (int i = 0; i < n; i++) expected[i] += weights[t] * rows[offset + t * stride + i];
+            foreach (int bits in new[] { 0, 128, 256, 512 })
+            {
+                if (bits > Kernels.VectorBits && bits > 128) continue;
+                var output = WithVectorBits(bits, () => { var o = new float[n]; Kernels.WeightedRowSum(weights, rows, offset, stride, o); return o; });
+                for (int i = 0; i < n; i++) Assert.Equal(BitConverter.SingleToInt32Bits(expected[i]), BitConverter.SingleToInt32Bits(output[i]));
+            }
+        }
+    }
+
+    [Fact]
     public void DotFollowsTheDocumentedLaneOrder()
     {
         // Spell the contract out in scalar code and compare bits: lanes i % 16, then pairwise folding.
