@@ -113,7 +113,7 @@ internal static class DecodeProfile
             {
                 long t0 = Stopwatch.GetTimestamp();
                 if (fresh) x[0].Invalidate(); // a new activation, as the forward pass makes one
-                WeightMatrix.Prepare(w, x, 1);
+                WeightMatrix.Prepare(w, x, 0, 1);
                 long t1 = Stopwatch.GetTimestamp();
                 w.MatMul(x, 1, y, 0, w.Rows);
                 long t2 = Stopwatch.GetTimestamp();

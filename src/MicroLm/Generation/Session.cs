@@ -25,7 +25,7 @@ public sealed class Session : IDisposable
     private Activation[]? _matmulInput;
     private float[]? _matmulOutput;
     private int _matmulCount;
-    private readonly Action<int, int> _matmulJob;
+    private readonly Action<int, int> _matmulJob, _prepareJob;
 
     internal Session(Model model, int contextLength, int threads, int maxBatch)
     {
@@ -43,6 +43,7 @@ public sealed class Session : IDisposable
         }
         Logits = new float[MaxBatch * c.VocabSize];
         _matmulJob = MatMulPart;
+        _prepareJob = PreparePart;
         Scratch = model.Architecture.CreateScratch(this, MaxBatch);
     }
 
@@ -112,9 +113,17 @@ public sealed class Session : IDisposable
     /// <summary>output[t·rows + r] = w.row(r) · input[t], rows split across the team.</summary>
     internal void MatMul(WeightMatrix w, Activation[] input, int count, float[] output)
     {
-        WeightMatrix.Prepare(w, input, count);
         _matmulWeight = w; _matmulInput = input; _matmulOutput = output; _matmulCount = count;
+        // A batch's activations are quantized by the team (each token by one thread); a single token by the caller.
+        if (count > 1 && Team.Count > 1) Team.Run(_prepareJob);
+        else WeightMatrix.Prepare(w, input, 0, count);
         Team.Run(_matmulJob);
+    }
+
+    private void PreparePart(int part, int parts)
+    {
+        var (start, end) = ThreadTeam.Slice(_matmulCount, part, parts);
+        WeightMatrix.Prepare(_matmulWeight!, _matmulInput!, start, end);
     }
 
     private void MatMulPart(int part, int parts)

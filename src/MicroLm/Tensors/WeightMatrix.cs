@@ -60,10 +60,10 @@ public sealed class WeightMatrix
             _kernel.DotMany(data.Slice(r * RowBytes, RowBytes), xs, count, output, Rows, r);
     }
 
-    /// <summary>Makes the activation forms the weight's kernel reads (once per matmul, before the threads split the rows).</summary>
-    public static void Prepare(WeightMatrix w, Activation[] xs, int count)
+    /// <summary>Makes the activation forms the weight's kernel reads for xs[start..end) (once per matmul, before the threads split the rows).</summary>
+    public static void Prepare(WeightMatrix w, Activation[] xs, int start, int end)
     {
-        for (int t = 0; t < count; t++)
+        for (int t = start; t < end; t++)
         {
             if (w._kernel.UsesQ8Activation) xs[t].EnsureQ8();
             if (w._kernel.UsesQ8KActivation) xs[t].EnsureQ8K();
