@@ -25,7 +25,9 @@ public sealed class Session : IDisposable
     private Activation[]? _matmulInput;
     private float[]? _matmulOutput;
     private int _matmulCount;
-    private readonly Action<int, int> _matmulJob, _prepareJob;
+    private readonly Action<int, int> _matmulJob, _prepareJob, _tokenJob;
+    private Action<int>? _tokenStep;
+    private int _tokenCount;
 
     internal Session(Model model, int contextLength, int threads, int maxBatch)
     {
@@ -44,6 +46,7 @@ public sealed class Session : IDisposable
         Logits = new float[MaxBatch * c.VocabSize];
         _matmulJob = MatMulPart;
         _prepareJob = PreparePart;
+        _tokenJob = TokenPart;
         Scratch = model.Architecture.CreateScratch(this, MaxBatch);
     }
 
@@ -118,6 +121,25 @@ public sealed class Session : IDisposable
         if (count > 1 && Team.Count > 1) Team.Run(_prepareJob);
         else WeightMatrix.Prepare(w, input, 0, count);
         Team.Run(_matmulJob);
+    }
+
+    /// <summary>Runs step(t) for each token t of a batch of <paramref name="n"/>: split across the team
+    /// (each token by one thread, so the bits never depend on the thread count), or inline for one token.</summary>
+    internal void ForEachToken(int n, Action<int> step)
+    {
+        if (n == 1 || Team.Count == 1)
+        {
+            for (int t = 0; t < n; t++) step(t);
+            return;
+        }
+        _tokenStep = step; _tokenCount = n;
+        Team.Run(_tokenJob);
+    }
+
+    private void TokenPart(int part, int parts)
+    {
+        var (start, end) = ThreadTeam.Slice(_tokenCount, part, parts);
+        for (int t = start; t < end; t++) _tokenStep!(t);
     }
 
     private void PreparePart(int part, int parts)

@@ -57,6 +57,11 @@ public sealed class Llama : Architecture
         public required float[] Q, K, V, Gate, Up, Proj;  // batch × rows
         public required float[] Cos, Sin;                // batch × rope pairs
         public required AttentionBatch Attention;
+        // Per-token steps, created once (no allocation per call) and run by Session.ForEachToken;
+        // they read the current layer and start position from here.
+        public Action<int> Embed = null!, AttnNorm = null!, RopeAndStore = null!, FfnNorm = null!, Gating = null!, Residual = null!;
+        public int Layer, StartPos;
+        public required int[] Tokens;                    // the batch's token ids
     }
 
     internal override object CreateScratch(Session s, int maxBatch)
@@ -72,57 +77,76 @@ public sealed class Llama : Architecture
             Gate = new float[maxBatch * c.HiddenDim], Up = new float[maxBatch * c.HiddenDim], Proj = new float[maxBatch * c.Dim],
             Cos = new float[maxBatch * c.RopeDims / 2], Sin = new float[maxBatch * c.RopeDims / 2],
             Attention = new AttentionBatch(s, maxBatch),
+            Tokens = new int[maxBatch],
         };
+        var w = scratch;
+        int dim = c.Dim, half = c.RopeDims / 2, kvDim = c.KvDim, hidden = c.HiddenDim;
+        w.Embed = t =>
+        {
+            _embedding.ReadRow(w.Tokens[t], w.X.AsSpan(t * dim, dim));
+            _rope.Angles(w.StartPos + t, w.Cos.AsSpan(t * half, half), w.Sin.AsSpan(t * half, half));
+        };
+        w.AttnNorm = t => Norm(w, t, _layers[w.Layer].AttnNorm.Span);
+        w.RopeAndStore = t =>
+        {
+            var cos = w.Cos.AsSpan(t * half, half); var sin = w.Sin.AsSpan(t * half, half);
+            _rope.Apply(w.Q.AsSpan(t * qDim, qDim), c.Heads, c.HeadDim, cos, sin);
+            _rope.Apply(w.K.AsSpan(t * kvDim, kvDim), c.KvHeads, c.HeadDim, cos, sin);
+            Attention.Store(s, w.Layer, w.StartPos + t, w.K.AsSpan(t * kvDim, kvDim), w.V.AsSpan(t * kvDim, kvDim));
+        };
+        w.FfnNorm = t =>
+        {
+            Kernels.Add(w.X.AsSpan(t * dim, dim), w.Proj.AsSpan(t * dim, dim));
+            Norm(w, t, _layers[w.Layer].FfnNorm.Span);
+        };
+        w.Gating = t =>
+        {
+            var h = w.Hidden[t].Span;
+            DetMath.Silu(w.Gate.AsSpan(t * hidden, hidden), h);
+            var up = w.Up.AsSpan(t * hidden, hidden);
+            for (int i = 0; i < hidden; i++) h[i] *= up[i];
+            w.Hidden[t].Invalidate();
+        };
+        w.Residual = t => Kernels.Add(w.X.AsSpan(t * dim, dim), w.Proj.AsSpan(t * dim, dim));
         return scratch;
+    }
+
+    private void Norm(Scratch w, int t, ReadOnlySpan<float> weight)
+    {
+        int dim = Config.Dim;
+        Kernels.RmsNorm(w.X.AsSpan(t * dim, dim), weight, Config.NormEpsilon, w.Normed[t].Span);
+        w.Normed[t].Invalidate();
     }
 
     internal override void Forward(Session s, ReadOnlySpan<int> tokens, int startPos)
     {
         var c = Config;
         var w = (Scratch)s.Scratch;
-        int n = tokens.Length, dim = c.Dim, half = c.RopeDims / 2;
-
-        for (int t = 0; t < n; t++)
-        {
-            _embedding.ReadRow(tokens[t], w.X.AsSpan(t * dim, dim));
-            _rope.Angles(startPos + t, w.Cos.AsSpan(t * half, half), w.Sin.AsSpan(t * half, half));
-        }
+        int n = tokens.Length, dim = c.Dim;
+        w.StartPos = startPos;
+        tokens.CopyTo(w.Tokens);
+        s.ForEachToken(n, w.Embed);
 
         for (int l = 0; l < _layers.Length; l++)
         {
             var layer = _layers[l];
+            w.Layer = l;
             // Attention block: x += Wo · attention(rope(Wq·norm(x)), rope(Wk·norm(x)), Wv·norm(x))
-            BatchOps.RmsNorm(w.X, dim, layer.AttnNorm.Span, c.NormEpsilon, w.Normed, n);
+            s.ForEachToken(n, w.AttnNorm);
             s.MatMul(layer.Wq, w.Normed, n, w.Q);
             s.MatMul(layer.Wk, w.Normed, n, w.K);
             s.MatMul(layer.Wv, w.Normed, n, w.V);
-            int qDim = c.Heads * c.HeadDim, kvDim = c.KvDim;
-            for (int t = 0; t < n; t++)
-            {
-                var cos = w.Cos.AsSpan(t * half, half); var sin = w.Sin.AsSpan(t * half, half);
-                _rope.Apply(w.Q.AsSpan(t * qDim, qDim), c.Heads, c.HeadDim, cos, sin);
-                _rope.Apply(w.K.AsSpan(t * kvDim, kvDim), c.KvHeads, c.HeadDim, cos, sin);
-                Attention.Store(s, l, startPos + t, w.K.AsSpan(t * kvDim, kvDim), w.V.AsSpan(t * kvDim, kvDim));
-            }
-            w.Attention.Run(l, startPos, n, w.Q, qDim, 0);
+            s.ForEachToken(n, w.RopeAndStore);
+            w.Attention.Run(l, startPos, n, w.Q, c.Heads * c.HeadDim, 0);
             s.MatMul(layer.Wo, w.Attention.Output, n, w.Proj);
-            Kernels.Add(w.X.AsSpan(0, n * dim), w.Proj.AsSpan(0, n * dim));
 
             // Feed-forward block: x += Down · (silu(Gate·norm(x)) ⊙ Up·norm(x))
-            BatchOps.RmsNorm(w.X, dim, layer.FfnNorm.Span, c.NormEpsilon, w.Normed, n);
+            s.ForEachToken(n, w.FfnNorm); // x += attention output, then norm
             s.MatMul(layer.Gate, w.Normed, n, w.Gate);
             s.MatMul(layer.Up, w.Normed, n, w.Up);
-            int hidden = c.HiddenDim;
-            for (int t = 0; t < n; t++)
-            {
-                var h = w.Hidden[t].Span;
-                DetMath.Silu(w.Gate.AsSpan(t * hidden, hidden), h);
-                var up = w.Up.AsSpan(t * hidden, hidden);
-                for (int i = 0; i < hidden; i++) h[i] *= up[i];
-                w.Hidden[t].Invalidate();
-            }
+            s.ForEachToken(n, w.Gating);
             s.MatMul(layer.Down, w.Hidden, n, w.Proj);
-            Kernels.Add(w.X.AsSpan(0, n * dim), w.Proj.AsSpan(0, n * dim));
+            s.ForEachToken(n, w.Residual);
             s.CheckFinite(w.X.AsSpan(0, n * dim), l);
         }
 
