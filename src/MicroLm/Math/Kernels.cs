@@ -129,6 +129,16 @@ public static class Kernels
             a0.StoreUnsafe(ref l); b0.StoreUnsafe(ref l, 8); a1.StoreUnsafe(ref l, 16); b1.StoreUnsafe(ref l, 24);
             a2.StoreUnsafe(ref l, 32); b2.StoreUnsafe(ref l, 40); a3.StoreUnsafe(ref l, 48); b3.StoreUnsafe(ref l, 56);
         }
+        if (i == n && AlternativeOrderForTests == 0)
+        {
+            // No tail: fold the four lane sets in registers (same pairs, same order as ReduceLanes).
+            var s0 = Vector256.LoadUnsafe(ref l) + Vector256.LoadUnsafe(ref l, 8);
+            var s1 = Vector256.LoadUnsafe(ref l, 16) + Vector256.LoadUnsafe(ref l, 24);
+            var s2 = Vector256.LoadUnsafe(ref l, 32) + Vector256.LoadUnsafe(ref l, 40);
+            var s3 = Vector256.LoadUnsafe(ref l, 48) + Vector256.LoadUnsafe(ref l, 56);
+            Fold4(s0, s1, s2, s3).CopyTo(results);
+            return;
+        }
         for (int k = i; k < n; k++)
         {
             float wk = Unsafe.Add(ref pw, k);
@@ -138,6 +148,26 @@ public static class Kernels
             Unsafe.Add(ref l, 48 + (k & 15)) += wk * Unsafe.Add(ref p3, k);
         }
         for (int t = 0; t < 4; t++) results[t] = ReduceLanes(lanes.Slice(t * Lanes, Lanes));
+    }
+
+    /// <summary>Finishes four reductions at once from their 8-lane sums (lane j = l[j] + l[j+8]):
+    /// j += j+4, then (0 + 2) + (1 + 3), as <see cref="ReduceLanes"/> does, with the four results
+    /// side by side (x86 only: callers reach it from the 256/512-bit paths).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector128<float> Fold4(Vector256<float> s0, Vector256<float> s1, Vector256<float> s2, Vector256<float> s3)
+    {
+        var q0 = s0.GetLower() + s0.GetUpper(); var q1 = s1.GetLower() + s1.GetUpper();
+        var q2 = s2.GetLower() + s2.GetUpper(); var q3 = s3.GetLower() + s3.GetUpper();
+        // t[0] = q[0] + q[2], t[1] = q[1] + q[3]
+        var t0 = q0 + Vector128.Shuffle(q0, Vector128.Create(2, 3, 0, 1));
+        var t1 = q1 + Vector128.Shuffle(q1, Vector128.Create(2, 3, 0, 1));
+        var t2 = q2 + Vector128.Shuffle(q2, Vector128.Create(2, 3, 0, 1));
+        var t3 = q3 + Vector128.Shuffle(q3, Vector128.Create(2, 3, 0, 1));
+        var u01 = System.Runtime.Intrinsics.X86.Sse.UnpackLow(t0, t1); // t0[0], t1[0], t0[1], t1[1]
+        var u23 = System.Runtime.Intrinsics.X86.Sse.UnpackLow(t2, t3);
+        var first = System.Runtime.Intrinsics.X86.Sse.MoveLowToHigh(u01, u23);  // t0[0], t1[0], t2[0], t3[0]
+        var second = System.Runtime.Intrinsics.X86.Sse.MoveHighToLow(u23, u01); // t0[1], t1[1], t2[1], t3[1]
+        return first + second;
     }
 
     /// <summary>Tests set 1 to combine lanes left to right instead: a different, equally valid
