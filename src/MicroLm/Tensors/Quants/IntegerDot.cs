@@ -63,11 +63,12 @@ internal static class IntegerDot
     /// the nibbles go unsigned into the u8·s8 pair products (no sign fix-ups, no −8 per value) and the
     /// activation's 8·Σx per group (<see cref="Activation.Q8GroupSums8"/>) is subtracted after, which
     /// is the same exact integer as Σ(n − 8)·x. Pair sums stay within ±3810, far from 16-bit saturation.</summary>
+    /// <remarks>The caller pins the weights (the 16 bytes are broadcast straight from memory).</remarks>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector256<int> GroupsQ4(ref byte qs, Vector256<sbyte> x, Vector256<int> groupSums8)
+    public static unsafe Vector256<int> GroupsQ4(ref byte qs, Vector256<sbyte> x, Vector256<int> groupSums8)
     {
         // Both 128-bit halves get the 16 bytes; the upper half shifts right by 4 to expose the high nibbles.
-        var packed = Vector256.Create(Vector128.LoadUnsafe(ref qs)).AsUInt64();
+        var packed = Avx2.BroadcastVector128ToVector256((byte*)Unsafe.AsPointer(ref qs)).AsUInt64();
         var nibbles = Avx2.ShiftRightLogicalVariable(packed, Vector256.Create(0UL, 0UL, 4UL, 4UL)).AsByte() & Vector256.Create((byte)0x0F);
         var pairs = Avx2.MultiplyAddAdjacent(nibbles, x);
         return Avx2.MultiplyAddAdjacent(pairs, Vector256<short>.One) - groupSums8;

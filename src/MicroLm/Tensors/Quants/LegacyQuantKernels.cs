@@ -86,13 +86,13 @@ public sealed class Q8_0Kernel : RowKernel
         {
             ref byte block = ref Unsafe.Add(ref w, bl * 34);
             var wv = Vector256.LoadUnsafe(ref Unsafe.As<byte, sbyte>(ref Unsafe.Add(ref block, 2)));
-            float dw = Block.Half(ref block);
+            var dwv = Vector256.Create(Block.Half(ref block));
             nuint at = (nuint)(bl * 32);
             // Same per-activation operations as Dot, with the weight block loaded once.
-            accA += Vector256.ConvertToSingle(IntegerDot.Groups256(wv, Vector256.LoadUnsafe(ref qa, at))) * Vector256.Create(dw * a.Q8Scales[bl]);
-            accB += Vector256.ConvertToSingle(IntegerDot.Groups256(wv, Vector256.LoadUnsafe(ref qb, at))) * Vector256.Create(dw * b.Q8Scales[bl]);
-            accC += Vector256.ConvertToSingle(IntegerDot.Groups256(wv, Vector256.LoadUnsafe(ref qc, at))) * Vector256.Create(dw * c.Q8Scales[bl]);
-            accD += Vector256.ConvertToSingle(IntegerDot.Groups256(wv, Vector256.LoadUnsafe(ref qd, at))) * Vector256.Create(dw * d.Q8Scales[bl]);
+            accA += Vector256.ConvertToSingle(IntegerDot.Groups256(wv, Vector256.LoadUnsafe(ref qa, at))) * (dwv * Vector256.Create(a.Q8Scales[bl]));
+            accB += Vector256.ConvertToSingle(IntegerDot.Groups256(wv, Vector256.LoadUnsafe(ref qb, at))) * (dwv * Vector256.Create(b.Q8Scales[bl]));
+            accC += Vector256.ConvertToSingle(IntegerDot.Groups256(wv, Vector256.LoadUnsafe(ref qc, at))) * (dwv * Vector256.Create(c.Q8Scales[bl]));
+            accD += Vector256.ConvertToSingle(IntegerDot.Groups256(wv, Vector256.LoadUnsafe(ref qd, at))) * (dwv * Vector256.Create(d.Q8Scales[bl]));
         }
         results[0] = IntegerDot.Fold(accA.GetLower(), accA.GetUpper());
         results[1] = IntegerDot.Fold(accB.GetLower(), accB.GetUpper());
@@ -118,15 +118,15 @@ public sealed class Q8_0Kernel : RowKernel
         for (int b = 0; b < x.Length / 32; b++)
         {
             var xv = Vector256.LoadUnsafe(ref q, (nuint)(b * 32));
-            float dx = scales[b];
+            var dxv = Vector256.Create(scales[b]);
             int o = b * 34;
             IntegerDot.Prefetch(ref w0, ahead + b * 136);
             IntegerDot.Prefetch(ref w0, ahead + b * 136 + 64);
             // Same per-row operations as Dot, with the activation block loaded once.
-            a0 += Vector256.ConvertToSingle(IntegerDot.Groups256(Vector256.LoadUnsafe(ref Unsafe.As<byte, sbyte>(ref Unsafe.Add(ref w0, o + 2))), xv)) * Vector256.Create(Block.Half(ref Unsafe.Add(ref w0, o)) * dx);
-            a1 += Vector256.ConvertToSingle(IntegerDot.Groups256(Vector256.LoadUnsafe(ref Unsafe.As<byte, sbyte>(ref Unsafe.Add(ref w1, o + 2))), xv)) * Vector256.Create(Block.Half(ref Unsafe.Add(ref w1, o)) * dx);
-            a2 += Vector256.ConvertToSingle(IntegerDot.Groups256(Vector256.LoadUnsafe(ref Unsafe.As<byte, sbyte>(ref Unsafe.Add(ref w2, o + 2))), xv)) * Vector256.Create(Block.Half(ref Unsafe.Add(ref w2, o)) * dx);
-            a3 += Vector256.ConvertToSingle(IntegerDot.Groups256(Vector256.LoadUnsafe(ref Unsafe.As<byte, sbyte>(ref Unsafe.Add(ref w3, o + 2))), xv)) * Vector256.Create(Block.Half(ref Unsafe.Add(ref w3, o)) * dx);
+            a0 += Vector256.ConvertToSingle(IntegerDot.Groups256(Vector256.LoadUnsafe(ref Unsafe.As<byte, sbyte>(ref Unsafe.Add(ref w0, o + 2))), xv)) * (Vector256.Create(Block.Half(ref Unsafe.Add(ref w0, o))) * dxv);
+            a1 += Vector256.ConvertToSingle(IntegerDot.Groups256(Vector256.LoadUnsafe(ref Unsafe.As<byte, sbyte>(ref Unsafe.Add(ref w1, o + 2))), xv)) * (Vector256.Create(Block.Half(ref Unsafe.Add(ref w1, o))) * dxv);
+            a2 += Vector256.ConvertToSingle(IntegerDot.Groups256(Vector256.LoadUnsafe(ref Unsafe.As<byte, sbyte>(ref Unsafe.Add(ref w2, o + 2))), xv)) * (Vector256.Create(Block.Half(ref Unsafe.Add(ref w2, o))) * dxv);
+            a3 += Vector256.ConvertToSingle(IntegerDot.Groups256(Vector256.LoadUnsafe(ref Unsafe.As<byte, sbyte>(ref Unsafe.Add(ref w3, o + 2))), xv)) * (Vector256.Create(Block.Half(ref Unsafe.Add(ref w3, o))) * dxv);
         }
         results[0] = IntegerDot.Fold(a0.GetLower(), a0.GetUpper());
         results[1] = IntegerDot.Fold(a1.GetLower(), a1.GetUpper());
@@ -154,13 +154,14 @@ public sealed class Q4_0Kernel : RowKernel
         }
     }
 
-    public override float Dot(ReadOnlySpan<byte> row, Activation x)
+    public override unsafe float Dot(ReadOnlySpan<byte> row, Activation x)
     {
         ref byte w = ref MemoryMarshal.GetReference(row);
         ref sbyte q = ref MemoryMarshal.GetArrayDataReference(x.Q8);
         var scales = x.Q8Scales;
         int blocks = x.Length / 32;
         if (IntegerDot.VectorBits >= 256)
+        fixed (byte* pinned = row)
         {
             ref int sums = ref MemoryMarshal.GetArrayDataReference(x.Q8GroupSums8);
             var acc = Vector256<float>.Zero;
@@ -186,9 +187,14 @@ public sealed class Q4_0Kernel : RowKernel
         return IntegerDot.Fold(lo, hi);
     }
 
-    protected override void Dot4(ReadOnlySpan<byte> row, Activation a, Activation b, Activation c, Activation d, Span<float> results)
+    protected override unsafe void Dot4(ReadOnlySpan<byte> row, Activation a, Activation b, Activation c, Activation d, Span<float> results)
     {
         if (IntegerDot.VectorBits < 256) { base.Dot4(row, a, b, c, d, results); return; }
+        fixed (byte* pinned = row) Dot4Pinned(row, a, b, c, d, results);
+    }
+
+    private static void Dot4Pinned(ReadOnlySpan<byte> row, Activation a, Activation b, Activation c, Activation d, Span<float> results)
+    {
         ref byte w = ref MemoryMarshal.GetReference(row);
         ref sbyte qa = ref MemoryMarshal.GetArrayDataReference(a.Q8), qb = ref MemoryMarshal.GetArrayDataReference(b.Q8);
         ref sbyte qc = ref MemoryMarshal.GetArrayDataReference(c.Q8), qd = ref MemoryMarshal.GetArrayDataReference(d.Q8);
@@ -199,13 +205,13 @@ public sealed class Q4_0Kernel : RowKernel
         {
             ref byte block = ref Unsafe.Add(ref w, bl * 18);
             ref byte qs = ref Unsafe.Add(ref block, 2);
-            float dw = Block.Half(ref block);
+            var dwv = Vector256.Create(Block.Half(ref block));
             nuint at = (nuint)(bl * 32), g = (nuint)(bl * 8);
             // Same per-activation operations as Dot.
-            accA += Vector256.ConvertToSingle(IntegerDot.GroupsQ4(ref qs, Vector256.LoadUnsafe(ref qa, at), Vector256.LoadUnsafe(ref sa, g))) * Vector256.Create(dw * a.Q8Scales[bl]);
-            accB += Vector256.ConvertToSingle(IntegerDot.GroupsQ4(ref qs, Vector256.LoadUnsafe(ref qb, at), Vector256.LoadUnsafe(ref sb, g))) * Vector256.Create(dw * b.Q8Scales[bl]);
-            accC += Vector256.ConvertToSingle(IntegerDot.GroupsQ4(ref qs, Vector256.LoadUnsafe(ref qc, at), Vector256.LoadUnsafe(ref sc, g))) * Vector256.Create(dw * c.Q8Scales[bl]);
-            accD += Vector256.ConvertToSingle(IntegerDot.GroupsQ4(ref qs, Vector256.LoadUnsafe(ref qd, at), Vector256.LoadUnsafe(ref sd, g))) * Vector256.Create(dw * d.Q8Scales[bl]);
+            accA += Vector256.ConvertToSingle(IntegerDot.GroupsQ4(ref qs, Vector256.LoadUnsafe(ref qa, at), Vector256.LoadUnsafe(ref sa, g))) * (dwv * Vector256.Create(a.Q8Scales[bl]));
+            accB += Vector256.ConvertToSingle(IntegerDot.GroupsQ4(ref qs, Vector256.LoadUnsafe(ref qb, at), Vector256.LoadUnsafe(ref sb, g))) * (dwv * Vector256.Create(b.Q8Scales[bl]));
+            accC += Vector256.ConvertToSingle(IntegerDot.GroupsQ4(ref qs, Vector256.LoadUnsafe(ref qc, at), Vector256.LoadUnsafe(ref sc, g))) * (dwv * Vector256.Create(c.Q8Scales[bl]));
+            accD += Vector256.ConvertToSingle(IntegerDot.GroupsQ4(ref qs, Vector256.LoadUnsafe(ref qd, at), Vector256.LoadUnsafe(ref sd, g))) * (dwv * Vector256.Create(d.Q8Scales[bl]));
         }
         results[0] = IntegerDot.Fold(accA.GetLower(), accA.GetUpper());
         results[1] = IntegerDot.Fold(accB.GetLower(), accB.GetUpper());
@@ -234,9 +240,14 @@ public sealed class Q4_0Kernel : RowKernel
 
     public override bool PrefersFourRows => true;
 
-    public override void Dot4Rows(ReadOnlySpan<byte> rows, int rowBytes, Activation x, Span<float> results)
+    public override unsafe void Dot4Rows(ReadOnlySpan<byte> rows, int rowBytes, Activation x, Span<float> results)
     {
         if (IntegerDot.VectorBits < 256) { base.Dot4Rows(rows, rowBytes, x, results); return; }
+        fixed (byte* pinned = rows) Dot4RowsPinned(rows, rowBytes, x, results);
+    }
+
+    private static void Dot4RowsPinned(ReadOnlySpan<byte> rows, int rowBytes, Activation x, Span<float> results)
+    {
         ref byte w0 = ref MemoryMarshal.GetReference(rows);
         ref byte w1 = ref Unsafe.Add(ref w0, rowBytes);
         ref byte w2 = ref Unsafe.Add(ref w0, 2 * rowBytes);
@@ -254,14 +265,14 @@ public sealed class Q4_0Kernel : RowKernel
         {
             var xv = Vector256.LoadUnsafe(ref q, (nuint)(b * 32));
             var gs = Vector256.LoadUnsafe(ref sums, (nuint)(b * 8));
-            float dx = Unsafe.Add(ref scales, b);
+            var dxv = Vector256.Create(Unsafe.Add(ref scales, b));
             int o = b * 18;
             IntegerDot.Prefetch(ref w0, ahead + b * 72);
             // Same per-row operations as Dot, with the activation block loaded once.
-            a0 += Vector256.ConvertToSingle(IntegerDot.GroupsQ4(ref Unsafe.Add(ref w0, o + 2), xv, gs)) * Vector256.Create(Block.Half(ref Unsafe.Add(ref w0, o)) * dx);
-            a1 += Vector256.ConvertToSingle(IntegerDot.GroupsQ4(ref Unsafe.Add(ref w1, o + 2), xv, gs)) * Vector256.Create(Block.Half(ref Unsafe.Add(ref w1, o)) * dx);
-            a2 += Vector256.ConvertToSingle(IntegerDot.GroupsQ4(ref Unsafe.Add(ref w2, o + 2), xv, gs)) * Vector256.Create(Block.Half(ref Unsafe.Add(ref w2, o)) * dx);
-            a3 += Vector256.ConvertToSingle(IntegerDot.GroupsQ4(ref Unsafe.Add(ref w3, o + 2), xv, gs)) * Vector256.Create(Block.Half(ref Unsafe.Add(ref w3, o)) * dx);
+            a0 += Vector256.ConvertToSingle(IntegerDot.GroupsQ4(ref Unsafe.Add(ref w0, o + 2), xv, gs)) * (Vector256.Create(Block.Half(ref Unsafe.Add(ref w0, o))) * dxv);
+            a1 += Vector256.ConvertToSingle(IntegerDot.GroupsQ4(ref Unsafe.Add(ref w1, o + 2), xv, gs)) * (Vector256.Create(Block.Half(ref Unsafe.Add(ref w1, o))) * dxv);
+            a2 += Vector256.ConvertToSingle(IntegerDot.GroupsQ4(ref Unsafe.Add(ref w2, o + 2), xv, gs)) * (Vector256.Create(Block.Half(ref Unsafe.Add(ref w2, o))) * dxv);
+            a3 += Vector256.ConvertToSingle(IntegerDot.GroupsQ4(ref Unsafe.Add(ref w3, o + 2), xv, gs)) * (Vector256.Create(Block.Half(ref Unsafe.Add(ref w3, o))) * dxv);
         }
         results[0] = IntegerDot.Fold(a0.GetLower(), a0.GetUpper());
         results[1] = IntegerDot.Fold(a1.GetLower(), a1.GetUpper());
