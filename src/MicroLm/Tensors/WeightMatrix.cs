@@ -46,7 +46,7 @@ public sealed class WeightMatrix
     public void MatMul(Activation[] xs, int count, Span<float> output, int rowStart, int rowEnd)
     {
         var data = _data.Span;
-        if (count == 1 && _kernel.PrefersFourRows)
+        if (count == 1 && _kernel.PrefersFourRows(RowBytes))
         {
             // Decode: four rows per pass over x (same bits per row).
             Span<float> four = stackalloc float[4];

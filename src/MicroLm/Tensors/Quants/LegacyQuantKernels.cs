@@ -102,7 +102,7 @@ public sealed class Q8_0Kernel : RowKernel
 
     // Four rows per pass with the rows two passes ahead prefetched: without the prefetch four row
     // streams halved 110M-shape decode; with it, 102 -> 115 tok/s there and 560 -> 800 on the 15M shape.
-    public override bool PrefersFourRows => true;
+    public override bool PrefersFourRows(int rowBytes) => true;
 
     public override void Dot4Rows(ReadOnlySpan<byte> rows, int rowBytes, Activation x, Span<float> results)
     {
@@ -238,7 +238,7 @@ public sealed class Q4_0Kernel : RowKernel
         Q8_0Kernel.Instance.DotMany(q8, xs, count, output, stride, rowIndex);
     }
 
-    public override bool PrefersFourRows => true;
+    public override bool PrefersFourRows(int rowBytes) => true;
 
     public override unsafe void Dot4Rows(ReadOnlySpan<byte> rows, int rowBytes, Activation x, Span<float> results)
     {

@@ -41,7 +41,7 @@ public abstract class RowKernel
     /// <summary>Whether decode should call <see cref="Dot4Rows"/>. Q4_0 gains (unpacking dominates, and the
     /// activation block is loaded once for four rows: 15M decode 2× faster); F32 and Q8_0 do not: they are
     /// bound by memory bandwidth, and four concurrent row streams measured slower on large matrices.</summary>
-    public virtual bool PrefersFourRows => false;
+    public virtual bool PrefersFourRows(int rowBytes) => false;
 
     public virtual void Dot4Rows(ReadOnlySpan<byte> rows, int rowBytes, Activation x, Span<float> results)
     {
