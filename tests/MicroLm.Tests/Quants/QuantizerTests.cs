@@ -220,4 +220,40 @@ public class QuantizerTests
             Assert.True(System.Math.Abs(got - exact) <= tolerance, $"{type} trial {trial}: dot {got} vs exact {exact}, difference {got - exact}, tolerance {tolerance}");
         }
     }
+
+    /// <summary>The activation's Q8_0 form (vectorized) against its definition spelled out in scalar code:
+    /// d = max|v| / 127, q = round-half-even(v · (1/d)), scale rounded to F16, 8·Σq per group of four.
+    /// Includes ties (values landing on .5 after scaling), zeros, −0, subnormals and sign pairs.</summary>
+    [Fact]
+    public void ActivationQ8FormFollowsItsScalarDefinition()
+    {
+        var v = TestValues(40, 11);
+        for (int i = 0; i < 32; i++) v[6 * 32 + i] = i == 0 ? 127f : i - 16 + 0.5f;                // d = 1: every other value is a tie
+        for (int i = 0; i < 32; i++) v[7 * 32 + i] = i % 3 == 0 ? -0f : float.Epsilon * i;        // −0 and subnormals
+        var x = new Activation(v.Length);
+        v.CopyTo(x.Values, 0);
+        x.EnsureQ8();
+        for (int b = 0; b < v.Length / 32; b++)
+        {
+            float amax = 0;
+            for (int i = 0; i < 32; i++) amax = System.Math.Max(amax, System.Math.Abs(v[b * 32 + i]));
+            float d = amax / 127f, id = d != 0 ? 1f / d : 0f;
+            int sum = 0;
+            for (int g = 0; g < 8; g++)
+            {
+                int groupSum = 0;
+                for (int k = 0; k < 4; k++)
+                {
+                    int at = b * 32 + 4 * g + k;
+                    int q = (int)MathF.Round(v[at] * id, MidpointRounding.ToEven);
+                    Assert.Equal(q, x.Q8[at]);
+                    groupSum += q;
+                }
+                Assert.Equal(8 * groupSum, x.Q8GroupSums8[b * 8 + g]);
+                sum += groupSum;
+            }
+            Assert.Equal(BitConverter.SingleToInt32Bits((float)(Half)d), BitConverter.SingleToInt32Bits(x.Q8Scales[b]));
+            Assert.Equal(BitConverter.SingleToInt32Bits((float)(Half)d * sum), BitConverter.SingleToInt32Bits(x.Q8ScaledSums[b]));
+        }
+    }
 }

@@ -1,3 +1,6 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
 using MicroLm.Math;
 
 namespace MicroLm.Tensors.Quants;
@@ -124,25 +127,34 @@ public sealed class Activation
     {
         if (_q8Ready) return;
         if (Length % Q8Block != 0) throw new MicroLmException($"a quantized matmul needs a row length that is a multiple of {Q8Block}, got {Length}");
+        ref float values = ref MemoryMarshal.GetArrayDataReference(Values);
+        ref sbyte quants = ref MemoryMarshal.GetArrayDataReference(Q8);
+        Span<Vector128<int>> q = stackalloc Vector128<int>[8];
         for (int b = 0; b < Length / Q8Block; b++)
         {
-            var v = Values.AsSpan(b * Q8Block, Q8Block);
-            float amax = 0;
-            foreach (float f in v) amax = System.Math.Max(amax, System.Math.Abs(f));
+            // Eight groups of four values, one Vector128 each. The largest |v| is found on the bit
+            // patterns (for non-negative floats integer order is float order; a NaN compares largest),
+            // so no float min/max semantics are involved; rounding is IEEE ties-to-even everywhere.
+            ref float v = ref Unsafe.Add(ref values, b * Q8Block);
+            var magnitude = Vector128.Create(0x7FFFFFFF);
+            var largest = Vector128<int>.Zero;
+            for (int g = 0; g < 8; g++)
+                largest = Vector128.Max(largest, Vector128.LoadUnsafe(ref v, (nuint)(4 * g)).AsInt32() & magnitude);
+            float amax = BitConverter.Int32BitsToSingle(System.Math.Max(System.Math.Max(largest[0], largest[1]), System.Math.Max(largest[2], largest[3])));
             float d = amax / 127f;
             float id = d != 0 ? 1f / d : 0f;
+            var scale = Vector128.Create(id);
             int sum = 0;
-            for (int i = 0; i < Q8Block; i++)
-            {
-                int q = (int)MathF.Round(v[i] * id); // ties to even; |q| ≤ 127
-                Q8[b * Q8Block + i] = (sbyte)q;
-                sum += q;
-            }
             for (int g = 0; g < 8; g++)
             {
-                int at = b * Q8Block + 4 * g;
-                Q8GroupSums8[b * 8 + g] = 8 * (Q8[at] + Q8[at + 1] + Q8[at + 2] + Q8[at + 3]);
+                q[g] = Vector128.ConvertToInt32(Vector128.Round(Vector128.LoadUnsafe(ref v, (nuint)(4 * g)) * scale)); // |q| ≤ 127
+                int groupSum = Vector128.Sum(q[g]);
+                Q8GroupSums8[b * 8 + g] = 8 * groupSum;
+                sum += groupSum;
             }
+            ref sbyte target = ref Unsafe.Add(ref quants, b * Q8Block);
+            Vector128.Narrow(Vector128.Narrow(q[0], q[1]), Vector128.Narrow(q[2], q[3])).StoreUnsafe(ref target);
+            Vector128.Narrow(Vector128.Narrow(q[4], q[5]), Vector128.Narrow(q[6], q[7])).StoreUnsafe(ref target, 16);
             float dh = (float)(Half)d;
             Q8Scales[b] = dh;
             Q8ScaledSums[b] = dh * sum;
