@@ -56,6 +56,9 @@ public sealed class WeightMatrix
                 four.CopyTo(output[rowStart..]);
             }
         }
+        if (count > 1)
+            for (; rowStart + 2 <= rowEnd; rowStart += 2)
+                _kernel.DotMany2(data.Slice(rowStart * RowBytes, 2 * RowBytes), RowBytes, xs, count, output, Rows, rowStart);
         for (int r = rowStart; r < rowEnd; r++)
             _kernel.DotMany(data.Slice(r * RowBytes, RowBytes), xs, count, output, Rows, r);
     }

@@ -204,6 +204,15 @@ public class QuantizedKernelPathTests
                     var wk = w.Select((v, i) => v * (k + 1) - 0.01f * i).ToArray();
                     Tensors.Quants.Quantizer.Quantize(type, wk, n).CopyTo(rows, k * row.Length);
                 }
+                // Two rows against a batch (prefill tiles), with and without Q4_0's unpack-once path.
+                foreach (int count in new[] { tokens, 5 })
+                {
+                    var two = new float[count * 2];
+                    kernel.DotMany2(rows.AsSpan(0, 2 * row.Length), row.Length, xs, count, two, 2, 0);
+                    for (int t = 0; t < count; t++)
+                        for (int k = 0; k < 2; k++)
+                            Assert.Equal(BitConverter.SingleToInt32Bits(kernel.Dot(rows.AsSpan(k * row.Length, row.Length), xs[t])), BitConverter.SingleToInt32Bits(two[t * 2 + k]));
+                }
                 var four = new float[4];
                 kernel.Dot4Rows(rows, row.Length, xs[0], four);
                 for (int k = 0; k < 4; k++)

@@ -100,6 +100,67 @@ public sealed class Q8_0Kernel : RowKernel
         results[3] = IntegerDot.Fold(accD.GetLower(), accD.GetUpper());
     }
 
+    /// <summary>Prefill tiles of two rows × four tokens: both weight blocks and each token's block stay in
+    /// registers, eight sums at once. Each (row, token) sum takes Dot's operations, so the bits are Dot's.
+    /// Measured in isolation: ~1.0 → ~0.87 ns per block pair.</summary>
+    public override void DotMany2(ReadOnlySpan<byte> rows, int rowBytes, Activation[] xs, int count, Span<float> output, int stride, int rowIndex)
+    {
+        if (IntegerDot.VectorBits < 256 || count < 4) { base.DotMany2(rows, rowBytes, xs, count, output, stride, rowIndex); return; }
+        Span<float> eight = stackalloc float[8];
+        int t = 0;
+        for (; t + 4 <= count; t += 4)
+        {
+            Tile2x4(rows, rowBytes, xs[t], xs[t + 1], xs[t + 2], xs[t + 3], eight);
+            for (int k = 0; k < 4; k++)
+            {
+                output[(t + k) * stride + rowIndex] = eight[k];
+                output[(t + k) * stride + rowIndex + 1] = eight[4 + k];
+            }
+        }
+        for (; t < count; t++)
+        {
+            output[t * stride + rowIndex] = Dot(rows[..rowBytes], xs[t]);
+            output[t * stride + rowIndex + 1] = Dot(rows.Slice(rowBytes, rowBytes), xs[t]);
+        }
+    }
+
+    private static void Tile2x4(ReadOnlySpan<byte> rows, int rowBytes, Activation a, Activation b, Activation c, Activation d, Span<float> results)
+    {
+        ref byte w0 = ref MemoryMarshal.GetReference(rows);
+        ref byte w1 = ref Unsafe.Add(ref w0, rowBytes);
+        ref sbyte qa = ref MemoryMarshal.GetArrayDataReference(a.Q8), qb = ref MemoryMarshal.GetArrayDataReference(b.Q8);
+        ref sbyte qc = ref MemoryMarshal.GetArrayDataReference(c.Q8), qd = ref MemoryMarshal.GetArrayDataReference(d.Q8);
+        ref float sa = ref MemoryMarshal.GetArrayDataReference(a.Q8Scales), sb = ref MemoryMarshal.GetArrayDataReference(b.Q8Scales);
+        ref float sc = ref MemoryMarshal.GetArrayDataReference(c.Q8Scales), sd = ref MemoryMarshal.GetArrayDataReference(d.Q8Scales);
+        Vector256<float> a0 = default, b0 = default, c0 = default, d0 = default, a1 = default, b1 = default, c1 = default, d1 = default;
+        for (int bl = 0; bl < a.Length / 32; bl++)
+        {
+            ref byte k0 = ref Unsafe.Add(ref w0, bl * 34);
+            ref byte k1 = ref Unsafe.Add(ref w1, bl * 34);
+            var v0 = Vector256.LoadUnsafe(ref Unsafe.As<byte, sbyte>(ref Unsafe.Add(ref k0, 2)));
+            var v1 = Vector256.LoadUnsafe(ref Unsafe.As<byte, sbyte>(ref Unsafe.Add(ref k1, 2)));
+            var d0v = Vector256.Create(Block.Half(ref k0));
+            var d1v = Vector256.Create(Block.Half(ref k1));
+            nuint at = (nuint)(bl * 32);
+            var xa = Vector256.LoadUnsafe(ref qa, at); var xb = Vector256.LoadUnsafe(ref qb, at);
+            var xc = Vector256.LoadUnsafe(ref qc, at); var xd = Vector256.LoadUnsafe(ref qd, at);
+            var ea = Vector256.Create(Unsafe.Add(ref sa, bl)); var eb = Vector256.Create(Unsafe.Add(ref sb, bl));
+            var ec = Vector256.Create(Unsafe.Add(ref sc, bl)); var ed = Vector256.Create(Unsafe.Add(ref sd, bl));
+            a0 += Vector256.ConvertToSingle(IntegerDot.Groups256(v0, xa)) * (d0v * ea);
+            a1 += Vector256.ConvertToSingle(IntegerDot.Groups256(v1, xa)) * (d1v * ea);
+            b0 += Vector256.ConvertToSingle(IntegerDot.Groups256(v0, xb)) * (d0v * eb);
+            b1 += Vector256.ConvertToSingle(IntegerDot.Groups256(v1, xb)) * (d1v * eb);
+            c0 += Vector256.ConvertToSingle(IntegerDot.Groups256(v0, xc)) * (d0v * ec);
+            c1 += Vector256.ConvertToSingle(IntegerDot.Groups256(v1, xc)) * (d1v * ec);
+            d0 += Vector256.ConvertToSingle(IntegerDot.Groups256(v0, xd)) * (d0v * ed);
+            d1 += Vector256.ConvertToSingle(IntegerDot.Groups256(v1, xd)) * (d1v * ed);
+        }
+        results[0] = IntegerDot.Fold(a0.GetLower(), a0.GetUpper()); results[1] = IntegerDot.Fold(b0.GetLower(), b0.GetUpper());
+        results[2] = IntegerDot.Fold(c0.GetLower(), c0.GetUpper()); results[3] = IntegerDot.Fold(d0.GetLower(), d0.GetUpper());
+        results[4] = IntegerDot.Fold(a1.GetLower(), a1.GetUpper()); results[5] = IntegerDot.Fold(b1.GetLower(), b1.GetUpper());
+        results[6] = IntegerDot.Fold(c1.GetLower(), c1.GetUpper()); results[7] = IntegerDot.Fold(d1.GetLower(), d1.GetUpper());
+    }
+
     // Four rows per pass with the rows two passes ahead prefetched: without the prefetch four row
     // streams halved 110M-shape decode; with it, 102 -> 115 tok/s there and 560 -> 800 on the 15M shape.
     public override bool PrefersFourRows(int rowBytes) => true;
@@ -226,7 +287,14 @@ public sealed class Q4_0Kernel : RowKernel
         int blocks = xs[0].Length / 32;
         if (count < 8 || blocks > 512) { base.DotMany(row, xs, count, output, stride, rowIndex); return; }
         Span<byte> q8 = stackalloc byte[blocks * 34];
-        for (int b = 0; b < blocks; b++)
+        UnpackToQ8(row, q8);
+        Q8_0Kernel.Instance.DotMany(q8, xs, count, output, stride, rowIndex);
+    }
+
+    /// <summary>A Q4_0 row as Q8_0 blocks: the same scale, values nibble − 8.</summary>
+    private static void UnpackToQ8(ReadOnlySpan<byte> row, Span<byte> q8)
+    {
+        for (int b = 0; b < q8.Length / 34; b++)
         {
             var block = row.Slice(b * 18, 18);
             var target = q8.Slice(b * 34, 34);
@@ -235,7 +303,18 @@ public sealed class Q4_0Kernel : RowKernel
             lo.AsByte().CopyTo(target[2..]);
             hi.AsByte().CopyTo(target[18..]);
         }
-        Q8_0Kernel.Instance.DotMany(q8, xs, count, output, stride, rowIndex);
+    }
+
+    /// <summary>Prefill over two rows: both unpacked once into Q8_0 blocks (as <see cref="DotMany"/>), then
+    /// Q8_0's two-row tiles.</summary>
+    public override void DotMany2(ReadOnlySpan<byte> rows, int rowBytes, Activation[] xs, int count, Span<float> output, int stride, int rowIndex)
+    {
+        int blocks = xs[0].Length / 32;
+        if (count < 8 || blocks > 256) { base.DotMany2(rows, rowBytes, xs, count, output, stride, rowIndex); return; }
+        Span<byte> q8 = stackalloc byte[2 * blocks * 34];
+        UnpackToQ8(rows[..rowBytes], q8[..(blocks * 34)]);
+        UnpackToQ8(rows.Slice(rowBytes, rowBytes), q8[(blocks * 34)..]);
+        Q8_0Kernel.Instance.DotMany2(q8, blocks * 34, xs, count, output, stride, rowIndex);
     }
 
     public override bool PrefersFourRows(int rowBytes) => true;

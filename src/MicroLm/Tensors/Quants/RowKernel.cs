@@ -38,6 +38,15 @@ public abstract class RowKernel
         for (; t < count; t++) output[t * stride + rowIndex] = Dot(row, xs[t]);
     }
 
+    /// <summary>Prefill over two consecutive rows (each <paramref name="rowBytes"/> long, the first at
+    /// <paramref name="rowIndex"/>): kernels override it to tile rows × tokens in registers. Same bits as
+    /// <see cref="DotMany"/> on each row.</summary>
+    public virtual void DotMany2(ReadOnlySpan<byte> rows, int rowBytes, Activation[] xs, int count, Span<float> output, int stride, int rowIndex)
+    {
+        DotMany(rows[..rowBytes], xs, count, output, stride, rowIndex);
+        DotMany(rows.Slice(rowBytes, rowBytes), xs, count, output, stride, rowIndex + 1);
+    }
+
     /// <summary>Dots of four consecutive rows (each <paramref name="rowBytes"/> long) with one activation
     /// (decode over a cached matrix); kernels override it to load x once. Each result must equal
     /// <see cref="Dot"/>'s bits.</summary>
