@@ -107,11 +107,4 @@ internal static class BatchOps
             output[t].Invalidate();
         }
     }
-
-    /// <summary>y row t += bias for each of the n tokens (rows of bias.Length values).</summary>
-    public static void AddBias(float[] y, ReadOnlySpan<float> bias, int n)
-    {
-        int width = bias.Length;
-        for (int t = 0; t < n; t++) Kernels.Add(y.AsSpan(t * width, width), bias);
-    }
 }

@@ -69,6 +69,12 @@ public sealed class GptNeoX : Architecture
         public required float[] Qkv, Up, AttnProj, FfnProj; // batch × rows
         public required float[] Cos, Sin;          // batch × rope pairs
         public required AttentionBatch Attention;
+        public required int[] Tokens;                // the batch's token ids
+        // Per-token steps, created once and run by Session.ForEachToken (split across the team for a
+        // batch); they read the current layer and start position from here.
+        public Action<int> Embed = null!, AttnNorm = null!, QkvRope = null!, FfnNorm = null!, UpGelu = null!;
+        public Action<int> ParallelResidual = null!, AttnResidual = null!, FfnResidual = null!;
+        public int Layer, StartPos;
     }
 
     internal override object CreateScratch(Session s, int maxBatch)
@@ -76,7 +82,7 @@ public sealed class GptNeoX : Architecture
         var c = Config;
         int qkv = c.Heads * c.HeadDim + 2 * c.KvDim;
         Activation[] Acts(int n) => Enumerable.Range(0, maxBatch).Select(_ => new Activation(n)).ToArray();
-        return new Scratch
+        var w = new Scratch
         {
             X = new float[maxBatch * c.Dim],
             Normed = Acts(c.Dim), Hidden = Acts(c.HiddenDim),
@@ -84,57 +90,98 @@ public sealed class GptNeoX : Architecture
             AttnProj = new float[maxBatch * c.Dim], FfnProj = new float[maxBatch * c.Dim],
             Cos = new float[maxBatch * c.RopeDims / 2], Sin = new float[maxBatch * c.RopeDims / 2],
             Attention = new AttentionBatch(s, maxBatch),
+            Tokens = new int[maxBatch],
         };
+        int dim = c.Dim, half = c.RopeDims / 2, qDim = c.Heads * c.HeadDim, kvDim = c.KvDim, hidden = c.HiddenDim;
+        Span<float> Row(float[] a, int t, int width) => a.AsSpan(t * width, width);
+        w.Embed = t =>
+        {
+            _embedding.ReadRow(w.Tokens[t], Row(w.X, t, dim));
+            _rope.Angles(w.StartPos + t, Row(w.Cos, t, half), Row(w.Sin, t, half));
+        };
+        w.AttnNorm = t => Norm(w, t, _layers[w.Layer].AttnNorm.Span, _layers[w.Layer].AttnNormBias.Span);
+        w.QkvRope = t =>
+        {
+            var row = Row(w.Qkv, t, qkv);
+            Kernels.Add(row, _layers[w.Layer].QkvBias.Span);
+            var cos = Row(w.Cos, t, half); var sin = Row(w.Sin, t, half);
+            _rope.Apply(row[..qDim], c.Heads, c.HeadDim, cos, sin);
+            _rope.Apply(row.Slice(qDim, kvDim), c.KvHeads, c.HeadDim, cos, sin);
+            Attention.Store(s, w.Layer, w.StartPos + t, row.Slice(qDim, kvDim), row.Slice(qDim + kvDim, kvDim));
+        };
+        w.FfnNorm = t => Norm(w, t, _layers[w.Layer].FfnNorm.Span, _layers[w.Layer].FfnNormBias.Span);
+        w.UpGelu = t =>
+        {
+            var up = Row(w.Up, t, hidden);
+            Kernels.Add(up, _layers[w.Layer].UpBias.Span);
+            DetMath.GeluTanh(up, w.Hidden[t].Span);
+            w.Hidden[t].Invalidate();
+        };
+        // x = (x + mlp(ln2(x))) + attn, in llama.cpp's order of additions.
+        w.ParallelResidual = t =>
+        {
+            var layer = _layers[w.Layer];
+            var attn = Row(w.AttnProj, t, dim); var ffn = Row(w.FfnProj, t, dim); var x = Row(w.X, t, dim);
+            Kernels.Add(attn, layer.OutputBias.Span);
+            Kernels.Add(ffn, layer.DownBias.Span);
+            Kernels.Add(x, ffn);
+            Kernels.Add(x, attn);
+        };
+        // Sequential: x = x + attn, then (after the feed-forward) x = x + mlp(ln2(x)).
+        w.AttnResidual = t =>
+        {
+            var attn = Row(w.AttnProj, t, dim);
+            Kernels.Add(attn, _layers[w.Layer].OutputBias.Span);
+            Kernels.Add(Row(w.X, t, dim), attn);
+        };
+        w.FfnResidual = t =>
+        {
+            var ffn = Row(w.FfnProj, t, dim);
+            Kernels.Add(ffn, _layers[w.Layer].DownBias.Span);
+            Kernels.Add(Row(w.X, t, dim), ffn);
+        };
+        return w;
+    }
+
+    private void Norm(Scratch w, int t, ReadOnlySpan<float> weight, ReadOnlySpan<float> bias)
+    {
+        int dim = Config.Dim;
+        Kernels.LayerNorm(w.X.AsSpan(t * dim, dim), weight, bias, Config.NormEpsilon, w.Normed[t].Span);
+        w.Normed[t].Invalidate();
     }
 
     internal override void Forward(Session s, ReadOnlySpan<int> tokens, int startPos)
     {
         var c = Config;
         var w = (Scratch)s.Scratch;
-        int n = tokens.Length, dim = c.Dim, half = c.RopeDims / 2;
-        int qDim = c.Heads * c.HeadDim, kvDim = c.KvDim, qkv = qDim + 2 * kvDim;
-        var x = w.X.AsSpan(0, n * dim);
-
-        for (int t = 0; t < n; t++)
-        {
-            _embedding.ReadRow(tokens[t], w.X.AsSpan(t * dim, dim));
-            _rope.Angles(startPos + t, w.Cos.AsSpan(t * half, half), w.Sin.AsSpan(t * half, half));
-        }
+        int n = tokens.Length, dim = c.Dim, qkv = c.Heads * c.HeadDim + 2 * c.KvDim;
+        w.StartPos = startPos;
+        tokens.CopyTo(w.Tokens);
+        s.ForEachToken(n, w.Embed);
 
         for (int l = 0; l < _layers.Length; l++)
         {
             var layer = _layers[l];
+            w.Layer = l;
             // Attention: proj = Wo · attention(rope(Q), rope(K), V) + bo, with Q|K|V = Wqkv·ln1(x) + bqkv.
-            BatchOps.LayerNorm(w.X, dim, layer.AttnNorm.Span, layer.AttnNormBias.Span, c.NormEpsilon, w.Normed, n);
+            s.ForEachToken(n, w.AttnNorm);
             s.MatMul(layer.Qkv, w.Normed, n, w.Qkv);
-            BatchOps.AddBias(w.Qkv, layer.QkvBias.Span, n);
-            for (int t = 0; t < n; t++)
-            {
-                var row = w.Qkv.AsSpan(t * qkv, qkv);
-                var cos = w.Cos.AsSpan(t * half, half); var sin = w.Sin.AsSpan(t * half, half);
-                _rope.Apply(row[..qDim], c.Heads, c.HeadDim, cos, sin);
-                _rope.Apply(row.Slice(qDim, kvDim), c.KvHeads, c.HeadDim, cos, sin);
-                Attention.Store(s, l, startPos + t, row.Slice(qDim, kvDim), row.Slice(qDim + kvDim, kvDim));
-            }
+            s.ForEachToken(n, w.QkvRope);
             w.Attention.Run(l, startPos, n, w.Qkv, qkv, 0);
             s.MatMul(layer.Wo, w.Attention.Output, n, w.AttnProj);
-            BatchOps.AddBias(w.AttnProj, layer.OutputBias.Span, n);
 
             if (ParallelResidual)
             {
-                // x = (x + mlp(ln2(x))) + attn, in llama.cpp's order of additions.
-                FeedForward(s, w, layer, n);
-                Kernels.Add(x, w.FfnProj.AsSpan(0, n * dim));
-                Kernels.Add(x, w.AttnProj.AsSpan(0, n * dim));
+                FeedForward(s, w, layer, n); // reads x before the attention output is added
+                s.ForEachToken(n, w.ParallelResidual);
             }
             else
             {
-                // x = x + attn; x = x + mlp(ln2(x)).
-                Kernels.Add(x, w.AttnProj.AsSpan(0, n * dim));
+                s.ForEachToken(n, w.AttnResidual);
                 FeedForward(s, w, layer, n);
-                Kernels.Add(x, w.FfnProj.AsSpan(0, n * dim));
+                s.ForEachToken(n, w.FfnResidual);
             }
-            s.CheckFinite(x, l);
+            s.CheckFinite(w.X.AsSpan(0, n * dim), l);
         }
 
         var (first, count) = s.LogitRows(n);
@@ -142,20 +189,12 @@ public sealed class GptNeoX : Architecture
         if (count > 0) s.MatMul(_output, w.Normed, count, s.Logits);
     }
 
-    /// <summary>FfnProj = Down · gelu(Up · ln2(x) + b_up) + b_down.</summary>
-    private void FeedForward(Session s, Scratch w, Layer layer, int n)
+    /// <summary>FfnProj = Down · gelu(Up · ln2(x) + b_up); the residual steps add b_down.</summary>
+    private static void FeedForward(Session s, Scratch w, Layer layer, int n)
     {
-        var c = Config;
-        int hidden = c.HiddenDim;
-        BatchOps.LayerNorm(w.X, c.Dim, layer.FfnNorm.Span, layer.FfnNormBias.Span, c.NormEpsilon, w.Normed, n);
+        s.ForEachToken(n, w.FfnNorm);
         s.MatMul(layer.Up, w.Normed, n, w.Up);
-        BatchOps.AddBias(w.Up, layer.UpBias.Span, n);
-        for (int t = 0; t < n; t++)
-        {
-            DetMath.GeluTanh(w.Up.AsSpan(t * hidden, hidden), w.Hidden[t].Span);
-            w.Hidden[t].Invalidate();
-        }
+        s.ForEachToken(n, w.UpGelu);
         s.MatMul(layer.Down, w.Hidden, n, w.FfnProj);
-        BatchOps.AddBias(w.FfnProj, layer.DownBias.Span, n);
     }
 }
