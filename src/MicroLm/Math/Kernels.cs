@@ -150,6 +150,21 @@ public static class Kernels
         for (int t = 0; t < 4; t++) results[t] = ReduceLanes(lanes.Slice(t * Lanes, Lanes));
     }
 
+    /// <summary>Four 16-lane sums held in registers reduced in <see cref="ReduceLanes"/>' order.</summary>
+    internal static void ReduceLanes4(Vector512<float> a0, Vector512<float> a1, Vector512<float> a2, Vector512<float> a3, Span<float> results)
+    {
+        if (AlternativeOrderForTests != 0)
+        {
+            Span<float> lanes = stackalloc float[Lanes];
+            a0.CopyTo(lanes); results[0] = ReduceLanes(lanes);
+            a1.CopyTo(lanes); results[1] = ReduceLanes(lanes);
+            a2.CopyTo(lanes); results[2] = ReduceLanes(lanes);
+            a3.CopyTo(lanes); results[3] = ReduceLanes(lanes);
+            return;
+        }
+        Fold4(a0.GetLower() + a0.GetUpper(), a1.GetLower() + a1.GetUpper(), a2.GetLower() + a2.GetUpper(), a3.GetLower() + a3.GetUpper()).CopyTo(results);
+    }
+
     /// <summary>Finishes four reductions at once from their 8-lane sums (lane j = l[j] + l[j+8]):
     /// j += j+4, then (0 + 2) + (1 + 3), as <see cref="ReduceLanes"/> does, with the four results
     /// side by side (x86 only: callers reach it from the 256/512-bit paths).</summary>

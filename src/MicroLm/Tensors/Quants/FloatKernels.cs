@@ -48,11 +48,7 @@ public sealed class F32Kernel : RowKernel
             a2 += Vector512.LoadUnsafe(ref w2, (nuint)i) * xs;
             a3 += Vector512.LoadUnsafe(ref w3, (nuint)i) * xs;
         }
-        Span<float> lanes = stackalloc float[Kernels.Lanes];
-        a0.CopyTo(lanes); results[0] = Kernels.ReduceLanes(lanes);
-        a1.CopyTo(lanes); results[1] = Kernels.ReduceLanes(lanes);
-        a2.CopyTo(lanes); results[2] = Kernels.ReduceLanes(lanes);
-        a3.CopyTo(lanes); results[3] = Kernels.ReduceLanes(lanes);
+        Kernels.ReduceLanes4(a0, a1, a2, a3, results);
     }
 }
 
@@ -157,11 +153,7 @@ public sealed class F16Kernel : RowKernel
             a2 += LoadSingle512(ref h2, i) * xs;
             a3 += LoadSingle512(ref h3, i) * xs;
         }
-        Span<float> lanes = stackalloc float[Kernels.Lanes];
-        a0.CopyTo(lanes); results[0] = Kernels.ReduceLanes(lanes);
-        a1.CopyTo(lanes); results[1] = Kernels.ReduceLanes(lanes);
-        a2.CopyTo(lanes); results[2] = Kernels.ReduceLanes(lanes);
-        a3.CopyTo(lanes); results[3] = Kernels.ReduceLanes(lanes);
+        Kernels.ReduceLanes4(a0, a1, a2, a3, results);
     }
 
     /// <summary>Prefill: the row is converted once (exactly) and dotted with every token as F32, which
