@@ -47,14 +47,13 @@ public abstract class RowKernel
         DotMany(rows.Slice(rowBytes, rowBytes), xs, count, output, stride, rowIndex + 1);
     }
 
-    /// <summary>Dots of four consecutive rows (each <paramref name="rowBytes"/> long) with one activation
-    /// (decode over a cached matrix); kernels override it to load x once. Each result must equal
-    /// <see cref="Dot"/>'s bits.</summary>
-    /// <summary>Whether decode should call <see cref="Dot4Rows"/>. Q4_0 gains (unpacking dominates, and the
-    /// activation block is loaded once for four rows: 15M decode 2× faster); F32 and Q8_0 do not: they are
-    /// bound by memory bandwidth, and four concurrent row streams measured slower on large matrices.</summary>
+    /// <summary>Whether decode should call <see cref="Dot4Rows"/> for rows of <paramref name="rowBytes"/>:
+    /// the kernels that override it load the activation once per four rows and prefetch the rows ahead
+    /// (measurements in docs/performance.md).</summary>
     public virtual bool PrefersFourRows(int rowBytes) => false;
 
+    /// <summary>Dots of four consecutive rows (each <paramref name="rowBytes"/> long) with one activation
+    /// (decode); kernels override it to load x once. Each result must equal <see cref="Dot"/>'s bits.</summary>
     public virtual void Dot4Rows(ReadOnlySpan<byte> rows, int rowBytes, Activation x, Span<float> results)
     {
         for (int k = 0; k < 4; k++) results[k] = Dot(rows.Slice(k * rowBytes, rowBytes), x);
