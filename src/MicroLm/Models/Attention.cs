@@ -11,32 +11,39 @@ internal static class Attention
     /// <summary>For one token at <paramref name="pos"/> and one query head: out = softmax(q·K/√d) · V over positions 0..pos.</summary>
     public static void Head(Session s, int layer, int pos, ReadOnlySpan<float> q, int kvHead, Span<float> scores, Span<float> output)
     {
-        var c = s.Config;
-        int hd = c.HeadDim, kvDim = c.KvDim;
+        int hd = s.Config.HeadDim;
         float scale = 1f / MathF.Sqrt(hd);
         var keys = s.KeyCache[layer];
         var values = s.ValueCache[layer];
-        int at = kvHead * hd, t = 0;
+        // The cache is head-major (see Store): this head's keys and values for positions 0..pos are contiguous.
+        int at = kvHead * s.ContextLength * hd, t = 0;
         // Four keys per pass (a dot's product q·k has the bits of k·q, so Dot4 serves).
         Span<float> four = stackalloc float[4];
         for (; t + 3 <= pos; t += 4)
         {
-            Kernels.Dot4(q, keys.AsSpan(t * kvDim + at, hd), keys.AsSpan((t + 1) * kvDim + at, hd),
-                keys.AsSpan((t + 2) * kvDim + at, hd), keys.AsSpan((t + 3) * kvDim + at, hd), four);
-            for (int k = 0; k < 4; k++) scores[t + k] = four[k] * scale;
+            int k = at + t * hd;
+            Kernels.Dot4(q, keys.AsSpan(k, hd), keys.AsSpan(k + hd, hd), keys.AsSpan(k + 2 * hd, hd), keys.AsSpan(k + 3 * hd, hd), four);
+            for (int j = 0; j < 4; j++) scores[t + j] = four[j] * scale;
         }
         for (; t <= pos; t++)
-            scores[t] = Kernels.Dot(q, keys.AsSpan(t * kvDim + at, hd)) * scale;
+            scores[t] = Kernels.Dot(q, keys.AsSpan(at + t * hd, hd)) * scale;
         DetMath.SoftmaxInPlace(scores[..(pos + 1)]);
-        Kernels.WeightedRowSum(scores[..(pos + 1)], values, at, kvDim, output);
+        Kernels.WeightedRowSum(scores[..(pos + 1)], values, at, hd, output);
     }
 
-    /// <summary>Writes one token's keys and values (kvDim each) into the cache at <paramref name="pos"/>.</summary>
+    /// <summary>Writes one token's keys and values (kvDim each) into the cache at <paramref name="pos"/>.
+    /// Layout per layer: [kv head][position][head dim], so attention reads each head's cache sequentially.</summary>
     public static void Store(Session s, int layer, int pos, ReadOnlySpan<float> k, ReadOnlySpan<float> v)
     {
-        int kvDim = s.Config.KvDim;
-        k[..kvDim].CopyTo(s.KeyCache[layer].AsSpan(pos * kvDim, kvDim));
-        v[..kvDim].CopyTo(s.ValueCache[layer].AsSpan(pos * kvDim, kvDim));
+        int hd = s.Config.HeadDim, ctx = s.ContextLength;
+        var keys = s.KeyCache[layer].AsSpan();
+        var values = s.ValueCache[layer].AsSpan();
+        for (int h = 0; h < s.Config.KvHeads; h++)
+        {
+            int at = (h * ctx + pos) * hd;
+            k.Slice(h * hd, hd).CopyTo(keys.Slice(at, hd));
+            v.Slice(h * hd, hd).CopyTo(values.Slice(at, hd));
+        }
     }
 }
 
