@@ -161,8 +161,9 @@ public sealed class Q8_0Kernel : RowKernel
         results[6] = IntegerDot.Fold(c1.GetLower(), c1.GetUpper()); results[7] = IntegerDot.Fold(d1.GetLower(), d1.GetUpper());
     }
 
-    // Four rows per pass with the rows two passes ahead prefetched: without the prefetch four row
-    // streams halved 110M-shape decode; with it, 102 -> 115 tok/s there and 560 -> 800 on the 15M shape.
+    // Four rows per pass with the rows two passes ahead prefetched, three lines per 136-byte step (two
+    // missed some lines): without the prefetch four row streams halved 110M-shape decode; with it,
+    // 102 -> ~135 tok/s there and 560 -> 800+ on the 15M shape.
     public override bool PrefersFourRows(int rowBytes) => true;
 
     public override void Dot4Rows(ReadOnlySpan<byte> rows, int rowBytes, Activation x, Span<float> results)
@@ -183,6 +184,7 @@ public sealed class Q8_0Kernel : RowKernel
             int o = b * 34;
             IntegerDot.Prefetch(ref w0, ahead + b * 136);
             IntegerDot.Prefetch(ref w0, ahead + b * 136 + 64);
+            IntegerDot.Prefetch(ref w0, ahead + b * 136 + 128);
             // Same per-row operations as Dot, with the activation block loaded once.
             a0 += Vector256.ConvertToSingle(IntegerDot.Groups256(Vector256.LoadUnsafe(ref Unsafe.As<byte, sbyte>(ref Unsafe.Add(ref w0, o + 2))), xv)) * (Vector256.Create(Block.Half(ref Unsafe.Add(ref w0, o))) * dxv);
             a1 += Vector256.ConvertToSingle(IntegerDot.Groups256(Vector256.LoadUnsafe(ref Unsafe.As<byte, sbyte>(ref Unsafe.Add(ref w1, o + 2))), xv)) * (Vector256.Create(Block.Half(ref Unsafe.Add(ref w1, o))) * dxv);
@@ -335,9 +337,9 @@ public sealed class Q4_0Kernel : RowKernel
         ref int sums = ref MemoryMarshal.GetArrayDataReference(x.Q8GroupSums8);
         ref float scales = ref MemoryMarshal.GetArrayDataReference(x.Q8Scales);
         int blocks = x.Length / 32;
-        // Software prefetch of the rows two passes ahead, one line per step (a step reads 72 bytes): the
-        // hardware prefetcher alone left the loop waiting on memory. Measured with the unsigned nibbles
-        // above: 110M-shape decode 91 -> 155 tok/s, 15M 1000 -> 1230 (1 thread).
+        // Software prefetch of the rows two passes ahead: the hardware prefetcher alone left the loop
+        // waiting on memory. A step reads 72 bytes, so it prefetches two lines: with one, every ninth line
+        // was missed. 110M-shape decode, 1 thread: 91 -> 155 tok/s (one line per step) -> ~180 (two).
         int ahead = 8 * rowBytes;
         var a0 = Vector256<float>.Zero; var a1 = Vector256<float>.Zero; var a2 = Vector256<float>.Zero; var a3 = Vector256<float>.Zero;
         for (int b = 0; b < blocks; b++)
@@ -347,6 +349,7 @@ public sealed class Q4_0Kernel : RowKernel
             var dxv = Vector256.Create(Unsafe.Add(ref scales, b));
             int o = b * 18;
             IntegerDot.Prefetch(ref w0, ahead + b * 72);
+            IntegerDot.Prefetch(ref w0, ahead + b * 72 + 64);
             // Same per-row operations as Dot, with the activation block loaded once.
             a0 += Vector256.ConvertToSingle(IntegerDot.GroupsQ4(ref Unsafe.Add(ref w0, o + 2), xv, gs)) * (Vector256.Create(Block.Half(ref Unsafe.Add(ref w0, o))) * dxv);
             a1 += Vector256.ConvertToSingle(IntegerDot.GroupsQ4(ref Unsafe.Add(ref w1, o + 2), xv, gs)) * (Vector256.Create(Block.Half(ref Unsafe.Add(ref w1, o))) * dxv);
