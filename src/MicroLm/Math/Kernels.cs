@@ -111,6 +111,7 @@ public static class Kernels
                 a2 += r * Vector512.LoadUnsafe(ref p2, (nuint)i);
                 a3 += r * Vector512.LoadUnsafe(ref p3, (nuint)i);
             }
+            if (i == n) { ReduceLanes4(a0, a1, a2, a3, results); return; }
             a0.StoreUnsafe(ref l); a1.StoreUnsafe(ref l, 16); a2.StoreUnsafe(ref l, 32); a3.StoreUnsafe(ref l, 48);
         }
         else
@@ -126,18 +127,13 @@ public static class Kernels
                 a2 += r * Vector256.LoadUnsafe(ref p2, (nuint)i); b2 += s * Vector256.LoadUnsafe(ref p2, (nuint)i + 8);
                 a3 += r * Vector256.LoadUnsafe(ref p3, (nuint)i); b3 += s * Vector256.LoadUnsafe(ref p3, (nuint)i + 8);
             }
+            if (i == n)
+            {
+                ReduceLanes4(Vector512.Create(a0, b0), Vector512.Create(a1, b1), Vector512.Create(a2, b2), Vector512.Create(a3, b3), results);
+                return;
+            }
             a0.StoreUnsafe(ref l); b0.StoreUnsafe(ref l, 8); a1.StoreUnsafe(ref l, 16); b1.StoreUnsafe(ref l, 24);
             a2.StoreUnsafe(ref l, 32); b2.StoreUnsafe(ref l, 40); a3.StoreUnsafe(ref l, 48); b3.StoreUnsafe(ref l, 56);
-        }
-        if (i == n && AlternativeOrderForTests == 0)
-        {
-            // No tail: fold the four lane sets in registers (same pairs, same order as ReduceLanes).
-            var s0 = Vector256.LoadUnsafe(ref l) + Vector256.LoadUnsafe(ref l, 8);
-            var s1 = Vector256.LoadUnsafe(ref l, 16) + Vector256.LoadUnsafe(ref l, 24);
-            var s2 = Vector256.LoadUnsafe(ref l, 32) + Vector256.LoadUnsafe(ref l, 40);
-            var s3 = Vector256.LoadUnsafe(ref l, 48) + Vector256.LoadUnsafe(ref l, 56);
-            Fold4(s0, s1, s2, s3).CopyTo(results);
-            return;
         }
         for (int k = i; k < n; k++)
         {

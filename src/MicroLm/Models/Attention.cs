@@ -91,27 +91,3 @@ internal sealed class AttentionBatch
         }
     }
 }
-
-/// <summary>Per-token steps over a batch buffer (token t's row at t·width) shared by the model families.</summary>
-internal static class BatchOps
-{
-    /// <summary>output[t] = RmsNorm(x row first + t), for n rows.</summary>
-    public static void RmsNorm(float[] x, int dim, ReadOnlySpan<float> weight, float eps, Activation[] output, int n, int first = 0)
-    {
-        for (int t = 0; t < n; t++)
-        {
-            Kernels.RmsNorm(x.AsSpan((first + t) * dim, dim), weight, eps, output[t].Span);
-            output[t].Invalidate();
-        }
-    }
-
-    /// <summary>output[t] = LayerNorm(x row first + t) ⊙ weight + bias, for n rows.</summary>
-    public static void LayerNorm(float[] x, int dim, ReadOnlySpan<float> weight, ReadOnlySpan<float> bias, float eps, Activation[] output, int n, int first = 0)
-    {
-        for (int t = 0; t < n; t++)
-        {
-            Kernels.LayerNorm(x.AsSpan((first + t) * dim, dim), weight, bias, eps, output[t].Span);
-            output[t].Invalidate();
-        }
-    }
-}

@@ -62,44 +62,28 @@ public sealed class GptNeoX : Architecture
         _rope = new Rope(c.RopeDims, c.RopeFreqBase, neoxStyle: true);
     }
 
-    private sealed class Scratch
+    private sealed class Scratch(Session s, int maxBatch, WeightMatrix embedding, Rope rope) : TokenBatch(s, maxBatch, embedding, rope)
     {
-        public required float[] X;                 // residual stream, batch × dim
-        public required Activation[] Normed, Hidden;
+        public required Activation[] Hidden;
         public required float[] Qkv, Up, AttnProj, FfnProj; // batch × rows
-        public required float[] Cos, Sin;          // batch × rope pairs
-        public required AttentionBatch Attention;
-        public required int[] Tokens;                // the batch's token ids
-        // Per-token steps, created once and run by Session.ForEachToken (split across the team for a
-        // batch); they read the current layer and start position from here.
-        public Action<int> Embed = null!, AttnNorm = null!, QkvRope = null!, FfnNorm = null!, UpGelu = null!;
+        // Per-token steps (see TokenBatch), made once in CreateScratch.
+        public Action<int> AttnNorm = null!, QkvRope = null!, FfnNorm = null!, UpGelu = null!;
         public Action<int> ParallelResidual = null!, AttnResidual = null!, FfnResidual = null!;
-        public int Layer, StartPos;
     }
 
     internal override object CreateScratch(Session s, int maxBatch)
     {
         var c = Config;
-        int qkv = c.Heads * c.HeadDim + 2 * c.KvDim;
-        Activation[] Acts(int n) => Enumerable.Range(0, maxBatch).Select(_ => new Activation(n)).ToArray();
-        var w = new Scratch
-        {
-            X = new float[maxBatch * c.Dim],
-            Normed = Acts(c.Dim), Hidden = Acts(c.HiddenDim),
-            Qkv = new float[maxBatch * qkv], Up = new float[maxBatch * c.HiddenDim],
-            AttnProj = new float[maxBatch * c.Dim], FfnProj = new float[maxBatch * c.Dim],
-            Cos = new float[maxBatch * c.RopeDims / 2], Sin = new float[maxBatch * c.RopeDims / 2],
-            Attention = new AttentionBatch(s, maxBatch),
-            Tokens = new int[maxBatch],
-        };
         int dim = c.Dim, half = c.RopeDims / 2, qDim = c.Heads * c.HeadDim, kvDim = c.KvDim, hidden = c.HiddenDim;
-        Span<float> Row(float[] a, int t, int width) => a.AsSpan(t * width, width);
-        w.Embed = t =>
+        int qkv = qDim + 2 * kvDim;
+        var w = new Scratch(s, maxBatch, _embedding, _rope)
         {
-            _embedding.ReadRow(w.Tokens[t], Row(w.X, t, dim));
-            _rope.Angles(w.StartPos + t, Row(w.Cos, t, half), Row(w.Sin, t, half));
+            Hidden = TokenBatch.Activations(maxBatch, hidden),
+            Qkv = new float[maxBatch * qkv], Up = new float[maxBatch * hidden],
+            AttnProj = new float[maxBatch * dim], FfnProj = new float[maxBatch * dim],
         };
-        w.AttnNorm = t => Norm(w, t, _layers[w.Layer].AttnNorm.Span, _layers[w.Layer].AttnNormBias.Span);
+        Span<float> Row(float[] a, int t, int width) => TokenBatch.Row(a, t, width);
+        w.AttnNorm = t => w.LayerNorm(t, t, _layers[w.Layer].AttnNorm.Span, _layers[w.Layer].AttnNormBias.Span, c.NormEpsilon);
         w.QkvRope = t =>
         {
             var row = Row(w.Qkv, t, qkv);
@@ -109,7 +93,7 @@ public sealed class GptNeoX : Architecture
             _rope.Apply(row.Slice(qDim, kvDim), c.KvHeads, c.HeadDim, cos, sin);
             Attention.Store(s, w.Layer, w.StartPos + t, row.Slice(qDim, kvDim), row.Slice(qDim + kvDim, kvDim));
         };
-        w.FfnNorm = t => Norm(w, t, _layers[w.Layer].FfnNorm.Span, _layers[w.Layer].FfnNormBias.Span);
+        w.FfnNorm = t => w.LayerNorm(t, t, _layers[w.Layer].FfnNorm.Span, _layers[w.Layer].FfnNormBias.Span, c.NormEpsilon);
         w.UpGelu = t =>
         {
             var up = Row(w.Up, t, hidden);
@@ -143,21 +127,12 @@ public sealed class GptNeoX : Architecture
         return w;
     }
 
-    private void Norm(Scratch w, int t, ReadOnlySpan<float> weight, ReadOnlySpan<float> bias)
-    {
-        int dim = Config.Dim;
-        Kernels.LayerNorm(w.X.AsSpan(t * dim, dim), weight, bias, Config.NormEpsilon, w.Normed[t].Span);
-        w.Normed[t].Invalidate();
-    }
-
     internal override void Forward(Session s, ReadOnlySpan<int> tokens, int startPos)
     {
         var c = Config;
         var w = (Scratch)s.Scratch;
         int n = tokens.Length, dim = c.Dim, qkv = c.Heads * c.HeadDim + 2 * c.KvDim;
-        w.StartPos = startPos;
-        tokens.CopyTo(w.Tokens);
-        s.ForEachToken(n, w.Embed);
+        w.Begin(s, tokens, startPos);
 
         for (int l = 0; l < _layers.Length; l++)
         {
@@ -185,7 +160,7 @@ public sealed class GptNeoX : Architecture
         }
 
         var (first, count) = s.LogitRows(n);
-        BatchOps.LayerNorm(w.X, dim, _outputNorm.Span, _outputNormBias.Span, c.NormEpsilon, w.Normed, count, first);
+        for (int t = 0; t < count; t++) w.LayerNorm(first + t, t, _outputNorm.Span, _outputNormBias.Span, c.NormEpsilon);
         if (count > 0) s.MatMul(_output, w.Normed, count, s.Logits);
     }
 

@@ -50,72 +50,48 @@ public sealed class Llama : Architecture
         _rope = new Rope(c.RopeDims, c.RopeFreqBase, neoxStyle: false);
     }
 
-    private sealed class Scratch
+    private sealed class Scratch(Session s, int maxBatch, WeightMatrix embedding, Rope rope) : TokenBatch(s, maxBatch, embedding, rope)
     {
-        public required float[] X;                       // residual stream, batch × dim
-        public required Activation[] Normed, Hidden;
+        public required Activation[] Hidden;
         public required float[] Q, K, V, Gate, Up, Proj;  // batch × rows
-        public required float[] Cos, Sin;                // batch × rope pairs
-        public required AttentionBatch Attention;
-        // Per-token steps, created once (no allocation per call) and run by Session.ForEachToken;
-        // they read the current layer and start position from here.
-        public Action<int> Embed = null!, AttnNorm = null!, RopeAndStore = null!, FfnNorm = null!, Gating = null!, Residual = null!;
-        public int Layer, StartPos;
-        public required int[] Tokens;                    // the batch's token ids
+        // Per-token steps (see TokenBatch), made once in CreateScratch.
+        public Action<int> AttnNorm = null!, RopeAndStore = null!, FfnNorm = null!, Gating = null!, Residual = null!;
     }
 
     internal override object CreateScratch(Session s, int maxBatch)
     {
         var c = Config;
-        int qDim = c.Heads * c.HeadDim;
-        Activation[] Acts(int n) => Enumerable.Range(0, maxBatch).Select(_ => new Activation(n)).ToArray();
-        var scratch = new Scratch
+        int dim = c.Dim, qDim = c.Heads * c.HeadDim, kvDim = c.KvDim, hidden = c.HiddenDim, half = c.RopeDims / 2;
+        var w = new Scratch(s, maxBatch, _embedding, _rope)
         {
-            X = new float[maxBatch * c.Dim],
-            Normed = Acts(c.Dim), Hidden = Acts(c.HiddenDim),
-            Q = new float[maxBatch * qDim], K = new float[maxBatch * c.KvDim], V = new float[maxBatch * c.KvDim],
-            Gate = new float[maxBatch * c.HiddenDim], Up = new float[maxBatch * c.HiddenDim], Proj = new float[maxBatch * c.Dim],
-            Cos = new float[maxBatch * c.RopeDims / 2], Sin = new float[maxBatch * c.RopeDims / 2],
-            Attention = new AttentionBatch(s, maxBatch),
-            Tokens = new int[maxBatch],
+            Hidden = TokenBatch.Activations(maxBatch, hidden),
+            Q = new float[maxBatch * qDim], K = new float[maxBatch * kvDim], V = new float[maxBatch * kvDim],
+            Gate = new float[maxBatch * hidden], Up = new float[maxBatch * hidden], Proj = new float[maxBatch * dim],
         };
-        var w = scratch;
-        int dim = c.Dim, half = c.RopeDims / 2, kvDim = c.KvDim, hidden = c.HiddenDim;
-        w.Embed = t =>
-        {
-            _embedding.ReadRow(w.Tokens[t], w.X.AsSpan(t * dim, dim));
-            _rope.Angles(w.StartPos + t, w.Cos.AsSpan(t * half, half), w.Sin.AsSpan(t * half, half));
-        };
-        w.AttnNorm = t => Norm(w, t, _layers[w.Layer].AttnNorm.Span);
+        Span<float> Row(float[] a, int t, int width) => TokenBatch.Row(a, t, width);
+        w.AttnNorm = t => w.RmsNorm(t, t, _layers[w.Layer].AttnNorm.Span, c.NormEpsilon);
         w.RopeAndStore = t =>
         {
-            var cos = w.Cos.AsSpan(t * half, half); var sin = w.Sin.AsSpan(t * half, half);
-            _rope.Apply(w.Q.AsSpan(t * qDim, qDim), c.Heads, c.HeadDim, cos, sin);
-            _rope.Apply(w.K.AsSpan(t * kvDim, kvDim), c.KvHeads, c.HeadDim, cos, sin);
-            Attention.Store(s, w.Layer, w.StartPos + t, w.K.AsSpan(t * kvDim, kvDim), w.V.AsSpan(t * kvDim, kvDim));
+            var cos = Row(w.Cos, t, half); var sin = Row(w.Sin, t, half);
+            _rope.Apply(Row(w.Q, t, qDim), c.Heads, c.HeadDim, cos, sin);
+            _rope.Apply(Row(w.K, t, kvDim), c.KvHeads, c.HeadDim, cos, sin);
+            Attention.Store(s, w.Layer, w.StartPos + t, Row(w.K, t, kvDim), Row(w.V, t, kvDim));
         };
         w.FfnNorm = t =>
         {
-            Kernels.Add(w.X.AsSpan(t * dim, dim), w.Proj.AsSpan(t * dim, dim));
-            Norm(w, t, _layers[w.Layer].FfnNorm.Span);
+            Kernels.Add(Row(w.X, t, dim), Row(w.Proj, t, dim));
+            w.RmsNorm(t, t, _layers[w.Layer].FfnNorm.Span, c.NormEpsilon);
         };
         w.Gating = t =>
         {
             var h = w.Hidden[t].Span;
-            DetMath.Silu(w.Gate.AsSpan(t * hidden, hidden), h);
-            var up = w.Up.AsSpan(t * hidden, hidden);
+            DetMath.Silu(Row(w.Gate, t, hidden), h);
+            var up = Row(w.Up, t, hidden);
             for (int i = 0; i < hidden; i++) h[i] *= up[i];
             w.Hidden[t].Invalidate();
         };
-        w.Residual = t => Kernels.Add(w.X.AsSpan(t * dim, dim), w.Proj.AsSpan(t * dim, dim));
-        return scratch;
-    }
-
-    private void Norm(Scratch w, int t, ReadOnlySpan<float> weight)
-    {
-        int dim = Config.Dim;
-        Kernels.RmsNorm(w.X.AsSpan(t * dim, dim), weight, Config.NormEpsilon, w.Normed[t].Span);
-        w.Normed[t].Invalidate();
+        w.Residual = t => Kernels.Add(Row(w.X, t, dim), Row(w.Proj, t, dim));
+        return w;
     }
 
     internal override void Forward(Session s, ReadOnlySpan<int> tokens, int startPos)
@@ -123,9 +99,7 @@ public sealed class Llama : Architecture
         var c = Config;
         var w = (Scratch)s.Scratch;
         int n = tokens.Length, dim = c.Dim;
-        w.StartPos = startPos;
-        tokens.CopyTo(w.Tokens);
-        s.ForEachToken(n, w.Embed);
+        w.Begin(s, tokens, startPos);
 
         for (int l = 0; l < _layers.Length; l++)
         {
@@ -151,7 +125,7 @@ public sealed class Llama : Architecture
         }
 
         var (first, count) = s.LogitRows(n);
-        BatchOps.RmsNorm(w.X, dim, _outputNorm.Span, c.NormEpsilon, w.Normed, count, first);
+        for (int t = 0; t < count; t++) w.RmsNorm(first + t, t, _outputNorm.Span, c.NormEpsilon);
         if (count > 0) s.MatMul(_output, w.Normed, count, s.Logits);
     }
 }
