@@ -62,7 +62,7 @@ internal static class DeterminismCost
                 float[] yDet = new float[m.W.Rows], yCon = new float[m.W.Rows], yNd = new float[m.W.Rows], yNd1 = new float[m.W.Rows];
                 bool f32 = format == GgmlType.F32;
                 Action det = () => m.W.MatMul(xs, 1, yDet, 0, m.W.Rows);
-                Action con = f32 ? () => F32Contract(m, x, yCon) : () => Q8Contract(m, x, yCon);
+                Action con = () => ContractFourRows(m, x, yCon);
                 Action nd = f32 ? () => F32Fast(m, x, yNd) : () => Q8Fast(m, x, yNd);
                 Action nd1 = f32 ? () => F32Fast1(m, x, yNd1) : () => Q8Fast1(m, x, yNd1);
                 var t = Time(reps, det, con, nd, nd1);
@@ -331,7 +331,7 @@ internal static class DeterminismCost
                 switch (k)
                 {
                     case Kernel.Runtime: m.W.MatMul(one, 1, y, 0, m.W.Rows); break;
-                    case Kernel.Contract: if (f32) F32Contract(m, x, y); else Q8Contract(m, x, y); break;
+                    case Kernel.Contract: ContractFourRows(m, x, y); break;
                     case Kernel.Fast: if (f32) F32Fast(m, x, y); else Q8Fast(m, x, y); break;
                     default: if (f32) F32Fast1(m, x, y); else Q8Fast1(m, x, y); break;
                 }
@@ -343,47 +343,16 @@ internal static class DeterminismCost
 
     // ------------------------------------------------------------------ F32 kernels
 
-    /// <summary>The contract's order exactly (16 lanes, lane i % 16, multiply then add, fold j+8, j+4, j+2, j+1),
-    /// 4 rows per iteration so that one x load serves 4 rows and 4 independent add chains overlap.</summary>
-    private static void F32Contract(Mat m, Activation x, Span<float> y)
+    /// <summary>The contract's order kept, 4 rows per iteration: the runtime's own four-row kernels
+    /// (<see cref="RowKernel.Dot4Rows"/>, one activation load for four rows), used here on every matrix
+    /// whatever the runtime would choose for it, and checked bit for bit against <see cref="Kernel.Runtime"/>.</summary>
+    private static void ContractFourRows(Mat m, Activation x, Span<float> y)
     {
-        int rows = m.W.Rows, cols = m.W.Columns;
-        ref float pw = ref Unsafe.As<byte, float>(ref MemoryMarshal.GetReference(m.Data.Span));
-        ref float px = ref MemoryMarshal.GetArrayDataReference(x.Values);
-        int r = 0;
-        for (; r + 4 <= rows; r += 4)
-        {
-            ref float w0 = ref Unsafe.Add(ref pw, (nint)r * cols);
-            ref float w1 = ref Unsafe.Add(ref w0, cols);
-            ref float w2 = ref Unsafe.Add(ref w1, cols);
-            ref float w3 = ref Unsafe.Add(ref w2, cols);
-            var a0 = Vector512<float>.Zero; var a1 = Vector512<float>.Zero; var a2 = Vector512<float>.Zero; var a3 = Vector512<float>.Zero;
-            for (int i = 0; i < cols; i += 16)
-            {
-                var xv = Vector512.LoadUnsafe(ref px, (nuint)i);
-                a0 += Vector512.LoadUnsafe(ref w0, (nuint)i) * xv;
-                a1 += Vector512.LoadUnsafe(ref w1, (nuint)i) * xv;
-                a2 += Vector512.LoadUnsafe(ref w2, (nuint)i) * xv;
-                a3 += Vector512.LoadUnsafe(ref w3, (nuint)i) * xv;
-            }
-            y[r] = Fold16(a0); y[r + 1] = Fold16(a1); y[r + 2] = Fold16(a2); y[r + 3] = Fold16(a3);
-        }
-        for (; r < rows; r++)
-        {
-            ref float w0 = ref Unsafe.Add(ref pw, (nint)r * cols);
-            var a0 = Vector512<float>.Zero;
-            for (int i = 0; i < cols; i += 16) a0 += Vector512.LoadUnsafe(ref w0, (nuint)i) * Vector512.LoadUnsafe(ref px, (nuint)i);
-            y[r] = Fold16(a0);
-        }
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static float Fold16(Vector512<float> v)
-    {
-        var h = v.GetLower() + v.GetUpper();   // j += j+8
-        var q = h.GetLower() + h.GetUpper();   // j += j+4
-        float l0 = q.GetElement(0) + q.GetElement(2), l1 = q.GetElement(1) + q.GetElement(3);
-        return l0 + l1;
+        var kernel = m.W.Type.Kernel!;
+        var data = m.Data.Span;
+        int rows = m.W.Rows, rowBytes = m.W.RowBytes, r = 0;
+        for (; r + 4 <= rows; r += 4) kernel.Dot4Rows(data.Slice(r * rowBytes, 4 * rowBytes), rowBytes, x, y.Slice(r, 4));
+        for (; r < rows; r++) y[r] = kernel.Dot(data.Slice(r * rowBytes, rowBytes), x);
     }
 
     /// <summary>Without the contract: fused multiply-add, 4 rows × 2 independent accumulators (32 columns per
@@ -479,56 +448,6 @@ internal static class DeterminismCost
     {
         var signed = Vector512.ConditionalSelect(Vector512.LessThan(w, Vector512<sbyte>.Zero), -x, x);
         return Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(Vector512.Abs(w).AsByte(), signed), Vector512<short>.One);
-    }
-
-    /// <summary>The 8-lane Q8_0 contract exactly (block order, lane j += (float)group_j · (d_w·d_x), fold j+4, j+2,
-    /// j+1), 4 rows per iteration sharing the activation block loads.</summary>
-    private static void Q8Contract(Mat m, Activation x, Span<float> y)
-    {
-        int rows = m.W.Rows, blocks = m.W.Columns / 32, rowBytes = m.W.RowBytes;
-        ref byte pw = ref MemoryMarshal.GetReference(m.Data.Span);
-        ref sbyte q = ref MemoryMarshal.GetArrayDataReference(x.Q8);
-        ref float sc = ref MemoryMarshal.GetArrayDataReference(x.Q8Scales);
-        int r = 0;
-        for (; r + 4 <= rows; r += 4)
-        {
-            ref byte r0 = ref Unsafe.Add(ref pw, (nint)r * rowBytes);
-            ref byte r1 = ref Unsafe.Add(ref r0, rowBytes);
-            ref byte r2 = ref Unsafe.Add(ref r1, rowBytes);
-            ref byte r3 = ref Unsafe.Add(ref r2, rowBytes);
-            Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
-            for (int b = 0; b < blocks; b++)
-            {
-                var xv = Vector256.LoadUnsafe(ref Unsafe.Add(ref q, b * 32));
-                float s = Unsafe.Add(ref sc, b);
-                a0 += Q8Block(ref Unsafe.Add(ref r0, b * 34), xv, s);
-                a1 += Q8Block(ref Unsafe.Add(ref r1, b * 34), xv, s);
-                a2 += Q8Block(ref Unsafe.Add(ref r2, b * 34), xv, s);
-                a3 += Q8Block(ref Unsafe.Add(ref r3, b * 34), xv, s);
-            }
-            y[r] = Fold8(a0); y[r + 1] = Fold8(a1); y[r + 2] = Fold8(a2); y[r + 3] = Fold8(a3);
-        }
-        for (; r < rows; r++)
-        {
-            ref byte r0 = ref Unsafe.Add(ref pw, (nint)r * rowBytes);
-            Vector256<float> a0 = default;
-            for (int b = 0; b < blocks; b++)
-                a0 += Q8Block(ref Unsafe.Add(ref r0, b * 34), Vector256.LoadUnsafe(ref Unsafe.Add(ref q, b * 32)), Unsafe.Add(ref sc, b));
-            y[r] = Fold8(a0);
-        }
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<float> Q8Block(ref byte block, Vector256<sbyte> xv, float sx) =>
-        Vector256.ConvertToSingle(Groups256(Vector256.LoadUnsafe(ref Unsafe.As<byte, sbyte>(ref Unsafe.Add(ref block, 2))), xv))
-        * Vector256.Create(Half(ref block) * sx);
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static float Fold8(Vector256<float> v)
-    {
-        var s = v.GetLower() + v.GetUpper();
-        float a = s.GetElement(0) + s.GetElement(2), b = s.GetElement(1) + s.GetElement(3);
-        return a + b;
     }
 
     /// <summary>Without the contract, as llama.cpp's AVX-512 path: two blocks per Vector512 (so lane j of block b and
