@@ -14,6 +14,7 @@ public static class CliMain
           verify -m FILE (-p TEXT | --ids "1 2 3") -n N [sampling flags] [-t THREADS] [--batch B]
               [--expect TRACE] [--dump-logits PATH]
           convert llama2c MODEL.bin --tokenizer TOK.bin -o OUT.gguf
+          convert hf DIR -o OUT.gguf [--outtype f32|f16|bf16|q8_0|auto]
           bench -m FILE [-t 1,2] [-p 128] [-n 128] [-r 5] [--all-logits]
         """;
 

@@ -172,6 +172,7 @@ public static class Commands
 
     private static int Convert(Options o, TextWriter stdout, TextWriter stderr)
     {
+        if (o.Positional.Count > 0 && o.Positional[0] == "hf") return ConvertHfCommand.Run(o, stdout, stderr);
         if (o.Positional.Count != 2 || o.Positional[0] != "llama2c")
             throw new UsageException("usage: convert llama2c MODEL.bin --tokenizer TOK.bin -o OUT.gguf");
         string tokenizer = o.Require("TOK.bin", "--tokenizer", "-z");

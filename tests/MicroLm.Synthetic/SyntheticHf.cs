@@ -1,0 +1,398 @@
+using System.Buffers.Binary;
+using System.Text;
+using System.Text.Json;
+using MicroLm.Gguf;
+using MicroLm.Tensors.Quants;
+
+namespace MicroLm.Synthetic;
+
+/// <summary>A Hugging Face checkpoint in the layout transformers writes (config.json, model.safetensors or
+/// shards with model.safetensors.index.json, tokenizer.json, tokenizer_config.json), with seeded random
+/// weights. <see cref="Weights"/> holds every tensor's values as stored (already rounded to the dtype),
+/// in PyTorch layout, for float64 references.</summary>
+public sealed class SyntheticHfCheckpoint
+{
+    public required string Directory { get; init; }
+    public required Dictionary<string, (long[] Shape, float[] Values)> Weights { get; init; }
+}
+
+/// <summary>The shape of a synthetic checkpoint. Family: "gptneo", "llama" or "gptneox".</summary>
+public sealed record SyntheticHfOptions
+{
+    public required string Family { get; init; }
+    public int Dim { get; init; } = 64;
+    public int Hidden { get; init; } = 256;
+    public int Layers { get; init; } = 4;
+    public int Heads { get; init; } = 4;
+    public int KvHeads { get; init; } = 4;
+    public int ContextLength { get; init; } = 128;
+    /// <summary>GPT-Neo's window and per-layer pattern ("global"/"local", repeated to fill the layers).</summary>
+    public int Window { get; init; } = 8;
+    public string[] AttentionPattern { get; init; } = ["global", "local"];
+    public bool Tied { get; init; } = true;
+    public float RotaryPct { get; init; } = 0.25f;
+    public bool ParallelResidual { get; init; } = true;
+    /// <summary>"F32", "F16" or "BF16".</summary>
+    public string DType { get; init; } = "F32";
+    public ulong Seed { get; init; } = 1;
+    public float WeightScale { get; init; } = 1f;
+    /// <summary>Pythia's non-weight buffers (attention masks, rotary tables) in the checkpoint.</summary>
+    public bool ExtraBuffers { get; init; }
+    /// <summary>Split the tensors into this many shards with an index.</summary>
+    public int Shards { get; init; } = 1;
+    /// <summary>The GGUF whose tokenizer becomes tokenizer.json (a gpt2 or llama vocabulary); its token count is the vocabulary.</summary>
+    public required string TokenizerGguf { get; init; }
+    /// <summary>Tensors left out (error tests).</summary>
+    public IReadOnlySet<string>? Omit { get; init; }
+}
+
+public static class SyntheticHf
+{
+    public static SyntheticHfCheckpoint Write(string dir, SyntheticHfOptions o)
+    {
+        System.IO.Directory.CreateDirectory(dir);
+        using var vocabFile = GgufFile.Open(o.TokenizerGguf);
+        int vocab = (int)vocabFile.Get("tokenizer.ggml.tokens").Count;
+        var tensors = Tensors(o, vocab);
+        var weights = new Dictionary<string, (long[], float[])>();
+        var rng = new List<(string Name, long[] Shape, float[] Values)>();
+        foreach (var (name, shape, kind) in tensors)
+        {
+            if (o.Omit?.Contains(name) == true) continue;
+            long n = shape.Aggregate(1L, (a, d) => a * d);
+            var r = new SyntheticRandom(SyntheticRandom.Derive(o.Seed, name));
+            var v = new float[n];
+            float scale = o.WeightScale / MathF.Sqrt(shape[^1]);
+            for (long i = 0; i < n; i++)
+                v[i] = kind switch
+                {
+                    'n' => 1f + 0.1f * r.NextNormal(),  // norm weight
+                    'b' => 0.1f * r.NextNormal(),       // bias
+                    'e' => 0.5f * r.NextNormal(),       // embedding
+                    _ => scale * r.NextNormal(),
+                };
+            Round(v, o.DType);
+            weights[name] = (shape, v);
+            rng.Add((name, shape, v));
+        }
+        var buffers = new List<(string, string, long[], byte[])>();
+        if (o.ExtraBuffers)
+            for (int l = 0; l < o.Layers; l++)
+            {
+                string p = o.Family == "gptneo" ? $"transformer.h.{l}.attn.attention." : $"gpt_neox.layers.{l}.attention.";
+                int ctx = System.Math.Min(o.ContextLength, 16);
+                buffers.Add((p + "bias", "BOOL", [1, 1, ctx, ctx], new byte[ctx * ctx]));
+                buffers.Add((p + "masked_bias", "F32", [], BitConverter.GetBytes(-1e9f)));
+                if (o.Family == "gptneox") buffers.Add((p + "rotary_emb.inv_freq", "F32", [4], new byte[16]));
+            }
+        WriteShards(dir, rng, buffers, o);
+        File.WriteAllText(Path.Combine(dir, "config.json"), Config(o, vocab));
+        WriteTokenizer(dir, vocabFile);
+        return new SyntheticHfCheckpoint { Directory = dir, Weights = weights };
+    }
+
+    private static void Round(float[] v, string dtype)
+    {
+        for (int i = 0; i < v.Length; i++)
+            v[i] = dtype switch
+            {
+                "F16" => (float)(Half)v[i],
+                "BF16" => BitConverter.Int32BitsToSingle(Quantizer.ToBFloat16Bits(v[i]) << 16),
+                _ => v[i],
+            };
+    }
+
+    /// <summary>(name, PyTorch shape, kind: n norm, b bias, e embedding, w matrix).</summary>
+    private static List<(string, long[], char)> Tensors(SyntheticHfOptions o, int vocab)
+    {
+        int d = o.Dim, h = o.Hidden, hd = d / o.Heads, kv = o.KvHeads * hd;
+        var t = new List<(string, long[], char)>();
+        switch (o.Family)
+        {
+            case "gptneo":
+                t.Add(("transformer.wte.weight", [vocab, d], 'e'));
+                t.Add(("transformer.wpe.weight", [o.ContextLength, d], 'e'));
+                for (int l = 0; l < o.Layers; l++)
+                {
+                    string p = $"transformer.h.{l}.";
+                    t.Add((p + "ln_1.weight", [d], 'n')); t.Add((p + "ln_1.bias", [d], 'b'));
+                    foreach (var x in new[] { "k_proj", "v_proj", "q_proj" }) t.Add((p + $"attn.attention.{x}.weight", [d, d], 'w'));
+                    t.Add((p + "attn.attention.out_proj.weight", [d, d], 'w')); t.Add((p + "attn.attention.out_proj.bias", [d], 'b'));
+                    t.Add((p + "ln_2.weight", [d], 'n')); t.Add((p + "ln_2.bias", [d], 'b'));
+                    t.Add((p + "mlp.c_fc.weight", [h, d], 'w')); t.Add((p + "mlp.c_fc.bias", [h], 'b'));
+                    t.Add((p + "mlp.c_proj.weight", [d, h], 'w')); t.Add((p + "mlp.c_proj.bias", [d], 'b'));
+                }
+                t.Add(("transformer.ln_f.weight", [d], 'n')); t.Add(("transformer.ln_f.bias", [d], 'b'));
+                if (!o.Tied) t.Add(("lm_head.weight", [vocab, d], 'w'));
+                break;
+            case "llama":
+                t.Add(("model.embed_tokens.weight", [vocab, d], 'e'));
+                for (int l = 0; l < o.Layers; l++)
+                {
+                    string p = $"model.layers.{l}.";
+                    t.Add((p + "input_layernorm.weight", [d], 'n'));
+                    t.Add((p + "self_attn.q_proj.weight", [d, d], 'w')); t.Add((p + "self_attn.k_proj.weight", [kv, d], 'w'));
+                    t.Add((p + "self_attn.v_proj.weight", [kv, d], 'w')); t.Add((p + "self_attn.o_proj.weight", [d, d], 'w'));
+                    t.Add((p + "post_attention_layernorm.weight", [d], 'n'));
+                    t.Add((p + "mlp.gate_proj.weight", [h, d], 'w')); t.Add((p + "mlp.up_proj.weight", [h, d], 'w'));
+                    t.Add((p + "mlp.down_proj.weight", [d, h], 'w'));
+                }
+                t.Add(("model.norm.weight", [d], 'n'));
+                if (!o.Tied) t.Add(("lm_head.weight", [vocab, d], 'w'));
+                break;
+            case "gptneox":
+                t.Add(("gpt_neox.embed_in.weight", [vocab, d], 'e'));
+                for (int l = 0; l < o.Layers; l++)
+                {
+                    string p = $"gpt_neox.layers.{l}.";
+                    t.Add((p + "input_layernorm.weight", [d], 'n')); t.Add((p + "input_layernorm.bias", [d], 'b'));
+                    t.Add((p + "post_attention_layernorm.weight", [d], 'n')); t.Add((p + "post_attention_layernorm.bias", [d], 'b'));
+                    t.Add((p + "attention.query_key_value.weight", [3 * d, d], 'w')); t.Add((p + "attention.query_key_value.bias", [3 * d], 'b'));
+                    t.Add((p + "attention.dense.weight", [d, d], 'w')); t.Add((p + "attention.dense.bias", [d], 'b'));
+                    t.Add((p + "mlp.dense_h_to_4h.weight", [h, d], 'w')); t.Add((p + "mlp.dense_h_to_4h.bias", [h], 'b'));
+                    t.Add((p + "mlp.dense_4h_to_h.weight", [d, h], 'w')); t.Add((p + "mlp.dense_4h_to_h.bias", [d], 'b'));
+                }
+                t.Add(("gpt_neox.final_layer_norm.weight", [d], 'n')); t.Add(("gpt_neox.final_layer_norm.bias", [d], 'b'));
+                t.Add(("embed_out.weight", [vocab, d], 'w'));
+                break;
+            default: throw new ArgumentException($"unknown family {o.Family}");
+        }
+        return t;
+    }
+
+    private static string Config(SyntheticHfOptions o, int vocab)
+    {
+        var ms = new MemoryStream();
+        using (var j = new Utf8JsonWriter(ms, new JsonWriterOptions { Indented = true }))
+        {
+            j.WriteStartObject();
+            switch (o.Family)
+            {
+                case "gptneo":
+                    j.WriteStartArray("architectures"); j.WriteStringValue("GPTNeoForCausalLM"); j.WriteEndArray();
+                    j.WriteString("model_type", "gpt_neo");
+                    j.WriteString("activation_function", "gelu_new");
+                    j.WriteStartArray("attention_types");
+                    j.WriteStartArray(); j.WriteStartArray(); foreach (var a in o.AttentionPattern) j.WriteStringValue(a); j.WriteEndArray();
+                    j.WriteNumberValue(o.Layers / o.AttentionPattern.Length); j.WriteEndArray();
+                    j.WriteEndArray();
+                    j.WriteStartArray("attention_layers");
+                    for (int l = 0; l < o.Layers; l++) j.WriteStringValue(o.AttentionPattern[l % o.AttentionPattern.Length]);
+                    j.WriteEndArray();
+                    j.WriteNumber("hidden_size", o.Dim); j.WriteNumber("num_layers", o.Layers); j.WriteNumber("num_heads", o.Heads);
+                    j.WriteNumber("intermediate_size", o.Hidden); j.WriteNumber("max_position_embeddings", o.ContextLength);
+                    j.WriteNumber("window_size", o.Window); j.WriteNumber("layer_norm_epsilon", 1e-5);
+                    j.WriteNumber("bos_token_id", 50256); j.WriteNumber("eos_token_id", 50256);
+                    if (!o.Tied) j.WriteBoolean("tie_word_embeddings", false);
+                    break;
+                case "llama":
+                    j.WriteStartArray("architectures"); j.WriteStringValue("LlamaForCausalLM"); j.WriteEndArray();
+                    j.WriteString("model_type", "llama"); j.WriteString("hidden_act", "silu");
+                    j.WriteNumber("hidden_size", o.Dim); j.WriteNumber("num_hidden_layers", o.Layers); j.WriteNumber("num_attention_heads", o.Heads);
+                    j.WriteNumber("num_key_value_heads", o.KvHeads); j.WriteNumber("intermediate_size", o.Hidden);
+                    j.WriteNumber("max_position_embeddings", o.ContextLength); j.WriteNumber("rms_norm_eps", 1e-5);
+                    j.WriteNumber("rope_theta", 10000.0); j.WriteNull("rope_scaling"); j.WriteBoolean("tie_word_embeddings", o.Tied);
+                    break;
+                case "gptneox":
+                    j.WriteStartArray("architectures"); j.WriteStringValue("GPTNeoXForCausalLM"); j.WriteEndArray();
+                    j.WriteString("model_type", "gpt_neox"); j.WriteString("hidden_act", "gelu");
+                    j.WriteNumber("hidden_size", o.Dim); j.WriteNumber("num_hidden_layers", o.Layers); j.WriteNumber("num_attention_heads", o.Heads);
+                    j.WriteNumber("intermediate_size", o.Hidden); j.WriteNumber("max_position_embeddings", o.ContextLength);
+                    j.WriteNumber("rotary_pct", o.RotaryPct); j.WriteNumber("rotary_emb_base", 10000);
+                    j.WriteBoolean("use_parallel_residual", o.ParallelResidual); j.WriteNumber("layer_norm_eps", 1e-5);
+                    j.WriteBoolean("tie_word_embeddings", false);
+                    break;
+            }
+            j.WriteNumber("vocab_size", vocab);
+            j.WriteString("torch_dtype", o.DType switch { "F16" => "float16", "BF16" => "bfloat16", _ => "float32" });
+            j.WriteEndObject();
+        }
+        return Encoding.UTF8.GetString(ms.ToArray());
+    }
+
+    /// <summary>Writes safetensors as the safetensors library does: header JSON padded with spaces to a
+    /// multiple of 8, tensors packed in header order, no gaps.</summary>
+    public static byte[] Safetensors(IEnumerable<(string Name, string DType, long[] Shape, byte[] Data)> tensors, IDictionary<string, string>? metadata = null)
+    {
+        var list = tensors.ToList();
+        var ms = new MemoryStream();
+        using (var j = new Utf8JsonWriter(ms))
+        {
+            j.WriteStartObject();
+            if (metadata != null)
+            {
+                j.WriteStartObject("__metadata__");
+                foreach (var (k, v) in metadata) j.WriteString(k, v);
+                j.WriteEndObject();
+            }
+            long at = 0;
+            foreach (var (name, dtype, shape, data) in list)
+            {
+                j.WriteStartObject(name);
+                j.WriteString("dtype", dtype);
+                j.WriteStartArray("shape"); foreach (var d in shape) j.WriteNumberValue(d); j.WriteEndArray();
+                j.WriteStartArray("data_offsets"); j.WriteNumberValue(at); j.WriteNumberValue(at + data.Length); j.WriteEndArray();
+                j.WriteEndObject();
+                at += data.Length;
+            }
+            j.WriteEndObject();
+        }
+        var header = ms.ToArray().ToList();
+        while (header.Count % 8 != 0) header.Add((byte)' ');
+        var result = new MemoryStream();
+        Span<byte> len = stackalloc byte[8];
+        BinaryPrimitives.WriteUInt64LittleEndian(len, (ulong)header.Count);
+        result.Write(len);
+        result.Write(header.ToArray());
+        foreach (var t in list) result.Write(t.Data);
+        return result.ToArray();
+    }
+
+    public static byte[] Encode(float[] v, string dtype)
+    {
+        int size = dtype == "F32" ? 4 : 2;
+        var b = new byte[v.Length * size];
+        for (int i = 0; i < v.Length; i++)
+        {
+            if (dtype == "F32") BinaryPrimitives.WriteSingleLittleEndian(b.AsSpan(4 * i), v[i]);
+            else if (dtype == "F16") BinaryPrimitives.WriteUInt16LittleEndian(b.AsSpan(2 * i), BitConverter.HalfToUInt16Bits((Half)v[i]));
+            else BinaryPrimitives.WriteUInt16LittleEndian(b.AsSpan(2 * i), Quantizer.ToBFloat16Bits(v[i]));
+        }
+        return b;
+    }
+
+    private static void WriteShards(string dir, List<(string Name, long[] Shape, float[] Values)> weights,
+        List<(string, string, long[], byte[])> buffers, SyntheticHfOptions o)
+    {
+        var all = weights.Select(w => (w.Name, o.DType, w.Shape, Encode(w.Values, o.DType))).Concat(buffers).ToList();
+        if (o.Shards <= 1)
+        {
+            File.WriteAllBytes(Path.Combine(dir, "model.safetensors"), Safetensors(all, new Dictionary<string, string> { ["format"] = "pt" }));
+            return;
+        }
+        var map = new SortedDictionary<string, string>(StringComparer.Ordinal);
+        int per = (all.Count + o.Shards - 1) / o.Shards;
+        for (int s = 0; s < o.Shards; s++)
+        {
+            string file = $"model-{s + 1:D5}-of-{o.Shards:D5}.safetensors";
+            var part = all.Skip(s * per).Take(per).ToList();
+            foreach (var t in part) map[t.Item1] = file;
+            File.WriteAllBytes(Path.Combine(dir, file), Safetensors(part, new Dictionary<string, string> { ["format"] = "pt" }));
+        }
+        var ms = new MemoryStream();
+        using (var j = new Utf8JsonWriter(ms, new JsonWriterOptions { Indented = true }))
+        {
+            j.WriteStartObject();
+            j.WriteStartObject("metadata"); j.WriteNumber("total_size", all.Sum(t => (long)t.Item4.Length)); j.WriteEndObject();
+            j.WriteStartObject("weight_map");
+            foreach (var (k, v) in map) j.WriteString(k, v);
+            j.WriteEndObject();
+            j.WriteEndObject();
+        }
+        File.WriteAllBytes(Path.Combine(dir, "model.safetensors.index.json"), ms.ToArray());
+    }
+
+    /// <summary>tokenizer.json + tokenizer_config.json + special_tokens_map.json for the vocabulary in a GGUF:
+    /// "gpt2" → byte-level BPE (GPT-2's ByteLevel pre-tokenizer); "llama" → SentencePiece-style BPE (▁ normaliser,
+    /// byte fallback) with merges derived from the piece scores the way transformers' Llama converter derives them.</summary>
+    public static void WriteTokenizer(string dir, GgufFile vocab)
+    {
+        string model = vocab.GetString("tokenizer.ggml.model")!;
+        var tokens = vocab.Get("tokenizer.ggml.tokens").AsStringArray();
+        var types = vocab.Get("tokenizer.ggml.token_type").AsSpan<int>().ToArray();
+        int? Id(string key) => vocab.GetInt(key) is { } v ? (int)v : null;
+        int? bos = Id("tokenizer.ggml.bos_token_id"), eos = Id("tokenizer.ggml.eos_token_id"), unk = Id("tokenizer.ggml.unknown_token_id");
+        var ms = new MemoryStream();
+        using (var j = new Utf8JsonWriter(ms, new JsonWriterOptions { Indented = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping }))
+        {
+            j.WriteStartObject();
+            j.WriteString("version", "1.0");
+            j.WriteNull("truncation"); j.WriteNull("padding");
+            j.WriteStartArray("added_tokens");
+            for (int i = 0; i < tokens.Length; i++)
+            {
+                if (types[i] != 3 && types[i] != 4 && types[i] != 2) continue;
+                j.WriteStartObject();
+                j.WriteNumber("id", i); j.WriteString("content", tokens[i]);
+                j.WriteBoolean("single_word", false); j.WriteBoolean("lstrip", false); j.WriteBoolean("rstrip", false);
+                j.WriteBoolean("normalized", types[i] == 4); j.WriteBoolean("special", types[i] != 4);
+                j.WriteEndObject();
+            }
+            j.WriteEndArray();
+            List<string> merges;
+            if (model == "gpt2")
+            {
+                j.WriteNull("normalizer");
+                j.WritePropertyName("pre_tokenizer");
+                j.WriteRawValue("""{"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true}""");
+                j.WriteNull("post_processor");
+                j.WritePropertyName("decoder");
+                j.WriteRawValue("""{"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true}""");
+                merges = vocab.Get("tokenizer.ggml.merges").AsStringArray().ToList();
+            }
+            else
+            {
+                j.WritePropertyName("normalizer");
+                j.WriteRawValue("""{"type": "Sequence", "normalizers": [{"type": "Prepend", "prepend": "▁"}, {"type": "Replace", "pattern": {"String": " "}, "content": "▁"}]}""");
+                j.WriteNull("pre_tokenizer");
+                j.WriteNull("post_processor");
+                j.WriteNull("decoder");
+                merges = SpmMerges(tokens, vocab.Get("tokenizer.ggml.scores").AsSpan<float>().ToArray(), types);
+            }
+            j.WriteStartObject("model");
+            j.WriteString("type", "BPE");
+            j.WriteNull("dropout");
+            if (model == "llama") { j.WriteString("unk_token", unk is { } u ? tokens[u] : "<unk>"); j.WriteBoolean("fuse_unk", true); j.WriteBoolean("byte_fallback", true); }
+            else { j.WriteNull("unk_token"); j.WriteBoolean("byte_fallback", false); }
+            j.WriteStartObject("vocab");
+            var seen = new HashSet<string>(StringComparer.Ordinal);
+            for (int i = 0; i < tokens.Length; i++)
+                if (seen.Add(tokens[i])) j.WriteNumber(tokens[i], i);
+            j.WriteEndObject();
+            j.WriteStartArray("merges");
+            foreach (var m in merges) j.WriteStringValue(m);
+            j.WriteEndArray();
+            j.WriteEndObject();
+            j.WriteEndObject();
+        }
+        File.WriteAllBytes(Path.Combine(dir, "tokenizer.json"), ms.ToArray());
+        var cfg = new Dictionary<string, object?>
+        {
+            ["add_bos_token"] = vocab.GetBool("tokenizer.ggml.add_bos_token") ?? false,
+            ["bos_token"] = bos is { } b ? tokens[b] : null,
+            ["eos_token"] = eos is { } e ? tokens[e] : null,
+            ["model_max_length"] = 2048,
+        };
+        File.WriteAllText(Path.Combine(dir, "tokenizer_config.json"), JsonSerializer.Serialize(cfg));
+        File.WriteAllText(Path.Combine(dir, "special_tokens_map.json"), JsonSerializer.Serialize(new Dictionary<string, string?>
+        {
+            ["bos_token"] = bos is { } b2 ? tokens[b2] : null, ["eos_token"] = eos is { } e2 ? tokens[e2] : null,
+        }));
+    }
+
+    /// <summary>Merges of a SentencePiece BPE vocabulary as transformers derives them: for each normal piece,
+    /// every split into two pieces of the vocabulary, ordered by the piece's score (highest first, stable), then
+    /// by the two halves' ids.</summary>
+    private static List<string> SpmMerges(string[] tokens, float[] scores, int[] types)
+    {
+        var ids = new Dictionary<string, int>(StringComparer.Ordinal);
+        for (int i = 0; i < tokens.Length; i++) ids.TryAdd(tokens[i], i);
+        var merges = new List<(string L, string R, float Score, int Order)>();
+        int order = 0;
+        for (int i = 0; i < tokens.Length; i++)
+        {
+            if (types[i] != 1) continue;
+            string piece = tokens[i];
+            var local = new List<(string, string)>();
+            var e = System.Globalization.StringInfo.GetTextElementEnumerator(piece);
+            for (int k = 1; k < piece.Length; k++)
+            {
+                if (char.IsLowSurrogate(piece[k])) continue;
+                string l = piece[..k], r = piece[k..];
+                if (ids.ContainsKey(l) && ids.ContainsKey(r)) local.Add((l, r));
+            }
+            foreach (var (l, r) in local.OrderBy(x => ids[x.Item1]).ThenBy(x => ids[x.Item2])) merges.Add((l, r, scores[i], order++));
+        }
+        return merges.OrderByDescending(m => m.Score).ThenBy(m => m.Order).Select(m => m.L + " " + m.R).ToList();
+    }
+}

@@ -1,0 +1,321 @@
+using Xunit.Abstractions;
+using MicroLm.Cli;
+using MicroLm.Conversion;
+using MicroLm.Models;
+using MicroLm.Synthetic;
+
+namespace MicroLm.Tests.Conversion;
+
+/// <summary>Synthetic Hugging Face checkpoints (written here in transformers' layout), converted by
+/// `convert hf`, run by the runtime and compared with a float64 reference of transformers' semantics.</summary>
+public sealed class HfConvertTests(ITestOutputHelper log) : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("microlm-hf-").FullName;
+    public void Dispose() { try { Directory.Delete(_dir, true); } catch (IOException) { } }
+
+    internal static string Gpt2Vocab => SharedData.Path("tokenizer-vectors", "ggml-vocab-gpt-2.gguf");
+    internal static string SpmVocab => SharedData.Path("tokenizer-vectors", "ggml-vocab-llama-spm.gguf");
+    internal static string NeoxVocab => SharedData.Path("tokenizer-vectors", "ggml-vocab-mpt.gguf");
+
+    /// <summary>Prompt ids (any ids of the vocabulary), longer than the GPT-Neo window.</summary>
+    internal static int[] Ids(int n, int vocab, ulong seed)
+    {
+        var r = new SyntheticRandom(seed);
+        return Enumerable.Range(0, n).Select(_ => (int)(r.NextUInt64() % (ulong)vocab)).ToArray();
+    }
+
+    private (SyntheticHfCheckpoint Ck, string Gguf) Make(string name, SyntheticHfOptions o, string outType = "auto")
+    {
+        var ck = SyntheticHf.Write(Path.Combine(_dir, name), o);
+        string gguf = Path.Combine(_dir, name + ".gguf");
+        HfConverter.Convert(ck.Directory, gguf, outType);
+        return (ck, gguf);
+    }
+
+    /// <summary>Largest |runtime − reference| over every logit of every position, and whether greedy picks agree.</summary>
+    internal static (double MaxDiff, bool SameArgmax) Compare(string gguf, double[][] reference, int[] ids, int threads = 1, int batch = 32)
+    {
+        using var model = Model.Load(gguf);
+        using var s = model.CreateSession(contextLength: ids.Length, threads: threads, maxBatch: batch);
+        double max = 0; bool same = true;
+        s.Evaluate(ids, onLogits: (pos, _, logits) =>
+        {
+            var r = reference[pos];
+            for (int i = 0; i < r.Length; i++) max = System.Math.Max(max, System.Math.Abs(logits[i] - r[i]));
+            same &= Argmax(logits) == Array.IndexOf(r, r.Max());
+        });
+        return (max, same);
+    }
+
+    private static int Argmax(ReadOnlySpan<float> x) { int b = 0; for (int i = 1; i < x.Length; i++) if (x[i] > x[b]) b = i; return b; }
+
+    /// <summary>Greedy continuation: the runtime's tokens equal the reference's argmax chain.</summary>
+    private static void GreedyAgrees(string gguf, HfReference reference, int[] prompt, int steps)
+    {
+        using var model = Model.Load(gguf);
+        using var s = model.CreateSession(contextLength: prompt.Length + steps);
+        var ids = prompt.ToList();
+        var logits = s.Evaluate(prompt).ToArray();
+        var one = new int[1];
+        for (int i = 0; i < steps; i++)
+        {
+            int next = Argmax(logits);
+            var r = reference.Logits(ids.ToArray())[^1];
+            Assert.Equal(Array.IndexOf(r, r.Max()), next);
+            ids.Add(next);
+            one[0] = next;
+            logits = s.Evaluate(one).ToArray();
+        }
+    }
+
+    // F32: the runtime keeps every value in F32 with F32 sums; over these shapes (d ≤ 64, ≤ 4 layers) the
+    // rounding of ~10^3 float additions per logit stays below 1e-4 of logits of magnitude ~1–10.
+    private const double F32Tolerance = 1e-4;
+
+    [Fact]
+    public void GptNeo_F32_with_prompt_longer_than_window_matches_float64_reference()
+    {
+        var o = new SyntheticHfOptions { Family = "gptneo", TokenizerGguf = Gpt2Vocab, Window = 8, Layers = 4, ContextLength = 64, Seed = 3 };
+        var (ck, gguf) = Make("neo", o, "f32");
+        var ids = Ids(40, 50257, 5);
+        var reference = new HfReference(ck, o);
+        var (max, same) = Compare(gguf, reference.Logits(ids), ids);
+        log.WriteLine($"max |diff| {max:E3}");
+        Assert.True(max < F32Tolerance, $"max |diff| {max}");
+        Assert.True(same);
+        GreedyAgrees(gguf, reference, ids[..20], 4);
+    }
+
+    [Fact]
+    public void GptNeo_untied_sharded_with_buffers_matches_reference()
+    {
+        var o = new SyntheticHfOptions
+        {
+            Family = "gptneo", TokenizerGguf = Gpt2Vocab, Window = 5, Layers = 3, Dim = 48, Heads = 3, Hidden = 96,
+            AttentionPattern = ["local"], Tied = false, Shards = 3, ExtraBuffers = true, ContextLength = 32, Seed = 9,
+        };
+        var (ck, gguf) = Make("neo-untied", o, "f32");
+        var ids = Ids(20, 50257, 6);
+        var (max, same) = Compare(gguf, new HfReference(ck, o).Logits(ids), ids);
+        log.WriteLine($"max |diff| {max:E3}");
+        Assert.True(max < F32Tolerance, $"max |diff| {max}");
+        Assert.True(same);
+    }
+
+    /// <summary>F16 checkpoint kept F16: the weights are the same values in the reference and the file, and the
+    /// runtime widens F16 weights to F32 before its F32 dot products, so the F32 tolerance holds (measured 1.4e-5).</summary>
+    [Fact]
+    public void GptNeo_F16_matches_reference_within_F16_tolerance()
+    {
+        var o = new SyntheticHfOptions { Family = "gptneo", TokenizerGguf = Gpt2Vocab, Window = 8, DType = "F16", Seed = 4 };
+        var (ck, gguf) = Make("neo-f16", o, "auto");
+        using (var m = Model.Load(gguf)) Assert.Equal("F16", m.File.FindTensor("blk.0.attn_q.weight")!.Type.Name);
+        var ids = Ids(24, 50257, 7);
+        var (max, same) = Compare(gguf, new HfReference(ck, o).Logits(ids), ids);
+        log.WriteLine($"max |diff| {max:E3}");
+        Assert.True(max < F32Tolerance, $"max |diff| {max}");
+        Assert.True(same);
+    }
+
+    /// <summary>An F32 checkpoint written as F16 (--outtype f16): against the reference of the same weights
+    /// rounded to F16 (1-D tensors stay F32, as the converter keeps them) the F32 tolerance holds; against the
+    /// unrounded F32 model the logits move by the rounding itself (relative 2^-11 per weight), which this
+    /// shape measures at ~4e-2 — the tolerance F16 output needs against an F32 reference.</summary>
+    [Fact]
+    public void GptNeo_F32_checkpoint_as_F16_file_matches_the_rounded_reference()
+    {
+        var o = new SyntheticHfOptions { Family = "gptneo", TokenizerGguf = Gpt2Vocab, Window = 8, Seed = 8 };
+        var (ck, gguf) = Make("neo-to-f16", o, "f16");
+        var rounded = new SyntheticHfCheckpoint
+        {
+            Directory = ck.Directory,
+            Weights = ck.Weights.ToDictionary(kv => kv.Key, kv => kv.Value.Shape.Length == 2
+                ? (kv.Value.Shape, kv.Value.Values.Select(v => (float)(Half)v).ToArray()) : kv.Value),
+        };
+        var ids = Ids(24, 50257, 9);
+        var (max, same) = Compare(gguf, new HfReference(rounded, o).Logits(ids), ids);
+        var (maxF32, _) = Compare(gguf, new HfReference(ck, o).Logits(ids), ids);
+        log.WriteLine($"max |diff| vs rounded reference {max:E3}, vs F32 reference {maxF32:E3}");
+        Assert.True(max < F32Tolerance, $"max |diff| {max}");
+        Assert.True(same);
+        Assert.True(maxF32 < 1e-1, $"F16 rounding moved logits by {maxF32}");
+    }
+
+    [Fact]
+    public void GptNeo_threads_and_batches_give_identical_bits_across_the_window_edge()
+    {
+        var o = new SyntheticHfOptions { Family = "gptneo", TokenizerGguf = Gpt2Vocab, Window = 6, ContextLength = 64, Seed = 11 };
+        var (_, gguf) = Make("neo-inv", o, "q8_0");
+        using var model = Model.Load(gguf);
+        var ids = Ids(30, 50257, 12);
+        byte[] Run(int threads, int batch)
+        {
+            using var s = model.CreateSession(contextLength: 40, threads: threads, maxBatch: batch);
+            var bytes = new List<byte>();
+            s.Evaluate(ids, onLogits: (_, _, l) => bytes.AddRange(System.Runtime.InteropServices.MemoryMarshal.AsBytes(l).ToArray()));
+            // Decoding on past the window's edge one token at a time.
+            for (int i = 0; i < 5; i++) bytes.AddRange(System.Runtime.InteropServices.MemoryMarshal.AsBytes(s.Evaluate(ids.AsSpan(i, 1))).ToArray());
+            return bytes.ToArray();
+        }
+        var expected = Run(1, 1);
+        foreach (var (t, b) in new[] { (1, 32), (2, 3), (3, 7), (2, 30), (7, 5) })
+            Assert.True(expected.AsSpan().SequenceEqual(Run(t, b)), $"threads {t} batch {b}");
+    }
+
+    [Fact]
+    public void Session_reset_reproduces_and_memory_counts_the_window_ring()
+    {
+        var o = new SyntheticHfOptions { Family = "gptneo", TokenizerGguf = Gpt2Vocab, Window = 8, ContextLength = 128, Seed = 2 };
+        var (_, gguf) = Make("neo-reset", o, "f32");
+        using var model = Model.Load(gguf);
+        using var s = model.CreateSession(contextLength: 128, maxBatch: 4);
+        // 2 global layers hold 128 positions; 2 local layers a ring of 8 + 4 − 1 = 11, mirrored.
+        long perRow = 2L * o.Dim * sizeof(float);
+        Assert.Equal(2 * 128 * perRow + 2 * 22 * perRow, s.MemoryBytes);
+        Assert.Equal(s.MemoryBytes, model.Config.KvCacheBytes(128, 4, maxBatch: 4));
+        var ids = Ids(30, 50257, 1);
+        var first = s.Evaluate(ids).ToArray();
+        s.Reset();
+        Assert.Equal(first, s.Evaluate(ids).ToArray());
+    }
+
+    [Fact]
+    public void Llama_F32_GQA_untied_sharded_matches_reference()
+    {
+        var o = new SyntheticHfOptions { Family = "llama", TokenizerGguf = SpmVocab, Heads = 4, KvHeads = 2, Tied = false, Shards = 2, Seed = 21, Hidden = 160 };
+        var (ck, gguf) = Make("llama", o, "f32");
+        var ids = Ids(24, 32000, 22);
+        var (max, same) = Compare(gguf, new HfReference(ck, o).Logits(ids), ids);
+        log.WriteLine($"max |diff| {max:E3}");
+        Assert.True(max < F32Tolerance, $"max |diff| {max}");
+        Assert.True(same);
+    }
+
+    [Fact]
+    public void Llama_BF16_tied_converts_to_bf16_and_matches_reference()
+    {
+        var o = new SyntheticHfOptions { Family = "llama", TokenizerGguf = SpmVocab, Heads = 8, KvHeads = 8, Tied = true, DType = "BF16", Seed = 23 };
+        var (ck, gguf) = Make("llama-bf16", o, "auto");
+        using (var m = Model.Load(gguf))
+        {
+            Assert.Equal("BF16", m.File.FindTensor("blk.0.attn_q.weight")!.Type.Name);
+            Assert.Null(m.File.FindTensor("output.weight"));
+        }
+        var ids = Ids(16, 32000, 24);
+        var (max, same) = Compare(gguf, new HfReference(ck, o).Logits(ids), ids);
+        log.WriteLine($"max |diff| {max:E3}");
+        Assert.True(max < F32Tolerance, $"max |diff| {max}"); // BF16 weights widened exactly to F32 (as F16 above)
+        Assert.True(same);
+    }
+
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void GptNeoX_F32_with_Pythia_buffers_matches_reference(bool parallel)
+    {
+        var o = new SyntheticHfOptions { Family = "gptneox", TokenizerGguf = NeoxVocab, ParallelResidual = parallel, ExtraBuffers = true, Seed = 31 };
+        var (ck, gguf) = Make("neox" + parallel, o, "f32");
+        var ids = Ids(20, 50432, 32);
+        var (max, same) = Compare(gguf, new HfReference(ck, o).Logits(ids), ids);
+        log.WriteLine($"max |diff| {max:E3}");
+        Assert.True(max < F32Tolerance, $"max |diff| {max}");
+        Assert.True(same);
+    }
+
+    // Bad checkpoints: one error line from the CLI, exit code 1, no output file (nor its temporary).
+    private void AssertFails(string dir, string expected)
+    {
+        string output = Path.Combine(_dir, "bad.gguf");
+        var stdout = new StringWriter(); var stderr = new StringWriter();
+        int code = CliMain.Run(["convert", "hf", dir, "-o", output], stdout, stderr);
+        Assert.Equal(1, code);
+        var lines = stderr.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries).Where(l => l.StartsWith("microlm: error", StringComparison.Ordinal)).ToList();
+        Assert.Single(lines);
+        Assert.Contains(expected, lines[0], StringComparison.Ordinal);
+        Assert.False(File.Exists(output));
+        Assert.False(File.Exists(output + ".tmp"));
+    }
+
+    private string Small(string name, Func<SyntheticHfOptions, SyntheticHfOptions>? change = null)
+    {
+        var o = new SyntheticHfOptions { Family = "gptneo", TokenizerGguf = Gpt2Vocab, Layers = 2, Dim = 32, Heads = 2, Hidden = 64, ContextLength = 16 };
+        return SyntheticHf.Write(Path.Combine(_dir, name), change?.Invoke(o) ?? o).Directory;
+    }
+
+    [Fact]
+    public void Truncated_safetensors_fails_cleanly()
+    {
+        string dir = Small("trunc");
+        string file = Path.Combine(dir, "model.safetensors");
+        var bytes = File.ReadAllBytes(file);
+        File.WriteAllBytes(file, bytes[..(bytes.Length - 100)]);
+        AssertFails(dir, "bytes");
+    }
+
+    [Fact]
+    public void Hostile_header_length_fails_without_allocating()
+    {
+        string dir = Small("hostile");
+        string file = Path.Combine(dir, "model.safetensors");
+        var bytes = File.ReadAllBytes(file);
+        BitConverter.GetBytes(ulong.MaxValue - 7).CopyTo(bytes, 0);
+        File.WriteAllBytes(file, bytes);
+        AssertFails(dir, "header length");
+    }
+
+    [Fact]
+    public void Unknown_dtype_fails_cleanly()
+    {
+        string dir = Small("dtype");
+        string file = Path.Combine(dir, "model.safetensors");
+        var bytes = File.ReadAllBytes(file);
+        var text = System.Text.Encoding.Latin1.GetString(bytes);
+        int at = text.IndexOf("\"F32\"", StringComparison.Ordinal);
+        System.Text.Encoding.Latin1.GetBytes("\"Q32\"").CopyTo(bytes, at);
+        File.WriteAllBytes(file, bytes);
+        AssertFails(dir, "unknown dtype 'Q32'");
+    }
+
+    [Fact]
+    public void Missing_tensor_fails_cleanly() =>
+        AssertFails(Small("missing", o => o with { Omit = new HashSet<string> { "transformer.h.1.mlp.c_fc.bias" } }), "missing tensor 'transformer.h.1.mlp.c_fc.bias'");
+
+    [Fact]
+    public void Config_disagreeing_with_tensors_fails_cleanly()
+    {
+        string dir = Small("mismatch");
+        string cfg = Path.Combine(dir, "config.json");
+        File.WriteAllText(cfg, File.ReadAllText(cfg).Replace("\"intermediate_size\": 64", "\"intermediate_size\": 128"));
+        AssertFails(dir, "config.json implies");
+    }
+
+    [Fact]
+    public void Unknown_architecture_fails_cleanly()
+    {
+        string dir = Small("arch");
+        string cfg = Path.Combine(dir, "config.json");
+        File.WriteAllText(cfg, File.ReadAllText(cfg).Replace("GPTNeoForCausalLM", "BloomForCausalLM"));
+        AssertFails(dir, "BloomForCausalLM is not supported");
+    }
+
+    [Fact]
+    public void Overlapping_tensors_are_rejected()
+    {
+        var bytes = SyntheticHf.Safetensors([("a", "F32", [2], new byte[8]), ("b", "F32", [2], new byte[8])]);
+        var text = System.Text.Encoding.Latin1.GetString(bytes);
+        int at = text.IndexOf("[8,16]", StringComparison.Ordinal);
+        System.Text.Encoding.Latin1.GetBytes("[4,12]").CopyTo(bytes, at);
+        var e = Assert.Throws<MicroLmException>(() => SafetensorsFile.FromMemory("x", bytes));
+        Assert.Contains("overlaps", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Safetensors_reads_values_in_place()
+    {
+        var bytes = SyntheticHf.Safetensors([("w", "BF16", [2, 2], SyntheticHf.Encode([1f, -2f, 0.5f, 3f], "BF16")), ("v", "F16", [3], SyntheticHf.Encode([0.25f, 1f, -1f], "F16"))]);
+        using var f = SafetensorsFile.FromMemory("x", bytes);
+        Assert.Equal([1f, -2f, 0.5f, 3f], f.Tensors["w"].ToFloats());
+        Assert.Equal([0.25f, 1f, -1f], f.Tensors["v"].ToFloats());
+        Assert.Equal([2L, 2], f.Tensors["w"].Shape);
+    }
+}
