@@ -8,9 +8,20 @@ namespace MicroLm.Cli;
 /// <summary>`microlm inspect FILE [--json]`.</summary>
 public static class InspectCommand
 {
+    public static readonly CommandSpec Spec = new()
+    {
+        Name = "inspect",
+        Synopsis = "FILE [--json]",
+        Summary = "Prints a GGUF file's header, metadata, tensors and memory envelope.",
+        Flags = [Flag.Switch("--json", "print JSON instead of text")],
+        MinPositional = 1,
+        MaxPositional = 1,
+        Run = (o, stdout, _) => Run(o, stdout),
+        ContractExample = ["$MODEL"],
+    };
+
     public static int Run(Options o, TextWriter stdout)
     {
-        if (o.Positional.Count != 1) throw new UsageException("inspect takes one FILE");
         using var file = GgufFile.Open(o.Positional[0]);
         ModelConfig? config = null;
         string? configError = null;

@@ -3,7 +3,10 @@ namespace MicroLm.Generation;
 /// <summary>A fixed team of threads that run one job split into parts: part i of n is always the
 /// same slice of the work, computed by one thread, so results never depend on the thread count or on
 /// timing. Workers spin briefly between jobs (a token's ~40 matmuls come microseconds apart) and
-/// sleep when idle longer. Nothing is allocated per call.</summary>
+/// sleep when idle longer. A team never has more threads than the machine has processors, and when
+/// all live teams together have more (several sessions at once), nobody spins: waiting threads block
+/// at once, so a spinning thread never holds a core another team's working thread needs. Nothing is
+/// allocated per call.</summary>
 public sealed class ThreadTeam : IDisposable
 {
     private const int SpinIterations = 20000; // ~tens of microseconds before a worker goes to sleep
@@ -15,13 +18,24 @@ public sealed class ThreadTeam : IDisposable
     private int _generation;
     private int _pending;
     private volatile bool _stopping;
+    private readonly ManualResetEventSlim _done = new(false, 0);
+    private int _disposed;
+    private const int MinWaitSpin = 64;
+    private int _waitSpin = SpinIterations;
+
+    /// <summary>Threads of all live teams, callers included; above the processor count nobody spins.</summary>
+    private static int s_liveThreads;
+    private static bool Oversubscribed => Volatile.Read(ref s_liveThreads) > Environment.ProcessorCount;
 
     public int Count { get; }
 
+    /// <param name="threads">Requested threads; capped at <see cref="Environment.ProcessorCount"/> (the bits
+    /// do not depend on the count, only the speed).</param>
     public ThreadTeam(int threads)
     {
-        Count = System.Math.Max(1, threads);
+        Count = System.Math.Clamp(threads, 1, System.Math.Max(1, Environment.ProcessorCount));
         if (Count > 1 && (OperatingSystem.IsBrowser() || OperatingSystem.IsWasi())) Count = 1;
+        Interlocked.Add(ref s_liveThreads, Count);
         _workers = new Thread[Count - 1];
         _wake = new SemaphoreSlim[Count - 1];
         _sleeping = new int[Count - 1];
@@ -44,8 +58,24 @@ public sealed class ThreadTeam : IDisposable
         for (int i = 0; i < _workers.Length; i++)
             if (Interlocked.Exchange(ref _sleeping[i], 0) == 1) _wake[i].Release();
         job(0, Count);
-        var spin = new SpinWait();
-        while (Volatile.Read(ref _pending) != 0) spin.SpinOnce(-1);
+        // Spin for the other parts only as long as that has been paying off: a wait that had to block
+        // (the workers were descheduled: a busy machine) halves the spin, one that did not doubles it.
+        int budget = Oversubscribed ? 0 : _waitSpin;
+        int spins = 0;
+        while (spins < budget && Volatile.Read(ref _pending) != 0) { Thread.SpinWait(4); spins++; }
+        if (Volatile.Read(ref _pending) == 0)
+        {
+            if (spins * 2 > budget) _waitSpin = System.Math.Min(SpinIterations, System.Math.Max(MinWaitSpin, budget * 2));
+            return;
+        }
+        _waitSpin = System.Math.Max(MinWaitSpin, budget / 2);
+        // A Set left over from the previous job (a worker signals after Run saw the count reach zero) can
+        // end a wait early: look again, and clear it before waiting once more.
+        while (Volatile.Read(ref _pending) != 0)
+        {
+            _done.Wait();
+            if (Volatile.Read(ref _pending) != 0) _done.Reset();
+        }
     }
 
     /// <summary>The slice [start, end) of <paramref name="total"/> items that part <paramref name="part"/> of <paramref name="parts"/> owns.</summary>
@@ -60,7 +90,7 @@ public sealed class ThreadTeam : IDisposable
             int spins = 0;
             while (Volatile.Read(ref _generation) == seen && !_stopping)
             {
-                if (++spins < SpinIterations) { Thread.SpinWait(4); continue; }
+                if (++spins < SpinIterations && !Oversubscribed) { Thread.SpinWait(4); continue; }
                 // Announce sleep, then look again so a job published meanwhile is not missed.
                 Volatile.Write(ref _sleeping[index], 1);
                 if (Volatile.Read(ref _generation) != seen || _stopping)
@@ -75,12 +105,14 @@ public sealed class ThreadTeam : IDisposable
             if (_stopping) return;
             seen = Volatile.Read(ref _generation);
             _job!(part, Count);
-            Interlocked.Decrement(ref _pending);
+            if (Interlocked.Decrement(ref _pending) == 0) _done.Set();
         }
     }
 
     public void Dispose()
     {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
+        Interlocked.Add(ref s_liveThreads, -Count);
         _stopping = true;
         for (int i = 0; i < _wake.Length; i++)
             if (Interlocked.Exchange(ref _sleeping[i], 0) == 1) _wake[i].Release();
