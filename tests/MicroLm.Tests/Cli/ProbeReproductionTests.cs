@@ -50,7 +50,8 @@ public class ProbeReproductionTests
         Assert.Equal(Run("verify", "-m", Model, "-p", "Once upon a time", "-n", "4", "--temp", "0", "-t", "1").Out, many.Out);
         using var model = MicroLm.Models.Model.Load(Model);
         using var session = model.CreateSession(64, threads: 1000);
-        Assert.True(session.Team.Count <= Environment.ProcessorCount);
+        Assert.True(session.Team.Threads <= Environment.ProcessorCount);
+        Assert.Equal(MicroLm.Generation.ThreadTeam.MaxParts, session.Team.Count);
     }
 
     [Fact] // 6
