@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Runtime.InteropServices;
 using System.Text;
 using MicroLm.Generation;
+using MicroLm.IO;
 using MicroLm.Models;
 using MicroLm.Sampling;
 

@@ -34,6 +34,10 @@ public static class InspectCommand
         return 0;
     }
 
+    /// <summary>A key or tensor name as printed: as is, or quoted with escapes when it holds characters a
+    /// terminal would act on (a name is whatever bytes the file says).</summary>
+    private static string Shown(string name) => name.Any(GgufValue.IsUnsafeForTerminal) || name.Length == 0 ? GgufValue.Quote(name) : name;
+
     private static long WeightBytes(GgufFile f) => f.Tensors.Sum(t => t.ByteSize);
 
     private static void WriteText(GgufFile f, ModelConfig? c, string? configError, TextWriter w)
@@ -41,10 +45,10 @@ public static class InspectCommand
         w.WriteLine($"GGUF version {f.Version}, {f.Length:N0} bytes, alignment {f.Alignment}, data at byte {f.DataOffset}");
         w.WriteLine($"metadata: {f.MetadataCount} keys");
         foreach (var (key, value) in f.Metadata)
-            w.WriteLine($"  {key} ({value.Describe()}) = {value.ToDisplayString()}");
+            w.WriteLine($"  {Shown(key)} ({value.Describe()}) = {value.ToDisplayString()}");
         w.WriteLine($"tensors: {f.Tensors.Count}");
         foreach (var t in f.Tensors)
-            w.WriteLine($"  {t.Name,-32} {t.Type.Name,-8} {t.ShapeText,-20} {t.ByteSize,12:N0} bytes");
+            w.WriteLine($"  {Shown(t.Name),-32} {t.Type.Name,-8} {t.ShapeText,-20} {t.ByteSize,12:N0} bytes");
         w.WriteLine($"parameters: {f.ParameterCount:N0}");
         if (c != null)
         {

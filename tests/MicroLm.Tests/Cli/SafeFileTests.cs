@@ -1,5 +1,5 @@
 using System.Diagnostics;
-using MicroLm.Cli;
+using MicroLm.IO;
 
 namespace MicroLm.Tests.Cli;
 

@@ -1,15 +1,16 @@
-namespace MicroLm.Cli;
+namespace MicroLm.IO;
 
 /// <summary>Writes a file so that it either appears whole or not at all: the bytes go to a temporary
 /// file in the target's folder (same file system, so the final rename is atomic), which is flushed to
 /// disk, optionally checked (e.g. loaded back), and only then renamed over the target. If anything
 /// fails — a full disk, a crash of the writer, a check that refuses the result — the temporary file is
-/// deleted and an existing target is untouched.
+/// deleted and an existing target is untouched. Every file the project writes goes through here
+/// (GGUF output of convert and quantize, logit dumps, checkpoints).
 /// <code>
 /// using (var f = SafeFile.Create(path)) { f.Stream.Write(bytes); f.Commit(); }
 /// SafeFile.WriteAllBytes(path, bytes, check: tmp => Model.Load(tmp).Dispose());
 /// </code></summary>
-public sealed class SafeFile : IDisposable
+internal sealed class SafeFile : IDisposable
 {
     private readonly FileStream _file;
     private bool _done;
