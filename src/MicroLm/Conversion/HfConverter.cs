@@ -8,8 +8,8 @@ namespace MicroLm.Conversion;
 
 /// <summary>`microlm convert hf`: a Hugging Face checkpoint directory → one GGUF file. The family is
 /// chosen by config.json's "architectures"; each family's mapping (keys, tensor names, re-layouts)
-/// is one file (HfLlama, HfGptNeoX, HfGptNeo). The output is written to OUT.tmp and renamed only when
-/// complete and loadable.</summary>
+/// is one file (HfLlama, HfGptNeoX, HfGptNeo). The output is written to a temporary file beside it (IO.SafeFile) and renamed
+/// only when complete and loadable.</summary>
 internal static class HfConverter
 {
     /// <summary>The families, by the Hugging Face class name in config.json's "architectures".</summary>
@@ -22,18 +22,11 @@ internal static class HfConverter
     {
         if (!OutTypes.Contains(outType)) throw new MicroLmException($"unknown --outtype '{outType}' (use {string.Join(", ", OutTypes)})");
         var writer = Build(dir, outType, progress);
-        string temp = output + ".tmp";
-        try
+        progress?.Invoke($"writing {output}");
+        using (var file = IO.SafeFile.Create(output))
         {
-            progress?.Invoke($"writing {output}");
-            writer.WriteTo(temp);
-            using (var check = Model.Load(temp)) { } // the result must load before it gets its name
-            File.Move(temp, output, overwrite: true);
-        }
-        catch
-        {
-            try { File.Delete(temp); } catch (IOException) { }
-            throw;
+            writer.WriteTo(file.Stream);
+            file.Commit(check: temp => Model.Load(temp).Dispose()); // the result must load before it gets its name
         }
         using var model = Model.Load(output);
         return model.Config;
