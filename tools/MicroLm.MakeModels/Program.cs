@@ -7,7 +7,7 @@ using MicroLm.Tensors;
 if (args.Length < 2)
 {
     Console.Error.WriteLine("usage: MicroLm.MakeModels OUT_DIR SHARED_DIR [NAME...]");
-    Console.Error.WriteLine("models: " + string.Join(", ", Models.Names));
+    Console.Error.WriteLine("models: " + string.Join(", ", Models.Names.Concat(Models.HfNames)));
     return 2;
 }
 string outDir = args[0], shared = args[1];
@@ -15,6 +15,16 @@ Directory.CreateDirectory(outDir);
 var names = args.Length > 2 ? args[2..] : Models.Names;
 foreach (var name in names)
 {
+    // Hugging Face checkpoints (a folder; `microlm convert hf` turns them into GGUF).
+    if (Models.HfNames.Contains(name))
+    {
+        var hf = Models.GetHf(name, Path.Combine(shared, "tokenizer-vectors", "ggml-vocab-gpt-2.gguf"));
+        string folder = Path.Combine(outDir, name);
+        if (Directory.Exists(folder)) Directory.Delete(folder, recursive: true);
+        SyntheticHf.Write(folder, hf);
+        Console.WriteLine($"wrote {folder}/");
+        continue;
+    }
     var options = Models.Get(name, Path.Combine(shared, "tokenizer-vectors", "ggml-vocab-gpt-neox.gguf"));
     string path = Path.Combine(outDir, name + ".gguf"), temp = path + ".tmp";
     SyntheticGptNeoX.Write(temp, options);
@@ -30,6 +40,25 @@ internal static class Models
         "pythia-14m-synthetic-F32", "pythia-14m-synthetic-Q8_0", "pythia-14m-sequential-synthetic-F16",
         "pythia-31m-synthetic-F32", "pythia-31m-synthetic-Q8_0", "pythia-70m-synthetic-F32", "pythia-70m-synthetic-Q8_0",
     ];
+
+    /// <summary>GPT-Neo checkpoints in Hugging Face's layout with GPT-2's tokenizer (50257 tokens): TinyStories-1M's and
+    /// -33M's real configurations (d 64, 8 layers / d 768, 4 layers; 16 heads, FFN 4·d, window 256, context 2048,
+    /// global/local alternating), and a TinyStories-1M shape with a 16-position window (golden traces cross it).</summary>
+    public static readonly string[] HfNames = ["tinystories-1m-synthetic-hf", "tinystories-33m-synthetic-hf", "gptneo-window16-synthetic-hf"];
+
+    public static SyntheticHfOptions GetHf(string name, string tokenizer) => name switch
+    {
+        "tinystories-1m-synthetic-hf" => TinyStories(tokenizer, 64, 8, 1),
+        "tinystories-33m-synthetic-hf" => TinyStories(tokenizer, 768, 4, 33),
+        "gptneo-window16-synthetic-hf" => TinyStories(tokenizer, 64, 8, 16) with { Window = 16 },
+        _ => throw new ArgumentException($"unknown checkpoint '{name}'"),
+    };
+
+    private static SyntheticHfOptions TinyStories(string tokenizer, int dim, int layers, ulong seed) => new()
+    {
+        Family = "gptneo", TokenizerGguf = tokenizer, Dim = dim, Hidden = 4 * dim, Layers = layers, Heads = 16, KvHeads = 16,
+        ContextLength = 2048, Window = 256, AttentionPattern = ["global", "local"], Seed = seed,
+    };
 
     /// <summary>Pythia's shapes with the real GPT-NeoX tokenizer (50304 tokens, padded as Pythia's files are).</summary>
     public static SyntheticGptNeoXOptions Get(string name, string tokenizer) => name switch
