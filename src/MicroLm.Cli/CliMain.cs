@@ -15,6 +15,7 @@ public static class CliMain
               [--expect TRACE] [--dump-logits PATH]
           convert llama2c MODEL.bin --tokenizer TOK.bin -o OUT.gguf
           bench -m FILE [-t 1,2] [-p 128] [-n 128] [-r 5] [--all-logits]
+          quantize IN.gguf OUT.gguf TYPE [--threads N] [--allow-requantize]
         """;
 
     public static int Run(string[] args, TextWriter stdout, TextWriter stderr)
