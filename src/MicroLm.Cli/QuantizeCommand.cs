@@ -22,6 +22,8 @@ public static class QuantizeCommand
         if (Path.GetFullPath(input) == Path.GetFullPath(output))
             throw new UsageException("the output file must differ from the input file");
 
+        string outDir = Path.GetDirectoryName(Path.GetFullPath(output)) ?? ".";
+        if (!Directory.Exists(outDir)) throw new IOException($"cannot write '{output}': folder '{outDir}' does not exist");
         using var file = GgufFile.Open(input);
         var options = new ModelQuantizer.Options
         {

@@ -20,6 +20,7 @@ namespace MicroLm.Tensors.Quants;
 ///   IQ4_NL/IQ4_XS: per 32 values the best of 16 scales for the fixed codebook, weighted by x²;
 ///         IQ4_XS then stores the block scales as 6 bits under an f16 super-block scale.
 /// After the scales are rounded, each value is re-quantized against the rounded scale, as ggml does.</summary>
+[System.Runtime.CompilerServices.SkipLocalsInit]
 internal static class KQuantizer
 {
     private const float GroupMaxEps = 1e-15f;
