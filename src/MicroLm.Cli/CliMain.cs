@@ -16,6 +16,7 @@ public static class CliMain
           convert llama2c MODEL.bin --tokenizer TOK.bin -o OUT.gguf
           bench -m FILE [-t 1,2] [-p 128] [-n 128] [-r 5] [--all-logits]
           quantize IN.gguf OUT.gguf TYPE [--threads N] [--allow-requantize]
+          perplexity -m FILE -f TEXT [-c CTX] [--chunks N] [-t N] [-b N] [--kl-divergence-base FILE [--kl-divergence]]
         """;
 
     public static int Run(string[] args, TextWriter stdout, TextWriter stderr)

@@ -18,6 +18,7 @@ public static class Commands
         "convert" => Convert(o, stdout, stderr),
         "bench" => BenchCommand.Run(o, stdout, stderr),
         "quantize" => QuantizeCommand.Run(o, stdout, stderr),
+        "perplexity" => PerplexityCommand.Run(o, stdout, stderr),
         _ => throw new UsageException($"unknown command '{command}'\n{CliMain.Usage}"),
     };
 

@@ -7,7 +7,7 @@ public sealed class Options
 {
     private readonly Dictionary<string, string?> _flags = new(StringComparer.Ordinal);
     public List<string> Positional { get; } = [];
-    private static readonly HashSet<string> Switches = ["--json", "--no-bos", "--help", "-h", "--quiet", "--no-display-prompt", "--scalar", "--all-logits", "--allow-requantize"];
+    private static readonly HashSet<string> Switches = ["--json", "--no-bos", "--help", "-h", "--quiet", "--no-display-prompt", "--scalar", "--all-logits", "--allow-requantize", "--kl-divergence"];
 
     public Options(string[] args)
     {
