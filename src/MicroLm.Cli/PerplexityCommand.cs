@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Runtime.InteropServices;
+using MicroLm.IO;
 using MicroLm.Models;
 using MicroLm.Quality;
 
@@ -12,24 +13,43 @@ public static class PerplexityCommand
 {
     private static readonly CultureInfo C = CultureInfo.InvariantCulture;
 
+    public static readonly CommandSpec Spec = new()
+    {
+        Name = "perplexity",
+        Synopsis = "-m FILE (-f TEXT | -p TEXT) [-c CTX] [--chunks N] [-t N] [-b N] [--kl-divergence-base FILE [--kl-divergence]]",
+        Summary = "Perplexity as llama.cpp's perplexity tool computes it (chunks of CTX tokens, each scored on its second half); " +
+                  "--kl-divergence-base FILE saves the log-probabilities, adding --kl-divergence compares this model against them.",
+        Flags = [.. CommonFlags.Model,
+            Flag.Path("-f|--file", "TEXT", "the text to score"),
+            Flag.Text("-p|--prompt", "TEXT", "the text to score, given inline"),
+            Flag.Int("-c|--ctx-size", "N", "tokens per chunk (default: the model's context length)", min: 4, max: 1 << 20),
+            Flag.Int("--chunks", "N", "score at most N chunks; -1: all (default -1)", min: -1, max: 1 << 24),
+            Flag.Int("-t|--threads", "N", "threads; more than the processors are not used (default 1)", min: 1),
+            Flag.Int("-b|--batch-size", "N", "most tokens evaluated at once (default 512)", min: 1),
+            Flag.Path("--kl-divergence-base", "FILE", "without --kl-divergence: save the log-probabilities here; with it: the base to compare against"),
+            Flag.Switch("--kl-divergence", "compare against --kl-divergence-base (its token ids replace -f)")],
+        Run = Run,
+        ContractExample = ["-m", "$MODEL", "-p", "Once upon a time there was a little girl who liked to play in the park with her dog and her cat.", "-c", "8"],
+    };
+
     public static int Run(Options o, TextWriter stdout, TextWriter stderr)
     {
-        using var model = Commands.LoadModel(o);
         string? basePath = o.Get("--kl-divergence-base");
         bool kld = o.Has("--kl-divergence");
         if (kld && basePath == null) throw new UsageException("--kl-divergence needs --kl-divergence-base FILE (made by a run without --kl-divergence)");
-        int threads = o.Int(1, "-t", "--threads");
-        int batch = o.Int(512, "-b", "--batch-size");
-        if (threads < 1 || batch < 1) throw new UsageException("-t and -b must be at least 1");
+        if (o.Get("--chunks") == "0") throw new UsageException("--chunks must be positive, or -1 for all");
+        int threads = System.Math.Min(o.Int(1, "-t"), Environment.ProcessorCount);
+        int batch = o.Int(512, "-b");
+        using var model = Commands.LoadModel(o);
         return kld ? Kld(model, LogProbFile.Read(basePath!), o, threads, batch, stdout, stderr)
                    : Ppl(model, o, basePath, threads, batch, stdout, stderr);
     }
 
     private static int Ppl(Model model, Options o, string? basePath, int threads, int batch, TextWriter stdout, TextWriter stderr)
     {
-        string textPath = o.Require("TEXT", "-f", "--file");
-        var tokens = model.Tokenizer.Encode(File.ReadAllText(textPath), model.Tokenizer.AddBos).ToArray();
-        int nCtx = o.Int(model.Config.ContextLength, "-c", "--ctx-size");
+        string text = o.Get("-p") ?? File.ReadAllText(o.Require("TEXT", "-f"));
+        var tokens = model.Tokenizer.Encode(text, model.Tokenizer.AddBos).ToArray();
+        int nCtx = o.Int(model.Config.ContextLength, "-c");
         int nChunk = Perplexity.Chunks(tokens.Length, nCtx, o.Int(-1, "--chunks"));
         int first = nCtx / 2, scored = nCtx - 1 - first, vocab = model.Config.VocabSize;
         stderr.WriteLine($"perplexity: {tokens.Length} tokens, {nChunk} chunks of {nCtx}, scoring the last {scored} positions of each");
@@ -39,16 +59,10 @@ public static class PerplexityCommand
         long count = 0;
         var entries = new ushort[scored * Perplexity.EntriesPerToken(vocab)];
         int nv = Perplexity.EntriesPerToken(vocab);
-        Stream? baseStream = null;
-        string? temp = null;
-        try
+        using var baseFile = basePath != null ? SafeFile.Create(basePath) : null;
+        var baseStream = baseFile?.Stream;
         {
-            if (basePath != null)
-            {
-                temp = TempBeside(basePath);
-                baseStream = new FileStream(temp, FileMode.CreateNew, FileAccess.Write);
-                LogProbFile.WriteHeader(baseStream, nCtx, vocab, nChunk, tokens);
-            }
+            if (baseStream != null) LogProbFile.WriteHeader(baseStream, nCtx, vocab, nChunk, tokens);
             for (int c = 0; c < nChunk; c++)
             {
                 Perplexity.EvaluateChunk(session, model, tokens, c, nCtx, (i, next, logits) =>
@@ -65,18 +79,7 @@ public static class PerplexityCommand
                 stdout.Flush();
             }
             stdout.WriteLine();
-            if (baseStream != null)
-            {
-                baseStream.Dispose();
-                baseStream = null;
-                File.Move(temp!, Path.GetFullPath(basePath!), overwrite: true);
-                temp = null;
-            }
-        }
-        finally
-        {
-            baseStream?.Dispose();
-            if (temp != null) try { File.Delete(temp); } catch (IOException) { }
+            baseFile?.Commit();
         }
         nll2 /= count;
         nll /= count;
@@ -87,20 +90,13 @@ public static class PerplexityCommand
         return 0;
     }
 
-    private static string TempBeside(string path)
-    {
-        string full = Path.GetFullPath(path);
-        string dir = Path.GetDirectoryName(full) ?? ".";
-        if (!Directory.Exists(dir)) throw new IOException($"cannot write '{path}': folder '{dir}' does not exist");
-        return Path.Combine(dir, $".{Path.GetFileName(full)}.{Environment.ProcessId}.{Guid.NewGuid():N}.tmp");
-    }
-
     private static int Kld(Model model, LogProbFile file, Options o, int threads, int batch, TextWriter stdout, TextWriter stderr)
     {
         int vocab = model.Config.VocabSize;
         if (file.Vocab != vocab) throw new MicroLmException($"the base file was made with a vocabulary of {file.Vocab}, this model has {vocab}");
         int nCtx = file.NCtx;
         int nChunk = System.Math.Min(file.NChunk, o.Int(-1, "--chunks") is var n && n > 0 ? n : int.MaxValue);
+        if (o.Has("-c") && o.Int(0, "-c") != nCtx) throw new UsageException($"the base file was made with a context of {nCtx}; -c must match or be left out");
         stderr.WriteLine($"kl-divergence: {nChunk} chunks of {nCtx} from the base file");
         using var session = model.CreateSession(nCtx, threads, System.Math.Min(batch, nCtx));
         var s = new Perplexity.KldStats();
