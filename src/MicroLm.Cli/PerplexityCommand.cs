@@ -27,7 +27,8 @@ public static class PerplexityCommand
             Flag.Int("-t|--threads", "N", "threads; more than the processors are not used (default 1)", min: 1),
             Flag.Int("-b|--batch-size", "N", "most tokens evaluated at once (default 512)", min: 1),
             Flag.Path("--kl-divergence-base", "FILE", "without --kl-divergence: save the log-probabilities here; with it: the base to compare against"),
-            Flag.Switch("--kl-divergence", "compare against --kl-divergence-base (its token ids replace -f)")],
+            Flag.Switch("--kl-divergence", "compare against --kl-divergence-base (its token ids replace -f)"),
+            .. CacheTypeFlags.Flags],
         Run = Run,
         ContractExample = ["-m", "$MODEL", "-p", "Once upon a time there was a little girl who liked to play in the park with her dog and her cat.", "-c", "8"],
     };
@@ -54,7 +55,7 @@ public static class PerplexityCommand
         int first = nCtx / 2, scored = nCtx - 1 - first, vocab = model.Config.VocabSize;
         stderr.WriteLine($"perplexity: {tokens.Length} tokens, {nChunk} chunks of {nCtx}, scoring the last {scored} positions of each");
 
-        using var session = model.CreateSession(nCtx, threads, System.Math.Min(batch, nCtx));
+        using var session = CacheTypeFlags.CreateSession(model, o, nCtx, threads, System.Math.Min(batch, nCtx));
         double nll = 0, nll2 = 0;
         long count = 0;
         var entries = new ushort[scored * Perplexity.EntriesPerToken(vocab)];
@@ -98,7 +99,7 @@ public static class PerplexityCommand
         int nChunk = System.Math.Min(file.NChunk, o.Int(-1, "--chunks") is var n && n > 0 ? n : int.MaxValue);
         if (o.Has("-c") && o.Int(0, "-c") != nCtx) throw new UsageException($"the base file was made with a context of {nCtx}; -c must match or be left out");
         stderr.WriteLine($"kl-divergence: {nChunk} chunks of {nCtx} from the base file");
-        using var session = model.CreateSession(nCtx, threads, System.Math.Min(batch, nCtx));
+        using var session = CacheTypeFlags.CreateSession(model, o, nCtx, threads, System.Math.Min(batch, nCtx));
         var s = new Perplexity.KldStats();
         stdout.WriteLine("chunk             PPL               ln(PPL(Q)/PPL(base))          KL Divergence              Δp RMS            Same top p");
         for (int c = 0; c < nChunk; c++)

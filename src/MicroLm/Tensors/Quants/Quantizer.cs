@@ -110,6 +110,9 @@ public static class Quantizer
         return (min, max);
     }
 
+    /// <summary>One Q8_0 block (32 values → 34 bytes), for callers that encode in place (the q8_0 KV cache).</summary>
+    internal static void EncodeQ8_0(ReadOnlySpan<float> x, Span<byte> block) => Q8_0(x, block);
+
     private static void Q8_0(ReadOnlySpan<float> x, Span<byte> block)
     {
         float amax = 0;
