@@ -48,7 +48,9 @@ public class SoakTests
         GC.Collect(); GC.WaitForPendingFinalizers(); GC.Collect();
         long heap0 = GC.GetTotalMemory(true), rss0 = Rss();
         var sw = Stopwatch.StartNew();
-        long generated = Generate(session, model, 100_000, ref seed);
+        // MICROLM_SOAK_TOKENS runs the longer soak documented in docs/reliability.md.
+        long target = long.TryParse(Environment.GetEnvironmentVariable("MICROLM_SOAK_TOKENS"), out long t) && t > 100_000 ? t : 100_000;
+        long generated = Generate(session, model, target, ref seed);
         double seconds = sw.Elapsed.TotalSeconds;
         GC.Collect(); GC.WaitForPendingFinalizers(); GC.Collect();
         long heap1 = GC.GetTotalMemory(true), rss1 = Rss();
