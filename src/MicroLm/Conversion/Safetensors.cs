@@ -70,7 +70,12 @@ internal sealed class SafetensorsFile : IDisposable
         long length = new FileInfo(path).Length;
         if (length < 8) throw new MicroLmException($"{path}: not a safetensors file ({length} bytes, the header length alone needs 8)");
         if (length > int.MaxValue) throw new MicroLmException($"{path}: {length:N0} bytes; files over 2 GiB are not supported");
-        var mapped = new MappedMemory(path, length);
+        var mapped = new MappedMemory(path); // its length is the open handle's
+        if (mapped.Memory.Length < 8)
+        {
+            ((IDisposable)mapped).Dispose();
+            throw new MicroLmException($"{path}: not a safetensors file (the header length alone needs 8 bytes)");
+        }
         return new SafetensorsFile(path, mapped.Memory, mapped);
     }
 
