@@ -13,7 +13,7 @@ public static class Commands
     public static int Dispatch(string command, Options o, TextWriter stdout, TextWriter stderr) => command switch
     {
         "run" => Run(o, stdout, stderr),
-        "tokenize" => Tokenize(o, stdout),
+        "tokenize" => TokenizeCommand.Run(o, stdout),
         "verify" => Verify(o, stdout, stderr),
         "convert" => Convert(o, stdout, stderr),
         "bench" => BenchCommand.Run(o, stdout, stderr),
@@ -105,24 +105,6 @@ public static class Commands
             stderr.WriteLine($"microlm: stopped at the end of the context ({session.ContextLength} positions)");
         stderr.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"microlm: load {loadMs:F1} ms, prompt {prompt.Count} tokens, generated {generated} tokens in {total:F1} ms ({(generated > 1 ? (generated - 1) / ((total - promptMs) / 1000) : 0):F1} tok/s)"));
-        return 0;
-    }
-
-    private static int Tokenize(Options o, TextWriter stdout)
-    {
-        using var model = LoadModel(o);
-        List<int> tokens;
-        if (o.Get("-f", "--file") is { } path)
-        {
-            var bytes = File.ReadAllBytes(path);
-            tokens = model.Tokenizer.Encode(new UTF8Encoding(false, false).GetString(bytes), !o.Has("--no-bos") && model.Tokenizer.AddBos);
-        }
-        else
-        {
-            string text = o.Get("-p", "--prompt") ?? throw new UsageException("tokenize needs -p TEXT or -f FILE");
-            tokens = model.Tokenizer.Encode(text, !o.Has("--no-bos") && model.Tokenizer.AddBos);
-        }
-        stdout.WriteLine(string.Join(' ', tokens));
         return 0;
     }
 

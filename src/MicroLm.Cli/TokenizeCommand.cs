@@ -1,0 +1,34 @@
+using System.Text;
+using MicroLm.Gguf;
+using MicroLm.Models;
+using MicroLm.Tokenizers;
+
+namespace MicroLm.Cli;
+
+/// <summary>microlm tokenize: text to token ids. Needs only the vocabulary, so a GGUF file is opened
+/// for its tokenizer keys alone (vocabulary-only files have no tensors and may name an architecture
+/// the runtime does not run); a llama2.c checkpoint goes through its tokenizer file.</summary>
+public static class TokenizeCommand
+{
+    public static int Run(Options o, TextWriter stdout)
+    {
+        string text;
+        if (o.Get("-f", "--file") is { } path) text = new UTF8Encoding(false, false).GetString(File.ReadAllBytes(path));
+        else text = o.Get("-p", "--prompt") ?? throw new UsageException("tokenize needs -p TEXT or -f FILE");
+
+        List<int> tokens;
+        if (o.Get("--tokenizer", "-z") != null || o.Require("FILE", "-m", "--model").EndsWith(".bin", StringComparison.OrdinalIgnoreCase))
+        {
+            using var model = Commands.LoadModel(o);
+            tokens = model.Tokenizer.Encode(text, !o.Has("--no-bos") && model.Tokenizer.AddBos);
+        }
+        else
+        {
+            using var file = GgufFile.Open(o.Require("FILE", "-m", "--model"));
+            var tokenizer = Tokenizer.Load(file);
+            tokens = tokenizer.Encode(text, !o.Has("--no-bos") && tokenizer.AddBos);
+        }
+        stdout.WriteLine(string.Join(' ', tokens));
+        return 0;
+    }
+}
