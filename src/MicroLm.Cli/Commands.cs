@@ -17,6 +17,7 @@ public static class Commands
         "verify" => Verify(o, stdout, stderr),
         "convert" => Convert(o, stdout, stderr),
         "bench" => BenchCommand.Run(o, stdout, stderr),
+        "train" => TrainCommand.Run(o, stdout, stderr),
         _ => throw new UsageException($"unknown command '{command}'\n{CliMain.Usage}"),
     };
 
