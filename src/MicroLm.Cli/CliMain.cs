@@ -8,13 +8,16 @@ public static class CliMain
     public const string Usage = """
         usage: microlm <command> [options]
           inspect FILE [--json]                  header, metadata, tensors, memory envelope
-          run -m FILE -p PROMPT [-n N] [--temp T] [--top-k K] [--top-p P] [--min-p P]
+          run [-m FILE | -hf OWNER/REPO[:FILE] | --model-url URL] -p PROMPT [-n N] [--temp T] [--top-k K] [--top-p P] [--min-p P]
               [--repeat-penalty R] [--seed S] [-t THREADS] [-c CTX] [--tokenizer TOK.bin]
           tokenize -m FILE (-p TEXT | -f FILE) [--no-bos]
           verify -m FILE (-p TEXT | --ids "1 2 3") -n N [sampling flags] [-t THREADS] [--batch B]
               [--expect TRACE] [--dump-logits PATH]
           convert llama2c MODEL.bin --tokenizer TOK.bin -o OUT.gguf
           bench -m FILE [-t 1,2] [-p 128] [-n 128] [-r 5] [--all-logits]
+          train -o OUT.gguf [--steps N] [--batch B] [--dim D] [--layers L] [--seed S] [-t THREADS] ...
+        without -m (or -hf, --model-url) run, verify and tokenize use the embedded default model;
+        downloads go to MICROLM_CACHE (else the platform cache folder); HF_TOKEN is sent to the hub
         """;
 
     public static int Run(string[] args, TextWriter stdout, TextWriter stderr)

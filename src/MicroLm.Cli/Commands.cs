@@ -21,10 +21,11 @@ public static class Commands
         _ => throw new UsageException($"unknown command '{command}'\n{CliMain.Usage}"),
     };
 
-    /// <summary>-m FILE: a GGUF file, or a llama2.c checkpoint together with --tokenizer.</summary>
+    /// <summary>-m FILE (a GGUF file, or a llama2.c checkpoint together with --tokenizer), -hf, --model-url, or the embedded default model.</summary>
     public static Model LoadModel(Options o)
     {
-        string path = o.Require("FILE", "-m", "--model");
+        string? path = ModelSource.Resolve(o);
+        if (path == null) return Model.Load(ModelSource.DefaultModel()); // no -m/-hf/--model-url: the embedded default
         string? tokenizer = o.Get("--tokenizer", "-z");
         if (tokenizer != null || path.EndsWith(".bin", StringComparison.OrdinalIgnoreCase))
         {

@@ -13,18 +13,24 @@ public static class TokenizeCommand
     public static int Run(Options o, TextWriter stdout)
     {
         string text;
-        if (o.Get("-f", "--file") is { } path) text = new UTF8Encoding(false, false).GetString(File.ReadAllBytes(path));
+        if (o.Get("-f", "--file") is { } textFile) text = new UTF8Encoding(false, false).GetString(File.ReadAllBytes(textFile));
         else text = o.Get("-p", "--prompt") ?? throw new UsageException("tokenize needs -p TEXT or -f FILE");
 
         List<int> tokens;
-        if (o.Get("--tokenizer", "-z") != null || o.Require("FILE", "-m", "--model").EndsWith(".bin", StringComparison.OrdinalIgnoreCase))
+        string? path = ModelSource.Resolve(o);
+        if (path == null)
+        {
+            using var model = Model.Load(ModelSource.DefaultModel());
+            tokens = model.Tokenizer.Encode(text, !o.Has("--no-bos") && model.Tokenizer.AddBos);
+        }
+        else if (o.Get("--tokenizer", "-z") != null || path.EndsWith(".bin", StringComparison.OrdinalIgnoreCase))
         {
             using var model = Commands.LoadModel(o);
             tokens = model.Tokenizer.Encode(text, !o.Has("--no-bos") && model.Tokenizer.AddBos);
         }
         else
         {
-            using var file = GgufFile.Open(o.Require("FILE", "-m", "--model"));
+            using var file = GgufFile.Open(path);
             var tokenizer = Tokenizer.Load(file);
             tokens = tokenizer.Encode(text, !o.Has("--no-bos") && tokenizer.AddBos);
         }
