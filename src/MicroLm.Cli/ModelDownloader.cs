@@ -11,6 +11,7 @@ namespace MicroLm.Cli;
 /// after a dropped connection, in this run or the next), checked against the SHA-256 the server publishes
 /// (Hugging Face's X-Linked-Etag for LFS files, or an ETag that is a SHA-256), and only then renamed to
 /// its name: a file in the cache is complete and verified, and is used without the network.</summary>
+[System.Runtime.Versioning.UnsupportedOSPlatform("browser")]
 public sealed class ModelDownloader(string cacheDirectory, string endpoint, string? token, TextWriter progress)
 {
     private const int Attempts = 4;

@@ -17,6 +17,7 @@ public static class ModelSource
         int given = (o.Has("-m", "--model") ? 1 : 0) + (o.Has("-hf", "--hf-repo") ? 1 : 0) + (o.Has("--model-url", "-mu") ? 1 : 0);
         if (given > 1) throw new UsageException("give only one of -m, -hf and --model-url");
         if (o.Get("-m", "--model") is { } path) return path;
+        if (given == 1 && OperatingSystem.IsBrowser()) throw new UsageException("-hf and --model-url download with the CLI; in the browser load the file by URL");
         if (o.Get("-hf", "--hf-repo") is { } repo)
         {
             if (o.Get("--hf-file", "-hff") is { } file) repo = repo.Split(':')[0] + ":" + file;
