@@ -30,6 +30,7 @@ public static class TokenizeCommand
         }
         else
         {
+            if (Directory.Exists(path)) throw new UsageException($"{Options.Printable(path)} is a folder, not a model file");
             using var file = GgufFile.Open(path);
             var tokenizer = Tokenizer.Load(file);
             tokens = tokenizer.Encode(text, !o.Has("--no-bos") && tokenizer.AddBos);

@@ -8,11 +8,34 @@ namespace MicroLm.Cli;
 /// the model as GGUF. Deterministic: the same flags give the same bytes for any -t and on any CPU.</summary>
 public static class TrainCommand
 {
-    public const string Usage = """
-        train -o OUT.gguf [--steps N] [--batch B] [--seq S] [--dim D] [--hidden H] [--layers L] [--heads N]
-              [--vocab V] [--lr LR] [--warmup W] [--seed S] [--corpus-bytes N] [--checkpoint-every N] [-t THREADS]
-              [--corpus-out FILE]
-        """;
+    public static readonly CommandSpec Spec = new()
+    {
+        Name = "train",
+        Synopsis = "-o OUT.gguf [--steps N] [--batch B] [--seq S] [--dim D] [--hidden H] [--layers L] [--heads N] [--vocab V] [--seed S] [-t THREADS] ...",
+        Summary = "Generates the story corpus, trains a tokenizer and a LLaMA on it, and writes the model as GGUF (the same options give the same bytes on any CPU and thread count).",
+        Flags =
+        [
+            Flag.Path("-o|--output", "OUT.gguf", "the model to write (checkpoints replace it as training goes)"),
+            Flag.Int("--steps", "N", "optimiser steps (default 1000)", min: 1, max: 10_000_000),
+            Flag.Int("--batch|-b", "B", "sequences per step (default 16)", min: 1, max: 4096),
+            Flag.Int("--seq", "S", "tokens per sequence, the model's context (default 128)", min: 2, max: 4096),
+            Flag.Int("--dim", "D", "embedding width (default 128)", min: 2, max: 4096),
+            Flag.Int("--hidden", "H", "feed-forward width (default 384)", min: 1, max: 16384),
+            Flag.Int("--layers", "L", "transformer blocks (default 4)", min: 1, max: 64),
+            Flag.Int("--heads", "N", "attention heads; must divide --dim into an even head size (default 4)", min: 1, max: 256),
+            Flag.Int("--vocab", "V", "tokenizer pieces, 256 byte pieces included (default 1024)", min: 300, max: 32000),
+            Flag.Float("--lr", "LR", "peak learning rate (default 0.003)", min: 1e-9, max: 1),
+            Flag.Int("--warmup", "W", "warm-up steps (default 50)", min: 0, max: 10_000_000),
+            Flag.UInt64("--seed|-s", "S", "seed of the corpus, the initial weights and the batches (default 1)"),
+            Flag.Int("--corpus-bytes", "N", "size of the generated corpus (default 4000000)", min: 10_000, max: 1_000_000_000),
+            Flag.Int("--checkpoint-every", "N", "write the model every N steps; 0: only at the end (default 100)", min: 0),
+            Flag.Int("-t|--threads", "N", "threads; the result does not depend on it (default: the processor count)", min: 1, max: 1024),
+            Flag.Path("--corpus-out", "FILE", "also write the generated stories to FILE"),
+        ],
+        Run = Run,
+        ContractExample = ["-o", "$OUT", "--steps", "1", "--batch", "1", "--seq", "8", "--dim", "8", "--hidden", "8", "--layers", "1",
+            "--heads", "2", "--vocab", "400", "--corpus-bytes", "20000", "-t", "1"],
+    };
 
     public static int Run(Options o, TextWriter stdout, TextWriter stderr)
     {
