@@ -12,6 +12,9 @@ registerKernelImports(runtime);
 const api = (await runtime.getAssemblyExports('MicroLm.Web')).MicroLm.Web.Api;
 // MICROLM_KERNELS=interpreter measures the C# kernels instead of the compiled ones.
 const kernels = await installKernels(runtime, api, process.env.MICROLM_KERNELS ?? 'auto');
+// MICROLM_TRACE=0: no trace (only the sampled logits computed, as `microlm run`); default: the page's trace.
+if (process.env.MICROLM_TRACE === '0') api.SetTrace(false);
+api.SetIgnoreEos(true); // always N tokens
 const t0 = performance.now();
 const info = JSON.parse(api.LoadModel(fs.readFileSync(model)));
 if (info.error) { console.error(info.error); process.exit(1); }
@@ -28,5 +31,5 @@ for (;;) {
 const total = performance.now() - g0;
 const mem = JSON.parse(api.Memory());
 console.log(`${path.basename(model)}: load ${loadMs.toFixed(1)} ms, prompt ${start.promptTokens} tokens, generated ${generated} tokens in ${total.toFixed(1)} ms ` +
-  `(${((generated - 1) / ((performance.now() - first) / 1000)).toFixed(1)} tok/s), kernels ${kernels.path} (${mem.compiledCalls} compiled matmuls), ${api.TraceHash()}`);
+  `(${((generated - 1) / ((performance.now() - first) / 1000)).toFixed(1)} tok/s), kernels ${kernels.path} (${mem.compiledCalls} compiled matmuls), ${api.TraceHash() || 'no trace'}`);
 process.exit(0);

@@ -93,14 +93,14 @@ public static partial class Api
             _session = model.CreateSession(ctx, 1, System.Math.Max(1, o.Int(32, "--batch", "-b")));
             if (tokens.Count > _session.ContextLength)
                 throw new MicroLmException($"the prompt is {tokens.Count} tokens but the context holds {_session.ContextLength}");
-            var trace = new TraceWriter();
+            var trace = _traceRuns ? new TraceWriter() : null;
             _trace = trace;
             // The same generator set-up as `microlm verify`, so the trace hash equals the CLI's.
             _generator = new Generator(_session, Commands.Sampling(o), o.Int(0, "--batch", "-b"))
             {
-                EvaluateLastToken = true,
-                StopAtEndOfSequence = !o.Has("--ignore-eos"),
-                OnLogits = (pos, token, logits) => trace.Add(pos, token, logits),
+                EvaluateLastToken = trace != null,
+                StopAtEndOfSequence = !o.Has("--ignore-eos") && !_ignoreEos,
+                OnLogits = trace == null ? null : (pos, token, logits) => trace.Add(pos, token, logits),
             };
             _tokens = _generator.Generate(tokens, System.Math.Min(maxTokens, _session.ContextLength - tokens.Count)).GetEnumerator();
             _generated = 0;
@@ -151,6 +151,21 @@ public static partial class Api
         return Json.Object(("text", text.ToString()), ("ids", ids), ("done", _done), ("stop", error != null ? "error" : stop),
             ("generated", _generated), ("error", error));
     }
+
+    private static bool _traceRuns = true;
+
+    /// <summary>Whether runs started from now on keep the trace (every position's logits hashed, as
+    /// `microlm verify`; the default). Off, a run computes only the logits it samples from, as
+    /// `microlm run` does: the benchmark measures both.</summary>
+    [JSExport]
+    public static void SetTrace(bool on) => _traceRuns = on;
+
+    private static bool _ignoreEos;
+
+    /// <summary>Whether runs started from now on go on past an end-of-sequence token (a benchmark's fixed
+    /// token count; the CLI's --ignore-eos).</summary>
+    [JSExport]
+    public static void SetIgnoreEos(bool on) => _ignoreEos = on;
 
     /// <summary>"trace SHA256" over every evaluated position so far: at the end of a run, the last
     /// line `microlm verify` prints for the same prompt, token count and sampling flags.</summary>
