@@ -11,6 +11,12 @@ internal sealed partial class KernelHost : IKernelHost
     public void MatMul(int function, int weights, int rowBytes, int rows, int n, int xs, int count, int output, int stride) =>
         Call(function, weights, rowBytes, rows, n, xs, count, output, stride);
 
+    public void Attention(int q, int keys, int values, int scores, int output, int count, int headDim, float scale) =>
+        CallAttention(q, keys, values, scores, output, count, headDim, scale);
+
+    [JSImport("attention", "microlm-kernels")]
+    private static partial void CallAttention(int q, int keys, int values, int scores, int output, int count, int headDim, float scale);
+
     [JSImport("matmul", "microlm-kernels")]
     private static partial void Call(int function, int weights, int rowBytes, int rows, int n, int xs, int count, int output, int stride);
 }

@@ -6,12 +6,14 @@
 //   const path = await installKernels(runtime, api, mode)   // mode: 'auto' (default) | 'interpreter'
 //   → { path: 'wasm-simd' | 'interpreter', reason }
 
-let kernels = null; // the module's exports in function order, once instantiated
+let kernels = null; // the module's matmul exports in function order, once instantiated
+let attention = null;
 
 // Must run before the first call into the runtime that could reach a matmul.
 export function registerKernelImports(runtime) {
   runtime.setModuleImports('microlm-kernels', {
     matmul: (f, w, rowBytes, rows, n, xs, count, out, stride) => kernels[f](w, rowBytes, rows, n, xs, count, out, stride),
+    attention: (q, keys, values, scores, out, count, headDim, scale) => attention(q, keys, values, scores, out, count, headDim, scale),
   });
 }
 
@@ -31,9 +33,11 @@ export async function installKernels(runtime, api, mode = 'auto') {
     if (!memory) throw new Error("the runtime's WebAssembly.Memory is not reachable");
     const { instance } = await WebAssembly.instantiate(api.KernelModule(), { env: { memory } });
     kernels = api.KernelNames().split(' ').map((name) => instance.exports[name]);
+    attention = instance.exports.attention;
     return { path: api.UseCompiledKernels(true), reason: '' };
   } catch (e) {
     kernels = null;
+    attention = null;
     return { path: api.UseCompiledKernels(false), reason: String(e?.message ?? e) };
   }
 }

@@ -350,6 +350,53 @@ public static class Kernels
         }
     }
 
+    /// <summary><see cref="WeightedRowSum"/> in WebAssembly: out[i] = Σ_t w[t]·rows[t·stride + i] from +0 in
+    /// increasing t, product rounded before the add; four outputs per f32x4, the last n % 4 one by one
+    /// (elementwise, so the bits are the C# kernel's). <paramref name="strideBytes"/> is the row stride in bytes.</summary>
+    internal static void EmitWeightedRowSum(Tensors.Wasm.WasmFunction f, Tensors.Wasm.Local weights, Tensors.Wasm.Local count,
+        Tensors.Wasm.Local rows, Tensors.Wasm.Local strideBytes, Tensors.Wasm.Local output, Tensors.Wasm.Local n)
+    {
+        const Tensors.Wasm.WasmType I = Tensors.Wasm.WasmType.I32;
+        var i = f.Local(I); var t = f.Local(I); var wp = f.Local(I); var rp = f.Local(I); var four = f.Local(I);
+        var acc = f.Local(Tensors.Wasm.WasmType.V128); var a = f.Local(Tensors.Wasm.WasmType.F32);
+        f.Get(n).I32Const(-4).I32And().I32Const(2).I32Shl().Set(four); // bytes of whole f32x4 groups
+        f.I32Const(0).Set(i);
+        int vectorsDone = f.Block();
+        f.Get(i).Get(four).I32GeS().BrIf(vectorsDone);
+        int vectors = f.Loop();
+        f.F32Const(0).F32x4Splat().Set(acc);
+        f.Get(weights).Set(wp);
+        f.Get(rows).Get(i).I32Add().Set(rp);
+        f.I32Const(0).Set(t);
+        int terms = f.Loop();
+        f.Get(acc).Get(wp).F32Load().F32x4Splat().Get(rp).V128Load().F32x4Mul().F32x4Add().Set(acc);
+        f.Get(wp).I32Const(4).I32Add().Set(wp);
+        f.Get(rp).Get(strideBytes).I32Add().Set(rp);
+        f.Get(t).I32Const(1).I32Add().Tee(t).Get(count).I32LtS().BrIf(terms);
+        f.End();
+        f.Get(output).Get(i).I32Add().Get(acc).V128Store();
+        f.Get(i).I32Const(16).I32Add().Tee(i).Get(four).I32LtS().BrIf(vectors);
+        f.End();
+        f.End();
+        int scalarsDone = f.Block();
+        f.Get(i).Get(n).I32Const(2).I32Shl().I32GeS().BrIf(scalarsDone);
+        int scalars = f.Loop();
+        f.F32Const(0).Set(a);
+        f.Get(weights).Set(wp);
+        f.Get(rows).Get(i).I32Add().Set(rp);
+        f.I32Const(0).Set(t);
+        int scalarTerms = f.Loop();
+        f.Get(a).Get(wp).F32Load().Get(rp).F32Load().F32Mul().F32Add().Set(a);
+        f.Get(wp).I32Const(4).I32Add().Set(wp);
+        f.Get(rp).Get(strideBytes).I32Add().Set(rp);
+        f.Get(t).I32Const(1).I32Add().Tee(t).Get(count).I32LtS().BrIf(scalarTerms);
+        f.End();
+        f.Get(output).Get(i).I32Add().Get(a).F32Store();
+        f.Get(i).I32Const(4).I32Add().Tee(i).Get(n).I32Const(2).I32Shl().I32LtS().BrIf(scalars);
+        f.End();
+        f.End();
+    }
+
     /// <summary>Index of the largest value (the first on ties); NaN never wins.</summary>
     public static int ArgMax(ReadOnlySpan<float> x)
     {

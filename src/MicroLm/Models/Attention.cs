@@ -17,6 +17,8 @@ internal static class Attention
         var values = s.ValueCache[layer];
         // The cache is head-major (see Store): this head's keys and values for positions 0..pos are contiguous.
         int at = kvHead * s.ContextLength * hd, t = 0;
+        // The browser's compiled WebAssembly kernel, where a host installed one (same bits).
+        if (Tensors.Wasm.CompiledKernels.TryAttention(q, keys, values, at, pos + 1, hd, scale, scores, output)) return;
         // Four keys per pass (a dot's product q·k has the bits of k·q, so Dot4 serves).
         Span<float> four = stackalloc float[4];
         for (; t + 3 <= pos; t += 4)

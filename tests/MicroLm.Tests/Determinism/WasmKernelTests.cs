@@ -64,6 +64,23 @@ public sealed class WasmKernelTests
             return MemoryMarshal.Cast<byte, float>(_memory.GetSpan(output, 4 * rows * xs.Length)).ToArray();
         }
 
+        /// <summary>The module's attention export on one head: returns (scores, output).</summary>
+        public (float[] Scores, float[] Output) Attention(float[] q, float[] keys, float[] values, int count, int hd, float scale)
+        {
+            long at = 8;
+            long Place(ReadOnlySpan<float> data)
+            {
+                at = (at + 15) / 16 * 16 + 4; // 4-byte aligned only, as the .NET heap may give
+                long address = at;
+                MemoryMarshal.AsBytes(data).CopyTo(_memory.GetSpan(address, 4 * data.Length));
+                at += 4 * data.Length;
+                return address;
+            }
+            long pq = Place(q), pk = Place(keys), pv = Place(values), ps = Place(new float[count]), po = Place(new float[hd]);
+            _instance.GetFunction("attention")!.Invoke((int)pq, (int)pk, (int)pv, (int)ps, (int)po, count, hd, scale);
+            return (MemoryMarshal.Cast<byte, float>(_memory.GetSpan(ps, 4 * count)).ToArray(), MemoryMarshal.Cast<byte, float>(_memory.GetSpan(po, 4 * hd)).ToArray());
+        }
+
         public void Dispose() { _store.Dispose(); _engine.Dispose(); }
     }
 
@@ -180,6 +197,38 @@ public sealed class WasmKernelTests
                         checkedValues += expected.Length;
                     }
         Assert.True(checkedValues > 100);
+    }
+
+    /// <summary>The attention kernel against the C# steps of Models.Attention.Head: scores by Kernels.Dot
+    /// times the scale, DetMath.SoftmaxInPlace, Kernels.WeightedRowSum; bits of scores and output.</summary>
+    [Fact]
+    public void TheAttentionKernelGivesTheBitsOfTheCSharpSteps()
+    {
+        using var wasm = new Harness(CompiledKernels.Module().Bytes);
+        var rng = new Random(99);
+        int cases = 0;
+        foreach (int hd in new[] { 1, 3, 8, 15, 16, 17, 48, 64 })
+            foreach (int count in new[] { 1, 2, 5, 16, 17, 33, 130 })
+                foreach (int edge in new[] { 0, 1, 2 })
+                {
+                    float scale = 1f / MathF.Sqrt(hd);
+                    float Value() => (float)((rng.NextDouble() * 2 - 1) * System.Math.Pow(2, rng.Next(-6, 4)));
+                    var q = Enumerable.Range(0, hd).Select(_ => Value()).ToArray();
+                    var keys = Enumerable.Range(0, count * hd).Select(_ => Value()).ToArray();
+                    var values = Enumerable.Range(0, count * hd).Select(_ => Value()).ToArray();
+                    if (edge == 1) keys[rng.Next(keys.Length)] = float.NaN;                // a NaN score: every weight NaN
+                    if (edge == 2) { keys[rng.Next(keys.Length)] = -0f; values[rng.Next(values.Length)] = float.Epsilon; q[0] = 300f; } // large scores: exp underflow, subnormals
+                    var scores = new float[count];
+                    for (int t = 0; t < count; t++) scores[t] = Kernels.Dot(q, keys.AsSpan(t * hd, hd)) * scale;
+                    DetMath.SoftmaxInPlace(scores);
+                    var output = new float[hd];
+                    Kernels.WeightedRowSum(scores, values, 0, hd, output);
+                    var (s, o) = wasm.Attention(q, keys, values, count, hd, scale);
+                    var diffs = Differences(scores, s).Concat(Differences(output, o)).ToList();
+                    Assert.True(diffs.Count == 0, $"head dim {hd}, {count} positions, edge case {edge}: {string.Join("; ", diffs.Take(3))}");
+                    cases++;
+                }
+        Assert.Equal(8 * 7 * 3, cases);
     }
 
     [Fact]

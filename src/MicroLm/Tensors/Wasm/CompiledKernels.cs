@@ -16,6 +16,9 @@ internal interface IKernelHost
     /// <summary>Calls exported function <paramref name="function"/> of <see cref="CompiledKernels.Module"/>
     /// with the matmul arguments (see <see cref="CompiledKernels.MatMulParams"/>).</summary>
     void MatMul(int function, int weights, int rowBytes, int rows, int n, int xs, int count, int output, int stride);
+
+    /// <summary>Calls the module's <c>attention</c> export (see <see cref="CompiledKernels.EmitAttention"/>).</summary>
+    void Attention(int q, int keys, int values, int scores, int output, int count, int headDim, float scale);
 }
 
 /// <summary>The runtime's WebAssembly SIMD kernels: one module, generated here from the kernel definitions
@@ -52,7 +55,51 @@ internal static class CompiledKernels
             module.AddFunction(info.Name, MatMulParams, [], f => EmitMatMul(f, dot));
             types.Add(info.Type);
         }
+        module.AddFunction("attention", [WasmType.I32, WasmType.I32, WasmType.I32, WasmType.I32, WasmType.I32, WasmType.I32, WasmType.I32, WasmType.F32], [], EmitAttention);
         return (module.ToBytes(), types.ToArray());
+    }
+
+    /// <summary>One query head over positions 0..count−1 of its (head-major) KV cache, as
+    /// <c>Models.Attention.Head</c>: scores[t] = dot(q, key t)·scale in the 16-lane order, softmax in
+    /// place (<see cref="Math.DetMath.EmitSoftmaxInPlace"/>), output = Σ_t scores[t]·value t.
+    /// Parameters: (q, keys, values, scores, out, count, headDim, scale).</summary>
+    internal static void EmitAttention(WasmFunction f)
+    {
+        var p = f.Params;
+        Local q = p[0], keys = p[1], values = p[2], scores = p[3], output = p[4], count = p[5], hd = p[6], scale = p[7];
+        var t = f.Local(WasmType.I32); var key = f.Local(WasmType.I32); var rowBytes = f.Local(WasmType.I32);
+        f.Get(hd).I32Const(2).I32Shl().Set(rowBytes);
+        int none = f.Block();
+        f.Get(count).I32Eqz().BrIf(none);
+        f.Get(keys).Set(key);
+        int each = f.Loop();
+        f.Get(scores).Get(t).I32Const(2).I32Shl().I32Add();
+        // a key row dotted with q: the product k·q has the bits of q·k
+        Math.Kernels.EmitDot(f, key, q, hd, 4, static (f, w, offset) => f.Get(w).V128Load(offset), static (f, w, offset) => f.Get(w).F32Load(offset));
+        f.Get(scale).F32Mul().F32Store();
+        f.Get(key).Get(rowBytes).I32Add().Set(key);
+        f.Get(t).I32Const(1).I32Add().Tee(t).Get(count).I32LtS().BrIf(each);
+        f.End();
+        Math.DetMath.EmitSoftmaxInPlace(f, scores, count);
+        Math.Kernels.EmitWeightedRowSum(f, scores, count, values, rowBytes, output, hd);
+        f.End();
+    }
+
+    /// <summary>Runs one attention head through the host (see <see cref="EmitAttention"/>); false means
+    /// the C# path must run. <paramref name="at"/> is the head's first element in the caches.</summary>
+    public static unsafe bool TryAttention(ReadOnlySpan<float> q, float[] keys, float[] values, int at, int count, int headDim, float scale, Span<float> scores, Span<float> output)
+    {
+        var host = _host;
+        if (host == null || count <= 0) return false;
+        if ((long)at + (long)count * headDim > keys.Length || (long)at + (long)count * headDim > values.Length || scores.Length < count || output.Length < headDim || q.Length < headDim)
+            throw new ArgumentOutOfRangeException(nameof(count));
+        fixed (float* pq = q)
+        fixed (float* pk = keys)
+        fixed (float* pv = values)
+        fixed (float* ps = scores)
+        fixed (float* po = output)
+            host.Attention((int)pq, (int)(pk + at), (int)(pv + at), (int)ps, (int)po, count, headDim, scale);
+        return true;
     }
 
     /// <summary>Installs (or with null removes) the host that runs <see cref="Module"/>. Only on 32-bit

@@ -162,8 +162,22 @@ internal sealed class WasmFunction
     public WasmFunction I32Load16U(uint offset = 0) => Mem(0x2F, offset);
     public WasmFunction I32Load16S(uint offset = 0) => Mem(0x2E, offset);
     public WasmFunction F32Store(uint offset = 0) => Mem(0x38, offset);
+    public WasmFunction I32Store(uint offset = 0) => Mem(0x36, offset);
 
     public WasmFunction I32Const(int v) { Op(0x41); _code.S32(v); return this; }
+    public WasmFunction I64Const(long v)
+    {
+        Op(0x42);
+        while (true)
+        {
+            byte b = (byte)(v & 0x7F);
+            v >>= 7;
+            bool done = (v == 0 && (b & 0x40) == 0) || (v == -1 && (b & 0x40) != 0);
+            _code.Byte(done ? b : (byte)(b | 0x80));
+            if (done) return this;
+        }
+    }
+    public WasmFunction F64Const(double v) { Op(0x44); Span<byte> b = stackalloc byte[8]; BitConverter.TryWriteBytes(b, v); _code.Bytes(b); return this; }
     public WasmFunction F32Const(float v) { Op(0x43); Span<byte> b = stackalloc byte[4]; BitConverter.TryWriteBytes(b, v); _code.Bytes(b); return this; }
 
     public WasmFunction I32Eqz() => Op(0x45);
@@ -180,9 +194,28 @@ internal sealed class WasmFunction
     public WasmFunction I32Shl() => Op(0x74);
     public WasmFunction I32ShrS() => Op(0x75);
     public WasmFunction I32ShrU() => Op(0x76);
+    public WasmFunction F32Eq() => Op(0x5B);
+    public WasmFunction F32Ne() => Op(0x5C);
+    public WasmFunction F32Gt() => Op(0x5E);
+    public WasmFunction F64Lt() => Op(0x63);
+    public WasmFunction F64Gt() => Op(0x64);
+    public WasmFunction I64Add() => Op(0x7C);
+    public WasmFunction I64Sub() => Op(0x7D);
+    public WasmFunction I64Shl() => Op(0x86);
+    public WasmFunction F32Abs() => Op(0x8B);
     public WasmFunction F32Add() => Op(0x92);
+    public WasmFunction F32Sub() => Op(0x93);
     public WasmFunction F32Mul() => Op(0x94);
+    public WasmFunction F32Div() => Op(0x95);
+    public WasmFunction F64Add() => Op(0xA0);
+    public WasmFunction F64Sub() => Op(0xA1);
+    public WasmFunction F64Mul() => Op(0xA2);
+    public WasmFunction F64Div() => Op(0xA3);
+    public WasmFunction F32DemoteF64() => Op(0xB6);
+    public WasmFunction F64PromoteF32() => Op(0xBB);
+    public WasmFunction I64ReinterpretF64() => Op(0xBD);
     public WasmFunction F32ReinterpretI32() => Op(0xBE);
+    public WasmFunction F64ReinterpretI64() => Op(0xBF);
 
     // SIMD (v128 only: no relaxed SIMD, no FMA).
     public WasmFunction V128Load(uint offset = 0) => SimdMem(0x00, offset);
