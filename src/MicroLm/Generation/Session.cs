@@ -4,8 +4,9 @@ using MicroLm.Tensors.Quants;
 
 namespace MicroLm.Generation;
 
-/// <summary>The mutable half of inference: one sequence's KV cache, its position, scratch buffers
-/// and threads. A <see cref="Model"/> is shared; each session belongs to one caller at a time.</summary>
+/// <summary>The mutable half of inference: one sequence's layer memory (KV caches, sliding windows,
+/// recurrent states), its position, scratch buffers and threads. A <see cref="Model"/> is shared; each
+/// session belongs to one caller at a time.</summary>
 public sealed class Session : IDisposable
 {
     public Model Model { get; }
@@ -16,10 +17,16 @@ public sealed class Session : IDisposable
     public int Position { get; private set; }
     public ThreadTeam Team { get; }
 
-    internal float[][] KeyCache { get; }
-    internal float[][] ValueCache { get; }
     internal float[] Logits { get; }
-    internal object Scratch { get; }
+    /// <summary>Element storage of the KV caches' keys and values (F32 unless the caller chose otherwise).</summary>
+    internal KvStorage.Factory KeyStorage { get; }
+    internal KvStorage.Factory ValueStorage { get; }
+    /// <summary>The architecture's per-session part: every layer's memory and the scratch of a forward pass.</summary>
+    internal ForwardPass Pass { get; }
+    internal IReadOnlyList<LayerMemory> Memory => Pass.Memory;
+
+    /// <summary>Bytes of every layer's memory (KV caches, windows, recurrent states) this session allocated.</summary>
+    public long MemoryBytes => Memory.Sum(m => m.Bytes);
 
     private WeightMatrix? _matmulWeight;
     private Activation[]? _matmulInput;
@@ -29,25 +36,25 @@ public sealed class Session : IDisposable
     private Action<int>? _tokenStep;
     private int _tokenCount;
 
-    internal Session(Model model, int contextLength, int threads, int maxBatch)
+    internal Session(Model model, int contextLength, int threads, int maxBatch,
+        KvStorage.Factory? keyStorage = null, KvStorage.Factory? valueStorage = null)
     {
         Model = model;
         var c = model.Config;
         ContextLength = contextLength > 0 ? contextLength : c.ContextLength;
-        MaxBatch = System.Math.Max(1, maxBatch);
+        // A batch longer than the context can never be evaluated: capping it keeps the scratch and
+        // logits O(min(batch, context)).
+        MaxBatch = System.Math.Clamp(maxBatch, 1, ContextLength);
+        if ((long)MaxBatch * c.VocabSize > Array.MaxLength)
+            throw new MicroLmException($"a batch of {MaxBatch} tokens over a vocabulary of {c.VocabSize} is too large for one logits buffer (use a smaller batch)");
         Team = new ThreadTeam(threads);
-        KeyCache = new float[c.Layers][];
-        ValueCache = new float[c.Layers][];
-        for (int l = 0; l < c.Layers; l++)
-        {
-            KeyCache[l] = new float[(long)ContextLength * c.KvDim];
-            ValueCache[l] = new float[(long)ContextLength * c.KvDim];
-        }
+        KeyStorage = keyStorage ?? KvStorage.F32;
+        ValueStorage = valueStorage ?? KvStorage.F32;
         Logits = new float[MaxBatch * c.VocabSize];
         _matmulJob = MatMulPart;
         _prepareJob = PreparePart;
         _tokenJob = TokenPart;
-        Scratch = model.Architecture.CreateScratch(this, MaxBatch);
+        Pass = model.Architecture.CreatePass(this);
     }
 
     public int VocabSize => Config.VocabSize;
@@ -63,6 +70,17 @@ public sealed class Session : IDisposable
     /// does for a prompt); the returned logits are the same bits, the other positions' are skipped.</summary>
     public ReadOnlySpan<float> Evaluate(ReadOnlySpan<int> tokens, int batch = 0, LogitsHandler? onLogits = null, bool lastLogitsOnly = false)
     {
+        // A session belongs to one thread at a time; two at once would mix their caches silently.
+        if (Interlocked.Exchange(ref _evaluating, 1) != 0)
+            throw new InvalidOperationException("this session is already evaluating on another thread; a session is used by one thread at a time (create a session per thread; the model can be shared)");
+        try { return EvaluateCore(tokens, batch, onLogits, lastLogitsOnly); }
+        finally { Volatile.Write(ref _evaluating, 0); }
+    }
+
+    private int _evaluating;
+
+    private ReadOnlySpan<float> EvaluateCore(ReadOnlySpan<int> tokens, int batch, LogitsHandler? onLogits, bool lastLogitsOnly)
+    {
         if (tokens.Length == 0) throw new ArgumentException("no tokens to evaluate");
         if (lastLogitsOnly && onLogits != null) throw new ArgumentException("onLogits needs every position's logits; it cannot be combined with lastLogitsOnly");
         if (Position + tokens.Length > ContextLength)
@@ -75,7 +93,7 @@ public sealed class Session : IDisposable
             int n = System.Math.Min(chunk, tokens.Length - i);
             bool final = i + n == tokens.Length;
             WantedLogits = !lastLogitsOnly ? LogitsWanted.All : final ? LogitsWanted.Last : LogitsWanted.None;
-            Model.Architecture.Forward(this, tokens.Slice(i, n), Position);
+            Pass.Forward(tokens.Slice(i, n), Position);
             WantedLogits = LogitsWanted.All;
             if (lastLogitsOnly)
             {
@@ -99,7 +117,14 @@ public sealed class Session : IDisposable
         return LastLogits;
     }
 
-    public void Reset() => Position = 0;
+    /// <summary>Forgets the sequence: position 0 and every layer's memory cleared.</summary>
+    public void Reset()
+    {
+        if (Volatile.Read(ref _evaluating) != 0)
+            throw new InvalidOperationException("this session is evaluating on another thread; it cannot be reset meanwhile");
+        foreach (var m in Memory) m.Reset();
+        Position = 0;
+    }
 
     /// <summary>Which rows of the classifier the current Forward must compute.</summary>
     internal LogitsWanted WantedLogits { get; private set; }
