@@ -58,6 +58,7 @@ try {
     const r = await page.evaluate((a) => window.benchFile(a), { url, decodeTokens, prefillTokens });
     const f = (x) => (x == null || Number.isNaN(x) ? '–' : x.toFixed(1));
     const ratio = (a, b) => (a && b ? (a / b).toFixed(2) : '–');
+    if (r.decodeTokens !== decodeTokens || r.prefillTokens !== prefillTokens) console.log(`  (${path.basename(file)}: decode ${r.decodeTokens} tokens, prefill ${r.prefillTokens} tokens: its context is short)`);
     const name = path.basename(file).replace(/^llama-(\d+M)-.*-(F32|F16|Q8_0|Q4_0)\.gguf$/, '$1 $2 (synthetic)');
     const note = r.wllamaPrefill.promptTokens !== r.microlmPrefill.promptTokens ? ` (${r.microlmPrefill.promptTokens} / ${r.wllamaPrefill.promptTokens} prompt tokens)` : '';
     console.log(`| ${name} | ${f(r.microlmDecode.tps)} | ${f(r.wllamaDecode.tps)} | ${ratio(r.microlmDecode.tps, r.wllamaDecode.tps)} | ${f(r.microlmDecodeTrace.tps)} | ` +

@@ -36,10 +36,15 @@ async function promptOf(tokens) {
 
 window.benchFile = async ({ url, decodeTokens, prefillTokens }) => {
   const result = { url };
-  await ours('load', { url });
+  const info = await ours('load', { url });
+  // A model with a short training context (stories260K: 512 here, clamped lower by llama.cpp) gets shorter runs.
+  decodeTokens = Math.min(decodeTokens, info.context - 8);
+  prefillTokens = Math.min(prefillTokens, Math.floor(info.context / 2) - 8);
+  result.decodeTokens = decodeTokens;
+  result.prefillTokens = prefillTokens;
   const blob = await (await fetch(url)).blob();
   const wllama = new Wllama({ default: '/wllama/wasm/wllama.wasm' }, { suppressNativeLog: true });
-  await wllama.loadModel([blob], { n_threads: 1, n_ctx: 512, n_batch: 512, n_ubatch: 512, n_gpu_layers: 0, warmup: true });
+  await wllama.loadModel([blob], { n_threads: 1, n_ctx: Math.min(512, info.context), n_batch: 512, n_ubatch: 512, n_gpu_layers: 0, warmup: true });
   const longPrompt = await promptOf(prefillTokens);
   const opts = { temperature: 0, ignore_eos: true, cache_prompt: false };
   // Warm both (JIT/tier-up, caches), then one timed run each, alternating.
