@@ -21,7 +21,7 @@ public sealed record ModelConfig
 
     public int KvDim => KvHeads * HeadDim;
 
-    public static readonly string[] KnownArchitectures = ["llama", "gptneox"];
+    public static readonly string[] KnownArchitectures = ["llama", "gptneox", "falcon-h1"];
 
     public static ModelConfig FromGguf(GgufFile file)
     {

@@ -1,0 +1,119 @@
+using MicroLm.Math;
+
+namespace MicroLm.Models;
+
+/// <summary>The sizes of a Mamba2 mixer (llama.cpp's ssm.* keys). The input projection's output per token
+/// is z (Inner) | xBC (ConvChannels = Inner + 2·Groups·State) | dt (Heads); x splits into Heads heads of
+/// HeadDim values, B and C into Groups groups of State values, and head h reads group h / (Heads/Groups)
+/// (repeat_interleave, as Mamba2 and ggml_ssm_scan pair them).</summary>
+internal sealed record Mamba2Shape(int ConvKernel, int Inner, int State, int Heads, int Groups)
+{
+    public int HeadDim => Inner / Heads;
+    public int GroupSize => Inner / Groups;
+    public int ConvChannels => Inner + 2 * Groups * State;
+    public int Projection => Inner + ConvChannels + Heads;
+    public int HeadsPerGroup => Heads / Groups;
+}
+
+/// <summary>One layer's Mamba2 recurrent state for one sequence: the last ConvKernel − 1 inputs of every
+/// convolution channel and the Heads × HeadDim × State SSM state. Constant-size: it never grows with the
+/// sequence. Zero at the start of a sequence.</summary>
+internal sealed class Mamba2State
+{
+    /// <summary>Per channel c: its previous inputs at [c·(K−1) ..], oldest first.</summary>
+    public readonly float[] Conv;
+    /// <summary>Per (head h, value i): the State values at [(h·HeadDim + i)·State ..].</summary>
+    public readonly float[] Ssm;
+
+    public Mamba2State(Mamba2Shape shape)
+    {
+        Conv = new float[(long)shape.ConvChannels * (shape.ConvKernel - 1)];
+        Ssm = new float[(long)shape.Inner * shape.State];
+    }
+
+    public long Bytes => 4L * (Conv.Length + Ssm.Length);
+
+    public void Reset()
+    {
+        Array.Clear(Conv);
+        Array.Clear(Ssm);
+    }
+}
+
+/// <summary>The two recurrent steps of a Mamba2 mixer, each over a range that one thread owns (channels for
+/// the convolution, heads for the scan) and over a batch's tokens in order, so neither the thread count nor
+/// the prompt's chunking changes a bit: every value is the same sequence of float operations as when the
+/// tokens come one at a time.</summary>
+internal static class Mamba2
+{
+    /// <summary>Causal depthwise convolution with its carried window, then bias and SiLU, for channels
+    /// [c0, c1) of <paramref name="count"/> tokens. Token t's input channel c is proj[t·projStride + xbcOffset + c];
+    /// its output goes to output[t·ConvChannels + c]. Per channel the sum runs over the kernel's taps
+    /// oldest first from +0 (Σ_k w[c,k]·in[t−K+1+k], as ggml_ssm_conv), then + bias, then SiLU; the window
+    /// then drops its oldest input and keeps this token's.</summary>
+    public static void Convolve(Mamba2Shape s, Mamba2State state, ReadOnlySpan<float> weight, ReadOnlySpan<float> bias,
+        ReadOnlySpan<float> proj, int projStride, int xbcOffset, int count, Span<float> output, int c0, int c1)
+    {
+        int k = s.ConvKernel, keep = k - 1, channels = s.ConvChannels;
+        var window = state.Conv.AsSpan();
+        for (int c = c0; c < c1; c++)
+        {
+            var w = weight.Slice(c * k, k);
+            var win = window.Slice(c * keep, keep);
+            for (int t = 0; t < count; t++)
+            {
+                float input = proj[t * projStride + xbcOffset + c];
+                float sum = 0f;
+                for (int j = 0; j < keep; j++) sum += win[j] * w[j];
+                sum += input * w[keep];
+                output[t * channels + c] = DetMath.Silu(sum + bias[c]);
+                for (int j = 0; j + 1 < keep; j++) win[j] = win[j + 1];
+                if (keep > 0) win[keep - 1] = input;
+            }
+        }
+    }
+
+    /// <summary>The selective scan for heads [h0, h1) of <paramref name="count"/> tokens, with the D skip
+    /// and the SiLU(z) gate: per token and head, Δ = softplus(dt + dt_bias), decay = exp(Δ·A);
+    /// per value i of the head, state ← state·decay + B·(x_i·Δ) (elementwise over State, in that order of
+    /// operations), y_i = state · C (a dot in the contract's order, <see cref="Kernels.Dot"/>),
+    /// out_i = (y_i + x_i·D) · SiLU(z_i). conv holds each token's convolved xBC (x | B | C); z and dt are read
+    /// from proj at t·projStride (+0 for z, + dtOffset for dt). Output: token t's Inner values at t·Inner.</summary>
+    public static void Scan(Mamba2Shape s, Mamba2State state, ReadOnlySpan<float> a, ReadOnlySpan<float> d, ReadOnlySpan<float> dtBias,
+        ReadOnlySpan<float> conv, ReadOnlySpan<float> proj, int projStride, int dtOffset, int count, Span<float> output, int h0, int h1)
+    {
+        int hd = s.HeadDim, n = s.State, inner = s.Inner, channels = s.ConvChannels;
+        var ssm = state.Ssm.AsSpan();
+        for (int t = 0; t < count; t++)
+        {
+            var xbc = conv.Slice(t * channels, channels);
+            var z = proj.Slice(t * projStride, inner);
+            var y = output.Slice(t * inner, inner);
+            for (int h = h0; h < h1; h++)
+            {
+                int g = h / s.HeadsPerGroup;
+                var b = xbc.Slice(inner + g * n, n);
+                var c = xbc.Slice(inner + s.Groups * n + g * n, n);
+                float delta = DetMath.Softplus(proj[t * projStride + dtOffset + h] + dtBias[h]);
+                float decay = DetMath.Exp(delta * a[h]);
+                for (int i = h * hd; i < (h + 1) * hd; i++)
+                {
+                    float x = xbc[i];
+                    float xDelta = x * delta;
+                    var row = ssm.Slice(i * n, n);
+                    for (int j = 0; j < n; j++) row[j] = row[j] * decay + b[j] * xDelta;
+                    float yi = Kernels.Dot(row, c) + x * d[h];
+                    y[i] = yi * DetMath.Silu(z[i]);
+                }
+            }
+        }
+    }
+
+    /// <summary>The gated output's RMSNorm, per group of GroupSize values (in place), with the norm weight.</summary>
+    public static void GroupNorm(Mamba2Shape s, Span<float> y, ReadOnlySpan<float> weight, float eps)
+    {
+        int size = s.GroupSize;
+        for (int g = 0; g < s.Groups; g++)
+            Kernels.RmsNorm(y.Slice(g * size, size), weight.Slice(g * size, size), eps, y.Slice(g * size, size));
+    }
+}
