@@ -54,6 +54,8 @@ public sealed record SyntheticFalconH1Options
     /// <summary>Integer metadata written with another value than the shape's (tests of error messages),
     /// by key without the "falcon-h1." prefix, e.g. "ssm.inner_size".</summary>
     public IReadOnlyDictionary<string, uint>? KeyOverrides { get; init; }
+    /// <summary>Integer metadata left out, by key without the "falcon-h1." prefix.</summary>
+    public IReadOnlySet<string>? OmitKeys { get; init; }
 }
 
 /// <summary>Writes Falcon-H1 ("falcon-h1") GGUF files with seeded random weights in llama.cpp's key and tensor
@@ -91,7 +93,10 @@ public static class SyntheticFalconH1
 
         var w = new GgufWriter();
         const string arch = "falcon-h1";
-        void U(string key, int value) => w.Add($"{arch}.{key}", o.KeyOverrides is { } k && k.TryGetValue(key, out var v) ? v : (uint)value);
+        void U(string key, int value)
+        {
+            if (o.OmitKeys?.Contains(key) != true) w.Add($"{arch}.{key}", o.KeyOverrides is { } k && k.TryGetValue(key, out var v) ? v : (uint)value);
+        }
         w.Add("general.architecture", arch);
         w.Add("general.name", "synthetic-falcon-h1");
         U("context_length", o.ContextLength);
