@@ -20,6 +20,7 @@ const out = arg('--out', 'artifacts');
 const chromiumPath = arg('--chromium', process.env.CHROMIUM ?? '/usr/bin/chromium');
 const model = path.join(models, 'stories260K-Q8_0.gguf');
 const urlModel = 'stories260K-F32.gguf';
+const falconModel = arg('--falcon', '') || null;
 const prompt = 'Once upon a time';
 fs.mkdirSync(out, { recursive: true });
 
@@ -131,6 +132,15 @@ try {
   const r16 = await generate(16);
   check(`a model given by URL loads and generates (${urlModel}, trace equals native)`, r16.trace === expected16.trace,
     `page: ${r16.trace} ${r16.error}\n     native: ${expected16.trace}`);
+
+  // 4. A hybrid attention + Mamba2 model (falcon-h1; written by tools/MicroLm.MakeModels), when given.
+  if (falconModel) {
+    const expectedFalcon = nativeTrace(falconModel, 24);
+    await pickFile(falconModel);
+    const rf = await generate(24);
+    check(`a falcon-h1 model loads and generates (${path.basename(falconModel)}, trace equals native)`,
+      rf.trace === expectedFalcon && !rf.error, `page: ${rf.trace} ${rf.error}\n     native: ${expectedFalcon}`);
+  }
 
   check('no errors in the browser console', consoleErrors.length === 0, consoleErrors.join('\n     '));
   await page.fill('#url', `${base}models/no-such-model.gguf`);
