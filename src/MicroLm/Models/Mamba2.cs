@@ -49,8 +49,8 @@ internal static class Mamba2
     /// <summary>Causal depthwise convolution with its carried window, then bias and SiLU, for channels
     /// [c0, c1) of <paramref name="count"/> tokens. Token t's input channel c is proj[t·projStride + xbcOffset + c];
     /// its output goes to output[t·ConvChannels + c]. Per channel the sum runs over the kernel's taps
-    /// oldest first from +0 (Σ_k w[c,k]·in[t−K+1+k], as ggml_ssm_conv), then + bias, then SiLU; the window
-    /// then drops its oldest input and keeps this token's.</summary>
+    /// oldest first from +0 (Σ_k w[c,k]·in[t−K+1+k], as ggml_ssm_conv), then + bias; the window then drops its
+    /// oldest input and keeps this token's. SiLU last, over the range (DetMath's span form: the scalar's bits).</summary>
     public static void Convolve(Mamba2Shape s, Mamba2State state, ReadOnlySpan<float> weight, ReadOnlySpan<float> bias,
         ReadOnlySpan<float> proj, int projStride, int xbcOffset, int count, Span<float> output, int c0, int c1)
     {
@@ -66,17 +66,22 @@ internal static class Mamba2
                 float sum = 0f;
                 for (int j = 0; j < keep; j++) sum += win[j] * w[j];
                 sum += input * w[keep];
-                output[t * channels + c] = DetMath.Silu(sum + bias[c]);
+                output[t * channels + c] = sum + bias[c];
                 for (int j = 0; j + 1 < keep; j++) win[j] = win[j + 1];
                 if (keep > 0) win[keep - 1] = input;
             }
+        }
+        for (int t = 0; t < count; t++)
+        {
+            var row = output.Slice(t * channels + c0, c1 - c0);
+            DetMath.Silu(row, row);
         }
     }
 
     /// <summary>The selective scan for heads [h0, h1) of <paramref name="count"/> tokens, with the D skip
     /// and the SiLU(z) gate: per token and head, Δ = softplus(dt + dt_bias), decay = exp(Δ·A);
     /// per value i of the head, state ← state·decay + B·(x_i·Δ) (elementwise over State, in that order of
-    /// operations), y_i = state · C (a dot in the contract's order, <see cref="Kernels.Dot"/>),
+    /// operations), y_i = state · C (a dot in the contract's order; both in <see cref="ScanKernels.UpdateAndDot"/>),
     /// out_i = (y_i + x_i·D) · SiLU(z_i). conv holds each token's convolved xBC (x | B | C); z and dt are read
     /// from proj at t·projStride (+0 for z, + dtOffset for dt). Output: token t's Inner values at t·Inner.</summary>
     public static void Scan(Mamba2Shape s, Mamba2State state, ReadOnlySpan<float> a, ReadOnlySpan<float> d, ReadOnlySpan<float> dtBias,
@@ -89,6 +94,8 @@ internal static class Mamba2
             var xbc = conv.Slice(t * channels, channels);
             var z = proj.Slice(t * projStride, inner);
             var y = output.Slice(t * inner, inner);
+            // y holds SiLU(z) first; each value is then multiplied by its scan output (same bits as y·SiLU(z)).
+            DetMath.Silu(z.Slice(h0 * hd, (h1 - h0) * hd), y.Slice(h0 * hd, (h1 - h0) * hd));
             for (int h = h0; h < h1; h++)
             {
                 int g = h / s.HeadsPerGroup;
@@ -99,11 +106,8 @@ internal static class Mamba2
                 for (int i = h * hd; i < (h + 1) * hd; i++)
                 {
                     float x = xbc[i];
-                    float xDelta = x * delta;
-                    var row = ssm.Slice(i * n, n);
-                    for (int j = 0; j < n; j++) row[j] = row[j] * decay + b[j] * xDelta;
-                    float yi = Kernels.Dot(row, c) + x * d[h];
-                    y[i] = yi * DetMath.Silu(z[i]);
+                    float yi = ScanKernels.UpdateAndDot(ssm.Slice(i * n, n), b, c, decay, x * delta) + x * d[h];
+                    y[i] = yi * y[i];
                 }
             }
         }

@@ -222,6 +222,37 @@ public class FalconH1Tests(ITestOutputHelper output)
         Assert.Equal("model is missing metadata key 'falcon-h1.ssm.state_size'", message);
     }
 
+    // ---------------------------------------------------------------- the scan's kernel
+
+    [Fact]
+    public void Scan_update_and_dot_has_the_bits_of_the_loop_and_Kernels_Dot_on_every_vector_width()
+    {
+        var rng = new SyntheticRandom(77);
+        int saved = Kernels.VectorBits;
+        try
+        {
+            foreach (int n in new[] { 1, 5, 8, 15, 16, 17, 24, 32, 48, 64, 100, 128 })
+            {
+                float[] Values() => Enumerable.Range(0, n).Select(_ => rng.NextNormal()).ToArray();
+                float[] s0 = Values(), b = Values(), c = Values();
+                float decay = 0.73f, xDelta = -1.37f;
+                // Reference: the elementwise loop, then the contract's dot, on the scalar path.
+                Kernels.VectorBits = 0;
+                var expectedState = s0.Select((v, j) => v * decay + b[j] * xDelta).ToArray();
+                float expected = Kernels.Dot(expectedState, c);
+                foreach (int bits in new[] { 0, 128, 256, 512 })
+                {
+                    Kernels.VectorBits = bits;
+                    var state = (float[])s0.Clone();
+                    float got = ScanKernels.UpdateAndDot(state, b, c, decay, xDelta);
+                    Assert.True(BitConverter.SingleToInt32Bits(expected) == BitConverter.SingleToInt32Bits(got), $"n {n}, {bits} bits: {got} vs {expected}");
+                    Assert.True(expectedState.AsSpan().SequenceEqual(state), $"n {n}, {bits} bits: state differs");
+                }
+            }
+        }
+        finally { Kernels.VectorBits = saved; }
+    }
+
     // ---------------------------------------------------------------- DetMath.Softplus
 
     [Fact]
