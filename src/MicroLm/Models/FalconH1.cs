@@ -28,11 +28,12 @@ public sealed class FalconH1 : Architecture
     private readonly ReadOnlyMemory<float> _outputNorm;
     private readonly Layer[] _layers;
     private readonly Rope _rope;
+    private readonly AttentionOptions _attention;
     internal Mamba2Shape Ssm { get; }
 
     public FalconH1(GgufFile file, ModelConfig c) : base(c)
     {
-        Ssm = ReadShape(file, c);
+        Ssm = ReadShape(file, c.Architecture);
         var s = Ssm;
         int qDim = c.Heads * c.HeadDim;
         ReadOnlyMemory<float> Vec(GgufTensorInfo t, int n) => WeightMatrix.Vector(file, t, n);
@@ -69,12 +70,12 @@ public sealed class FalconH1 : Architecture
             };
         }
         _rope = new Rope(c.RopeDims, c.RopeFreqBase, neoxStyle: true);
+        _attention = AttentionOptions.Standard(c, _rope);
     }
 
     /// <summary>The mixer's sizes from "falcon-h1.ssm.*", checked against each other and the model.</summary>
-    internal static Mamba2Shape ReadShape(GgufFile file, ModelConfig c)
+    internal static Mamba2Shape ReadShape(GgufFile file, string arch)
     {
-        string arch = c.Architecture;
         int Req(string key, int max)
         {
             long v = file.GetInt($"{arch}.{key}") ?? throw new MicroLmException($"model is missing metadata key '{arch}.{key}'");
@@ -108,126 +109,129 @@ public sealed class FalconH1 : Architecture
     private static GgufTensorInfo? FindEither(GgufFile file, string name) =>
         file.FindTensor(name) ?? (name.EndsWith(".bias") ? null : file.FindTensor(name + ".weight"));
 
-    private sealed class Scratch(Session s, int maxBatch, WeightMatrix embedding, Rope rope) : TokenBatch(s, maxBatch, embedding, rope)
+    internal override ForwardPass CreatePass(Session s) => new Pass(this, s);
+
+    /// <summary>One session's memory — per layer its attention KV cache and its Mamba2 state (convolution window
+    /// and SSM state) — and the scratch for batches of up to s.MaxBatch tokens.</summary>
+    private sealed class Pass : ForwardPass
     {
-        public required Activation[] Hidden, SsmY;
-        public required float[] Q, K, V, AttnProj, Proj, Conv, Y, SsmProj, Gate, Up, FfnProj; // batch × rows
-        public required Mamba2State[] States;
-        public int Count;
-        // Per-token steps (see TokenBatch) and the mixer's thread parts, made once in CreateScratch.
-        public Action<int> AttnNorm = null!, RopeAndStore = null!, MixerResidual = null!, FfnNorm = null!, Gating = null!, FfnResidual = null!, SsmNorm = null!;
-        public Action<int, int> Convolve = null!, Scan = null!;
-    }
+        private readonly FalconH1 _m;
+        private readonly Session _s;
+        private readonly KvCache[] _caches;
+        private readonly RecurrentState[] _states;
+        private readonly LayerMemory[] _memory;
+        private readonly TokenBatch _batch;
+        private readonly AttentionBatch _attention;
+        private readonly float[] _q, _k, _v, _attnProj, _zxbcdt, _xbc, _y, _ssmProj, _gate, _up, _ffnProj; // batch × rows
+        private readonly Activation[] _gated, _hidden;
+        // The mixer's steps (made once) and the layer they work on.
+        private readonly Action<int, int> _convolve, _scan;
+        private readonly Action<int> _groupNorm, _sumMixers;
+        private Layer _layer = null!;
+        private RecurrentState _state = null!;
 
-    internal override object CreateScratch(Session s, int maxBatch)
-    {
-        var c = Config;
-        var m = Ssm;
-        int dim = c.Dim, qDim = c.Heads * c.HeadDim, kvDim = c.KvDim, hidden = c.HiddenDim, half = c.RopeDims / 2;
-        var w = new Scratch(s, maxBatch, _embedding, _rope)
-        {
-            Hidden = TokenBatch.Activations(maxBatch, hidden),
-            SsmY = TokenBatch.Activations(maxBatch, m.Inner),
-            Q = new float[maxBatch * qDim], K = new float[maxBatch * kvDim], V = new float[maxBatch * kvDim],
-            AttnProj = new float[maxBatch * dim], Proj = new float[maxBatch * m.Projection], Conv = new float[maxBatch * m.ConvChannels],
-            Y = new float[maxBatch * m.Inner], SsmProj = new float[maxBatch * dim],
-            Gate = new float[maxBatch * hidden], Up = new float[maxBatch * hidden], FfnProj = new float[maxBatch * dim],
-            States = Enumerable.Range(0, c.Layers).Select(_ => new Mamba2State(m)).ToArray(),
-        };
-        Span<float> Row(float[] a, int t, int width) => TokenBatch.Row(a, t, width);
-        w.AttnNorm = t => w.RmsNorm(t, t, _layers[w.Layer].AttnNorm.Span, c.NormEpsilon);
-        w.RopeAndStore = t =>
-        {
-            var cos = Row(w.Cos, t, half); var sin = Row(w.Sin, t, half);
-            _rope.Apply(Row(w.Q, t, qDim), c.Heads, c.HeadDim, cos, sin);
-            _rope.Apply(Row(w.K, t, kvDim), c.KvHeads, c.HeadDim, cos, sin);
-            Attention.Store(s, w.Layer, w.StartPos + t, Row(w.K, t, kvDim), Row(w.V, t, kvDim));
-        };
-        // Channels (convolution) and heads (scan) split across the team: each owned by one thread, tokens in order.
-        w.Convolve = (part, parts) =>
-        {
-            var layer = _layers[w.Layer];
-            var (c0, c1) = ThreadTeam.Slice(m.ConvChannels, part, parts);
-            Mamba2.Convolve(m, w.States[w.Layer], layer.ConvWeight.Span, layer.ConvBias.Span, w.Proj, m.Projection, m.Inner, w.Count, w.Conv, c0, c1);
-        };
-        w.Scan = (part, parts) =>
-        {
-            var layer = _layers[w.Layer];
-            var (h0, h1) = ThreadTeam.Slice(m.Heads, part, parts);
-            Mamba2.Scan(m, w.States[w.Layer], layer.A.Span, layer.D.Span, layer.DtBias.Span, w.Conv, w.Proj, m.Projection,
-                m.Inner + m.ConvChannels, w.Count, w.Y, h0, h1);
-        };
-        w.SsmNorm = t =>
-        {
-            var y = Row(w.Y, t, m.Inner);
-            if (_layers[w.Layer].SsmNorm is { } norm) Mamba2.GroupNorm(m, y, norm.Span, c.NormEpsilon);
-            y.CopyTo(w.SsmY[t].Span);
-            w.SsmY[t].Invalidate();
-        };
-        // x = (attention + mixer) + x, in llama.cpp's order of additions.
-        w.MixerResidual = t =>
-        {
-            var attn = Row(w.AttnProj, t, dim);
-            Kernels.Add(attn, Row(w.SsmProj, t, dim));
-            Kernels.Add(Row(w.X, t, dim), attn);
-        };
-        w.FfnNorm = t => w.RmsNorm(t, t, _layers[w.Layer].FfnNorm.Span, c.NormEpsilon);
-        w.Gating = t =>
-        {
-            var h = w.Hidden[t].Span;
-            DetMath.Silu(Row(w.Gate, t, hidden), h);
-            var up = Row(w.Up, t, hidden);
-            for (int i = 0; i < hidden; i++) h[i] *= up[i];
-            w.Hidden[t].Invalidate();
-        };
-        w.FfnResidual = t => Kernels.Add(Row(w.X, t, dim), Row(w.FfnProj, t, dim));
-        return w;
-    }
+        public override IReadOnlyList<LayerMemory> Memory => _memory;
 
-    internal override void Forward(Session s, ReadOnlySpan<int> tokens, int startPos)
-    {
-        var c = Config;
-        var w = (Scratch)s.Scratch;
-        int n = tokens.Length, dim = c.Dim;
-        if (startPos == 0) foreach (var state in w.States) state.Reset(); // a new sequence starts from zero state
-        w.Begin(s, tokens, startPos);
-        w.Count = n;
-
-        for (int l = 0; l < _layers.Length; l++)
+        public Pass(FalconH1 m, Session s)
         {
-            var layer = _layers[l];
-            w.Layer = l;
-            s.ForEachToken(n, w.AttnNorm); // one normed input for both mixers
-
-            // Attention: AttnProj = Wo · attention(rope(Wq·h), rope(Wk·h), Wv·h)
-            s.MatMul(layer.Wq, w.Normed, n, w.Q);
-            s.MatMul(layer.Wk, w.Normed, n, w.K);
-            s.MatMul(layer.Wv, w.Normed, n, w.V);
-            s.ForEachToken(n, w.RopeAndStore);
-            w.Attention.Run(l, startPos, n, w.Q, c.Heads * c.HeadDim, 0);
-            s.MatMul(layer.Wo, w.Attention.Output, n, w.AttnProj);
-
-            // Mamba2: z | xBC | dt = SsmIn·h; xBC = silu(conv(xBC) + b); y = scan(x, Δ, A, B, C) + D·x, gated by silu(z)
-            s.MatMul(layer.SsmIn, w.Normed, n, w.Proj);
-            s.Team.Run(w.Convolve);
-            s.Team.Run(w.Scan);
-            s.ForEachToken(n, w.SsmNorm); // grouped RMSNorm when the model has one
-            s.MatMul(layer.SsmOut, w.SsmY, n, w.SsmProj);
-
-            s.ForEachToken(n, w.MixerResidual); // x += attention + mixer
-
-            // Feed-forward: x += Down · (silu(Gate·norm(x)) ⊙ Up·norm(x))
-            s.ForEachToken(n, w.FfnNorm);
-            s.MatMul(layer.Gate, w.Normed, n, w.Gate);
-            s.MatMul(layer.Up, w.Normed, n, w.Up);
-            s.ForEachToken(n, w.Gating);
-            s.MatMul(layer.Down, w.Hidden, n, w.FfnProj);
-            s.ForEachToken(n, w.FfnResidual);
-            s.CheckFinite(w.X.AsSpan(0, n * dim), l);
+            _m = m; _s = s;
+            var c = m.Config;
+            var ssm = m.Ssm;
+            int n = s.MaxBatch;
+            _caches = Enumerable.Range(0, c.Layers).Select(l => KvCache.For(s, l, m._attention)).ToArray();
+            _states = Enumerable.Range(0, c.Layers).Select(ssm.NewState).ToArray();
+            _memory = Enumerable.Range(0, c.Layers).SelectMany(l => new LayerMemory[] { _caches[l], _states[l] }).ToArray();
+            _batch = new TokenBatch(s, n, c.Dim, m._rope);
+            _attention = new AttentionBatch(s, _batch, m._attention.QueryDim);
+            _q = new float[n * m._attention.QueryDim];
+            _k = new float[n * c.KvDim];
+            _v = new float[n * c.KvDim];
+            _attnProj = new float[n * c.Dim];
+            _zxbcdt = new float[n * ssm.Projection];
+            _xbc = new float[n * ssm.ConvChannels];
+            _y = new float[n * ssm.Inner];
+            _gated = TokenBatch.Activations(n, ssm.Inner);
+            _ssmProj = new float[n * c.Dim];
+            _gate = new float[n * c.HiddenDim];
+            _up = new float[n * c.HiddenDim];
+            _ffnProj = new float[n * c.Dim];
+            _hidden = TokenBatch.Activations(n, c.HiddenDim);
+            // Channels (convolution) and heads (scan) split across the team: each owned by one thread, which
+            // walks the batch's tokens in order.
+            _convolve = (part, parts) =>
+            {
+                var (c0, c1) = ThreadTeam.Slice(ssm.ConvChannels, part, parts);
+                Mamba2.Convolve(ssm, _state, _layer.ConvWeight.Span, _layer.ConvBias.Span, _zxbcdt, ssm.Projection, ssm.Inner, _batch.Count, _xbc, c0, c1);
+            };
+            _scan = (part, parts) =>
+            {
+                var (h0, h1) = ThreadTeam.Slice(ssm.Heads, part, parts);
+                Mamba2.Scan(ssm, _state, _layer.A.Span, _layer.D.Span, _layer.DtBias.Span, _xbc, _zxbcdt, ssm.Projection,
+                    ssm.Inner + ssm.ConvChannels, _batch.Count, _y, h0, h1);
+            };
+            _groupNorm = t =>
+            {
+                var y = TokenBatch.Row(_y, t, ssm.Inner);
+                if (_layer.SsmNorm is { } norm) Mamba2.GroupNorm(ssm, y, norm.Span, c.NormEpsilon);
+                y.CopyTo(_gated[t].Span);
+                _gated[t].Invalidate();
+            };
+            _sumMixers = t => Kernels.Add(TokenBatch.Row(_attnProj, t, c.Dim), TokenBatch.Row(_ssmProj, t, c.Dim));
         }
 
-        var (first, count) = s.LogitRows(n);
-        for (int t = 0; t < count; t++) w.RmsNorm(first + t, t, _outputNorm.Span, c.NormEpsilon);
-        if (count > 0) s.MatMul(_output, w.Normed, count, s.Logits);
+        public override void Forward(ReadOnlySpan<int> tokens, int startPos)
+        {
+            var (m, s, b) = (_m, _s, _batch);
+            var c = m.Config;
+            int n = tokens.Length;
+            b.Embed(m._embedding, tokens, startPos);
+
+            for (int l = 0; l < m._layers.Length; l++)
+            {
+                var layer = m._layers[l];
+                b.RmsNorm(layer.AttnNorm, c.NormEpsilon); // one normed input h for both mixers
+
+                // Attention: attnProj = Wo · attention(rope(Wq·h), rope(Wk·h), Wv·h)
+                s.MatMul(layer.Wq, b.Normed, n, _q);
+                s.MatMul(layer.Wk, b.Normed, n, _k);
+                s.MatMul(layer.Wv, b.Normed, n, _v);
+                _attention.Run(m._attention, _caches[l], new(_q, m._attention.QueryDim, 0), new(_k, c.KvDim, 0), new(_v, c.KvDim, 0));
+                s.MatMul(layer.Wo, _attention.Output, n, _attnProj);
+
+                // Mamba2: ssmProj = SsmOut · norm(scan(silu(conv(xBC))) ⊙ silu(z)), with z | xBC | dt = SsmIn·h
+                s.MatMul(layer.SsmIn, b.Normed, n, _zxbcdt);
+                Mixer(layer, _states[l]);
+                s.MatMul(layer.SsmOut, _gated, n, _ssmProj);
+
+                // x = (attention + mixer) + x, in llama.cpp's order of additions.
+                s.ForEachToken(n, _sumMixers);
+                b.AddResidual(_attnProj);
+
+                // Feed-forward: x += Down · (silu(Gate·norm(x)) ⊙ Up·norm(x))
+                b.RmsNorm(layer.FfnNorm, c.NormEpsilon);
+                s.MatMul(layer.Gate, b.Normed, n, _gate);
+                s.MatMul(layer.Up, b.Normed, n, _up);
+                b.SwiGlu(_gate, _up, c.HiddenDim, _hidden);
+                s.MatMul(layer.Down, _hidden, n, _ffnProj);
+                b.AddResidual(_ffnProj);
+
+                b.CheckFinite(l);
+            }
+
+            // Classifier: logits = Wout · norm(x), for the rows the session wants.
+            var (first, count) = s.LogitRows(n);
+            b.RmsNormRows(first, count, m._outputNorm.Span, c.NormEpsilon);
+            if (count > 0) s.MatMul(m._output, b.Normed, count, s.Logits);
+        }
+
+        /// <summary>The recurrent steps of one layer's mixer on the batch: the causal convolution with its window,
+        /// the selective scan with its state (both carried in <paramref name="state"/>), the grouped norm.</summary>
+        private void Mixer(Layer layer, RecurrentState state)
+        {
+            _layer = layer; _state = state;
+            _s.Team.Run(_convolve);
+            _s.Team.Run(_scan);
+            _s.ForEachToken(_batch.Count, _groupNorm);
+        }
     }
 }

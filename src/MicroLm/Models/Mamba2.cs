@@ -13,31 +13,11 @@ internal sealed record Mamba2Shape(int ConvKernel, int Inner, int State, int Hea
     public int ConvChannels => Inner + 2 * Groups * State;
     public int Projection => Inner + ConvChannels + Heads;
     public int HeadsPerGroup => Heads / Groups;
-}
 
-/// <summary>One layer's Mamba2 recurrent state for one sequence: the last ConvKernel − 1 inputs of every
-/// convolution channel and the Heads × HeadDim × State SSM state. Constant-size: it never grows with the
-/// sequence. Zero at the start of a sequence.</summary>
-internal sealed class Mamba2State
-{
-    /// <summary>Per channel c: its previous inputs at [c·(K−1) ..], oldest first.</summary>
-    public readonly float[] Conv;
-    /// <summary>Per (head h, value i): the State values at [(h·HeadDim + i)·State ..].</summary>
-    public readonly float[] Ssm;
+    /// <summary>A layer's convolution window and SSM state of this shape (zero: the start of a sequence).</summary>
+    public RecurrentState NewState(int layer) => new(layer, ConvChannels, ConvKernel, Heads, HeadDim, State);
 
-    public Mamba2State(Mamba2Shape shape)
-    {
-        Conv = new float[(long)shape.ConvChannels * (shape.ConvKernel - 1)];
-        Ssm = new float[(long)shape.Inner * shape.State];
-    }
-
-    public long Bytes => 4L * (Conv.Length + Ssm.Length);
-
-    public void Reset()
-    {
-        Array.Clear(Conv);
-        Array.Clear(Ssm);
-    }
+    public long StateBytes => RecurrentState.BytesFor(ConvChannels, ConvKernel, Heads, HeadDim, State);
 }
 
 /// <summary>The two recurrent steps of a Mamba2 mixer, each over a range that one thread owns (channels for
@@ -51,7 +31,7 @@ internal static class Mamba2
     /// its output goes to output[t·ConvChannels + c]. Per channel the sum runs over the kernel's taps
     /// oldest first from +0 (Σ_k w[c,k]·in[t−K+1+k], as ggml_ssm_conv), then + bias; the window then drops its
     /// oldest input and keeps this token's. SiLU last, over the range (DetMath's span form: the scalar's bits).</summary>
-    public static void Convolve(Mamba2Shape s, Mamba2State state, ReadOnlySpan<float> weight, ReadOnlySpan<float> bias,
+    public static void Convolve(Mamba2Shape s, RecurrentState state, ReadOnlySpan<float> weight, ReadOnlySpan<float> bias,
         ReadOnlySpan<float> proj, int projStride, int xbcOffset, int count, Span<float> output, int c0, int c1)
     {
         int k = s.ConvKernel, keep = k - 1, channels = s.ConvChannels;
@@ -84,7 +64,7 @@ internal static class Mamba2
     /// operations), y_i = state · C (a dot in the contract's order; both in <see cref="ScanKernels.UpdateAndDot"/>),
     /// out_i = (y_i + x_i·D) · SiLU(z_i). conv holds each token's convolved xBC (x | B | C); z and dt are read
     /// from proj at t·projStride (+0 for z, + dtOffset for dt). Output: token t's Inner values at t·Inner.</summary>
-    public static void Scan(Mamba2Shape s, Mamba2State state, ReadOnlySpan<float> a, ReadOnlySpan<float> d, ReadOnlySpan<float> dtBias,
+    public static void Scan(Mamba2Shape s, RecurrentState state, ReadOnlySpan<float> a, ReadOnlySpan<float> d, ReadOnlySpan<float> dtBias,
         ReadOnlySpan<float> conv, ReadOnlySpan<float> proj, int projStride, int dtOffset, int count, Span<float> output, int h0, int h1)
     {
         int hd = s.HeadDim, n = s.State, inner = s.Inner, channels = s.ConvChannels;

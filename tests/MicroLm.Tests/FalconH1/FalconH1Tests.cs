@@ -31,6 +31,36 @@ public class FalconH1Tests(ITestOutputHelper output)
         Assert.Equal((16, 64, 192, 2 * 128 + 2 * 2 * 16 + 8), (ssm.HeadDim, ssm.GroupSize, ssm.ConvChannels, ssm.Projection));
     }
 
+    [Fact]
+    public void Each_layer_holds_a_kv_cache_and_a_recurrent_state_counted_in_the_envelope()
+    {
+        using var model = Model.Load(SmallBytes);
+        using var session = model.CreateSession(contextLength: 100);
+        var c = model.Config;
+        var ssm = ((Models.FalconH1)model.Architecture).Ssm;
+        long perLayer = 4L * (ssm.ConvChannels * (ssm.ConvKernel - 1) + ssm.Inner * ssm.State);
+        Assert.Equal(c.Layers * perLayer, c.RecurrentStateBytes);
+        Assert.Equal(c.KvCacheBytes(100, 4) + c.RecurrentStateBytes, session.MemoryBytes);
+        for (int l = 0; l < c.Layers; l++)
+        {
+            Assert.Contains(session.Memory, m => m.Layer == l && m.Kind == "kv");
+            Assert.Contains(session.Memory, m => m.Layer == l && m is RecurrentState r && r.Bytes == perLayer);
+        }
+        // `inspect` shows it, in text and JSON.
+        string path = Path.Combine(Path.GetTempPath(), $"microlm-falcon-{Environment.ProcessId}.gguf");
+        try
+        {
+            File.WriteAllBytes(path, SmallBytes);
+            var stdout = new StringWriter();
+            Assert.Equal(0, Cli.CliMain.Run(["inspect", path], stdout, new StringWriter()));
+            Assert.Contains($"SSM state      {c.RecurrentStateBytes,14:N0} bytes", stdout.ToString());
+            stdout = new StringWriter();
+            Assert.Equal(0, Cli.CliMain.Run(["inspect", path, "--json"], stdout, new StringWriter()));
+            Assert.Contains($"\"ssm_state\": {c.RecurrentStateBytes}", stdout.ToString());
+        }
+        finally { File.Delete(path); }
+    }
+
     private static float[][] Run(Model model, int threads, int batch, bool lastOnly = false, int generate = 6)
     {
         using var session = model.CreateSession(threads: threads, maxBatch: 32);
