@@ -52,10 +52,10 @@ public class FalconH1Tests(ITestOutputHelper output)
         {
             File.WriteAllBytes(path, SmallBytes);
             var stdout = new StringWriter();
-            Assert.Equal(0, Cli.CliMain.Run(["inspect", path], stdout, new StringWriter()));
+            Assert.Equal(0, MicroLm.Cli.CliMain.Run(["inspect", path], stdout, new StringWriter()));
             Assert.Contains($"SSM state      {c.RecurrentStateBytes,14:N0} bytes", stdout.ToString());
             stdout = new StringWriter();
-            Assert.Equal(0, Cli.CliMain.Run(["inspect", path, "--json"], stdout, new StringWriter()));
+            Assert.Equal(0, MicroLm.Cli.CliMain.Run(["inspect", path, "--json"], stdout, new StringWriter()));
             Assert.Contains($"\"ssm_state\": {c.RecurrentStateBytes}", stdout.ToString());
         }
         finally { File.Delete(path); }
