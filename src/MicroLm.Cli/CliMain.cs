@@ -10,9 +10,10 @@ public static class CliMain
           inspect FILE [--json]                  header, metadata, tensors, memory envelope
           run -m FILE -p PROMPT [-n N] [--temp T] [--top-k K] [--top-p P] [--min-p P]
               [--repeat-penalty R] [--seed S] [-t THREADS] [-c CTX] [--tokenizer TOK.bin]
+              [--backend float|fixed]
           tokenize -m FILE (-p TEXT | -f FILE) [--no-bos]
           verify -m FILE (-p TEXT | --ids "1 2 3") -n N [sampling flags] [-t THREADS] [--batch B]
-              [--expect TRACE] [--dump-logits PATH]
+              [--expect TRACE] [--dump-logits PATH] [--backend float|fixed]
           convert llama2c MODEL.bin --tokenizer TOK.bin -o OUT.gguf
           bench -m FILE [-t 1,2] [-p 128] [-n 128] [-r 5] [--all-logits]
         """;

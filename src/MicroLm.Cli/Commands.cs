@@ -28,10 +28,18 @@ public static class Commands
         if (tokenizer != null || path.EndsWith(".bin", StringComparison.OrdinalIgnoreCase))
         {
             if (tokenizer == null) throw new UsageException("a llama2.c checkpoint (.bin) needs --tokenizer TOK.bin");
-            return Model.Load(Llama2cCheckpoint.ToGguf(File.ReadAllBytes(path), File.ReadAllBytes(tokenizer)));
+            return Model.Load(Llama2cCheckpoint.ToGguf(File.ReadAllBytes(path), File.ReadAllBytes(tokenizer)), Backend(o));
         }
-        return Model.Load(path);
+        return Model.Load(path, Backend(o));
     }
+
+    /// <summary>--backend float|fixed (default float).</summary>
+    public static Backend Backend(Options o) => o.Get("--backend") switch
+    {
+        null or "float" => Models.Backend.Float,
+        "fixed" => Models.Backend.Fixed,
+        var v => throw new UsageException($"--backend expects float or fixed, got '{v}'"),
+    };
 
     public static SamplingOptions Sampling(Options o) => new()
     {

@@ -18,7 +18,19 @@ public abstract class Architecture
     /// writes each token's logits to session.Logits[t·vocab ..].</summary>
     internal abstract void Forward(Session session, ReadOnlySpan<int> tokens, int startPos);
 
-    public static Architecture Create(GgufFile file, ModelConfig config) => config.Architecture switch
+    public static Architecture Create(GgufFile file, ModelConfig config) => Create(file, config, Backend.Float);
+
+    /// <summary>The forward pass for <paramref name="backend"/>. The fixed-point backend receives the
+    /// configuration's two floats (norm epsilon, rope base) as their bits, which it decodes in integers.</summary>
+    public static Architecture Create(GgufFile file, ModelConfig config, Backend backend) => backend switch
+    {
+        Backend.Float => CreateFloat(file, config),
+        Backend.Fixed => FixedPoint.FixedBackend.Create(file, config,
+            BitConverter.SingleToUInt32Bits(config.NormEpsilon), BitConverter.SingleToUInt32Bits(config.RopeFreqBase)),
+        _ => throw new ArgumentOutOfRangeException(nameof(backend)),
+    };
+
+    private static Architecture CreateFloat(GgufFile file, ModelConfig config) => config.Architecture switch
     {
         "llama" => new Llama(file, config),
         "gptneox" => new GptNeoX(file, config),
@@ -35,3 +47,7 @@ public abstract class Architecture
         return t;
     }
 }
+
+/// <summary>How a model computes: <see cref="Float"/> (binary32, deterministic by construction) or
+/// <see cref="Fixed"/> (integers only between the weights and the logits; docs/fixed-point.md).</summary>
+public enum Backend { Float, Fixed }
