@@ -16,6 +16,10 @@ internal abstract class FixedBatch
     public readonly int[] Tokens;
     public readonly RangeGuard Guard = new();
     public int Layer, StartPos;
+    /// <summary>If set, sees every named buffer after each layer (activation-range measurements; docs/fixed-point.md).</summary>
+    public RangeProbe? Probe;
+    private readonly List<(string Name, int[] Values, int Width)> _named = [];
+    private int _count;
     private readonly int _dim;
     private readonly Action<int> _embed;
     private readonly Action<int, int> _matmulJob;
@@ -35,6 +39,9 @@ internal abstract class FixedBatch
         Sin = new int[maxBatch * half];
         Attention = new FixedAttention(s, c.Layers, c.Heads, c.KvHeads, c.HeadDim, attentionScaleQ32, maxBatch);
         Tokens = new int[maxBatch];
+        Name("residual x", X, c.Dim);
+        Name("normed", Normed, c.Dim);
+        Name("attention output", Attention.Output, c.Heads * c.HeadDim);
         _embed = t =>
         {
             embedding.ReadRow(Tokens[t], Row(X, t, _dim), Guard);
@@ -50,11 +57,15 @@ internal abstract class FixedBatch
 
     public static Span<int> Row(int[] batch, int t, int width) => batch.AsSpan(t * width, width);
 
+    /// <summary>Names a batch buffer (width values per token) for <see cref="Probe"/>.</summary>
+    protected void Name(string name, int[] values, int width) => _named.Add((name, values, width));
+
     /// <summary>Starts a forward pass: the range guard cleared, each token's embedding into X and its rotary angles.</summary>
     public void Begin(ReadOnlySpan<int> tokens, int startPos)
     {
         Guard.Reset();
         StartPos = startPos;
+        _count = tokens.Length;
         tokens.CopyTo(Tokens);
         Session.ForEachToken(tokens.Length, _embed);
         CheckRange("the token embeddings");
@@ -76,8 +87,28 @@ internal abstract class FixedBatch
     /// <summary>Stops the pass with an error if any value had to be clamped since the last check.</summary>
     public void CheckRange(string where)
     {
+        if (Probe != null)
+            foreach (var (name, values, width) in _named) Probe.Observe(name, values.AsSpan(0, System.Math.Min(values.Length, _count * width)));
         int n = Guard.Count;
         if (n != 0)
             throw new MicroLmException($"fixed-point overflow in {where}: {n} value(s) exceeded the Q16.16 range (±32768) or a 64-bit sum and would have been clamped; this model's activations are too large for the fixed backend (see docs/fixed-point.md)");
+    }
+}
+
+/// <summary>Largest |value| and sum of squares per named buffer (Q16.16), for measuring activation ranges.</summary>
+internal sealed class RangeProbe
+{
+    public readonly Dictionary<string, (long MaxAbs, UInt128 SumSquares, long Count)> Seen = [];
+
+    public void Observe(string name, ReadOnlySpan<int> values)
+    {
+        var (max, squares, count) = Seen.TryGetValue(name, out var v) ? v : (0L, UInt128.Zero, 0L);
+        foreach (int x in values)
+        {
+            long a = System.Math.Abs((long)x);
+            if (a > max) max = a;
+            squares += (UInt128)(ulong)(a * a);
+        }
+        Seen[name] = (max, squares, count + values.Length);
     }
 }

@@ -62,6 +62,12 @@ internal sealed class FixedGptNeoX : Architecture
         : FixedBatch(s, maxBatch, embedding, rope, scale)
     {
         public required int[] Qkv, Up, Hidden, AttnProj, FfnProj, Logits; // batch × rows
+        public void NameAll()
+        {
+            var c = Session.Config;
+            Name("qkv", Qkv, c.Heads * c.HeadDim + 2 * c.KvDim); Name("ffn up", Up, c.HiddenDim); Name("ffn hidden", Hidden, c.HiddenDim);
+            Name("attention projection", AttnProj, c.Dim); Name("ffn projection", FfnProj, c.Dim); Name("logits", Logits, c.VocabSize);
+        }
         public Action<int> AttnNorm = null!, QkvRope = null!, FfnNorm = null!, UpGelu = null!;
         public Action<int> ParallelResidual = null!, AttnResidual = null!, FfnResidual = null!;
     }
@@ -76,6 +82,7 @@ internal sealed class FixedGptNeoX : Architecture
             Qkv = new int[maxBatch * qkv], Up = new int[maxBatch * hidden], Hidden = new int[maxBatch * hidden],
             AttnProj = new int[maxBatch * dim], FfnProj = new int[maxBatch * dim], Logits = new int[maxBatch * c.VocabSize],
         };
+        w.NameAll();
         static Span<int> Row(int[] a, int t, int width) => FixedBatch.Row(a, t, width);
         w.AttnNorm = t => FixedNorm.Layer(Row(w.X, t, dim), _layers[w.Layer].AttnNorm, _layers[w.Layer].AttnNormBias, _eps, Row(w.Normed, t, dim), w.Guard);
         w.QkvRope = t =>

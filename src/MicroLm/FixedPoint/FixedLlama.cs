@@ -54,6 +54,13 @@ internal sealed class FixedLlama : Architecture
         : FixedBatch(s, maxBatch, embedding, rope, scale)
     {
         public required int[] Q, K, V, Gate, Up, Hidden, Proj, Logits; // batch × rows
+        public void NameAll()
+        {
+            var c = Session.Config;
+            Name("q", Q, c.Heads * c.HeadDim); Name("k", K, c.KvDim); Name("v", V, c.KvDim);
+            Name("ffn gate", Gate, c.HiddenDim); Name("ffn up", Up, c.HiddenDim); Name("ffn hidden", Hidden, c.HiddenDim);
+            Name("projection", Proj, c.Dim); Name("logits", Logits, c.VocabSize);
+        }
         public Action<int> AttnNorm = null!, RopeAndStore = null!, AttnResidual = null!, FfnNorm = null!, Gating = null!, FfnResidual = null!;
     }
 
@@ -67,6 +74,7 @@ internal sealed class FixedLlama : Architecture
             Gate = new int[maxBatch * hidden], Up = new int[maxBatch * hidden], Hidden = new int[maxBatch * hidden],
             Proj = new int[maxBatch * dim], Logits = new int[maxBatch * c.VocabSize],
         };
+        w.NameAll();
         static Span<int> Row(int[] a, int t, int width) => FixedBatch.Row(a, t, width);
         w.AttnNorm = t => FixedNorm.Rms(Row(w.X, t, dim), _layers[w.Layer].AttnNorm, _eps, Row(w.Normed, t, dim), w.Guard);
         w.RopeAndStore = t =>

@@ -59,7 +59,7 @@ internal static class FixedMath
         int n = (int)(y >> 48);
         long f = y & ((1L << 48) - 1);
         int i = (int)(f >> 40);
-        long t = ((f & ((1L << 40) - 1)) >> 8) * Ln2Q32 >> 32; // r · ln 2 in Q.32 (< 2^24)
+        long t = ((f & ((1L << 40) - 1)) >> 16) * Ln2Q32 >> 32; // r · ln 2 in Q.32 (< 2^24)
         long t2 = t * t >> 32, t3 = t2 * t >> 32;
         long poly = (1L << 32) - t + (t2 >> 1) - t3 / 6;        // e^−t in Q.32
         long v = ExpTable[i] * poly;                             // Q.62
