@@ -60,7 +60,7 @@ internal static class FixedReport
             foreach (var prompt in Prompts)
             {
                 using var s = model.CreateSession(256, 1, 256);
-                ((FixedBatch)s.Scratch).Probe = probe;
+                ((IFixedPass)s.Pass).Batch.Probe = probe;
                 var gen = new Generator(s, new Sampling.SamplingOptions { Temperature = 0 }) { StopAtEndOfSequence = false };
                 foreach (var _ in gen.Generate(model.Tokenizer.Encode(prompt, model.Tokenizer.AddBos), 64)) { }
             }

@@ -4,10 +4,10 @@ using MicroLm.Models;
 
 namespace MicroLm.FixedPoint;
 
-/// <summary>GPT-NeoX (Pythia) in fixed point: the same steps as <see cref="GptNeoX"/> (LayerNorm with
-/// bias, fused QKV with bias, rotary embeddings on halves over the first rope.dimension_count values,
-/// biased output and feed-forward projections with GELU in its tanh form, parallel or sequential
-/// residual), every one in integers; only the logits become floats, exactly, at the end.</summary>
+/// <summary>GPT-NeoX (Pythia) in fixed point: the steps of <see cref="GptNeoX"/> (LayerNorm with bias,
+/// fused QKV with bias, rotary embeddings on halves over the first rope.dimension_count values, biased
+/// output and feed-forward projections with GELU in its tanh form, parallel or sequential residual),
+/// every one in integers; only the logits become floats, exactly, at the end.</summary>
 internal sealed class FixedGptNeoX : Architecture
 {
     private sealed class Layer
@@ -20,6 +20,7 @@ internal sealed class FixedGptNeoX : Architecture
     private readonly int[] _outputNorm, _outputNormBias;
     private readonly Layer[] _layers;
     private readonly FixedRope _rope;
+    private readonly FixedAttentionOptions _attention;
     private readonly UInt128 _eps;
     private readonly bool _parallelResidual;
 
@@ -55,125 +56,100 @@ internal sealed class FixedGptNeoX : Architecture
             };
         }
         _rope = new FixedRope(c.RopeDims, ropeBaseBits, neoxStyle: true);
+        _attention = FixedAttentionOptions.Standard(c, _rope);
         _eps = FixedNorm.Epsilon(epsBits);
     }
 
-    private sealed class Scratch(Session s, int maxBatch, FixedMatrix embedding, FixedRope rope, long scale)
-        : FixedBatch(s, maxBatch, embedding, rope, scale)
+    internal override ForwardPass CreatePass(Session s) => new Pass(this, s);
+
+    private sealed class Pass : ForwardPass, IFixedPass
     {
-        public required int[] Qkv, Up, Hidden, AttnProj, FfnProj, Logits; // batch × rows
-        public void NameAll()
-        {
-            var c = Session.Config;
-            Name("qkv", Qkv, c.Heads * c.HeadDim + 2 * c.KvDim); Name("ffn up", Up, c.HiddenDim); Name("ffn hidden", Hidden, c.HiddenDim);
-            Name("attention projection", AttnProj, c.Dim); Name("ffn projection", FfnProj, c.Dim); Name("logits", Logits, c.VocabSize);
-        }
-        public Action<int> AttnNorm = null!, QkvRope = null!, FfnNorm = null!, UpGelu = null!;
-        public Action<int> ParallelResidual = null!, AttnResidual = null!, FfnResidual = null!;
-    }
+        private readonly FixedGptNeoX _m;
+        private readonly Session _s;
+        private readonly FixedKvCache[] _caches;
+        private readonly FixedBatch _batch;
+        private readonly FixedAttentionBatch _attention;
+        private readonly int[] _qkv, _up, _hidden, _attnProj, _ffnProj, _logits; // batch × rows
+        private readonly int _qkvWidth;
 
-    internal override object CreateScratch(Session s, int maxBatch)
-    {
-        var c = Config;
-        int dim = c.Dim, half = c.RopeDims / 2, qDim = c.Heads * c.HeadDim, kvDim = c.KvDim, hidden = c.HiddenDim;
-        int qkv = qDim + 2 * kvDim;
-        var w = new Scratch(s, maxBatch, _embedding, _rope, FixedAttention.InverseSqrtQ32(c.HeadDim))
-        {
-            Qkv = new int[maxBatch * qkv], Up = new int[maxBatch * hidden], Hidden = new int[maxBatch * hidden],
-            AttnProj = new int[maxBatch * dim], FfnProj = new int[maxBatch * dim], Logits = new int[maxBatch * c.VocabSize],
-        };
-        w.NameAll();
-        static Span<int> Row(int[] a, int t, int width) => FixedBatch.Row(a, t, width);
-        w.AttnNorm = t => FixedNorm.Layer(Row(w.X, t, dim), _layers[w.Layer].AttnNorm, _layers[w.Layer].AttnNormBias, _eps, Row(w.Normed, t, dim), w.Guard);
-        w.QkvRope = t =>
-        {
-            var row = Row(w.Qkv, t, qkv);
-            w.Add(row, _layers[w.Layer].QkvBias);
-            var cos = Row(w.Cos, t, half); var sin = Row(w.Sin, t, half);
-            _rope.Apply(row[..qDim], c.Heads, c.HeadDim, cos, sin, w.Guard);
-            _rope.Apply(row.Slice(qDim, kvDim), c.KvHeads, c.HeadDim, cos, sin, w.Guard);
-            w.Attention.Store(w.Layer, w.StartPos + t, row.Slice(qDim, kvDim), row.Slice(qDim + kvDim, kvDim));
-        };
-        w.FfnNorm = t => FixedNorm.Layer(Row(w.X, t, dim), _layers[w.Layer].FfnNorm, _layers[w.Layer].FfnNormBias, _eps, Row(w.Normed, t, dim), w.Guard);
-        w.UpGelu = t =>
-        {
-            var up = Row(w.Up, t, hidden); var h = Row(w.Hidden, t, hidden);
-            w.Add(up, _layers[w.Layer].UpBias);
-            for (int i = 0; i < hidden; i++) h[i] = FixedMath.Gelu(up[i]);
-        };
-        // x = (x + mlp(ln2(x))) + attn, in llama.cpp's order of additions.
-        w.ParallelResidual = t =>
-        {
-            var layer = _layers[w.Layer];
-            var attn = Row(w.AttnProj, t, dim); var ffn = Row(w.FfnProj, t, dim); var x = Row(w.X, t, dim);
-            w.Add(attn, layer.OutputBias);
-            w.Add(ffn, layer.DownBias);
-            w.Add(x, ffn);
-            w.Add(x, attn);
-        };
-        // Sequential: x = x + attn, then (after the feed-forward) x = x + mlp(ln2(x)).
-        w.AttnResidual = t =>
-        {
-            var attn = Row(w.AttnProj, t, dim);
-            w.Add(attn, _layers[w.Layer].OutputBias);
-            w.Add(Row(w.X, t, dim), attn);
-        };
-        w.FfnResidual = t =>
-        {
-            var ffn = Row(w.FfnProj, t, dim);
-            w.Add(ffn, _layers[w.Layer].DownBias);
-            w.Add(Row(w.X, t, dim), ffn);
-        };
-        return w;
-    }
+        public override IReadOnlyList<LayerMemory> Memory => _caches;
+        public FixedBatch Batch => _batch;
 
-    internal override void Forward(Session s, ReadOnlySpan<int> tokens, int startPos)
-    {
-        var c = Config;
-        var w = (Scratch)s.Scratch;
-        int n = tokens.Length, qkv = c.Heads * c.HeadDim + 2 * c.KvDim;
-        w.Begin(tokens, startPos);
-
-        for (int l = 0; l < _layers.Length; l++)
+        public Pass(FixedGptNeoX m, Session s)
         {
-            var layer = _layers[l];
-            w.Layer = l;
-            // Attention: proj = Wo · attention(rope(Q), rope(K), V) + bo, with Q|K|V = Wqkv·ln1(x) + bqkv.
-            s.ForEachToken(n, w.AttnNorm);
-            w.MatMul(layer.Qkv, w.Normed, n, w.Qkv);
-            s.ForEachToken(n, w.QkvRope);
-            w.Attention.Run(l, startPos, n, w.Qkv, qkv, w.Guard);
-            w.MatMul(layer.Wo, w.Attention.Output, n, w.AttnProj);
-
-            if (_parallelResidual)
-            {
-                FeedForward(s, w, layer, n); // reads x before the attention output is added
-                s.ForEachToken(n, w.ParallelResidual);
-            }
-            else
-            {
-                s.ForEachToken(n, w.AttnResidual);
-                FeedForward(s, w, layer, n);
-                s.ForEachToken(n, w.FfnResidual);
-            }
-            w.CheckRange($"layer {l}");
+            _m = m; _s = s;
+            var c = m.Config;
+            int n = s.MaxBatch;
+            _qkvWidth = m._attention.QueryDim + 2 * c.KvDim;
+            _caches = Enumerable.Range(0, c.Layers).Select(l => new FixedKvCache(l, m._attention, s.ContextLength)).ToArray();
+            _batch = new FixedBatch(s, n, c.Dim, m._rope);
+            _attention = new FixedAttentionBatch(s, _batch, m._attention.QueryDim, c.HeadDim);
+            _qkv = new int[n * _qkvWidth];
+            _up = new int[n * c.HiddenDim];
+            _hidden = new int[n * c.HiddenDim];
+            _attnProj = new int[n * c.Dim];
+            _ffnProj = new int[n * c.Dim];
+            _logits = new int[n * c.VocabSize];
+            _batch.Name("qkv", _qkv, _qkvWidth); _batch.Name("ffn up", _up, c.HiddenDim); _batch.Name("ffn hidden", _hidden, c.HiddenDim);
+            _batch.Name("attention projection", _attnProj, c.Dim); _batch.Name("ffn projection", _ffnProj, c.Dim);
+            _batch.Name("logits", _logits, c.VocabSize);
         }
 
-        var (first, count) = s.LogitRows(n);
-        for (int t = 0; t < count; t++)
-            FixedNorm.Layer(FixedBatch.Row(w.X, first + t, c.Dim), _outputNorm, _outputNormBias, _eps, FixedBatch.Row(w.Normed, t, c.Dim), w.Guard);
-        if (count == 0) return;
-        w.MatMul(_output, w.Normed, count, w.Logits);
-        w.CheckRange("the classifier");
-        FixedLogits.ToFloat32(w.Logits.AsSpan(0, count * c.VocabSize), s);
-    }
+        public override void Forward(ReadOnlySpan<int> tokens, int startPos)
+        {
+            var (m, s, b) = (_m, _s, _batch);
+            var c = m.Config;
+            int qDim = m._attention.QueryDim;
+            b.Embed(m._embedding, tokens, startPos);
 
-    /// <summary>FfnProj = Down · gelu(Up · ln2(x) + b_up); the residual steps add b_down.</summary>
-    private static void FeedForward(Session s, Scratch w, Layer layer, int n)
-    {
-        s.ForEachToken(n, w.FfnNorm);
-        w.MatMul(layer.Up, w.Normed, n, w.Up);
-        s.ForEachToken(n, w.UpGelu);
-        w.MatMul(layer.Down, w.Hidden, n, w.FfnProj);
+            for (int l = 0; l < m._layers.Length; l++)
+            {
+                var layer = m._layers[l];
+
+                // Attention: proj = Wo · attention(rope(Q), rope(K), V) + bo, with Q|K|V = Wqkv·ln1(x) + bqkv.
+                b.LayerNorm(layer.AttnNorm, layer.AttnNormBias, m._eps);
+                b.MatMul(layer.Qkv, b.Normed, _qkv);
+                b.AddBias(_qkv, _qkvWidth, layer.QkvBias);
+                _attention.Run(m._attention, _caches[l], new(_qkv, _qkvWidth, 0), new(_qkv, _qkvWidth, qDim), new(_qkv, _qkvWidth, qDim + c.KvDim));
+                b.MatMul(layer.Wo, _attention.Output, _attnProj);
+                b.AddBias(_attnProj, c.Dim, layer.OutputBias);
+
+                if (m._parallelResidual)
+                {
+                    // x = (x + mlp(ln2(x))) + attn, in llama.cpp's order of additions.
+                    FeedForward(layer);
+                    b.AddResidual(_ffnProj);
+                    b.AddResidual(_attnProj);
+                }
+                else
+                {
+                    // x = x + attn; x = x + mlp(ln2(x)).
+                    b.AddResidual(_attnProj);
+                    FeedForward(layer);
+                    b.AddResidual(_ffnProj);
+                }
+                b.CheckRange($"layer {l}");
+            }
+
+            var (first, count) = s.LogitRows(tokens.Length);
+            if (count == 0) return;
+            b.LayerNormRows(first, count, m._outputNorm, m._outputNormBias, m._eps);
+            b.MatMul(m._output, b.Normed, count, _logits);
+            b.CheckRange("the classifier");
+            FixedLogits.ToFloat32(_logits.AsSpan(0, count * c.VocabSize), s);
+        }
+
+        /// <summary>ffnProj = Down · gelu(Up · ln2(x) + b_up) + b_down.</summary>
+        private void FeedForward(Layer layer)
+        {
+            var (m, b) = (_m, _batch);
+            var c = m.Config;
+            b.LayerNorm(layer.FfnNorm, layer.FfnNormBias, m._eps);
+            b.MatMul(layer.Up, b.Normed, _up);
+            b.AddBias(_up, c.HiddenDim, layer.UpBias);
+            b.Gelu(_up, c.HiddenDim, _hidden);
+            b.MatMul(layer.Down, _hidden, _ffnProj);
+            b.AddBias(_ffnProj, c.Dim, layer.DownBias);
+        }
     }
 }

@@ -4,9 +4,9 @@ using MicroLm.Models;
 
 namespace MicroLm.FixedPoint;
 
-/// <summary>LLaMA in fixed point: the same steps as <see cref="Llama"/> (pre-norm blocks with RMSNorm,
-/// rotary attention on adjacent pairs with grouped-query heads, a SwiGLU feed-forward network), every
-/// one in integers (docs/fixed-point.md); only the logits become floats, exactly, at the end.</summary>
+/// <summary>LLaMA in fixed point: the steps of <see cref="Llama"/> (pre-norm blocks with RMSNorm, rotary
+/// attention on adjacent pairs with grouped-query heads, a SwiGLU feed-forward network), every one in
+/// integers (docs/fixed-point.md); only the logits become floats, exactly, at the end.</summary>
 internal sealed class FixedLlama : Architecture
 {
     private sealed class Layer
@@ -19,6 +19,7 @@ internal sealed class FixedLlama : Architecture
     private readonly int[] _outputNorm;
     private readonly Layer[] _layers;
     private readonly FixedRope _rope;
+    private readonly FixedAttentionOptions _attention;
     private readonly UInt128 _eps;
 
     public FixedLlama(GgufFile file, ModelConfig c, uint epsBits, uint ropeBaseBits) : base(c)
@@ -47,91 +48,84 @@ internal sealed class FixedLlama : Architecture
             };
         }
         _rope = new FixedRope(c.RopeDims, ropeBaseBits, neoxStyle: false);
+        _attention = FixedAttentionOptions.Standard(c, _rope);
         _eps = FixedNorm.Epsilon(epsBits);
     }
 
-    private sealed class Scratch(Session s, int maxBatch, FixedMatrix embedding, FixedRope rope, long scale)
-        : FixedBatch(s, maxBatch, embedding, rope, scale)
+    internal override ForwardPass CreatePass(Session s) => new Pass(this, s);
+
+    /// <summary>One session's caches and scratch for batches of up to s.MaxBatch tokens (all Q16.16).</summary>
+    private sealed class Pass : ForwardPass, IFixedPass
     {
-        public required int[] Q, K, V, Gate, Up, Hidden, Proj, Logits; // batch × rows
-        public void NameAll()
-        {
-            var c = Session.Config;
-            Name("q", Q, c.Heads * c.HeadDim); Name("k", K, c.KvDim); Name("v", V, c.KvDim);
-            Name("ffn gate", Gate, c.HiddenDim); Name("ffn up", Up, c.HiddenDim); Name("ffn hidden", Hidden, c.HiddenDim);
-            Name("projection", Proj, c.Dim); Name("logits", Logits, c.VocabSize);
-        }
-        public Action<int> AttnNorm = null!, RopeAndStore = null!, AttnResidual = null!, FfnNorm = null!, Gating = null!, FfnResidual = null!;
-    }
+        private readonly FixedLlama _m;
+        private readonly Session _s;
+        private readonly FixedKvCache[] _caches;
+        private readonly FixedBatch _batch;
+        private readonly FixedAttentionBatch _attention;
+        private readonly int[] _q, _k, _v, _gate, _up, _hidden, _proj, _logits; // batch × rows
 
-    internal override object CreateScratch(Session s, int maxBatch)
-    {
-        var c = Config;
-        int dim = c.Dim, qDim = c.Heads * c.HeadDim, kvDim = c.KvDim, hidden = c.HiddenDim, half = c.RopeDims / 2;
-        var w = new Scratch(s, maxBatch, _embedding, _rope, FixedAttention.InverseSqrtQ32(c.HeadDim))
-        {
-            Q = new int[maxBatch * qDim], K = new int[maxBatch * kvDim], V = new int[maxBatch * kvDim],
-            Gate = new int[maxBatch * hidden], Up = new int[maxBatch * hidden], Hidden = new int[maxBatch * hidden],
-            Proj = new int[maxBatch * dim], Logits = new int[maxBatch * c.VocabSize],
-        };
-        w.NameAll();
-        static Span<int> Row(int[] a, int t, int width) => FixedBatch.Row(a, t, width);
-        w.AttnNorm = t => FixedNorm.Rms(Row(w.X, t, dim), _layers[w.Layer].AttnNorm, _eps, Row(w.Normed, t, dim), w.Guard);
-        w.RopeAndStore = t =>
-        {
-            var cos = Row(w.Cos, t, half); var sin = Row(w.Sin, t, half);
-            _rope.Apply(Row(w.Q, t, qDim), c.Heads, c.HeadDim, cos, sin, w.Guard);
-            _rope.Apply(Row(w.K, t, kvDim), c.KvHeads, c.HeadDim, cos, sin, w.Guard);
-            w.Attention.Store(w.Layer, w.StartPos + t, Row(w.K, t, kvDim), Row(w.V, t, kvDim));
-        };
-        w.AttnResidual = t => w.Add(Row(w.X, t, dim), Row(w.Proj, t, dim));
-        w.FfnNorm = t => FixedNorm.Rms(Row(w.X, t, dim), _layers[w.Layer].FfnNorm, _eps, Row(w.Normed, t, dim), w.Guard);
-        w.Gating = t =>
-        {
-            var gate = Row(w.Gate, t, hidden); var up = Row(w.Up, t, hidden); var h = Row(w.Hidden, t, hidden);
-            for (int i = 0; i < hidden; i++) h[i] = Fixed.Saturate(Fixed.RoundShift((long)FixedMath.Silu(gate[i]) * up[i], Fixed.FracBits), w.Guard);
-        };
-        w.FfnResidual = t => w.Add(Row(w.X, t, dim), Row(w.Proj, t, dim));
-        return w;
-    }
+        public override IReadOnlyList<LayerMemory> Memory => _caches;
+        public FixedBatch Batch => _batch;
 
-    internal override void Forward(Session s, ReadOnlySpan<int> tokens, int startPos)
-    {
-        var c = Config;
-        var w = (Scratch)s.Scratch;
-        int n = tokens.Length;
-        w.Begin(tokens, startPos);
-
-        for (int l = 0; l < _layers.Length; l++)
+        public Pass(FixedLlama m, Session s)
         {
-            var layer = _layers[l];
-            w.Layer = l;
-            // Attention block: x += Wo · attention(rope(Wq·norm(x)), rope(Wk·norm(x)), Wv·norm(x))
-            s.ForEachToken(n, w.AttnNorm);
-            w.MatMul(layer.Wq, w.Normed, n, w.Q);
-            w.MatMul(layer.Wk, w.Normed, n, w.K);
-            w.MatMul(layer.Wv, w.Normed, n, w.V);
-            s.ForEachToken(n, w.RopeAndStore);
-            w.Attention.Run(l, startPos, n, w.Q, c.Heads * c.HeadDim, w.Guard);
-            w.MatMul(layer.Wo, w.Attention.Output, n, w.Proj);
-            s.ForEachToken(n, w.AttnResidual);
-
-            // Feed-forward block: x += Down · (silu(Gate·norm(x)) ⊙ Up·norm(x))
-            s.ForEachToken(n, w.FfnNorm);
-            w.MatMul(layer.Gate, w.Normed, n, w.Gate);
-            w.MatMul(layer.Up, w.Normed, n, w.Up);
-            s.ForEachToken(n, w.Gating);
-            w.MatMul(layer.Down, w.Hidden, n, w.Proj);
-            s.ForEachToken(n, w.FfnResidual);
-            w.CheckRange($"layer {l}");
+            _m = m; _s = s;
+            var c = m.Config;
+            int n = s.MaxBatch;
+            _caches = Enumerable.Range(0, c.Layers).Select(l => new FixedKvCache(l, m._attention, s.ContextLength)).ToArray();
+            _batch = new FixedBatch(s, n, c.Dim, m._rope);
+            _attention = new FixedAttentionBatch(s, _batch, m._attention.QueryDim, c.HeadDim);
+            _q = new int[n * m._attention.QueryDim];
+            _k = new int[n * c.KvDim];
+            _v = new int[n * c.KvDim];
+            _gate = new int[n * c.HiddenDim];
+            _up = new int[n * c.HiddenDim];
+            _hidden = new int[n * c.HiddenDim];
+            _proj = new int[n * c.Dim];
+            _logits = new int[n * c.VocabSize];
+            _batch.Name("q", _q, m._attention.QueryDim); _batch.Name("k", _k, c.KvDim); _batch.Name("v", _v, c.KvDim);
+            _batch.Name("ffn gate", _gate, c.HiddenDim); _batch.Name("ffn up", _up, c.HiddenDim);
+            _batch.Name("ffn hidden", _hidden, c.HiddenDim); _batch.Name("projection", _proj, c.Dim);
+            _batch.Name("logits", _logits, c.VocabSize);
         }
 
-        var (first, count) = s.LogitRows(n);
-        for (int t = 0; t < count; t++)
-            FixedNorm.Rms(FixedBatch.Row(w.X, first + t, c.Dim), _outputNorm, _eps, FixedBatch.Row(w.Normed, t, c.Dim), w.Guard);
-        if (count == 0) return;
-        w.MatMul(_output, w.Normed, count, w.Logits);
-        w.CheckRange("the classifier");
-        FixedLogits.ToFloat32(w.Logits.AsSpan(0, count * c.VocabSize), s);
+        public override void Forward(ReadOnlySpan<int> tokens, int startPos)
+        {
+            var (m, s, b) = (_m, _s, _batch);
+            var c = m.Config;
+            b.Embed(m._embedding, tokens, startPos);
+
+            for (int l = 0; l < m._layers.Length; l++)
+            {
+                var layer = m._layers[l];
+
+                // Attention: x += Wo · attention(rope(Wq·norm(x)), rope(Wk·norm(x)), Wv·norm(x))
+                b.RmsNorm(layer.AttnNorm, m._eps);
+                b.MatMul(layer.Wq, b.Normed, _q);
+                b.MatMul(layer.Wk, b.Normed, _k);
+                b.MatMul(layer.Wv, b.Normed, _v);
+                _attention.Run(m._attention, _caches[l], new(_q, m._attention.QueryDim, 0), new(_k, c.KvDim, 0), new(_v, c.KvDim, 0));
+                b.MatMul(layer.Wo, _attention.Output, _proj);
+                b.AddResidual(_proj);
+
+                // Feed-forward: x += Down · (silu(Gate·norm(x)) ⊙ Up·norm(x))
+                b.RmsNorm(layer.FfnNorm, m._eps);
+                b.MatMul(layer.Gate, b.Normed, _gate);
+                b.MatMul(layer.Up, b.Normed, _up);
+                b.SwiGlu(_gate, _up, c.HiddenDim, _hidden);
+                b.MatMul(layer.Down, _hidden, _proj);
+                b.AddResidual(_proj);
+
+                b.CheckRange($"layer {l}");
+            }
+
+            // Classifier: logits = Wout · norm(x), for the rows the session wants; then the one conversion to float.
+            var (first, count) = s.LogitRows(tokens.Length);
+            if (count == 0) return;
+            b.RmsNormRows(first, count, m._outputNorm, m._eps);
+            b.MatMul(m._output, b.Normed, count, _logits);
+            b.CheckRange("the classifier");
+            FixedLogits.ToFloat32(_logits.AsSpan(0, count * c.VocabSize), s);
+        }
     }
 }

@@ -17,10 +17,10 @@ public class NoFloatTests
         Assert.True(report.Findings.Count == 0, "floating point in the fixed backend:\n" + string.Join("\n", report.Findings));
         // Not vacuous: the scan saw the forward passes, their per-token steps (lambdas) and the kernels.
         Assert.Contains("MicroLm.FixedPoint.FixedMatrix.Dot", report.MethodsScanned);
-        Assert.Contains("MicroLm.FixedPoint.FixedLlama.Forward", report.MethodsScanned);
-        Assert.Contains("MicroLm.FixedPoint.FixedGptNeoX.Forward", report.MethodsScanned);
-        Assert.Contains("MicroLm.FixedPoint.FixedAttention.Head", report.MethodsScanned);
-        Assert.Contains(report.MethodsScanned, m => m.StartsWith("MicroLm.FixedPoint.FixedLlama.", StringComparison.Ordinal) && m.Contains("<CreateScratch>", StringComparison.Ordinal));
+        Assert.Contains("MicroLm.FixedPoint.FixedLlama.Pass.Forward", report.MethodsScanned);
+        Assert.Contains("MicroLm.FixedPoint.FixedGptNeoX.Pass.Forward", report.MethodsScanned);
+        Assert.Contains("MicroLm.FixedPoint.FixedAttentionBatch.Head", report.MethodsScanned);
+        Assert.Contains(report.MethodsScanned, m => m.StartsWith("MicroLm.FixedPoint.FixedBatch.", StringComparison.Ordinal) && m.Contains("<.ctor>", StringComparison.Ordinal));
         Assert.Contains("MicroLm.FixedPoint.FixedLogits.ToFloat32", report.MethodsScanned);
     }
 
