@@ -1,4 +1,7 @@
 using System.Buffers.Binary;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
 using MicroLm.Gguf;
 using MicroLm.Tensors;
 
@@ -27,6 +30,8 @@ internal sealed class FixedMatrix
     private readonly int[] _mantissa;   // rows × blocks: m
     private readonly int[] _shift;      // rows × blocks: e + 16 (the shift from q·x in Q16.16 units to 2⁻³² units)
     private readonly int _blocks, _stride; // blocks per row, quants per row (_blocks · 32)
+    /// <summary>Every quant within ±128 (Q8_0, Q4_0): a block's q·x halves fit 32-bit lanes (see <see cref="BlockSum"/>).</summary>
+    private readonly bool _narrow;
 
     public FixedMatrix(GgufFile file, GgufTensorInfo t)
     {
@@ -50,6 +55,7 @@ internal sealed class FixedMatrix
             default:
                 throw new MicroLmException($"the fixed-point backend reads F32, F16, BF16, Q8_0 and Q4_0 weights; '{t.Name}' is {t.Type.Name}");
         }
+        _narrow = t.Type.Type is GgmlType.Q8_0 or GgmlType.Q4_0;
     }
 
     private void SetScale(int block, ushort f16, string what)
@@ -152,8 +158,7 @@ internal sealed class FixedMatrix
             int length = System.Math.Min(Block, Columns - b * Block);
             var qb = q.Slice(b * Block, length);
             var xb = x.Slice(b * Block, length);
-            long sum = 0;
-            for (int i = 0; i < qb.Length; i++) sum += (long)qb[i] * xb[i];
+            long sum = BlockSum(qb, xb, _narrow);
             int at = r * _blocks + b;
             long term = sum * _mantissa[at];
             int s = _shift[at];
@@ -161,6 +166,87 @@ internal sealed class FixedMatrix
             acc = Fixed.AddSaturate(acc, term, guard);
         }
         return Fixed.Saturate(Fixed.RoundShift(acc, 16), guard);
+    }
+
+    /// <summary>Σ q[i]·x[i] of one block, exactly, in 64 bits. The vector paths split each Q16.16 x into
+    /// hi = x ≫ 16 (signed) and lo = x &amp; 0xFFFF, so q·x = q·hi·2¹⁶ + q·lo with every product in 32 bits
+    /// (|q·hi| ≤ 2³⁰, 0 ≤ lo &lt; 2¹⁶ so |q·lo| &lt; 2³¹). Narrow quants (|q| ≤ 128) sum a whole block's
+    /// products in 32-bit lanes (≤ 8·128·2¹⁶ &lt; 2²⁷ per lane); wide ones widen each product to 64 bits.
+    /// Exact integers in every path, so every path returns the same sum (the scalar loop is the definition).</summary>
+    internal static long BlockSum(ReadOnlySpan<short> q, ReadOnlySpan<int> x, bool narrow)
+    {
+        int bits = Math.Kernels.VectorBits;
+        if (q.Length == Block && bits >= 256) return narrow ? Narrow256(q, x) : Wide256(q, x);
+        if (q.Length == Block && bits >= 128) return narrow ? Narrow128(q, x) : Wide128(q, x);
+        long sum = 0;
+        for (int i = 0; i < q.Length; i++) sum += (long)q[i] * x[i];
+        return sum;
+    }
+
+    internal static long Narrow256(ReadOnlySpan<short> q, ReadOnlySpan<int> x)
+    {
+        ref short qr = ref MemoryMarshal.GetReference(q);
+        ref int xr = ref MemoryMarshal.GetReference(x);
+        Vector256<int> hi = default, lo = default, mask = Vector256.Create(0xFFFF);
+        for (int j = 0; j < Block; j += 8)
+        {
+            var xv = Vector256.LoadUnsafe(ref xr, (nuint)j);
+            var qv = Vector256.WidenLower(Vector128.LoadUnsafe(ref qr, (nuint)j).ToVector256Unsafe());
+            hi += qv * Vector256.ShiftRightArithmetic(xv, 16);
+            lo += qv * (xv & mask);
+        }
+        return ((long)Vector256.Sum(hi) << 16) + Vector256.Sum(lo);
+    }
+
+    internal static long Wide256(ReadOnlySpan<short> q, ReadOnlySpan<int> x)
+    {
+        ref short qr = ref MemoryMarshal.GetReference(q);
+        ref int xr = ref MemoryMarshal.GetReference(x);
+        Vector256<long> hi = default, lo = default;
+        var mask = Vector256.Create(0xFFFF);
+        for (int j = 0; j < Block; j += 8)
+        {
+            var xv = Vector256.LoadUnsafe(ref xr, (nuint)j);
+            var qv = Vector256.WidenLower(Vector128.LoadUnsafe(ref qr, (nuint)j).ToVector256Unsafe());
+            var h = qv * Vector256.ShiftRightArithmetic(xv, 16);
+            var l = qv * (xv & mask);
+            hi += Vector256.WidenLower(h) + Vector256.WidenUpper(h);
+            lo += Vector256.WidenLower(l) + Vector256.WidenUpper(l);
+        }
+        return (Vector256.Sum(hi) << 16) + Vector256.Sum(lo);
+    }
+
+    internal static long Narrow128(ReadOnlySpan<short> q, ReadOnlySpan<int> x)
+    {
+        ref short qr = ref MemoryMarshal.GetReference(q);
+        ref int xr = ref MemoryMarshal.GetReference(x);
+        Vector128<int> hi = default, lo = default, mask = Vector128.Create(0xFFFF);
+        for (int j = 0; j < Block; j += 4)
+        {
+            var xv = Vector128.LoadUnsafe(ref xr, (nuint)j);
+            var qv = Vector128.WidenLower(Vector64.LoadUnsafe(ref qr, (nuint)j).ToVector128Unsafe());
+            hi += qv * Vector128.ShiftRightArithmetic(xv, 16);
+            lo += qv * (xv & mask);
+        }
+        return ((long)Vector128.Sum(hi) << 16) + Vector128.Sum(lo);
+    }
+
+    internal static long Wide128(ReadOnlySpan<short> q, ReadOnlySpan<int> x)
+    {
+        ref short qr = ref MemoryMarshal.GetReference(q);
+        ref int xr = ref MemoryMarshal.GetReference(x);
+        Vector128<long> hi = default, lo = default;
+        var mask = Vector128.Create(0xFFFF);
+        for (int j = 0; j < Block; j += 4)
+        {
+            var xv = Vector128.LoadUnsafe(ref xr, (nuint)j);
+            var qv = Vector128.WidenLower(Vector64.LoadUnsafe(ref qr, (nuint)j).ToVector128Unsafe());
+            var h = qv * Vector128.ShiftRightArithmetic(xv, 16);
+            var l = qv * (xv & mask);
+            hi += Vector128.WidenLower(h) + Vector128.WidenUpper(h);
+            lo += Vector128.WidenLower(l) + Vector128.WidenUpper(l);
+        }
+        return (Vector128.Sum(hi) << 16) + Vector128.Sum(lo);
     }
 
     /// <summary>output[t·Rows + r] = row r · input[t·Columns ..] for tokens 0..count−1 and rows [start, end).</summary>
