@@ -26,7 +26,7 @@ public class CliContractTests
     private static string[] Example(CommandSpec spec, string dir) =>
         [.. (spec.ContractExample ?? []).Select(a => a switch
         {
-            "$MODEL" => Model,
+            "$MODEL" => ModelPath,
             "$LLAMA2C" => Llama2c,
             "$TOKENIZER" => Tok512,
             "$OUT" => Path.Combine(dir, "out.gguf"),

@@ -5,7 +5,7 @@ namespace MicroLm.Tests.Cli;
 /// <summary>Runs `microlm` in-process and checks the shape of a failure: one "microlm: error:" line, no stack trace.</summary>
 internal static class CliRun
 {
-    public static string Model => SharedData.Path("models", "gguf", "stories260K-F32.gguf");
+    public static string ModelPath => SharedData.Path("models", "gguf", "stories260K-F32.gguf");
     public static string Llama2c => SharedData.Path("models", "llama2c", "stories260K.bin");
     public static string Tok512 => SharedData.Path("models", "llama2c", "tok512.bin");
 

@@ -11,7 +11,7 @@ public class ProbeReproductionTests
     public void Empty_paths_are_one_line_errors()
     {
         AssertError(Run("run", "-m", "", "-p", "Once"), "-m needs a non-empty FILE");
-        AssertError(Run("run", "-m", Model, "-f", ""), "-f needs a non-empty FILE");
+        AssertError(Run("run", "-m", ModelPath, "-f", ""), "-f needs a non-empty FILE");
         AssertError(Run("convert", "llama2c", Llama2c, "--tokenizer", Tok512, "-o", ""), "-o needs a non-empty OUT.gguf");
         AssertError(Run("inspect", ""), "no such file");
     }
@@ -20,10 +20,10 @@ public class ProbeReproductionTests
     public void A_huge_repeat_window_costs_no_memory()
     {
         long before = GC.GetAllocatedBytesForCurrentThread();
-        var r = Run("run", "-m", Model, "-p", "Once", "-n", "4", "--repeat-last-n", "2147483647", "--repeat-penalty", "1.1");
+        var r = Run("run", "-m", ModelPath, "-p", "Once", "-n", "4", "--repeat-last-n", "2147483647", "--repeat-penalty", "1.1");
         Assert.True(r.Code == 0, r.Err);
         Assert.True(GC.GetAllocatedBytesForCurrentThread() - before < 64 << 20, "allocated more than 64 MiB");
-        Assert.Equal(0, Run("run", "-m", Model, "-p", "Once", "-n", "4", "--repeat-last-n", "-1", "--repeat-penalty", "1.1").Code);
+        Assert.Equal(0, Run("run", "-m", ModelPath, "-p", "Once", "-n", "4", "--repeat-last-n", "-1", "--repeat-penalty", "1.1").Code);
     }
 
     [Theory] // 3, 4
@@ -33,22 +33,22 @@ public class ProbeReproductionTests
     public void A_huge_batch_is_capped_by_the_context(string batch)
     {
         long before = GC.GetAllocatedBytesForCurrentThread();
-        var r = Run("run", "-m", Model, "-p", "Once upon a time", "-n", "4", "--temp", "0", "--batch", batch);
+        var r = Run("run", "-m", ModelPath, "-p", "Once upon a time", "-n", "4", "--temp", "0", "--batch", batch);
         Assert.True(r.Code == 0, r.Err);
         // Weights are mapped; KV cache (512 positions) and O(min(batch, context)) scratch and logits are a few MB.
         Assert.True(GC.GetAllocatedBytesForCurrentThread() - before < 64 << 20, "allocated more than 64 MiB");
-        Assert.Equal(Run("run", "-m", Model, "-p", "Once upon a time", "-n", "4", "--temp", "0").Out, r.Out);
+        Assert.Equal(Run("run", "-m", ModelPath, "-p", "Once upon a time", "-n", "4", "--temp", "0").Out, r.Out);
     }
 
     [Fact] // 5
     public void A_huge_thread_count_is_capped_and_finishes_with_the_same_bits()
     {
         var sw = Stopwatch.StartNew();
-        var many = Run("verify", "-m", Model, "-p", "Once upon a time", "-n", "4", "--temp", "0", "-t", "1000");
+        var many = Run("verify", "-m", ModelPath, "-p", "Once upon a time", "-n", "4", "--temp", "0", "-t", "1000");
         Assert.True(many.Code == 0, many.Err);
         Assert.True(sw.Elapsed.TotalSeconds < 30, $"took {sw.Elapsed.TotalSeconds:F1} s");
-        Assert.Equal(Run("verify", "-m", Model, "-p", "Once upon a time", "-n", "4", "--temp", "0", "-t", "1").Out, many.Out);
-        using var model = MicroLm.Models.Model.Load(Model);
+        Assert.Equal(Run("verify", "-m", ModelPath, "-p", "Once upon a time", "-n", "4", "--temp", "0", "-t", "1").Out, many.Out);
+        using var model = MicroLm.Models.Model.Load(ModelPath);
         using var session = model.CreateSession(64, threads: 1000);
         Assert.True(session.Team.Threads <= Environment.ProcessorCount);
         Assert.Equal(MicroLm.Generation.ThreadTeam.MaxParts, session.Team.Count);
@@ -57,14 +57,14 @@ public class ProbeReproductionTests
     [Fact] // 6
     public void Unknown_flags_and_stray_words_are_rejected()
     {
-        Assert.Contains("did you mean --temp?", AssertError(Run("run", "-m", Model, "-p", "Once", "-n", "4", "--tmp", "0"), "unknown option --tmp"));
-        AssertError(Run("run", "-m", Model, "-p", "Once", "upon", "-n", "4"), "'upon'");
+        Assert.Contains("did you mean --temp?", AssertError(Run("run", "-m", ModelPath, "-p", "Once", "-n", "4", "--tmp", "0"), "unknown option --tmp"));
+        AssertError(Run("run", "-m", ModelPath, "-p", "Once", "upon", "-n", "4"), "'upon'");
     }
 
     [Fact] // 7
     public void A_switch_does_not_swallow_the_next_flag()
     {
-        var r = Run("verify", "-m", Model, "-p", "Once", "--ignore-eos", "-n", "3");
+        var r = Run("verify", "-m", ModelPath, "-p", "Once", "--ignore-eos", "-n", "3");
         Assert.True(r.Code == 0, r.Err);
         // BOS + "Once" = 2 prompt positions, 3 generated and evaluated, then the final hash.
         Assert.Equal(2 + 3 + 1, r.Out.TrimEnd('\n').Split('\n').Length);
@@ -78,7 +78,7 @@ public class ProbeReproductionTests
     [InlineData("--repeat-penalty", "NaN")]
     public void NaN_sampling_settings_are_refused(string flag, string value)
     {
-        AssertError(Run("run", "-m", Model, "-p", "Once", "-n", "8", flag, value), $"{flag} expects a finite number");
+        AssertError(Run("run", "-m", ModelPath, "-p", "Once", "-n", "8", flag, value), $"{flag} expects a finite number");
         // The library refuses them too.
         var o = flag switch
         {
@@ -93,7 +93,7 @@ public class ProbeReproductionTests
     [Fact] // minor: a sampling error is the only output
     public void A_sampling_error_prints_nothing_before_it()
     {
-        AssertError(Run("run", "-m", Model, "-p", "Once upon", "-n", "4", "--top-p", "0"), "top-p must be in (0, 1]");
+        AssertError(Run("run", "-m", ModelPath, "-p", "Once upon", "-n", "4", "--top-p", "0"), "top-p must be in (0, 1]");
     }
 
     [Fact] // minor: a folder as -m
@@ -106,10 +106,10 @@ public class ProbeReproductionTests
     [Fact] // minor: past the trained context
     public void Running_past_the_trained_context_warns()
     {
-        var r = Run("run", "-m", Model, "-p", "Once", "-n", "200", "--temp", "0", "--ignore-eos");
+        var r = Run("run", "-m", ModelPath, "-p", "Once", "-n", "200", "--temp", "0", "--ignore-eos");
         Assert.True(r.Code == 0, r.Err);
         Assert.Contains("microlm: warning: this run uses 202 positions but the model was trained on 128", r.Err, StringComparison.Ordinal);
-        var within = Run("run", "-m", Model, "-p", "Once", "-n", "4");
+        var within = Run("run", "-m", ModelPath, "-p", "Once", "-n", "4");
         Assert.DoesNotContain("warning", within.Err, StringComparison.Ordinal);
     }
 }
