@@ -18,4 +18,13 @@ internal static class FixedBackend
         "gptneox" => new FixedGptNeoX(file, config, epsBits, ropeBaseBits),
         _ => throw new MicroLmException($"the fixed-point backend does not run '{config.Architecture}' models yet (it runs: {string.Join(", ", Architectures)})"),
     };
+
+    /// <summary>The fixed backend keeps its own KV cache in Q16.16; a session asking for another cache
+    /// element type (-ctk/-ctv) is refused rather than silently ignored.</summary>
+    public static void RequireOwnCache(Generation.Session s)
+    {
+        KvStorage.Factory f32 = KvStorage.F32;
+        if (s.KeyStorage != f32 || s.ValueStorage != f32)
+            throw new MicroLmException("the fixed-point backend keeps its KV cache in Q16.16 integers; the cache types of -ctk/-ctv apply to the float backend only");
+    }
 }

@@ -77,6 +77,7 @@ internal sealed class FixedGptNeoX : Architecture
 
         public Pass(FixedGptNeoX m, Session s)
         {
+            FixedBackend.RequireOwnCache(s);
             _m = m; _s = s;
             var c = m.Config;
             int n = s.MaxBatch;

@@ -69,6 +69,7 @@ internal sealed class FixedLlama : Architecture
 
         public Pass(FixedLlama m, Session s)
         {
+            FixedBackend.RequireOwnCache(s);
             _m = m; _s = s;
             var c = m.Config;
             int n = s.MaxBatch;
