@@ -16,6 +16,7 @@ public static class CliMain
         BenchCommand.Spec,
         QuantizeCommand.Spec,
         PerplexityCommand.Spec,
+        TrainCommand.Spec,
     ];
 
     public static string Usage
