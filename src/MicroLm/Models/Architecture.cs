@@ -32,6 +32,7 @@ public abstract class Architecture
         "llama" => new Llama(file, config),
         "gptneox" => new GptNeoX(file, config),
         "gptneo" => new GptNeo(file, config),
+        "falcon-h1" => new FalconH1(file, config),
         _ => throw new MicroLmException($"unknown architecture '{config.Architecture}'"),
     };
 
