@@ -3,12 +3,6 @@ using MicroLm.Sampling;
 
 namespace MicroLm.Generation;
 
-/// <summary>One generated token: its id, the text it completes (possibly empty while a UTF-8
-/// character is unfinished), and its position.</summary>
-public readonly record struct GeneratedToken(int Id, string Text, int Position);
-
-public enum StopReason { MaxTokens, EndOfSequence, ContextFull }
-
 /// <summary>The generation loop: evaluate the prompt, then sample, stream and feed back one token
 /// at a time until the token budget, an end-of-sequence token or the end of the context.</summary>
 public sealed class Generator

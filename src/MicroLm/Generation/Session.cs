@@ -1,12 +1,13 @@
+using MicroLm.Generation;
 using MicroLm.Models;
 using MicroLm.Tensors;
 using MicroLm.Tensors.Quants;
 
-namespace MicroLm.Generation;
+namespace MicroLm;
 
 /// <summary>The mutable half of inference: one sequence's KV cache, its position, scratch buffers
 /// and threads. A <see cref="Model"/> is shared; each session belongs to one caller at a time.</summary>
-public sealed class Session : IDisposable
+public sealed partial class Session : IDisposable
 {
     public Model Model { get; }
     public ModelConfig Config => Model.Config;
@@ -80,6 +81,7 @@ public sealed class Session : IDisposable
             if (lastLogitsOnly)
             {
                 Position += n;
+                _tokens.AddRange(tokens.Slice(i, n));
                 if (!final) continue;
                 _lastRow = 0; // LogitRows put the only computed row first
                 if (!Math.Kernels.AllFinite(LastLogits))
@@ -94,12 +96,17 @@ public sealed class Session : IDisposable
                 onLogits?.Invoke(Position + t, tokens[i + t], logits);
             }
             Position += n;
+            _tokens.AddRange(tokens.Slice(i, n));
             _lastRow = n - 1;
         }
         return LastLogits;
     }
 
-    public void Reset() => Position = 0;
+    public void Reset()
+    {
+        Position = 0;
+        _tokens.Clear();
+    }
 
     /// <summary>Which rows of the classifier the current Forward must compute.</summary>
     internal LogitsWanted WantedLogits { get; private set; }

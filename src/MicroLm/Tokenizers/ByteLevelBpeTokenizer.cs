@@ -111,7 +111,7 @@ public sealed class ByteLevelBpeTokenizer : Tokenizer
 
     public override string TokenText(int id) => (uint)id < (uint)_tokens.Length ? _tokens[id] : $"<invalid {id}>";
 
-    public int TokenType(int id) => (uint)id < (uint)_types.Length ? _types[id] : 0;
+    public override int TokenType(int id) => (uint)id < (uint)_types.Length ? _types[id] : 0;
 
     public override ReadOnlySpan<byte> Decode(int previous, int id)
     {

@@ -73,6 +73,8 @@ public sealed class SentencePieceTokenizer : Tokenizer
         return int.TryParse(piece.AsSpan(3, 2), System.Globalization.NumberStyles.HexNumber, null, out int b) ? b : -1;
     }
 
+    public override int TokenType(int id) => (uint)id < (uint)_types.Length ? _types[id] : 0;
+
     public override string TokenText(int id) => (uint)id < (uint)_pieces.Length ? _pieces[id] : $"<invalid {id}>";
 
     public override ReadOnlySpan<byte> Decode(int previous, int id)
