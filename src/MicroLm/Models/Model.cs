@@ -102,6 +102,21 @@ public sealed class Model : IDisposable
         };
     }
 
+    private Chat.ChatTemplate? _chatTemplate;
+
+    /// <summary>The conversation as the model's chat template ("tokenizer.chat_template", or ChatML
+    /// when the file has none) writes it, ending with the assistant's turn opened when
+    /// <paramref name="addGenerationPrompt"/>. Generate from it with
+    /// <see cref="GenerationOptions.ParseSpecialTokens"/> on. A template error (or the template's own
+    /// raise_exception, e.g. for roles out of order) is a <see cref="MicroLmException"/>.</summary>
+    public string FormatChat(IEnumerable<ChatMessage> messages, bool addGenerationPrompt = true)
+    {
+        ArgumentNullException.ThrowIfNull(messages);
+        var template = _chatTemplate ??= new Chat.ChatTemplate(ChatTemplate ?? Chat.ChatTemplate.ChatMl);
+        var t = Tokenizer;
+        return template.Render(messages, addGenerationPrompt, t.BosId >= 0 ? t.TokenText(t.BosId) : "", t.EosId >= 0 ? t.TokenText(t.EosId) : "");
+    }
+
     public void Dispose() => File.Dispose();
 }
 
