@@ -15,6 +15,8 @@ public static class CliMain
               [--expect TRACE] [--dump-logits PATH]
           convert llama2c MODEL.bin --tokenizer TOK.bin -o OUT.gguf
           bench -m FILE [-t 1,2] [-p 128] [-n 128] [-r 5] [--all-logits]
+          chat -m FILE [--system S] [-n N] [sampling flags] [-c CTX] [-t THREADS]
+          serve -m FILE [--host H] [--port P] [--parallel N] [--queue N] [--api-key K] [-c CTX] [-n MAX]
         """;
 
     public static int Run(string[] args, TextWriter stdout, TextWriter stderr)

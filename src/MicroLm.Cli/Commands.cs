@@ -8,7 +8,7 @@ using MicroLm.Sampling;
 
 namespace MicroLm.Cli;
 
-public static class Commands
+public static partial class Commands
 {
     public static int Dispatch(string command, Options o, TextWriter stdout, TextWriter stderr) => command switch
     {
@@ -17,6 +17,7 @@ public static class Commands
         "verify" => Verify(o, stdout, stderr),
         "convert" => Convert(o, stdout, stderr),
         "bench" => BenchCommand.Run(o, stdout, stderr),
+        _ when HostCommands.TryGetValue(command, out var hosted) => hosted(o, stdout, stderr),
         _ => throw new UsageException($"unknown command '{command}'\n{CliMain.Usage}"),
     };
 

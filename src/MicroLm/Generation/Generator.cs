@@ -14,7 +14,7 @@ public sealed class Generator
     public StopReason StopReason { get; private set; }
     /// <summary>Called with each evaluated position's logits (prompt included), e.g. for tracing.</summary>
     public LogitsHandler? OnLogits { get; init; }
-    /// <summary>Stop when a token that ends a document is sampled (<see cref="Tokenizers.Tokenizer.IsEndOfGeneration"/>).</summary>
+    /// <summary>Stop when a token that ends a document is sampled (<see cref="Tokenizer.IsEndOfGeneration"/>).</summary>
     public bool StopAtEndOfSequence { get; init; } = true;
     /// <summary>Also evaluate the last generated token (so tracing sees its logits).</summary>
     public bool EvaluateLastToken { get; init; }

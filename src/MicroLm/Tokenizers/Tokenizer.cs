@@ -74,7 +74,22 @@ public abstract class Tokenizer
 
     /// <summary>A token that ends a document: EOS, and BOS too (llama2.c's models emit BOS between
     /// stories, and llama2.c stops there).</summary>
-    public bool IsEndOfGeneration(int id) => id == EosId || id == BosId && BosId >= 0;
+    public bool IsEndOfGeneration(int id) => id == EosId || id == BosId && BosId >= 0 || EndOfTurn().Contains(id);
+
+    private HashSet<int>? _endOfTurn;
+
+    /// <summary>Control tokens that close a chat turn ("&lt;|im_end|&gt;", "&lt;|eot_id|&gt;", …): a chat model
+    /// emits one when its answer is done, whatever the file names as EOS (llama.cpp's end-of-generation set).</summary>
+    private HashSet<int> EndOfTurn()
+    {
+        if (_endOfTurn != null) return _endOfTurn;
+        var set = new HashSet<int>();
+        foreach (var (text, id) in Specials())
+            if (TokenType(id) == TypeControl && text is "<|im_end|>" or "<|eot_id|>" or "<|end|>" or "<end_of_turn>" or "<|endoftext|>"
+                or "<|end_of_text|>" or "<|eom_id|>" or "<|return|>" or "<|END_OF_TURN_TOKEN|>")
+                set.Add(id);
+        return _endOfTurn = set;
+    }
 
     /// <summary>Decodes a whole sequence to a string (invalid UTF-8 becomes U+FFFD).</summary>
     public string DecodeAll(IEnumerable<int> ids)
