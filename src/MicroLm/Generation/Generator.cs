@@ -5,7 +5,7 @@ namespace MicroLm.Generation;
 
 /// <summary>The generation loop: evaluate the prompt, then sample, stream and feed back one token
 /// at a time until the token budget, an end-of-sequence token or the end of the context.</summary>
-public sealed class Generator
+internal sealed class Generator
 {
     private readonly Session _session;
     private readonly Sampler _sampler;

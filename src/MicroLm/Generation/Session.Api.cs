@@ -9,6 +9,13 @@ public sealed partial class Session
 {
     private readonly List<int> _tokens = [];
 
+    /// <summary>Keeps the evaluated tokens (room for the whole context is taken once, so the decode loop allocates nothing).</summary>
+    private void RecordEvaluated(ReadOnlySpan<int> tokens)
+    {
+        if (_tokens.Capacity < ContextLength) _tokens.Capacity = ContextLength;
+        _tokens.AddRange(tokens);
+    }
+
     /// <summary>The tokens evaluated so far, in order (<see cref="Position"/> of them).</summary>
     public IReadOnlyList<int> Tokens => _tokens;
 

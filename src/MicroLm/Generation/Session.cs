@@ -10,12 +10,12 @@ namespace MicroLm;
 public sealed partial class Session : IDisposable
 {
     public Model Model { get; }
-    public ModelConfig Config => Model.Config;
+    internal ModelConfig Config => Model.Config;
     public int ContextLength { get; }
     public int MaxBatch { get; }
     /// <summary>Number of positions evaluated so far (the next token goes at this position).</summary>
     public int Position { get; private set; }
-    public ThreadTeam Team { get; }
+    internal ThreadTeam Team { get; }
 
     internal float[][] KeyCache { get; }
     internal float[][] ValueCache { get; }
@@ -81,7 +81,7 @@ public sealed partial class Session : IDisposable
             if (lastLogitsOnly)
             {
                 Position += n;
-                _tokens.AddRange(tokens.Slice(i, n));
+                RecordEvaluated(tokens.Slice(i, n));
                 if (!final) continue;
                 _lastRow = 0; // LogitRows put the only computed row first
                 if (!Math.Kernels.AllFinite(LastLogits))
@@ -96,7 +96,7 @@ public sealed partial class Session : IDisposable
                 onLogits?.Invoke(Position + t, tokens[i + t], logits);
             }
             Position += n;
-            _tokens.AddRange(tokens.Slice(i, n));
+            RecordEvaluated(tokens.Slice(i, n));
             _lastRow = n - 1;
         }
         return LastLogits;

@@ -4,7 +4,7 @@ namespace MicroLm.Generation;
 /// same slice of the work, computed by one thread, so results never depend on the thread count or on
 /// timing. Workers spin briefly between jobs (a token's ~40 matmuls come microseconds apart) and
 /// sleep when idle longer. Nothing is allocated per call.</summary>
-public sealed class ThreadTeam : IDisposable
+internal sealed class ThreadTeam : IDisposable
 {
     private const int SpinIterations = 20000; // ~tens of microseconds before a worker goes to sleep
 

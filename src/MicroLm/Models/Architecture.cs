@@ -5,7 +5,7 @@ namespace MicroLm.Models;
 
 /// <summary>One model family's forward pass. Implementations read their weights from the GGUF file
 /// once, at load, and keep no per-session state (that lives in <see cref="Session"/>).</summary>
-public abstract class Architecture
+internal abstract class Architecture
 {
     public ModelConfig Config { get; }
 

@@ -6,7 +6,7 @@ namespace MicroLm.Sampling;
 /// top-p, min-p, then temperature and a draw. Candidates are ordered by logit and then by id, and
 /// every sum runs in that order, so a seed gives the same tokens everywhere. Buffers are allocated
 /// once; sampling allocates nothing.</summary>
-public sealed class Sampler
+internal sealed class Sampler
 {
     private readonly SamplingOptions _o;
     private readonly float[] _logits;

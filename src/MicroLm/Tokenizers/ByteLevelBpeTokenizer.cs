@@ -8,7 +8,7 @@ namespace MicroLm.Tokenizers;
 /// into words by the pre-tokenizer named by "tokenizer.ggml.pre"; each word's UTF-8 bytes are written as
 /// GPT-2's printable byte characters and merged pairwise by merge rank (lowest rank first, leftmost on
 /// ties) using "tokenizer.ggml.merges".</summary>
-public sealed class ByteLevelBpeTokenizer : Tokenizer
+internal sealed class ByteLevelBpeTokenizer : Tokenizer
 {
     public const int TypeNormal = 1, TypeUnknown = 2, TypeControl = 3, TypeUserDefined = 4, TypeUnused = 5, TypeByte = 6;
 

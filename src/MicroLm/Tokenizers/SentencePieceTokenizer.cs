@@ -7,7 +7,7 @@ namespace MicroLm.Tokenizers;
 /// space prefix, then the adjacent pair whose merged piece has the highest score is merged first (the
 /// leftmost on ties) until no merged piece is in the vocabulary; characters left outside the
 /// vocabulary fall back to their UTF-8 bytes as &lt;0xNN&gt; tokens.</summary>
-public sealed class SentencePieceTokenizer : Tokenizer
+internal sealed class SentencePieceTokenizer : Tokenizer
 {
     private const char SpaceMarker = '\u2581';
     public const int TypeNormal = 1, TypeUnknown = 2, TypeControl = 3, TypeUserDefined = 4, TypeUnused = 5, TypeByte = 6;

@@ -9,10 +9,10 @@ public abstract class Tokenizer
     private protected Tokenizer() { }
 
     public abstract int VocabSize { get; }
-    public int BosId { get; protected init; } = -1;
-    public int EosId { get; protected init; } = -1;
+    public int BosId { get; private protected init; } = -1;
+    public int EosId { get; private protected init; } = -1;
     /// <summary>Whether a BOS token starts the prompt by default ("tokenizer.ggml.add_bos_token").</summary>
-    public bool AddBos { get; protected init; }
+    public bool AddBos { get; private protected init; }
 
     /// <summary>Token ids of <paramref name="text"/>; special-token text is not parsed (it is plain text).</summary>
     public abstract List<int> Encode(string text, bool addBos);
@@ -100,7 +100,7 @@ public abstract class Tokenizer
         return System.Text.Encoding.UTF8.GetString(bytes.ToArray());
     }
 
-    public static Tokenizer Load(GgufFile file)
+    internal static Tokenizer Load(GgufFile file)
     {
         string model = file.GetString("tokenizer.ggml.model")
             ?? throw new MicroLmException("model has no tokenizer (tokenizer.ggml.model is missing)");
@@ -112,7 +112,7 @@ public abstract class Tokenizer
         };
     }
 
-    protected static int OptionalId(GgufFile file, string key, int vocabSize)
+    private protected static int OptionalId(GgufFile file, string key, int vocabSize)
     {
         if (!file.TryGet(key, out var v)) return -1;
         uint raw = v.AsUInt32Bits();

@@ -13,7 +13,7 @@ namespace MicroLm.Tensors.Quants;
 ///   Q5_1: d = (max−min)/31, m = min, q = trunc((x−min)/d + 0.5).
 /// Every type divides by d through its reciprocal (x·(1/d)), as ggml does: x/d can round differently.
 /// Values 0..15 of a 32-block go to the low nibbles of bytes 0..15, values 16..31 to the high nibbles.</summary>
-public static class Quantizer
+internal static class Quantizer
 {
     /// <summary>The encoded bytes of <paramref name="values"/>, a whole number of rows of
     /// <paramref name="rowLength"/> values each (a multiple of the type's block size).</summary>
