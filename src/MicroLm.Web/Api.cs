@@ -159,12 +159,8 @@ public static partial class Api
     [JSExport]
     public static string Memory()
     {
-        long kv = 0;
-        if (_session != null)
-        {
-            var c = _session.Config;
-            kv = 2L * c.Layers * _session.ContextLength * c.KvDim * sizeof(float);
-        }
+        // Every layer's memory the session allocated: KV caches, sliding windows, recurrent states.
+        long kv = _session?.MemoryBytes ?? 0;
         var gc = GC.GetGCMemoryInfo();
         return Json.Object(("modelBytes", (long)(_bytes?.Length ?? 0)), ("kvCacheBytes", kv),
             ("managedBytes", GC.GetTotalMemory(false)), ("heapBytes", gc.HeapSizeBytes),

@@ -27,7 +27,7 @@ public sealed partial class Session
     /// contract its bits equal this session's, whatever the batch.</summary>
     public Session Fork()
     {
-        var copy = new Session(Model, ContextLength, Team.Count, MaxBatch);
+        var copy = new Session(Model, ContextLength, Team.Count, MaxBatch, KeyStorage, ValueStorage);
         try
         {
             if (_tokens.Count > 0) copy.Evaluate(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(_tokens), lastLogitsOnly: true);

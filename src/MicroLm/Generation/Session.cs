@@ -5,8 +5,9 @@ using MicroLm.Tensors.Quants;
 
 namespace MicroLm;
 
-/// <summary>The mutable half of inference: one sequence's KV cache, its position, scratch buffers
-/// and threads. A <see cref="Model"/> is shared; each session belongs to one caller at a time.</summary>
+/// <summary>The mutable half of inference: one sequence's layer memory (KV caches, sliding windows,
+/// recurrent states), its position, scratch buffers and threads. A <see cref="Model"/> is shared; each
+/// session belongs to one caller at a time.</summary>
 public sealed partial class Session : IDisposable
 {
     public Model Model { get; }
@@ -17,10 +18,16 @@ public sealed partial class Session : IDisposable
     public int Position { get; private set; }
     internal ThreadTeam Team { get; }
 
-    internal float[][] KeyCache { get; }
-    internal float[][] ValueCache { get; }
     internal float[] Logits { get; }
-    internal object Scratch { get; }
+    /// <summary>Element storage of the KV caches' keys and values (F32 unless the caller chose otherwise).</summary>
+    internal KvStorage.Factory KeyStorage { get; }
+    internal KvStorage.Factory ValueStorage { get; }
+    /// <summary>The architecture's per-session part: every layer's memory and the scratch of a forward pass.</summary>
+    internal ForwardPass Pass { get; }
+    internal IReadOnlyList<LayerMemory> Memory => Pass.Memory;
+
+    /// <summary>Bytes of every layer's memory (KV caches, windows, recurrent states) this session allocated.</summary>
+    public long MemoryBytes => Memory.Sum(m => m.Bytes);
 
     private WeightMatrix? _matmulWeight;
     private Activation[]? _matmulInput;
@@ -30,25 +37,21 @@ public sealed partial class Session : IDisposable
     private Action<int>? _tokenStep;
     private int _tokenCount;
 
-    internal Session(Model model, int contextLength, int threads, int maxBatch)
+    internal Session(Model model, int contextLength, int threads, int maxBatch,
+        KvStorage.Factory? keyStorage = null, KvStorage.Factory? valueStorage = null)
     {
         Model = model;
         var c = model.Config;
         ContextLength = contextLength > 0 ? contextLength : c.ContextLength;
         MaxBatch = System.Math.Max(1, maxBatch);
         Team = new ThreadTeam(threads);
-        KeyCache = new float[c.Layers][];
-        ValueCache = new float[c.Layers][];
-        for (int l = 0; l < c.Layers; l++)
-        {
-            KeyCache[l] = new float[(long)ContextLength * c.KvDim];
-            ValueCache[l] = new float[(long)ContextLength * c.KvDim];
-        }
+        KeyStorage = keyStorage ?? KvStorage.F32;
+        ValueStorage = valueStorage ?? KvStorage.F32;
         Logits = new float[MaxBatch * c.VocabSize];
         _matmulJob = MatMulPart;
         _prepareJob = PreparePart;
         _tokenJob = TokenPart;
-        Scratch = model.Architecture.CreateScratch(this, MaxBatch);
+        Pass = model.Architecture.CreatePass(this);
     }
 
     public int VocabSize => Config.VocabSize;
@@ -76,7 +79,7 @@ public sealed partial class Session : IDisposable
             int n = System.Math.Min(chunk, tokens.Length - i);
             bool final = i + n == tokens.Length;
             WantedLogits = !lastLogitsOnly ? LogitsWanted.All : final ? LogitsWanted.Last : LogitsWanted.None;
-            Model.Architecture.Forward(this, tokens.Slice(i, n), Position);
+            Pass.Forward(tokens.Slice(i, n), Position);
             WantedLogits = LogitsWanted.All;
             if (lastLogitsOnly)
             {
@@ -102,8 +105,10 @@ public sealed partial class Session : IDisposable
         return LastLogits;
     }
 
+    /// <summary>Forgets the sequence: position 0 and every layer's memory cleared.</summary>
     public void Reset()
     {
+        foreach (var m in Memory) m.Reset();
         Position = 0;
         _tokens.Clear();
     }

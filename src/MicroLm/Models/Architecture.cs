@@ -3,25 +3,23 @@ using MicroLm.Gguf;
 
 namespace MicroLm.Models;
 
-/// <summary>One model family's forward pass. Implementations read their weights from the GGUF file
-/// once, at load, and keep no per-session state (that lives in <see cref="Session"/>).</summary>
+/// <summary>One model family: its weights, read from the GGUF file once at load, and how a session runs
+/// them. Per-sequence state (each layer's memory, the scratch of a pass) lives in the
+/// <see cref="ForwardPass"/> the architecture makes for each session.</summary>
 internal abstract class Architecture
 {
     public ModelConfig Config { get; }
 
     protected Architecture(ModelConfig config) => Config = config;
 
-    /// <summary>Scratch buffers for a session evaluating up to <paramref name="maxBatch"/> tokens at a time.</summary>
-    internal abstract object CreateScratch(Session session, int maxBatch);
-
-    /// <summary>Evaluates tokens at positions startPos.. (their K/V go into the session's cache) and
-    /// writes each token's logits to session.Logits[t·vocab ..].</summary>
-    internal abstract void Forward(Session session, ReadOnlySpan<int> tokens, int startPos);
+    /// <summary>A session's memory and scratch for batches of up to session.MaxBatch tokens.</summary>
+    internal abstract ForwardPass CreatePass(Session session);
 
     public static Architecture Create(GgufFile file, ModelConfig config) => config.Architecture switch
     {
         "llama" => new Llama(file, config),
         "gptneox" => new GptNeoX(file, config),
+        "gptneo" => new GptNeo(file, config),
         _ => throw new MicroLmException($"unknown architecture '{config.Architecture}'"),
     };
 
@@ -34,4 +32,16 @@ internal abstract class Architecture
             throw new MicroLmException($"tensor '{name}' has shape {t.ShapeText}, expected [{string.Join(", ", shape)}]");
         return t;
     }
+}
+
+/// <summary>What an architecture keeps for one session: each layer's memory (KV caches, windows,
+/// recurrent states) and the typed scratch of its forward pass.</summary>
+internal abstract class ForwardPass
+{
+    /// <summary>Every layer's memory, in layer order (a layer may hold more than one, e.g. attention and SSM).</summary>
+    public abstract IReadOnlyList<LayerMemory> Memory { get; }
+
+    /// <summary>Evaluates tokens at positions startPos.. (their state goes into <see cref="Memory"/>) and
+    /// writes the wanted rows of logits (session.LogitRows) to session.Logits from row 0 on.</summary>
+    public abstract void Forward(ReadOnlySpan<int> tokens, int startPos);
 }

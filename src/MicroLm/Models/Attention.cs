@@ -4,90 +4,103 @@ using MicroLm.Tensors.Quants;
 
 namespace MicroLm.Models;
 
-/// <summary>Causal multi-head attention over the session's KV cache, with grouped-query heads
-/// (query head h reads KV head h / (heads / kvHeads)). Shared by the model families.</summary>
-internal static class Attention
+/// <summary>What one attention layer computes, given by its architecture: heads, grouped-query KV heads
+/// (query head h reads KV head h / (heads / kvHeads)), the score scale (1/√headDim for most families,
+/// 1 for GPT-Neo), the window (0: every earlier position) and the rotary embedding (null: none).</summary>
+internal sealed record AttentionOptions(int Heads, int KvHeads, int HeadDim, float Scale, int Window, Rope? Rope)
 {
-    /// <summary>For one token at <paramref name="pos"/> and one query head: out = softmax(q·K/√d) · V over positions 0..pos.</summary>
-    public static void Head(Session s, int layer, int pos, ReadOnlySpan<float> q, int kvHead, Span<float> scores, Span<float> output)
-    {
-        int hd = s.Config.HeadDim;
-        float scale = 1f / MathF.Sqrt(hd);
-        var keys = s.KeyCache[layer];
-        var values = s.ValueCache[layer];
-        // The cache is head-major (see Store): this head's keys and values for positions 0..pos are contiguous.
-        int at = kvHead * s.ContextLength * hd, t = 0;
-        // Four keys per pass (a dot's product q·k has the bits of k·q, so Dot4 serves).
-        Span<float> four = stackalloc float[4];
-        for (; t + 3 <= pos; t += 4)
-        {
-            int k = at + t * hd;
-            Kernels.Dot4(q, keys.AsSpan(k, hd), keys.AsSpan(k + hd, hd), keys.AsSpan(k + 2 * hd, hd), keys.AsSpan(k + 3 * hd, hd), four);
-            for (int j = 0; j < 4; j++) scores[t + j] = four[j] * scale;
-        }
-        for (; t <= pos; t++)
-            scores[t] = Kernels.Dot(q, keys.AsSpan(at + t * hd, hd)) * scale;
-        DetMath.SoftmaxInPlace(scores[..(pos + 1)]);
-        Kernels.WeightedRowSum(scores[..(pos + 1)], values, at, hd, output);
-    }
+    public int QueryDim => Heads * HeadDim;
+    public int KvDim => KvHeads * HeadDim;
 
-    /// <summary>Writes one token's keys and values (kvDim each) into the cache at <paramref name="pos"/>.
-    /// Layout per layer: [kv head][position][head dim], so attention reads each head's cache sequentially.</summary>
-    public static void Store(Session s, int layer, int pos, ReadOnlySpan<float> k, ReadOnlySpan<float> v)
-    {
-        int hd = s.Config.HeadDim, ctx = s.ContextLength;
-        var keys = s.KeyCache[layer].AsSpan();
-        var values = s.ValueCache[layer].AsSpan();
-        for (int h = 0; h < s.Config.KvHeads; h++)
-        {
-            int at = (h * ctx + pos) * hd;
-            k.Slice(h * hd, hd).CopyTo(keys.Slice(at, hd));
-            v.Slice(h * hd, hd).CopyTo(values.Slice(at, hd));
-        }
-    }
+    /// <summary>LLaMA's and GPT-NeoX's: scale 1/√headDim over every position.</summary>
+    public static AttentionOptions Standard(ModelConfig c, Rope? rope) =>
+        new(c.Heads, c.KvHeads, c.HeadDim, 1f / MathF.Sqrt(c.HeadDim), 0, rope);
 }
 
-/// <summary>One layer's attention for a batch of tokens: the (token, head) pairs are split across the
-/// session's threads, each pair owned by one thread, so the thread count never changes the bits.
-/// The queries are read from a batch buffer where token t's heads start at t·stride + offset.</summary>
+/// <summary>Where a batch's queries, keys or values are: token t's row starts at t·Stride + Offset
+/// (separate buffers, or slices of one fused QKV buffer).</summary>
+internal readonly record struct BatchRows(float[] Buffer, int Stride, int Offset)
+{
+    public Span<float> Row(int t, int width) => Buffer.AsSpan(t * Stride + Offset, width);
+}
+
+/// <summary>Causal self-attention of a batch of tokens over one layer's <see cref="KvCache"/>:
+/// rotary embedding of q and k (if the options have one), k and v into the cache, then each (token, head)
+/// pair's softmax(q·K·scale)·V over the positions it sees. Per-token steps go one token per thread and
+/// the (token, head) pairs are split across threads, each owned by one thread, so neither the thread
+/// count nor the batch changes the bits.</summary>
 internal sealed class AttentionBatch
 {
     private readonly Session _session;
-    private readonly float[][] _scores;   // per thread: context
-    private readonly Action<int, int> _job;
-    private float[] _q = [];
-    private int _qStride, _qOffset, _count, _startPos, _layer;
+    private readonly TokenBatch _batch;
+    private readonly float[][] _scores;   // per thread: the most positions a token sees
+    private readonly Action<int, int> _attendJob;
+    private readonly Action<int> _storeStep;
+    // The arguments of the call in progress (the team's jobs read them).
+    private AttentionOptions _options = null!;
+    private KvCache _cache = null!;
+    private BatchRows _q, _k, _v;
+    private int _count, _startPos;
 
     /// <summary>Per token: heads × headDim attention outputs (the input of the output projection).</summary>
     public Activation[] Output { get; }
 
-    public AttentionBatch(Session s, int maxBatch)
+    public AttentionBatch(Session s, TokenBatch batch, int maxQueryDim)
     {
         _session = s;
-        int qDim = s.Config.Heads * s.Config.HeadDim;
-        Output = Enumerable.Range(0, maxBatch).Select(_ => new Activation(qDim)).ToArray();
+        _batch = batch;
+        Output = TokenBatch.Activations(batch.MaxTokens, maxQueryDim);
         _scores = Enumerable.Range(0, s.Team.Count).Select(_ => new float[s.ContextLength]).ToArray();
-        _job = Part;
+        _attendJob = AttendPart;
+        _storeStep = StoreToken;
     }
 
-    /// <summary>Attention of tokens at positions startPos..startPos+count−1 (their K/V already in the cache) into <see cref="Output"/>.</summary>
-    public void Run(int layer, int startPos, int count, float[] q, int qStride, int qOffset)
+    /// <summary>Attention of the batch's tokens (positions startPos..) with queries, keys and values in
+    /// <paramref name="q"/>, <paramref name="k"/>, <paramref name="v"/> (biases already added; q and k are
+    /// rotated in place) into <see cref="Output"/>.</summary>
+    public void Run(AttentionOptions options, KvCache cache, BatchRows q, BatchRows k, BatchRows v)
     {
-        _layer = layer; _startPos = startPos; _count = count; _q = q; _qStride = qStride; _qOffset = qOffset;
-        _session.Team.Run(_job);
-        for (int t = 0; t < count; t++) Output[t].Invalidate();
+        _options = options; _cache = cache; _q = q; _k = k; _v = v;
+        _count = _batch.Count; _startPos = _batch.StartPos;
+        _session.ForEachToken(_count, _storeStep);
+        _session.Team.Run(_attendJob);
+        for (int t = 0; t < _count; t++) Output[t].Invalidate();
     }
 
-    private void Part(int part, int parts)
+    /// <summary>Rotary embedding of token t's q and k (if any), then its k and v into the cache.</summary>
+    private void StoreToken(int t)
     {
-        var c = _session.Config;
-        int pairs = _count * c.Heads, hd = c.HeadDim, group = c.Heads / c.KvHeads;
-        var (start, end) = ThreadTeam.Slice(pairs, part, parts);
+        var o = _options;
+        var q = _q.Row(t, o.QueryDim);
+        var k = _k.Row(t, o.KvDim);
+        if (o.Rope is { } rope)
+        {
+            ReadOnlySpan<float> cos = _batch.Cos(t), sin = _batch.Sin(t);
+            rope.Apply(q, o.Heads, o.HeadDim, cos, sin);
+            rope.Apply(k, o.KvHeads, o.HeadDim, cos, sin);
+        }
+        _cache.Store(_startPos + t, k, _v.Row(t, o.KvDim));
+    }
+
+    private void AttendPart(int part, int parts)
+    {
+        var o = _options;
+        int hd = o.HeadDim, group = o.Heads / o.KvHeads;
+        var (start, end) = ThreadTeam.Slice(_count * o.Heads, part, parts);
         for (int i = start; i < end; i++)
         {
-            int t = i / c.Heads, h = i % c.Heads;
-            var output = Output[t].Span.Slice(h * hd, hd);
-            Attention.Head(_session, _layer, _startPos + t, _q.AsSpan(t * _qStride + _qOffset + h * hd, hd), h / group, _scores[part], output);
+            int t = i / o.Heads, h = i % o.Heads;
+            Head(_q.Row(t, o.QueryDim).Slice(h * hd, hd), h / group, _startPos + t, _scores[part], Output[t].Span.Slice(h * hd, hd));
         }
+    }
+
+    /// <summary>One query head at <paramref name="pos"/>: output = softmax(q·K·scale) · V over the positions it sees.</summary>
+    private void Head(ReadOnlySpan<float> q, int kvHead, int pos, float[] scoreBuffer, Span<float> output)
+    {
+        var (_, count, slot) = _cache.Visible(pos);
+        var scores = scoreBuffer.AsSpan(0, count);
+        _cache.Keys.Scores(kvHead, q, slot, _options.Scale, scores);
+        DetMath.SoftmaxInPlace(scores);
+        _cache.Values.WeightedSum(kvHead, scores, slot, output);
     }
 }

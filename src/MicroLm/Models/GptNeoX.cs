@@ -25,6 +25,7 @@ internal sealed class GptNeoX : Architecture
     private readonly ReadOnlyMemory<float> _outputNorm, _outputNormBias;
     private readonly Layer[] _layers;
     private readonly Rope _rope;
+    private readonly AttentionOptions _attention;
 
     /// <summary>"gptneox.use_parallel_residual" (required, as in llama.cpp).</summary>
     public bool ParallelResidual { get; }
@@ -60,116 +61,95 @@ internal sealed class GptNeoX : Architecture
             };
         }
         _rope = new Rope(c.RopeDims, c.RopeFreqBase, neoxStyle: true);
+        _attention = AttentionOptions.Standard(c, _rope);
     }
 
-    private sealed class Scratch(Session s, int maxBatch, WeightMatrix embedding, Rope rope) : TokenBatch(s, maxBatch, embedding, rope)
+    internal override ForwardPass CreatePass(Session s) => new Pass(this, s);
+
+    /// <summary>One session's caches and scratch for batches of up to s.MaxBatch tokens.</summary>
+    private sealed class Pass : ForwardPass
     {
-        public required Activation[] Hidden;
-        public required float[] Qkv, Up, AttnProj, FfnProj; // batch × rows
-        // Per-token steps (see TokenBatch), made once in CreateScratch.
-        public Action<int> AttnNorm = null!, QkvRope = null!, FfnNorm = null!, UpGelu = null!;
-        public Action<int> ParallelResidual = null!, AttnResidual = null!, FfnResidual = null!;
-    }
+        private readonly GptNeoX _m;
+        private readonly Session _s;
+        private readonly KvCache[] _caches;
+        private readonly TokenBatch _batch;
+        private readonly AttentionBatch _attention;
+        private readonly float[] _qkv, _up, _attnProj, _ffnProj; // batch × rows
+        private readonly Activation[] _hidden;
+        private readonly int _qkvDim;
 
-    internal override object CreateScratch(Session s, int maxBatch)
-    {
-        var c = Config;
-        int dim = c.Dim, half = c.RopeDims / 2, qDim = c.Heads * c.HeadDim, kvDim = c.KvDim, hidden = c.HiddenDim;
-        int qkv = qDim + 2 * kvDim;
-        var w = new Scratch(s, maxBatch, _embedding, _rope)
-        {
-            Hidden = TokenBatch.Activations(maxBatch, hidden),
-            Qkv = new float[maxBatch * qkv], Up = new float[maxBatch * hidden],
-            AttnProj = new float[maxBatch * dim], FfnProj = new float[maxBatch * dim],
-        };
-        Span<float> Row(float[] a, int t, int width) => TokenBatch.Row(a, t, width);
-        w.AttnNorm = t => w.LayerNorm(t, t, _layers[w.Layer].AttnNorm.Span, _layers[w.Layer].AttnNormBias.Span, c.NormEpsilon);
-        w.QkvRope = t =>
-        {
-            var row = Row(w.Qkv, t, qkv);
-            Kernels.Add(row, _layers[w.Layer].QkvBias.Span);
-            var cos = Row(w.Cos, t, half); var sin = Row(w.Sin, t, half);
-            _rope.Apply(row[..qDim], c.Heads, c.HeadDim, cos, sin);
-            _rope.Apply(row.Slice(qDim, kvDim), c.KvHeads, c.HeadDim, cos, sin);
-            Attention.Store(s, w.Layer, w.StartPos + t, row.Slice(qDim, kvDim), row.Slice(qDim + kvDim, kvDim));
-        };
-        w.FfnNorm = t => w.LayerNorm(t, t, _layers[w.Layer].FfnNorm.Span, _layers[w.Layer].FfnNormBias.Span, c.NormEpsilon);
-        w.UpGelu = t =>
-        {
-            var up = Row(w.Up, t, hidden);
-            Kernels.Add(up, _layers[w.Layer].UpBias.Span);
-            DetMath.GeluTanh(up, w.Hidden[t].Span);
-            w.Hidden[t].Invalidate();
-        };
-        // x = (x + mlp(ln2(x))) + attn, in llama.cpp's order of additions.
-        w.ParallelResidual = t =>
-        {
-            var layer = _layers[w.Layer];
-            var attn = Row(w.AttnProj, t, dim); var ffn = Row(w.FfnProj, t, dim); var x = Row(w.X, t, dim);
-            Kernels.Add(attn, layer.OutputBias.Span);
-            Kernels.Add(ffn, layer.DownBias.Span);
-            Kernels.Add(x, ffn);
-            Kernels.Add(x, attn);
-        };
-        // Sequential: x = x + attn, then (after the feed-forward) x = x + mlp(ln2(x)).
-        w.AttnResidual = t =>
-        {
-            var attn = Row(w.AttnProj, t, dim);
-            Kernels.Add(attn, _layers[w.Layer].OutputBias.Span);
-            Kernels.Add(Row(w.X, t, dim), attn);
-        };
-        w.FfnResidual = t =>
-        {
-            var ffn = Row(w.FfnProj, t, dim);
-            Kernels.Add(ffn, _layers[w.Layer].DownBias.Span);
-            Kernels.Add(Row(w.X, t, dim), ffn);
-        };
-        return w;
-    }
+        public override IReadOnlyList<LayerMemory> Memory => _caches;
 
-    internal override void Forward(Session s, ReadOnlySpan<int> tokens, int startPos)
-    {
-        var c = Config;
-        var w = (Scratch)s.Scratch;
-        int n = tokens.Length, dim = c.Dim, qkv = c.Heads * c.HeadDim + 2 * c.KvDim;
-        w.Begin(s, tokens, startPos);
-
-        for (int l = 0; l < _layers.Length; l++)
+        public Pass(GptNeoX m, Session s)
         {
-            var layer = _layers[l];
-            w.Layer = l;
-            // Attention: proj = Wo · attention(rope(Q), rope(K), V) + bo, with Q|K|V = Wqkv·ln1(x) + bqkv.
-            s.ForEachToken(n, w.AttnNorm);
-            s.MatMul(layer.Qkv, w.Normed, n, w.Qkv);
-            s.ForEachToken(n, w.QkvRope);
-            w.Attention.Run(l, startPos, n, w.Qkv, qkv, 0);
-            s.MatMul(layer.Wo, w.Attention.Output, n, w.AttnProj);
-
-            if (ParallelResidual)
-            {
-                FeedForward(s, w, layer, n); // reads x before the attention output is added
-                s.ForEachToken(n, w.ParallelResidual);
-            }
-            else
-            {
-                s.ForEachToken(n, w.AttnResidual);
-                FeedForward(s, w, layer, n);
-                s.ForEachToken(n, w.FfnResidual);
-            }
-            s.CheckFinite(w.X.AsSpan(0, n * dim), l);
+            _m = m; _s = s;
+            var c = m.Config;
+            int n = s.MaxBatch;
+            _qkvDim = m._attention.QueryDim + 2 * c.KvDim;
+            _caches = Enumerable.Range(0, c.Layers).Select(l => KvCache.For(s, l, m._attention)).ToArray();
+            _batch = new TokenBatch(s, n, c.Dim, m._rope);
+            _attention = new AttentionBatch(s, _batch, m._attention.QueryDim);
+            _qkv = new float[n * _qkvDim];
+            _up = new float[n * c.HiddenDim];
+            _attnProj = new float[n * c.Dim];
+            _ffnProj = new float[n * c.Dim];
+            _hidden = TokenBatch.Activations(n, c.HiddenDim);
         }
 
-        var (first, count) = s.LogitRows(n);
-        for (int t = 0; t < count; t++) w.LayerNorm(first + t, t, _outputNorm.Span, _outputNormBias.Span, c.NormEpsilon);
-        if (count > 0) s.MatMul(_output, w.Normed, count, s.Logits);
-    }
+        public override void Forward(ReadOnlySpan<int> tokens, int startPos)
+        {
+            var (m, s, b) = (_m, _s, _batch);
+            var c = m.Config;
+            int n = tokens.Length, qDim = m._attention.QueryDim, kvDim = c.KvDim;
+            b.Embed(m._embedding, tokens, startPos);
 
-    /// <summary>FfnProj = Down · gelu(Up · ln2(x) + b_up); the residual steps add b_down.</summary>
-    private static void FeedForward(Session s, Scratch w, Layer layer, int n)
-    {
-        s.ForEachToken(n, w.FfnNorm);
-        s.MatMul(layer.Up, w.Normed, n, w.Up);
-        s.ForEachToken(n, w.UpGelu);
-        s.MatMul(layer.Down, w.Hidden, n, w.FfnProj);
+            for (int l = 0; l < m._layers.Length; l++)
+            {
+                var layer = m._layers[l];
+
+                // Attention: attnProj = Wo · attention(rope(Q), rope(K), V) + bo, with Q|K|V = Wqkv·ln1(x) + bqkv.
+                b.LayerNorm(layer.AttnNorm, layer.AttnNormBias, c.NormEpsilon);
+                s.MatMul(layer.Qkv, b.Normed, n, _qkv);
+                b.AddBias(_qkv, _qkvDim, layer.QkvBias);
+                _attention.Run(m._attention, _caches[l], new(_qkv, _qkvDim, 0), new(_qkv, _qkvDim, qDim), new(_qkv, _qkvDim, qDim + kvDim));
+                s.MatMul(layer.Wo, _attention.Output, n, _attnProj);
+                b.AddBias(_attnProj, c.Dim, layer.OutputBias);
+
+                if (m.ParallelResidual)
+                {
+                    // x = (x + mlp(ln2(x))) + attn, in llama.cpp's order of additions.
+                    FeedForward(layer, n);
+                    b.AddResidual(_ffnProj);
+                    b.AddResidual(_attnProj);
+                }
+                else
+                {
+                    // x = x + attn; x = x + mlp(ln2(x)).
+                    b.AddResidual(_attnProj);
+                    FeedForward(layer, n);
+                    b.AddResidual(_ffnProj);
+                }
+
+                b.CheckFinite(l);
+            }
+
+            // Classifier: logits = Wout · ln_f(x), for the rows the session wants.
+            var (first, count) = s.LogitRows(n);
+            b.LayerNormRows(first, count, m._outputNorm.Span, m._outputNormBias.Span, c.NormEpsilon);
+            if (count > 0) s.MatMul(m._output, b.Normed, count, s.Logits);
+        }
+
+        /// <summary>ffnProj = Down · gelu(Up · ln2(x) + b_up) + b_down.</summary>
+        private void FeedForward(Layer layer, int n)
+        {
+            var (s, b) = (_s, _batch);
+            var c = _m.Config;
+            b.LayerNorm(layer.FfnNorm, layer.FfnNormBias, c.NormEpsilon);
+            s.MatMul(layer.Up, b.Normed, n, _up);
+            b.AddBias(_up, c.HiddenDim, layer.UpBias);
+            b.Gelu(_up, c.HiddenDim, _hidden);
+            s.MatMul(layer.Down, _hidden, n, _ffnProj);
+            b.AddBias(_ffnProj, c.Dim, layer.DownBias);
+        }
     }
 }

@@ -21,6 +21,7 @@ internal sealed class Llama : Architecture
     private readonly ReadOnlyMemory<float> _outputNorm;
     private readonly Layer[] _layers;
     private readonly Rope _rope;
+    private readonly AttentionOptions _attention;
 
     public Llama(GgufFile file, ModelConfig c) : base(c)
     {
@@ -48,84 +49,76 @@ internal sealed class Llama : Architecture
             };
         }
         _rope = new Rope(c.RopeDims, c.RopeFreqBase, neoxStyle: false);
+        _attention = AttentionOptions.Standard(c, _rope);
     }
 
-    private sealed class Scratch(Session s, int maxBatch, WeightMatrix embedding, Rope rope) : TokenBatch(s, maxBatch, embedding, rope)
+    internal override ForwardPass CreatePass(Session s) => new Pass(this, s);
+
+    /// <summary>One session's caches and scratch for batches of up to s.MaxBatch tokens.</summary>
+    private sealed class Pass : ForwardPass
     {
-        public required Activation[] Hidden;
-        public required float[] Q, K, V, Gate, Up, Proj;  // batch × rows
-        // Per-token steps (see TokenBatch), made once in CreateScratch.
-        public Action<int> AttnNorm = null!, RopeAndStore = null!, FfnNorm = null!, Gating = null!, Residual = null!;
-    }
+        private readonly Llama _m;
+        private readonly Session _s;
+        private readonly KvCache[] _caches;
+        private readonly TokenBatch _batch;
+        private readonly AttentionBatch _attention;
+        private readonly float[] _q, _k, _v, _gate, _up, _proj; // batch × rows
+        private readonly Activation[] _hidden;
 
-    internal override object CreateScratch(Session s, int maxBatch)
-    {
-        var c = Config;
-        int dim = c.Dim, qDim = c.Heads * c.HeadDim, kvDim = c.KvDim, hidden = c.HiddenDim, half = c.RopeDims / 2;
-        var w = new Scratch(s, maxBatch, _embedding, _rope)
-        {
-            Hidden = TokenBatch.Activations(maxBatch, hidden),
-            Q = new float[maxBatch * qDim], K = new float[maxBatch * kvDim], V = new float[maxBatch * kvDim],
-            Gate = new float[maxBatch * hidden], Up = new float[maxBatch * hidden], Proj = new float[maxBatch * dim],
-        };
-        Span<float> Row(float[] a, int t, int width) => TokenBatch.Row(a, t, width);
-        w.AttnNorm = t => w.RmsNorm(t, t, _layers[w.Layer].AttnNorm.Span, c.NormEpsilon);
-        w.RopeAndStore = t =>
-        {
-            var cos = Row(w.Cos, t, half); var sin = Row(w.Sin, t, half);
-            _rope.Apply(Row(w.Q, t, qDim), c.Heads, c.HeadDim, cos, sin);
-            _rope.Apply(Row(w.K, t, kvDim), c.KvHeads, c.HeadDim, cos, sin);
-            Attention.Store(s, w.Layer, w.StartPos + t, Row(w.K, t, kvDim), Row(w.V, t, kvDim));
-        };
-        w.FfnNorm = t =>
-        {
-            Kernels.Add(Row(w.X, t, dim), Row(w.Proj, t, dim));
-            w.RmsNorm(t, t, _layers[w.Layer].FfnNorm.Span, c.NormEpsilon);
-        };
-        w.Gating = t =>
-        {
-            var h = w.Hidden[t].Span;
-            DetMath.Silu(Row(w.Gate, t, hidden), h);
-            var up = Row(w.Up, t, hidden);
-            for (int i = 0; i < hidden; i++) h[i] *= up[i];
-            w.Hidden[t].Invalidate();
-        };
-        w.Residual = t => Kernels.Add(Row(w.X, t, dim), Row(w.Proj, t, dim));
-        return w;
-    }
+        public override IReadOnlyList<LayerMemory> Memory => _caches;
 
-    internal override void Forward(Session s, ReadOnlySpan<int> tokens, int startPos)
-    {
-        var c = Config;
-        var w = (Scratch)s.Scratch;
-        int n = tokens.Length, dim = c.Dim;
-        w.Begin(s, tokens, startPos);
-
-        for (int l = 0; l < _layers.Length; l++)
+        public Pass(Llama m, Session s)
         {
-            var layer = _layers[l];
-            w.Layer = l;
-            // Attention block: x += Wo · attention(rope(Wq·norm(x)), rope(Wk·norm(x)), Wv·norm(x))
-            s.ForEachToken(n, w.AttnNorm);
-            s.MatMul(layer.Wq, w.Normed, n, w.Q);
-            s.MatMul(layer.Wk, w.Normed, n, w.K);
-            s.MatMul(layer.Wv, w.Normed, n, w.V);
-            s.ForEachToken(n, w.RopeAndStore);
-            w.Attention.Run(l, startPos, n, w.Q, c.Heads * c.HeadDim, 0);
-            s.MatMul(layer.Wo, w.Attention.Output, n, w.Proj);
-
-            // Feed-forward block: x += Down · (silu(Gate·norm(x)) ⊙ Up·norm(x))
-            s.ForEachToken(n, w.FfnNorm); // x += attention output, then norm
-            s.MatMul(layer.Gate, w.Normed, n, w.Gate);
-            s.MatMul(layer.Up, w.Normed, n, w.Up);
-            s.ForEachToken(n, w.Gating);
-            s.MatMul(layer.Down, w.Hidden, n, w.Proj);
-            s.ForEachToken(n, w.Residual);
-            s.CheckFinite(w.X.AsSpan(0, n * dim), l);
+            _m = m; _s = s;
+            var c = m.Config;
+            int n = s.MaxBatch;
+            _caches = Enumerable.Range(0, c.Layers).Select(l => KvCache.For(s, l, m._attention)).ToArray();
+            _batch = new TokenBatch(s, n, c.Dim, m._rope);
+            _attention = new AttentionBatch(s, _batch, m._attention.QueryDim);
+            _q = new float[n * m._attention.QueryDim];
+            _k = new float[n * c.KvDim];
+            _v = new float[n * c.KvDim];
+            _gate = new float[n * c.HiddenDim];
+            _up = new float[n * c.HiddenDim];
+            _proj = new float[n * c.Dim];
+            _hidden = TokenBatch.Activations(n, c.HiddenDim);
         }
 
-        var (first, count) = s.LogitRows(n);
-        for (int t = 0; t < count; t++) w.RmsNorm(first + t, t, _outputNorm.Span, c.NormEpsilon);
-        if (count > 0) s.MatMul(_output, w.Normed, count, s.Logits);
+        public override void Forward(ReadOnlySpan<int> tokens, int startPos)
+        {
+            var (m, s, b) = (_m, _s, _batch);
+            var c = m.Config;
+            int n = tokens.Length;
+            b.Embed(m._embedding, tokens, startPos);
+
+            for (int l = 0; l < m._layers.Length; l++)
+            {
+                var layer = m._layers[l];
+
+                // Attention: x += Wo · attention(rope(Wq·norm(x)), rope(Wk·norm(x)), Wv·norm(x))
+                b.RmsNorm(layer.AttnNorm, c.NormEpsilon);
+                s.MatMul(layer.Wq, b.Normed, n, _q);
+                s.MatMul(layer.Wk, b.Normed, n, _k);
+                s.MatMul(layer.Wv, b.Normed, n, _v);
+                _attention.Run(m._attention, _caches[l], new(_q, m._attention.QueryDim, 0), new(_k, c.KvDim, 0), new(_v, c.KvDim, 0));
+                s.MatMul(layer.Wo, _attention.Output, n, _proj);
+                b.AddResidual(_proj);
+
+                // Feed-forward: x += Down · (silu(Gate·norm(x)) ⊙ Up·norm(x))
+                b.RmsNorm(layer.FfnNorm, c.NormEpsilon);
+                s.MatMul(layer.Gate, b.Normed, n, _gate);
+                s.MatMul(layer.Up, b.Normed, n, _up);
+                b.SwiGlu(_gate, _up, c.HiddenDim, _hidden);
+                s.MatMul(layer.Down, _hidden, n, _proj);
+                b.AddResidual(_proj);
+
+                b.CheckFinite(l);
+            }
+
+            // Classifier: logits = Wout · norm(x), for the rows the session wants.
+            var (first, count) = s.LogitRows(n);
+            b.RmsNormRows(first, count, m._outputNorm.Span, c.NormEpsilon);
+            if (count > 0) s.MatMul(m._output, b.Normed, count, s.Logits);
+        }
     }
 }

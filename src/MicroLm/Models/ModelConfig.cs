@@ -19,9 +19,15 @@ internal sealed record ModelConfig
     public required float RopeFreqBase { get; init; }
     public required float NormEpsilon { get; init; }
 
+    /// <summary>Per layer, the positions its attention sees: 0 = every earlier position (the default for a
+    /// layer not listed), W = the token and the W − 1 before it (GPT-Neo's local layers).</summary>
+    public IReadOnlyList<int> AttentionWindows { get; init; } = [];
+
     public int KvDim => KvHeads * HeadDim;
 
-    public static readonly string[] KnownArchitectures = ["llama", "gptneox"];
+    public int AttentionWindow(int layer) => layer < AttentionWindows.Count ? AttentionWindows[layer] : 0;
+
+    public static readonly string[] KnownArchitectures = ["llama", "gptneox", "gptneo"];
 
     public static ModelConfig FromGguf(GgufFile file)
     {
@@ -53,26 +59,48 @@ internal sealed record ModelConfig
             throw new MicroLmException($"rope.dimension_count = {ropeDims} must be even and at most the head size {headDim}");
         float eps = file.GetFloat($"{arch}.attention.layer_norm_rms_epsilon")
             ?? file.GetFloat($"{arch}.attention.layer_norm_epsilon") ?? 1e-5f;
+        int layers = Req("block_count");
+        int contextLength = Req("context_length");
         return new ModelConfig
         {
             Architecture = arch,
             Dim = dim,
             HiddenDim = Req("feed_forward_length"),
-            Layers = Req("block_count"),
+            Layers = layers,
             Heads = heads,
             KvHeads = kvHeads,
             HeadDim = headDim,
-            ContextLength = Req("context_length"),
+            ContextLength = contextLength,
             VocabSize = vocab,
             RopeDims = ropeDims,
             RopeFreqBase = file.GetFloat($"{arch}.rope.freq_base") ?? 10000f,
             NormEpsilon = eps,
+            AttentionWindows = arch == "gptneo" ? SlidingWindows(file, arch, layers) : [],
         };
     }
 
-    /// <summary>Bytes of the KV cache for <paramref name="contextLength"/> positions at <paramref name="bytesPerValue"/>.</summary>
-    public long KvCacheBytes(int contextLength, int bytesPerValue) =>
-        2L * Layers * contextLength * KvDim * bytesPerValue;
+    /// <summary>"{arch}.attention.sliding_window" (W) and "{arch}.attention.sliding_window_pattern" (one bool
+    /// per layer, true = local): the window of each layer, 0 for global ones.</summary>
+    private static int[] SlidingWindows(GgufFile file, string arch, int layers)
+    {
+        string windowKey = $"{arch}.attention.sliding_window", patternKey = $"{arch}.attention.sliding_window_pattern";
+        long window = file.GetInt(windowKey) ?? throw new MicroLmException($"model is missing metadata key '{windowKey}'");
+        if (window <= 0 || window > 1 << 24) throw new MicroLmException($"metadata '{windowKey}' = {window} is out of range");
+        if (!file.TryGet(patternKey, out var pattern)) throw new MicroLmException($"model is missing metadata key '{patternKey}'");
+        if (pattern.Type != GgufValueType.Array || pattern.ElementType != GgufValueType.Bool || pattern.Count != layers)
+            throw new MicroLmException($"metadata '{patternKey}' must be an array of {layers} booleans (one per layer)");
+        return pattern.Elements().Select(e => e.AsBool() ? (int)window : 0).ToArray();
+    }
+
+    /// <summary>Bytes of the KV caches for <paramref name="contextLength"/> positions at <paramref name="bytesPerValue"/>
+    /// (a sliding-window layer holds its ring, see <see cref="KvCache"/>; <paramref name="maxBatch"/> as the session's).</summary>
+    public long KvCacheBytes(int contextLength, int bytesPerValue, int maxBatch = 32)
+    {
+        long total = 0;
+        for (int l = 0; l < Layers; l++)
+            total += 2L * KvCache.Rows(contextLength, AttentionWindow(l), maxBatch) * KvDim * bytesPerValue;
+        return total;
+    }
 
     /// <summary>Bytes of activations and logits a session keeps besides the cache (one token at a time).</summary>
     public long ScratchBytes(int contextLength) =>

@@ -5,36 +5,71 @@ using MicroLm.Tensors.Quants;
 
 namespace MicroLm.Models;
 
-/// <summary>What every architecture keeps for a batch of up to maxBatch tokens (token t's row of a batch
-/// buffer at t·width): the residual stream, the normed activations, the rotary angles and attention, and
-/// the state its per-token steps read (token ids, start position, current layer). The steps are delegates
-/// made once per session and run by <see cref="Session.ForEachToken"/>, so a forward pass allocates nothing.</summary>
-internal abstract class TokenBatch
+/// <summary>The tokens of one forward pass (up to maxTokens; token t's row of a batch buffer at t·width)
+/// and the per-token steps every architecture uses: embedding, norms, biases, residual adds, activations.
+/// Each step is one call with its arguments; it runs token by token on the session's team (one token per
+/// thread, so the thread count never changes the bits) through a delegate made once, so a forward pass
+/// allocates nothing.</summary>
+internal sealed class TokenBatch
 {
     public readonly float[] X;            // residual stream, batch × dim
-    public readonly float[] Cos, Sin;     // batch × rope pairs
     public readonly Activation[] Normed;  // the normed residual of each token, input of the next matmuls
-    public readonly AttentionBatch Attention;
-    public readonly int[] Tokens;         // the batch's token ids
-    public int Layer, StartPos;
-    private readonly int _dim;
-    private readonly Action<int> _embed;
+    public int Count { get; private set; }
+    public int StartPos { get; private set; }
+    public int MaxTokens { get; }
 
-    protected TokenBatch(Session s, int maxBatch, WeightMatrix embedding, Rope rope)
+    private readonly Session _session;
+    private readonly int _dim, _half;
+    private readonly float[] _cos, _sin;  // batch × rope pairs
+    private readonly float[] _positionRows; // batch × dim, for learned position embeddings
+    private readonly int[] _tokens;
+    private readonly Rope? _rope;
+    // The arguments of the step in progress (its delegate reads them).
+    private WeightMatrix _matrix = null!;
+    private ReadOnlyMemory<float> _weight, _bias;
+    private float _eps;
+    private float[] _buffer = [], _buffer2 = [];
+    private int _width;
+    private Activation[] _output = [];
+    private readonly Action<int> _embed, _addRowOf, _rmsNorm, _layerNorm, _addBias, _addResidual, _gelu, _swiGlu;
+
+    /// <param name="positionEmbeddings">Keep room for learned position embeddings (see <see cref="AddPositionEmbedding"/>).</param>
+    public TokenBatch(Session s, int maxTokens, int dim, Rope? rope, bool positionEmbeddings = false)
     {
-        var c = s.Config;
-        _dim = c.Dim;
-        int half = c.RopeDims / 2;
-        X = new float[maxBatch * c.Dim];
-        Cos = new float[maxBatch * half];
-        Sin = new float[maxBatch * half];
-        Normed = Activations(maxBatch, c.Dim);
-        Attention = new AttentionBatch(s, maxBatch);
-        Tokens = new int[maxBatch];
+        _session = s;
+        MaxTokens = maxTokens;
+        _dim = dim;
+        _rope = rope;
+        _half = rope is null ? 0 : rope.Dimensions / 2;
+        X = new float[maxTokens * dim];
+        Normed = Activations(maxTokens, dim);
+        _cos = new float[maxTokens * _half];
+        _sin = new float[maxTokens * _half];
+        _tokens = new int[maxTokens];
+        _positionRows = new float[positionEmbeddings ? maxTokens * dim : 0];
         _embed = t =>
         {
-            embedding.ReadRow(Tokens[t], Row(X, t, _dim));
-            rope.Angles(StartPos + t, Row(Cos, t, half), Row(Sin, t, half));
+            _matrix.ReadRow(_tokens[t], Row(X, t, _dim));
+            _rope?.Angles(StartPos + t, Row(_cos, t, _half), Row(_sin, t, _half));
+        };
+        _addRowOf = t =>
+        {
+            var row = Row(_positionRows, t, _dim);
+            _matrix.ReadRow(StartPos + t, row);
+            Kernels.Add(Row(X, t, _dim), row);
+        };
+        _rmsNorm = t => { Kernels.RmsNorm(Row(X, t, _dim), _weight.Span, _eps, Normed[t].Span); Normed[t].Invalidate(); };
+        _layerNorm = t => { Kernels.LayerNorm(Row(X, t, _dim), _weight.Span, _bias.Span, _eps, Normed[t].Span); Normed[t].Invalidate(); };
+        _addBias = t => Kernels.Add(Row(_buffer, t, _width), _bias.Span);
+        _addResidual = t => Kernels.Add(Row(X, t, _dim), Row(_buffer, t, _dim));
+        _gelu = t => { DetMath.GeluTanh(Row(_buffer, t, _width), _output[t].Span); _output[t].Invalidate(); };
+        _swiGlu = t =>
+        {
+            var h = _output[t].Span;
+            DetMath.Silu(Row(_buffer, t, _width), h);
+            var up = Row(_buffer2, t, _width);
+            for (int i = 0; i < _width; i++) h[i] *= up[i];
+            _output[t].Invalidate();
         };
     }
 
@@ -43,26 +78,56 @@ internal abstract class TokenBatch
 
     public static Span<float> Row(float[] batch, int t, int width) => batch.AsSpan(t * width, width);
 
-    /// <summary>Starts a forward pass over <paramref name="tokens"/> at <paramref name="startPos"/>: each
-    /// token's embedding into X and its rotary angles.</summary>
-    public void Begin(Session s, ReadOnlySpan<int> tokens, int startPos)
+    /// <summary>Token t's rotary cos and sin (one per rotated pair), computed once per pass for every layer.</summary>
+    public ReadOnlySpan<float> Cos(int t) => Row(_cos, t, _half);
+    public ReadOnlySpan<float> Sin(int t) => Row(_sin, t, _half);
+
+    /// <summary>Starts a pass: x[t] = embedding row of tokens[t], and the rotary angles of positions startPos...</summary>
+    public void Embed(WeightMatrix embedding, ReadOnlySpan<int> tokens, int startPos)
     {
+        if (tokens.Length > MaxTokens) throw new ArgumentException("batch larger than the session's maxBatch");
+        Count = tokens.Length;
         StartPos = startPos;
-        tokens.CopyTo(Tokens);
-        s.ForEachToken(tokens.Length, _embed);
+        tokens.CopyTo(_tokens);
+        _matrix = embedding;
+        Run(_embed);
     }
 
-    /// <summary>Normed[output] = RmsNorm(X row <paramref name="row"/>) ⊙ weight.</summary>
-    public void RmsNorm(int row, int output, ReadOnlySpan<float> weight, float eps)
+    /// <summary>x[t] += positions row (startPos + t): learned absolute position embeddings.</summary>
+    public void AddPositionEmbedding(WeightMatrix positions) { _matrix = positions; Run(_addRowOf); }
+
+    /// <summary>normed[t] = RmsNorm(x[t]) ⊙ weight.</summary>
+    public void RmsNorm(ReadOnlyMemory<float> weight, float eps) { _weight = weight; _eps = eps; Run(_rmsNorm); }
+
+    /// <summary>normed[t] = LayerNorm(x[t]) ⊙ weight + bias.</summary>
+    public void LayerNorm(ReadOnlyMemory<float> weight, ReadOnlyMemory<float> bias, float eps) { _weight = weight; _bias = bias; _eps = eps; Run(_layerNorm); }
+
+    /// <summary>rows[t] += bias (rows of <paramref name="width"/> values in a batch buffer).</summary>
+    public void AddBias(float[] rows, int width, ReadOnlyMemory<float> bias) { _buffer = rows; _width = width; _bias = bias; Run(_addBias); }
+
+    /// <summary>x[t] += rows[t]: a residual add.</summary>
+    public void AddResidual(float[] rows) { _buffer = rows; Run(_addResidual); }
+
+    /// <summary>output[t] = gelu(rows[t]), GELU in its tanh form.</summary>
+    public void Gelu(float[] rows, int width, Activation[] output) { _buffer = rows; _width = width; _output = output; Run(_gelu); }
+
+    /// <summary>output[t] = silu(gate[t]) ⊙ up[t].</summary>
+    public void SwiGlu(float[] gate, float[] up, int width, Activation[] output) { _buffer = gate; _buffer2 = up; _width = width; _output = output; Run(_swiGlu); }
+
+    /// <summary>Final norm of the rows whose logits are wanted: normed[i] = RmsNorm(x[first + i]), i &lt; count.</summary>
+    public void RmsNormRows(int first, int count, ReadOnlySpan<float> weight, float eps)
     {
-        Kernels.RmsNorm(Row(X, row, _dim), weight, eps, Normed[output].Span);
-        Normed[output].Invalidate();
+        for (int i = 0; i < count; i++) { Kernels.RmsNorm(Row(X, first + i, _dim), weight, eps, Normed[i].Span); Normed[i].Invalidate(); }
     }
 
-    /// <summary>Normed[output] = LayerNorm(X row <paramref name="row"/>) ⊙ weight + bias.</summary>
-    public void LayerNorm(int row, int output, ReadOnlySpan<float> weight, ReadOnlySpan<float> bias, float eps)
+    /// <summary>Final norm of the rows whose logits are wanted: normed[i] = LayerNorm(x[first + i]), i &lt; count.</summary>
+    public void LayerNormRows(int first, int count, ReadOnlySpan<float> weight, ReadOnlySpan<float> bias, float eps)
     {
-        Kernels.LayerNorm(Row(X, row, _dim), weight, bias, eps, Normed[output].Span);
-        Normed[output].Invalidate();
+        for (int i = 0; i < count; i++) { Kernels.LayerNorm(Row(X, first + i, _dim), weight, bias, eps, Normed[i].Span); Normed[i].Invalidate(); }
     }
+
+    /// <summary>Stops if the residual stream is no longer finite.</summary>
+    public void CheckFinite(int layer) => _session.CheckFinite(X.AsSpan(0, Count * _dim), layer);
+
+    private void Run(Action<int> step) => _session.ForEachToken(Count, step);
 }
