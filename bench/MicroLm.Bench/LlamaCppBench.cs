@@ -19,9 +19,11 @@ internal sealed class LlamaCppBench : IDisposable
     private readonly LLamaContext _context;
     private readonly LLamaBatch _batch = new();
 
-    public static void Configure()
+    public static void Configure(IsaLevel isa = IsaLevel.Native)
     {
         if (_configured) return;
+        // The CPU build matching the requested level (LLamaSharp ships noavx/avx/avx2/avx512 variants).
+        NativeLibraryConfig.All.WithAvx(Isa.LlamaCppLevel(isa));
         // Keep llama.cpp's chatter out of the table; must be set before the native library loads.
         NativeLibraryConfig.All.WithLogCallback((level, message) =>
         {

@@ -15,6 +15,7 @@ try
     if (a.Help) { Console.WriteLine(BenchArgs.Usage); return 0; }
     if (a.Profile) { DecodeProfile.Run(a, Console.Out); return 0; }
     if (a.DeterminismCost) { DeterminismCost.Run(a, Console.Out); return 0; }
+    if (Isa.RunInChildIfNeeded(a.Isa, args) is int exitCode) return exitCode;
     return Comparison.Run(a);
 }
 catch (ArgumentException e)
@@ -42,7 +43,9 @@ namespace MicroLm.Bench
     {
         public const string Usage = """
             usage: dotnet run -c Release --project bench/MicroLm.Bench -- [--shapes 15M,110M] [--formats F32,F16,Q8_0,Q4_0]
-                   [--threads 1,2] [--reps N] [-p 128] [-n 128] [--write-docs] [--profile] [--determinism-cost]
+                   [--threads 1,2] [--reps N] [-p 128] [-n 128] [--isa avx2|avx512|native] [--write-docs] [--profile] [--determinism-cost]
+              --isa         the instruction-set level of both engines: MicroLm's JIT (avx2 sets DOTNET_EnableAVX512=0 in a
+                            child run) and LLamaSharp's matching llama.cpp build; native (default) is the best this CPU runs
               --write-docs  put the table into docs/performance.md between <!-- bench:begin --> and <!-- bench:end -->
               --profile     where decode time goes (stories15M shape, F32 and Q8_0, 1 thread; --formats/--shapes apply)
               --determinism-cost  the runtime's kernels against non-deterministic ones (FMA, Vector512.Sum, float exp),
@@ -53,6 +56,7 @@ namespace MicroLm.Bench
         public int[] Threads = [1, 2];
         public int Reps = 3, Prompt = 128, Gen = 128;
         public bool WriteDocs, Profile, DeterminismCost, Help;
+        public IsaLevel Isa = IsaLevel.Native;
         private bool _formatsGiven, _shapesGiven, _repsGiven;
 
         public static BenchArgs Parse(string[] args)
@@ -72,6 +76,7 @@ namespace MicroLm.Bench
                     case "--reps" or "-r": a.Reps = Int(); a._repsGiven = true; break;
                     case "-p": a.Prompt = Int(); break;
                     case "-n": a.Gen = Int(); break;
+                    case "--isa": a.Isa = MicroLm.Bench.Isa.Parse(Value()); break;
                     case "--write-docs": a.WriteDocs = true; break;
                     case "--profile": a.Profile = true; break;
                     case "--determinism-cost": a.DeterminismCost = true; break;
@@ -104,11 +109,13 @@ namespace MicroLm.Bench
         public static int Run(BenchArgs a)
         {
             var started = DateTime.UtcNow;
-            LlamaCppBench.Configure();
+            LlamaCppBench.Configure(a.Isa);
+            Console.Error.WriteLine($"MicroLm: {BenchTiming.VectorDescription()}; llama.cpp: {LlamaCppBench.Version()}");
+            var bandwidths = new List<string>();
             var rows = new List<string>
             {
-                "| shape | format | threads | test | microlm tok/s | llama.cpp tok/s | ratio |",
-                "| --- | --- | ---: | --- | ---: | ---: | ---: |",
+                "| shape | format | threads | test | microlm tok/s | llama.cpp tok/s | ratio | memory bound tok/s | microlm / bound | llama.cpp / bound |",
+                "| --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
             };
             foreach (var r in rows) Console.WriteLine(r);
             int ctx = a.Prompt + a.Gen;
@@ -119,6 +126,10 @@ namespace MicroLm.Bench
                 using var model = Model.Load(path);
                 var prompt = BenchTokens.Prompt(a.Prompt, model.Config.VocabSize, model.Tokenizer.BosId);
                 var gen = BenchTokens.Generation(a.Gen, model.Config.VocabSize, model.Tokenizer.BosId);
+                long weightBytes = MemoryBound.BytesPerToken(model.File);
+                double bandwidth = MemoryBound.ReadBandwidth(weightBytes);
+                bandwidths.Add($"{shape.Name} {format}: {weightBytes / 1048576.0:F1} MiB at {bandwidth / 1e9:F1} GB/s");
+                Console.Error.WriteLine($"  {bandwidths[^1]} (single-thread read bandwidth over a working set of that size)");
                 foreach (int threads in a.Threads)
                 {
                     using var session = model.CreateSession(contextLength: ctx, threads: threads, maxBatch: a.Prompt);
@@ -132,16 +143,17 @@ namespace MicroLm.Bench
                     theirs.Prompt(prompt); // llama-bench's warm-up run
                     theirs.Generate(shortGen);
                     Console.Error.WriteLine($"  {shape.Name} {format} t={threads}: warm-up {rounds} round(s)");
-                    Emit($"pp{a.Prompt}", a.Reps, () => a.Prompt / ours.Prompt(prompt), () => a.Prompt / theirs.Prompt(prompt));
-                    Emit($"tg{a.Gen}", a.Reps, () => a.Gen / ours.Generate(gen), () => a.Gen / theirs.Generate(gen));
+                    // The memory bound: decode reads the weights once per token, prefill once per batch of p tokens.
+                    Emit($"pp{a.Prompt}", a.Reps, bandwidth * a.Prompt / weightBytes, () => a.Prompt / ours.Prompt(prompt), () => a.Prompt / theirs.Prompt(prompt));
+                    Emit($"tg{a.Gen}", a.Reps, bandwidth / weightBytes, () => a.Gen / ours.Generate(gen), () => a.Gen / theirs.Generate(gen));
 
-                    void Emit(string test, int reps, Func<double> mine, Func<double> other)
+                    void Emit(string test, int reps, double bound, Func<double> mine, Func<double> other)
                     {
                         var xs = new double[reps];
                         var ys = new double[reps];
                         for (int i = 0; i < reps; i++) { xs[i] = mine(); ys[i] = other(); } // interleaved: machine noise hits both
                         var (m, o) = (Stats.Of(xs), Stats.Of(ys));
-                        string row = $"| {shape.Name} | {format} | {threads} | {test} | {m} | {o} | {m.Mean / o.Mean:F2} |";
+                        string row = $"| {shape.Name} | {format} | {threads} | {test} | {m} | {o} | {m.Mean / o.Mean:F2} | {bound:F0} | {m.Mean / bound:F2} | {o.Mean / bound:F2} |";
                         rows.Add(row);
                         Console.WriteLine(row);
                     }
@@ -149,7 +161,7 @@ namespace MicroLm.Bench
             }
             var elapsed = DateTime.UtcNow - started;
             Console.Error.WriteLine($"done in {elapsed.TotalSeconds:F0} s");
-            if (a.WriteDocs) Docs.Write(rows, a, started, elapsed);
+            if (a.WriteDocs) Docs.Write(rows, a, started, elapsed, bandwidths);
             return 0;
         }
     }
@@ -210,14 +222,15 @@ namespace MicroLm.Bench
     {
         public const string Begin = "<!-- bench:begin -->", End = "<!-- bench:end -->";
 
-        public static void Write(List<string> rows, BenchArgs a, DateTime started, TimeSpan elapsed)
+        public static void Write(List<string> rows, BenchArgs a, DateTime started, TimeSpan elapsed, List<string> bandwidths)
         {
             string path = Path.Combine(Repo.Root, "docs", "performance.md");
             var block = new StringBuilder();
             block.AppendLine(Begin);
             block.AppendLine($"Measured {started:yyyy-MM-dd} on {Machine.Cpu()} ({Environment.ProcessorCount} logical cores), " +
                              $"{RuntimeInformation.FrameworkDescription} ({RuntimeInformation.ProcessArchitecture}, {BenchTiming.VectorDescription()}, " +
-                             $"tiered compilation + dynamic PGO, measured after warm-up), against {LlamaCppBench.Version()}. " +
+                             $"tiered compilation + dynamic PGO, measured after warm-up), against {LlamaCppBench.Version()}; --isa {a.Isa.ToString().ToLowerInvariant()}. " +
+                             $"Memory bound: weight bytes read per evaluation ÷ the single-thread read bandwidth over a working set of that size, measured in the same run ({string.Join("; ", bandwidths)}). " +
                              $"{a.Reps} interleaved repetitions per cell, mean ± sd; the whole run took {elapsed.TotalMinutes:F1} min.");
             block.AppendLine();
             foreach (var r in rows) block.AppendLine(r);

@@ -5,42 +5,83 @@ namespace MicroLm.Cli;
 /// <summary>Command dispatch and the one place that turns errors into a single line and an exit code.</summary>
 public static class CliMain
 {
-    public const string Usage = """
-        usage: microlm <command> [options]
-          inspect FILE [--json]                  header, metadata, tensors, memory envelope
-          run -m FILE -p PROMPT [-n N] [--temp T] [--top-k K] [--top-p P] [--min-p P]
-              [--repeat-penalty R] [--seed S] [-t THREADS] [-c CTX] [--tokenizer TOK.bin]
-          tokenize -m FILE (-p TEXT | -f FILE) [--no-bos]
-          verify -m FILE (-p TEXT | --ids "1 2 3") -n N [sampling flags] [-t THREADS] [--batch B]
-              [--expect TRACE] [--dump-logits PATH]
-          convert llama2c MODEL.bin --tokenizer TOK.bin -o OUT.gguf
-          bench -m FILE [-t 1,2] [-p 128] [-n 128] [-r 5] [--all-logits]
-          chat -m FILE [--system S] [-n N] [sampling flags] [-c CTX] [-t THREADS]
-          serve -m FILE [--host H] [--port P] [--parallel N] [--queue N] [--api-key K] [-c CTX] [-n MAX]
-        """;
+    /// <summary>Every command, each declared once (name, flags, body). A new command adds one line here.</summary>
+    public static readonly IReadOnlyList<CommandSpec> All =
+    [
+        InspectCommand.Spec,
+        Commands.RunSpec,
+        Commands.TokenizeSpec,
+        Commands.VerifySpec,
+        Commands.ConvertSpec,
+        BenchCommand.Spec,
+        HostCommands.ChatSpec,
+        HostCommands.ServeSpec,
+    ];
+
+    public static string Usage
+    {
+        get
+        {
+            var lines = new List<string> { "usage: microlm <command> [options]" };
+            foreach (var c in All)
+                if (!c.Hidden) lines.Add($"  {c.Name} {c.Synopsis}");
+            lines.Add("microlm <command> --help lists a command's options");
+            return string.Join('\n', lines);
+        }
+    }
+
+    public static CommandSpec? Find(string name) => All.FirstOrDefault(c => c.Name == name);
 
     public static int Run(string[] args, TextWriter stdout, TextWriter stderr)
     {
         if (args.Length == 0 || args[0] is "-h" or "--help" or "help")
         {
+            if (args.Length == 2 && args[0] == "help" && Find(args[1]) is { } c)
+            {
+                stdout.WriteLine(c.Help());
+                return 0;
+            }
             stdout.WriteLine(Usage);
             return args.Length == 0 ? 2 : 0;
         }
         try
         {
-            var rest = args[1..];
-            return args[0] switch
+            var spec = Find(args[0]) ?? throw new UsageException($"unknown command '{Options.Printable(args[0])}' (microlm --help lists the commands)");
+            var options = Options.Parse(spec, args[1..]);
+            if (options.HelpRequested)
             {
-                "inspect" => InspectCommand.Run(new Options(rest), stdout),
-                _ => Commands.Dispatch(args[0], new Options(rest), stdout, stderr),
-            };
+                stdout.WriteLine(spec.Help());
+                return 0;
+            }
+            return spec.Run(options, stdout, stderr);
         }
-        catch (Exception e) when (e is GgufFormatException or UsageException or MicroLmException or IOException
-                                      or UnauthorizedAccessException or KeyNotFoundException)
+        catch (Exception e) when (IsUserError(e))
         {
-            stderr.WriteLine($"microlm: error: {e.Message}");
+            stdout.Flush();
+            stderr.WriteLine($"microlm: error: {OneLine(Message(e))}");
             return 1;
         }
+    }
+
+    /// <summary>Failures that are the input's or the environment's fault, reported as one line.
+    /// Anything else is a bug and keeps its stack trace.</summary>
+    public static bool IsUserError(Exception e) =>
+        e is GgufFormatException or UsageException or MicroLmException or IOException or UnauthorizedAccessException
+            or KeyNotFoundException or OutOfMemoryException or InsufficientMemoryException;
+
+    private static string Message(Exception e) => e switch
+    {
+        OutOfMemoryException or InsufficientMemoryException => "out of memory (" + e.Message + ")",
+        _ => e.Message,
+    };
+
+    /// <summary>Error text on one line: line breaks and other control characters shown escaped.</summary>
+    public static string OneLine(string message)
+    {
+        var sb = new System.Text.StringBuilder(message.Length);
+        foreach (char c in message.TrimEnd())
+            sb.Append(c switch { '\n' => "\\n", '\r' => "\\r", '\t' => " ", _ when char.IsControl(c) => $"\\u{(int)c:x4}", _ => c.ToString() });
+        return sb.ToString();
     }
 }
 

@@ -8,9 +8,20 @@ namespace MicroLm.Cli;
 /// <summary>`microlm inspect FILE [--json]`.</summary>
 public static class InspectCommand
 {
+    public static readonly CommandSpec Spec = new()
+    {
+        Name = "inspect",
+        Synopsis = "FILE [--json]",
+        Summary = "Prints a GGUF file's header, metadata, tensors and memory envelope.",
+        Flags = [Flag.Switch("--json", "print JSON instead of text")],
+        MinPositional = 1,
+        MaxPositional = 1,
+        Run = (o, stdout, _) => Run(o, stdout),
+        ContractExample = ["$MODEL"],
+    };
+
     public static int Run(Options o, TextWriter stdout)
     {
-        if (o.Positional.Count != 1) throw new UsageException("inspect takes one FILE");
         using var file = GgufFile.Open(o.Positional[0]);
         ModelConfig? config = null;
         string? configError = null;
@@ -23,6 +34,10 @@ public static class InspectCommand
         return 0;
     }
 
+    /// <summary>A key or tensor name as printed: as is, or quoted with escapes when it holds characters a
+    /// terminal would act on (a name is whatever bytes the file says).</summary>
+    private static string Shown(string name) => name.Any(GgufValue.IsUnsafeForTerminal) || name.Length == 0 ? GgufValue.Quote(name) : name;
+
     private static long WeightBytes(GgufFile f) => f.Tensors.Sum(t => t.ByteSize);
 
     private static void WriteText(GgufFile f, ModelConfig? c, string? configError, TextWriter w)
@@ -30,10 +45,10 @@ public static class InspectCommand
         w.WriteLine($"GGUF version {f.Version}, {f.Length:N0} bytes, alignment {f.Alignment}, data at byte {f.DataOffset}");
         w.WriteLine($"metadata: {f.MetadataCount} keys");
         foreach (var (key, value) in f.Metadata)
-            w.WriteLine($"  {key} ({value.Describe()}) = {value.ToDisplayString()}");
+            w.WriteLine($"  {Shown(key)} ({value.Describe()}) = {value.ToDisplayString()}");
         w.WriteLine($"tensors: {f.Tensors.Count}");
         foreach (var t in f.Tensors)
-            w.WriteLine($"  {t.Name,-32} {t.Type.Name,-8} {t.ShapeText,-20} {t.ByteSize,12:N0} bytes");
+            w.WriteLine($"  {Shown(t.Name),-32} {t.Type.Name,-8} {t.ShapeText,-20} {t.ByteSize,12:N0} bytes");
         w.WriteLine($"parameters: {f.ParameterCount:N0}");
         if (c != null)
         {

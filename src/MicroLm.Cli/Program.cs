@@ -1,5 +1,5 @@
 using MicroLm.Cli;
 
-Commands.HostCommands["chat"] = (o, stdout, stderr) => ChatCommand.Run(o, Console.In, stdout, stderr);
-Commands.HostCommands["serve"] = (o, stdout, stderr) => ServeCommand.Run(o, stdout, stderr);
+HostCommands.ChatBody = (o, stdout, stderr) => ChatCommand.Run(o, Console.In, stdout, stderr);
+HostCommands.ServeBody = ServeCommand.Run;
 return CliMain.Run(args, Console.Out, Console.Error);

@@ -78,7 +78,7 @@ public static partial class Api
         try
         {
             var model = RequireModel();
-            var o = new Options(options);
+            var o = Options.Parse(Commands.VerifySpec, options);
             _tokens?.Dispose();
             _session?.Dispose();
             var tokens = model.Tokenizer.Encode(prompt, !o.Has("--no-bos") && model.Tokenizer.AddBos);

@@ -22,7 +22,7 @@ internal sealed class Generator
     public Generator(Session session, SamplingOptions options, int batch = 0)
     {
         _session = session;
-        _sampler = new Sampler(options, session.VocabSize);
+        _sampler = new Sampler(options, session.VocabSize, session.ContextLength);
         _batch = batch;
     }
 

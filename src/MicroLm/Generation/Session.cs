@@ -43,7 +43,11 @@ public sealed partial class Session : IDisposable
         Model = model;
         var c = model.Config;
         ContextLength = contextLength > 0 ? contextLength : c.ContextLength;
-        MaxBatch = System.Math.Max(1, maxBatch);
+        // A batch longer than the context can never be evaluated: capping it keeps the scratch and
+        // logits O(min(batch, context)).
+        MaxBatch = System.Math.Clamp(maxBatch, 1, ContextLength);
+        if ((long)MaxBatch * c.VocabSize > Array.MaxLength)
+            throw new MicroLmException($"a batch of {MaxBatch} tokens over a vocabulary of {c.VocabSize} is too large for one logits buffer (use a smaller batch)");
         Team = new ThreadTeam(threads);
         KeyStorage = keyStorage ?? KvStorage.F32;
         ValueStorage = valueStorage ?? KvStorage.F32;
@@ -66,6 +70,17 @@ public sealed partial class Session : IDisposable
     /// <paramref name="lastLogitsOnly"/>: compute the classifier for the last token only (as llama.cpp
     /// does for a prompt); the returned logits are the same bits, the other positions' are skipped.</summary>
     public ReadOnlySpan<float> Evaluate(ReadOnlySpan<int> tokens, int batch = 0, LogitsHandler? onLogits = null, bool lastLogitsOnly = false)
+    {
+        // A session belongs to one thread at a time; two at once would mix their caches silently.
+        if (Interlocked.Exchange(ref _evaluating, 1) != 0)
+            throw new InvalidOperationException("this session is already evaluating on another thread; a session is used by one thread at a time (create a session per thread; the model can be shared)");
+        try { return EvaluateCore(tokens, batch, onLogits, lastLogitsOnly); }
+        finally { Volatile.Write(ref _evaluating, 0); }
+    }
+
+    private int _evaluating;
+
+    private ReadOnlySpan<float> EvaluateCore(ReadOnlySpan<int> tokens, int batch, LogitsHandler? onLogits, bool lastLogitsOnly)
     {
         if (tokens.Length == 0) throw new ArgumentException("no tokens to evaluate");
         if (lastLogitsOnly && onLogits != null) throw new ArgumentException("onLogits needs every position's logits; it cannot be combined with lastLogitsOnly");
@@ -108,6 +123,8 @@ public sealed partial class Session : IDisposable
     /// <summary>Forgets the sequence: position 0 and every layer's memory cleared.</summary>
     public void Reset()
     {
+        if (Volatile.Read(ref _evaluating) != 0)
+            throw new InvalidOperationException("this session is evaluating on another thread; it cannot be reset meanwhile");
         foreach (var m in Memory) m.Reset();
         Position = 0;
         _tokens.Clear();

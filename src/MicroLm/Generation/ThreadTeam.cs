@@ -1,9 +1,14 @@
 namespace MicroLm.Generation;
 
 /// <summary>A fixed team of threads that run one job split into parts: part i of n is always the
-/// same slice of the work, computed by one thread, so results never depend on the thread count or on
-/// timing. Workers spin briefly between jobs (a token's ~40 matmuls come microseconds apart) and
-/// sleep when idle longer. Nothing is allocated per call.</summary>
+/// same slice of the work, computed whole by one thread, so results never depend on the thread count
+/// or on timing. The requested count sets the parts; the threads are as many as the machine has
+/// processors at most (each runs parts t, t+T, t+2T, …), so asking for 1,000 threads costs nothing
+/// and still computes the same bits as 1. Workers spin briefly between jobs (a token's ~40 matmuls
+/// come microseconds apart) and sleep when idle longer; the caller spins only as long as that has
+/// been paying off, and when all live teams together have more threads than processors (several
+/// sessions at once) nobody spins: a spinning thread never holds a core another team's working thread
+/// needs. Nothing is allocated per call.</summary>
 internal sealed class ThreadTeam : IDisposable
 {
     private const int SpinIterations = 20000; // ~tens of microseconds before a worker goes to sleep
@@ -15,16 +20,34 @@ internal sealed class ThreadTeam : IDisposable
     private int _generation;
     private int _pending;
     private volatile bool _stopping;
+    private readonly ManualResetEventSlim _done = new(false, 0);
+    private int _disposed;
+    private const int MinWaitSpin = 64;
+    private int _waitSpin = SpinIterations;
 
+    /// <summary>Threads of all live teams, callers included; above the processor count nobody spins.</summary>
+    private static int s_liveThreads;
+    private static bool Oversubscribed => Volatile.Read(ref s_liveThreads) > Environment.ProcessorCount;
+
+    /// <summary>Most parts a job is split into (per-part scratch, such as attention scores, is allocated per part).</summary>
+    public const int MaxParts = 64;
+
+    /// <summary>Parts each job is split into: the requested thread count, at most <see cref="MaxParts"/>.</summary>
     public int Count { get; }
+    /// <summary>Threads that run them, the caller included: at most the processor count (1 in the browser).</summary>
+    public int Threads { get; }
 
+    /// <param name="threads">Requested threads: the job is split into this many parts (at most
+    /// <see cref="MaxParts"/>), run by at most <see cref="Environment.ProcessorCount"/> threads.</param>
     public ThreadTeam(int threads)
     {
-        Count = System.Math.Max(1, threads);
-        if (Count > 1 && (OperatingSystem.IsBrowser() || OperatingSystem.IsWasi())) Count = 1;
-        _workers = new Thread[Count - 1];
-        _wake = new SemaphoreSlim[Count - 1];
-        _sleeping = new int[Count - 1];
+        Count = System.Math.Clamp(threads, 1, MaxParts);
+        Threads = System.Math.Min(Count, System.Math.Max(1, Environment.ProcessorCount));
+        if (OperatingSystem.IsBrowser() || OperatingSystem.IsWasi()) Threads = 1;
+        Interlocked.Add(ref s_liveThreads, Threads);
+        _workers = new Thread[Threads - 1];
+        _wake = new SemaphoreSlim[Threads - 1];
+        _sleeping = new int[Threads - 1];
         for (int i = 0; i < _workers.Length; i++)
         {
             int part = i + 1;
@@ -37,20 +60,45 @@ internal sealed class ThreadTeam : IDisposable
     /// <summary>Runs job(part, parts) for every part in 0..Count-1 and returns when all are done.</summary>
     public void Run(Action<int, int> job)
     {
-        if (Count == 1) { job(0, 1); return; }
+        if (Threads == 1)
+        {
+            for (int p = 0; p < Count; p++) job(p, Count);
+            return;
+        }
         _job = job;
-        Volatile.Write(ref _pending, Count - 1);
+        Volatile.Write(ref _pending, Threads - 1);
         Interlocked.Increment(ref _generation);
         for (int i = 0; i < _workers.Length; i++)
             if (Interlocked.Exchange(ref _sleeping[i], 0) == 1) _wake[i].Release();
-        job(0, Count);
-        var spin = new SpinWait();
-        while (Volatile.Read(ref _pending) != 0) spin.SpinOnce(-1);
+        RunParts(job, 0);
+        // Spin for the other parts only as long as that has been paying off: a wait that had to block
+        // (the workers were descheduled: a busy machine) halves the spin, one that did not doubles it.
+        int budget = Oversubscribed ? 0 : _waitSpin;
+        int spins = 0;
+        while (spins < budget && Volatile.Read(ref _pending) != 0) { Thread.SpinWait(4); spins++; }
+        if (Volatile.Read(ref _pending) == 0)
+        {
+            if (spins * 2 > budget) _waitSpin = System.Math.Min(SpinIterations, System.Math.Max(MinWaitSpin, budget * 2));
+            return;
+        }
+        _waitSpin = System.Math.Max(MinWaitSpin, budget / 2);
+        // A Set left over from the previous job (a worker signals after Run saw the count reach zero) can
+        // end a wait early: look again, and clear it before waiting once more.
+        while (Volatile.Read(ref _pending) != 0)
+        {
+            _done.Wait();
+            if (Volatile.Read(ref _pending) != 0) _done.Reset();
+        }
     }
 
     /// <summary>The slice [start, end) of <paramref name="total"/> items that part <paramref name="part"/> of <paramref name="parts"/> owns.</summary>
     public static (int Start, int End) Slice(int total, int part, int parts) =>
         ((int)((long)total * part / parts), (int)((long)total * (part + 1) / parts));
+
+    private void RunParts(Action<int, int> job, int thread)
+    {
+        for (int p = thread; p < Count; p += Threads) job(p, Count);
+    }
 
     private void Work(int part)
     {
@@ -60,7 +108,7 @@ internal sealed class ThreadTeam : IDisposable
             int spins = 0;
             while (Volatile.Read(ref _generation) == seen && !_stopping)
             {
-                if (++spins < SpinIterations) { Thread.SpinWait(4); continue; }
+                if (++spins < SpinIterations && !Oversubscribed) { Thread.SpinWait(4); continue; }
                 // Announce sleep, then look again so a job published meanwhile is not missed.
                 Volatile.Write(ref _sleeping[index], 1);
                 if (Volatile.Read(ref _generation) != seen || _stopping)
@@ -74,13 +122,15 @@ internal sealed class ThreadTeam : IDisposable
             }
             if (_stopping) return;
             seen = Volatile.Read(ref _generation);
-            _job!(part, Count);
-            Interlocked.Decrement(ref _pending);
+            RunParts(_job!, part);
+            if (Interlocked.Decrement(ref _pending) == 0) _done.Set();
         }
     }
 
     public void Dispose()
     {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
+        Interlocked.Add(ref s_liveThreads, -Threads);
         _stopping = true;
         for (int i = 0; i < _wake.Length; i++)
             if (Interlocked.Exchange(ref _sleeping[i], 0) == 1) _wake[i].Release();

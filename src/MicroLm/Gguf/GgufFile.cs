@@ -39,6 +39,8 @@ internal sealed class GgufFile : IDisposable
     /// <summary>Opens a file, memory-mapped where the platform allows (read into one buffer in the browser).</summary>
     public static GgufFile Open(string path)
     {
+        if (string.IsNullOrEmpty(path)) throw new FileNotFoundException("no such file: (an empty path)");
+        if (Directory.Exists(path)) throw new IOException($"{path} is a folder, not a file");
         var info = new FileInfo(path);
         if (!info.Exists) throw new FileNotFoundException($"no such file: {path}", path);
         if (info.Length == 0) throw new GgufFormatException("file is empty", 0);

@@ -226,6 +226,11 @@ internal readonly struct GgufValue
         }
     }
 
+    /// <summary>Characters a terminal acts on instead of showing: C0 and C1 controls (ESC, CSI, DEL, …), line
+    /// and paragraph separators, and the bidirectional overrides that reorder what is shown.</summary>
+    public static bool IsUnsafeForTerminal(char c) =>
+        char.IsControl(c) || c is '\u2028' or '\u2029' or (>= '\u202a' and <= '\u202e') or (>= '\u2066' and <= '\u2069');
+
     /// <summary>A string as a JSON/C-style quoted literal (control characters escaped).</summary>
     public static string Quote(string s)
     {
@@ -240,7 +245,7 @@ internal readonly struct GgufValue
                 case '\r': sb.Append("\\r"); break;
                 case '\t': sb.Append("\\t"); break;
                 default:
-                    if (c < 0x20) sb.Append($"\\u{(int)c:x4}"); else sb.Append(c);
+                    if (IsUnsafeForTerminal(c)) sb.Append($"\\u{(int)c:x4}"); else sb.Append(c);
                     break;
             }
         }

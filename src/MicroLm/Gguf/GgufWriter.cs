@@ -59,10 +59,12 @@ internal sealed class GgufWriter
         return ms.ToArray();
     }
 
+    /// <summary>Writes the file safely: to a temporary name beside it, flushed, then renamed (see <see cref="IO.SafeFile"/>).</summary>
     public void WriteTo(string path)
     {
-        using var fs = File.Create(path);
-        WriteTo(fs);
+        using var f = IO.SafeFile.Create(path);
+        WriteTo(f.Stream);
+        f.Commit();
     }
 
     public void WriteTo(Stream stream)

@@ -69,7 +69,9 @@ internal static class Llama2cCheckpoint
         else
         {
             var p = MemoryMarshal.Cast<byte, int>(file[..28]);
-            h = new Header(p[0], p[1], p[2], p[3], p[4], System.Math.Abs(p[5]), p[6], p[5] > 0);
+            // The vocabulary's sign says whether the classifier is shared; −2³¹ has no positive counterpart.
+            int vocab = p[5] == int.MinValue ? 0 : System.Math.Abs(p[5]);
+            h = new Header(p[0], p[1], p[2], p[3], p[4], vocab, p[6], p[5] > 0);
             offset = 28;
         }
         if (h.Dim <= 0 || h.HiddenDim <= 0 || h.Layers <= 0 || h.Heads <= 0 || h.KvHeads <= 0 || h.VocabSize <= 0 || h.SeqLen <= 0

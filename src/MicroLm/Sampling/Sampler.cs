@@ -16,17 +16,23 @@ internal sealed class Sampler
     private int _recentCount, _recentNext;
     private Rng _rng;
 
-    public Sampler(SamplingOptions options, int vocabSize)
+    /// <param name="historyLimit">Most tokens the sampler will ever see (a session's context length): the
+    /// repetition window is never longer, so a huge <see cref="SamplingOptions.RepeatLastN"/> costs nothing.</param>
+    public Sampler(SamplingOptions options, int vocabSize, int historyLimit = 1 << 20)
     {
         _o = options;
-        if (options.TopP is <= 0 or > 1) throw new MicroLmException($"top-p must be in (0, 1], got {options.TopP}");
-        if (options.MinP is < 0 or > 1) throw new MicroLmException($"min-p must be in [0, 1], got {options.MinP}");
+        // Written so NaN fails each test (every comparison with NaN is false).
+        if (!(options.TopP > 0 && options.TopP <= 1)) throw new MicroLmException($"top-p must be in (0, 1], got {options.TopP}");
+        if (!(options.MinP >= 0 && options.MinP <= 1)) throw new MicroLmException($"min-p must be in [0, 1], got {options.MinP}");
+        if (float.IsNaN(options.Temperature) || float.IsInfinity(options.Temperature))
+            throw new MicroLmException($"temperature must be a finite number, got {options.Temperature}");
         if (options.TopK < 0) throw new MicroLmException($"top-k must be 0 or more, got {options.TopK}");
-        if (!(options.RepeatPenalty > 0)) throw new MicroLmException($"repeat penalty must be positive, got {options.RepeatPenalty}");
+        if (!(options.RepeatPenalty > 0) || float.IsInfinity(options.RepeatPenalty))
+            throw new MicroLmException($"repeat penalty must be a positive finite number, got {options.RepeatPenalty}");
         _logits = new float[vocabSize];
         _ids = new int[vocabSize];
         _probs = new float[vocabSize];
-        _recent = new int[System.Math.Max(0, options.RepeatLastN)];
+        _recent = new int[System.Math.Clamp(options.RepeatLastN, 0, System.Math.Max(0, historyLimit))];
         _rng = new Rng(options.Seed);
     }
 
