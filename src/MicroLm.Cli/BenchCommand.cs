@@ -21,7 +21,7 @@ public static class BenchCommand
             Flag.Int("-p|--n-prompt", "N", "prompt tokens for pp (default 128)", min: 0, max: 1 << 16),
             Flag.Int("-n|--n-gen", "N", "generated tokens for tg (default 128)", min: 0, max: 1 << 16),
             Flag.Int("-r|--repetitions", "N", "repetitions of each test (default 5)", min: 1, max: 1000),
-            Flag.Switch("--all-logits", "pp computes every position's logits")],
+            Flag.Switch("--all-logits", "pp computes every position's logits"), .. CacheTypeFlags.Flags],
         Run = Run,
         ContractExample = ["-m", "$MODEL", "-t", "1", "-p", "4", "-n", "2", "-r", "1"],
     };
@@ -45,7 +45,7 @@ public static class BenchCommand
         stdout.WriteLine("| --- | ---: | ---: | ---: | ---: | ---: |");
         foreach (int t in threads)
         {
-            using var session = model.CreateSession(contextLength: p + n, threads: t, maxBatch: System.Math.Max(p, 1));
+            using var session = CacheTypeFlags.CreateSession(model, o, p + n, t, System.Math.Max(p, 1));
             var bench = new SessionBench(session) { AllLogits = o.Has("--all-logits") };
             var prompt = BenchTokens.Prompt(p, c.VocabSize, model.Tokenizer.BosId);
             var gen = BenchTokens.Generation(n, c.VocabSize, model.Tokenizer.BosId);

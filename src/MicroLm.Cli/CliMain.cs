@@ -14,6 +14,8 @@ public static class CliMain
         Commands.VerifySpec,
         Commands.ConvertSpec,
         BenchCommand.Spec,
+        QuantizeCommand.Spec,
+        PerplexityCommand.Spec,
         HostCommands.ChatSpec,
         HostCommands.ServeSpec,
     ];

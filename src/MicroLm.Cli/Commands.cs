@@ -43,6 +43,7 @@ public static class CommonFlags
         Flag.Int("-c|--ctx-size", "N", "context length; 0: the model's, or more if prompt and -n need it (default 0)", min: 0, max: 1 << 20),
         Flag.Int("-t|--threads", "N", "threads; more than the processors are not used (default 1)", min: 1),
         Flag.Int("--batch|-b", "B", "most prompt tokens evaluated at once, capped by the context (default 32)", min: 0),
+        .. CacheTypeFlags.Flags,
     ];
 }
 
@@ -147,7 +148,7 @@ public static class Commands
             throw new MicroLmException($"a context of {ctx:N0} positions needs {bytes:N0} bytes of cache and scratch, more than the {available:N0} available (use a smaller -c)");
         if (System.Math.Min(needed, ctx) > trained && trained > 0)
             stderr.WriteLine($"microlm: warning: this run uses {System.Math.Min(needed, ctx)} positions but the model was trained on {trained}; text past position {trained} may be poor");
-        return model.CreateSession(ctx, o.Int(1, "-t", "--threads"), batch);
+        return CacheTypeFlags.CreateSession(model, o, ctx, o.Int(1, "-t", "--threads"), batch);
     }
 
     private static List<int> Prompt(Model model, Options o, bool allowIds)

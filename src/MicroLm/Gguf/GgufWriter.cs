@@ -16,6 +16,9 @@ internal sealed class GgufWriter
 
     public int Alignment { get; private set; } = GgufFile.DefaultAlignment;
 
+    /// <summary>Bytes of tensor data added so far (without alignment padding).</summary>
+    public long TensorBytes => _tensors.Sum(t => t.Data.LongLength);
+
     /// <summary>Adds a metadata value. <paramref name="value"/> is the .NET value of the type
     /// (byte, sbyte, ushort, short, uint, int, float, bool, string, ulong, long, double, or <see cref="GgufArray"/>).</summary>
     public GgufWriter Add(string key, GgufValueType type, object value)

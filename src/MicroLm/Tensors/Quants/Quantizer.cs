@@ -12,7 +12,8 @@ namespace MicroLm.Tensors.Quants;
 ///   Q4_1: d = (max−min)/15, m = min, q = min(15, trunc((x−min)/d + 0.5)).
 ///   Q5_1: d = (max−min)/31, m = min, q = trunc((x−min)/d + 0.5).
 /// Every type divides by d through its reciprocal (x·(1/d)), as ggml does: x/d can round differently.
-/// Values 0..15 of a 32-block go to the low nibbles of bytes 0..15, values 16..31 to the high nibbles.</summary>
+/// Values 0..15 of a 32-block go to the low nibbles of bytes 0..15, values 16..31 to the high nibbles.
+/// The K-quants and IQ4 types are encoded by <see cref="KQuantizer"/>.</summary>
 internal static class Quantizer
 {
     /// <summary>The encoded bytes of <paramref name="values"/>, a whole number of rows of
@@ -43,6 +44,13 @@ internal static class Quantizer
             case GgmlType.Q4_1: Blocks(values, o, 20, Q4_1); break;
             case GgmlType.Q5_0: Blocks(values, o, 22, Q5_0); break;
             case GgmlType.Q5_1: Blocks(values, o, 24, Q5_1); break;
+            case GgmlType.Q2_K: Blocks(values, o, 256, 84, KQuantizer.Q2_K); break;
+            case GgmlType.Q3_K: Blocks(values, o, 256, 110, KQuantizer.Q3_K); break;
+            case GgmlType.Q4_K: Blocks(values, o, 256, 144, KQuantizer.Q4_K); break;
+            case GgmlType.Q5_K: Blocks(values, o, 256, 176, KQuantizer.Q5_K); break;
+            case GgmlType.Q6_K: Blocks(values, o, 256, 210, KQuantizer.Q6_K); break;
+            case GgmlType.IQ4_NL: Blocks(values, o, 32, 18, KQuantizer.IQ4_NL); break;
+            case GgmlType.IQ4_XS: Blocks(values, o, 256, 136, KQuantizer.IQ4_XS); break;
             default: throw new NotSupportedException($"quantizing to {info.Name} is not supported");
         }
         return output;
@@ -50,7 +58,8 @@ internal static class Quantizer
 
     /// <summary>Tensor types <see cref="Quantize"/> can write.</summary>
     public static readonly GgmlType[] Supported =
-        [GgmlType.F32, GgmlType.F16, GgmlType.BF16, GgmlType.Q8_0, GgmlType.Q4_0, GgmlType.Q4_1, GgmlType.Q5_0, GgmlType.Q5_1];
+        [GgmlType.F32, GgmlType.F16, GgmlType.BF16, GgmlType.Q8_0, GgmlType.Q4_0, GgmlType.Q4_1, GgmlType.Q5_0, GgmlType.Q5_1,
+         GgmlType.Q2_K, GgmlType.Q3_K, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K, GgmlType.IQ4_NL, GgmlType.IQ4_XS];
 
     /// <summary>IEEE binary16 bits of <paramref name="f"/>, rounded to nearest even.</summary>
     public static ushort ToHalfBits(float f) => BitConverter.HalfToUInt16Bits((Half)f);
@@ -65,10 +74,13 @@ internal static class Quantizer
 
     private delegate void BlockEncoder(ReadOnlySpan<float> x, Span<byte> block);
 
-    private static void Blocks(ReadOnlySpan<float> values, Span<byte> output, int bytesPerBlock, BlockEncoder encode)
+    private static void Blocks(ReadOnlySpan<float> values, Span<byte> output, int bytesPerBlock, BlockEncoder encode) =>
+        Blocks(values, output, 32, bytesPerBlock, encode);
+
+    private static void Blocks(ReadOnlySpan<float> values, Span<byte> output, int blockSize, int bytesPerBlock, BlockEncoder encode)
     {
-        for (int b = 0; b < values.Length / 32; b++)
-            encode(values.Slice(b * 32, 32), output.Slice(b * bytesPerBlock, bytesPerBlock));
+        for (int b = 0; b < values.Length / blockSize; b++)
+            encode(values.Slice(b * blockSize, blockSize), output.Slice(b * bytesPerBlock, bytesPerBlock));
     }
 
     private static void WriteHalf(Span<byte> at, float f) => BinaryPrimitives.WriteUInt16LittleEndian(at, ToHalfBits(f));
@@ -97,6 +109,9 @@ internal static class Quantizer
         }
         return (min, max);
     }
+
+    /// <summary>One Q8_0 block (32 values → 34 bytes), for callers that encode in place (the q8_0 KV cache).</summary>
+    internal static void EncodeQ8_0(ReadOnlySpan<float> x, Span<byte> block) => Q8_0(x, block);
 
     private static void Q8_0(ReadOnlySpan<float> x, Span<byte> block)
     {
