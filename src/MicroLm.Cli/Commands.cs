@@ -286,7 +286,8 @@ public static class Commands
             vocab = check.Config.VocabSize;
         }
         // ...and so must the bytes as written, before they replace an existing file.
-        SafeFile.WriteAllBytes(output, gguf, check: tmp => Model.Load(tmp).Dispose());
+        using (var bar = new ConsoleProgress("writing " + Options.Printable(Path.GetFileName(output)), gguf.Length, stderr))
+            SafeFile.WriteAllBytes(output, gguf, check: tmp => Model.Load(tmp).Dispose(), progress: bar.Report);
         stderr.WriteLine($"microlm: wrote {Options.Printable(output, int.MaxValue)} ({gguf.Length:N0} bytes, {layers} layers, vocab {vocab})");
         return 0;
     }

@@ -47,7 +47,7 @@ internal sealed class GgufFile : IDisposable
         if (info.Length > int.MaxValue) throw new GgufFormatException($"file is {info.Length} bytes; files over 2 GiB are not supported", 0);
         if (OperatingSystem.IsBrowser() || OperatingSystem.IsWasi())
             return new GgufFile(File.ReadAllBytes(path), null);
-        var mapped = new MappedMemory(path, info.Length);
+        var mapped = new MappedMemory(path);
         try { return new GgufFile(mapped.Memory, mapped); }
         catch { ((IDisposable)mapped).Dispose(); throw; }
     }

@@ -12,10 +12,17 @@ internal sealed unsafe class MappedMemory : MemoryManager<byte>
     private readonly byte* _pointer;
     private readonly int _length;
 
-    public MappedMemory(string path, long length)
+    /// <summary>Maps the file as it is when opened: the length comes from the open handle, not from an
+    /// earlier look at the path, so a file that shrank in between is never read past its end at load.
+    /// (A file truncated later, while mapped, faults on access; `--no-mmap` reads it into memory instead.)</summary>
+    public MappedMemory(string path)
     {
-        _file = MemoryMappedFile.CreateFromFile(path, FileMode.Open, null, 0, MemoryMappedFileAccess.Read);
-        _view = _file.CreateViewAccessor(0, 0, MemoryMappedFileAccess.Read);
+        using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read | FileShare.Delete);
+        long length = stream.Length;
+        if (length == 0) throw new GgufFormatException("file is empty", 0);
+        if (length > int.MaxValue) throw new GgufFormatException($"file is {length} bytes; files over 2 GiB are not supported", 0);
+        _file = MemoryMappedFile.CreateFromFile(stream, null, 0, MemoryMappedFileAccess.Read, HandleInheritability.None, leaveOpen: false);
+        _view = _file.CreateViewAccessor(0, length, MemoryMappedFileAccess.Read);
         byte* p = null;
         _view.SafeMemoryMappedViewHandle.AcquirePointer(ref p);
         _pointer = p + _view.PointerOffset;

@@ -96,12 +96,17 @@ internal sealed class SafeFile : IDisposable
     }
 
     /// <summary>Writes <paramref name="bytes"/> to <paramref name="path"/> safely (see the class).</summary>
-    public static void WriteAllBytes(string path, ReadOnlySpan<byte> bytes, Action<string>? check = null, Func<Stream, Stream>? wrap = null)
+    /// <param name="progress">Called with the bytes written so far, after each megabyte.</param>
+    public static void WriteAllBytes(string path, ReadOnlySpan<byte> bytes, Action<string>? check = null, Func<Stream, Stream>? wrap = null,
+        Action<long>? progress = null)
     {
         using var f = Create(path, wrap);
         const int chunk = 1 << 20;
         for (int i = 0; i < bytes.Length; i += chunk)
+        {
             f.Stream.Write(bytes.Slice(i, System.Math.Min(chunk, bytes.Length - i)));
+            progress?.Invoke(System.Math.Min(bytes.Length, (long)i + chunk));
+        }
         f.Commit(check);
     }
 }
