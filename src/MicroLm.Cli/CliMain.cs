@@ -18,6 +18,7 @@ public static class CliMain
         PerplexityCommand.Spec,
         HostCommands.ChatSpec,
         HostCommands.ServeSpec,
+        TrainCommand.Spec,
     ];
 
     public static string Usage

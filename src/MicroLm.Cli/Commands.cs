@@ -14,7 +14,10 @@ public static class CommonFlags
 {
     public static readonly Flag[] Model =
     [
-        Flag.Path("-m|--model", "FILE", "GGUF model, or a llama2.c checkpoint (.bin) with --tokenizer"),
+        Flag.Path("-m|--model", "FILE", "GGUF model, or a llama2.c checkpoint (.bin) with --tokenizer; without -m, -hf or --model-url: the built-in default model"),
+        Flag.Text("-hf|--hf-repo", "OWNER/REPO[:FILE]", "download from Hugging Face into the cache (MICROLM_CACHE; HF_TOKEN for gated repositories) and use it"),
+        Flag.Text("-hff|--hf-file", "FILE", "the file in the -hf repository (instead of :FILE)"),
+        Flag.Text("-mu|--model-url", "URL", "download from this URL into the cache and use it"),
         Flag.Path("--tokenizer|-z", "TOK.bin", "llama2.c tokenizer for a .bin checkpoint"),
         Flag.Switch("--no-mmap", "read the model into memory instead of mapping it (for files that may change while in use)"),
     ];
@@ -52,7 +55,7 @@ public static class Commands
     public static readonly CommandSpec RunSpec = new()
     {
         Name = "run",
-        Synopsis = "-m FILE -p PROMPT [-n N] [sampling options] [-t THREADS] [-c CTX]",
+        Synopsis = "[-m FILE | -hf OWNER/REPO[:FILE] | --model-url URL] -p PROMPT [-n N] [sampling options] [-t THREADS] [-c CTX]",
         Summary = "Generates text after a prompt and streams it to stdout; timings go to stderr.",
         Flags = [.. CommonFlags.Model, .. CommonFlags.Prompt, Flag.Int("-n|--n-predict", "N", "tokens to generate; -1: until the context is full (default -1)", min: -1),
             .. CommonFlags.Sampling, .. CommonFlags.Session],
@@ -66,7 +69,7 @@ public static class Commands
         Synopsis = "-m FILE (-p TEXT | -f FILE) [--no-bos]",
         Summary = "Prints the token ids of a text.",
         Flags = [.. CommonFlags.Model, .. CommonFlags.Prompt],
-        Run = (o, stdout, _) => Tokenize(o, stdout),
+        Run = (o, stdout, _) => TokenizeCommand.Run(o, stdout),
         ContractExample = ["-m", "$MODEL", "-p", "Once upon a time"],
     };
 
@@ -97,10 +100,11 @@ public static class Commands
     };
 
     /// <summary>-m FILE: a GGUF file (mapped, or read into memory with --no-mmap), or a llama2.c
-    /// checkpoint together with --tokenizer.</summary>
+    /// checkpoint together with --tokenizer; -hf or --model-url (downloaded, see ModelSource); none: the embedded default model.</summary>
     public static Model LoadModel(Options o)
     {
-        string path = o.Require("FILE", "-m", "--model");
+        string? path = ModelSource.Resolve(o);
+        if (path == null) return Model.Load(ModelSource.DefaultModel()); // no -m/-hf/--model-url: the embedded default
         if (Directory.Exists(path)) throw new UsageException($"{Options.Printable(path)} is a folder, not a model file");
         string? tokenizer = o.Get("--tokenizer", "-z");
         if (tokenizer != null || path.EndsWith(".bin", StringComparison.OrdinalIgnoreCase))
@@ -206,24 +210,6 @@ public static class Commands
             stderr.WriteLine($"microlm: stopped at the end of the context ({session.ContextLength} positions)");
         stderr.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"microlm: load {loadMs:F1} ms, prompt {prompt.Count} tokens, generated {generated} tokens in {total:F1} ms ({(generated > 1 ? (generated - 1) / ((total - promptMs) / 1000) : 0):F1} tok/s)"));
-        return 0;
-    }
-
-    private static int Tokenize(Options o, TextWriter stdout)
-    {
-        using var model = LoadModel(o);
-        List<int> tokens;
-        if (o.Get("-f", "--file") is { } path)
-        {
-            var bytes = File.ReadAllBytes(path);
-            tokens = model.Tokenizer.Encode(new UTF8Encoding(false, false).GetString(bytes), !o.Has("--no-bos") && model.Tokenizer.AddBos);
-        }
-        else
-        {
-            string text = o.Get("-p", "--prompt") ?? throw new UsageException("tokenize needs -p TEXT or -f FILE");
-            tokens = model.Tokenizer.Encode(text, !o.Has("--no-bos") && model.Tokenizer.AddBos);
-        }
-        stdout.WriteLine(string.Join(' ', tokens));
         return 0;
     }
 

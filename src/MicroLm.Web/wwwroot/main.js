@@ -29,6 +29,7 @@ function updateButtons() {
   $('generate').disabled = !state.ready || !state.model || state.busy;
   $('stop').disabled = !state.busy;
   $('load-url').disabled = !state.ready || state.busy;
+  $('load-default').disabled = !state.ready || state.busy;
   $('file').disabled = !state.ready || state.busy;
 }
 
@@ -65,6 +66,9 @@ $('load-url').addEventListener('click', () => {
   if (url) load({ type: 'load', url, name: url.split('/').pop() });
 });
 
+// The default model: trained by MicroLm itself (models/README.md), published beside the page by scripts/web-build.
+$('load-default').addEventListener('click', () => load({ type: 'load', url: 'microlm-stories.gguf', name: 'microlm-stories.gguf' }));
+
 $('generate').addEventListener('click', () => {
   state.busy = true;
   showError('');
@@ -86,7 +90,7 @@ worker.onmessage = (e) => {
   switch (m.type) {
     case 'ready':
       state.ready = true;
-      setStatus('Ready: pick a GGUF file or give a URL.');
+      setStatus('Ready: load the default model, pick a GGUF file or give a URL.');
       break;
     case 'loaded': {
       state.busy = false;

@@ -108,6 +108,7 @@ public abstract class Tokenizer
         {
             "llama" => SentencePieceTokenizer.FromGguf(file),
             "gpt2" => ByteLevelBpeTokenizer.FromGguf(file),
+            "bert" => WordPieceTokenizer.FromGguf(file),
             _ => throw new MicroLmException($"tokenizer model '{model}' is not supported"),
         };
     }

@@ -1,0 +1,32 @@
+namespace MicroLm.Train;
+
+/// <summary>SplitMix64: a small seeded generator whose stream is fixed by the seed on every platform
+/// (integer arithmetic only). Uniform floats are built from the top 24 bits, so they are exact.</summary>
+internal sealed class SplitMix(ulong seed)
+{
+    private ulong _state = seed;
+
+    public ulong Next()
+    {
+        ulong z = _state += 0x9E3779B97F4A7C15UL;
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
+        return z ^ (z >> 31);
+    }
+
+    /// <summary>0 ≤ result &lt; n (n &gt; 0), by rejection so that every value is equally likely.</summary>
+    public int Below(int n)
+    {
+        ulong bound = (ulong)n, limit = ulong.MaxValue - ulong.MaxValue % bound;
+        ulong x;
+        do x = Next(); while (x >= limit);
+        return (int)(x % bound);
+    }
+
+    public bool Chance(int percent) => Below(100) < percent;
+
+    public T Pick<T>(IReadOnlyList<T> items) => items[Below(items.Count)];
+
+    /// <summary>A float in [-1, 1) with 24 bits of precision.</summary>
+    public float Symmetric() => (int)(Next() >> 40) * (1f / (1 << 23)) - 1f;
+}
