@@ -6,8 +6,15 @@ import { pathToFileURL } from 'node:url';
 
 const [appDir, model, n = '200', temp = '0'] = process.argv.slice(2);
 const { dotnet } = await import(pathToFileURL(path.resolve(appDir, '_framework/dotnet.js')).href);
+const { registerKernelImports, installKernels } = await import(pathToFileURL(path.resolve(appDir, 'kernels.js')).href);
 const runtime = await dotnet.create();
+registerKernelImports(runtime);
 const api = (await runtime.getAssemblyExports('MicroLm.Web')).MicroLm.Web.Api;
+// MICROLM_KERNELS=interpreter measures the C# kernels instead of the compiled ones.
+const kernels = await installKernels(runtime, api, process.env.MICROLM_KERNELS ?? 'auto');
+// MICROLM_TRACE=0: no trace (only the sampled logits computed, as `microlm run`); default: the page's trace.
+if (process.env.MICROLM_TRACE === '0') api.SetTrace(false);
+api.SetIgnoreEos(true); // always N tokens
 const t0 = performance.now();
 const info = JSON.parse(api.LoadModel(fs.readFileSync(model)));
 if (info.error) { console.error(info.error); process.exit(1); }
@@ -24,5 +31,5 @@ for (;;) {
 const total = performance.now() - g0;
 const mem = JSON.parse(api.Memory());
 console.log(`${path.basename(model)}: load ${loadMs.toFixed(1)} ms, prompt ${start.promptTokens} tokens, generated ${generated} tokens in ${total.toFixed(1)} ms ` +
-  `(${((generated - 1) / ((performance.now() - first) / 1000)).toFixed(1)} tok/s), vector bits ${mem.vectorBits}, ${api.TraceHash()}`);
+  `(${((generated - 1) / ((performance.now() - first) / 1000)).toFixed(1)} tok/s), kernels ${kernels.path} (${mem.compiledCalls} compiled matmuls), ${api.TraceHash() || 'no trace'}`);
 process.exit(0);

@@ -15,6 +15,12 @@ try
     if (a.Help) { Console.WriteLine(BenchArgs.Usage); return 0; }
     if (a.Profile) { DecodeProfile.Run(a, Console.Out); return 0; }
     if (a.DeterminismCost) { DeterminismCost.Run(a, Console.Out); return 0; }
+    if (a.WriteModels)
+    {
+        foreach (var shape in a.Shapes)
+            foreach (var format in a.Formats) Console.WriteLine(BenchModels.Ensure(shape, format, Console.Error));
+        return 0;
+    }
     if (Isa.RunInChildIfNeeded(a.Isa, args) is int exitCode) return exitCode;
     return Comparison.Run(a);
 }
@@ -48,6 +54,7 @@ namespace MicroLm.Bench
                             child run) and LLamaSharp's matching llama.cpp build; native (default) is the best this CPU runs
               --write-docs  put the table into docs/performance.md between <!-- bench:begin --> and <!-- bench:end -->
               --profile     where decode time goes (stories15M shape, F32 and Q8_0, 1 thread; --formats/--shapes apply)
+              --write-models  only write the synthetic models of --shapes × --formats (if missing) and print their paths
               --determinism-cost  the runtime's kernels against non-deterministic ones (FMA, Vector512.Sum, float exp),
                             stories15M shape, F32 and Q8_0, 1 thread, median of --reps (default 7 here); see docs/determinism.md
             """;
@@ -55,7 +62,7 @@ namespace MicroLm.Bench
         public GgmlType[] Formats = [GgmlType.F32, GgmlType.F16, GgmlType.Q8_0, GgmlType.Q4_0];
         public int[] Threads = [1, 2];
         public int Reps = 3, Prompt = 128, Gen = 128;
-        public bool WriteDocs, Profile, DeterminismCost, Help;
+        public bool WriteDocs, Profile, DeterminismCost, WriteModels, Help;
         public IsaLevel Isa = IsaLevel.Native;
         private bool _formatsGiven, _shapesGiven, _repsGiven;
 
@@ -80,6 +87,7 @@ namespace MicroLm.Bench
                     case "--write-docs": a.WriteDocs = true; break;
                     case "--profile": a.Profile = true; break;
                     case "--determinism-cost": a.DeterminismCost = true; break;
+                    case "--write-models": a.WriteModels = true; break;
                     case "-h" or "--help": a.Help = true; break;
                     default: throw new ArgumentException($"unknown option '{args[i]}'");
                 }

@@ -43,7 +43,7 @@ internal static class LlamaCpp
         lock (Log) return Log.LastOrDefault(l => l.Contains("Successfully loaded") && l.Contains("libllama")) ?? "(unknown)";
     }
 
-    private static ModelParams Params(string path, int contextSize, int batch) => new(path)
+    private static ModelParams Params(string path, int contextSize, int batch, GGMLType cache = GGMLType.GGML_TYPE_F32) => new(path)
     {
         ContextSize = (uint)contextSize,
         BatchSize = (uint)batch,
@@ -51,16 +51,16 @@ internal static class LlamaCpp
         Threads = 1,
         BatchThreads = 1,
         GpuLayerCount = 0,
-        TypeK = GGMLType.GGML_TYPE_F32,
-        TypeV = GGMLType.GGML_TYPE_F32,
+        TypeK = cache,
+        TypeV = cache,
         FlashAttention = false,
     };
 
     /// <summary>Logits at every position: tokens[..promptLength] as one batch, then the rest one at a time.</summary>
-    public static float[][] Logits(string path, int[] tokens, int promptLength)
+    public static float[][] Logits(string path, int[] tokens, int promptLength, GGMLType cache = GGMLType.GGML_TYPE_F32)
     {
         Configure();
-        var p = Params(path, tokens.Length, System.Math.Max(promptLength, 1));
+        var p = Params(path, tokens.Length, System.Math.Max(promptLength, 1), cache);
         using var weights = LLamaWeights.LoadFromFile(p);
         using var context = weights.CreateContext(p);
         var result = new float[tokens.Length][];

@@ -11,8 +11,11 @@ const types = {
   '.gguf': 'application/octet-stream', '.png': 'image/png', '.map': 'application/json',
 };
 
-export function serve(appDir, port = 0, modelsDir = null) {
-  const roots = [['/models/', modelsDir], ['/', appDir]].filter(([, dir]) => dir);
+// options.mounts: more [prefix, dir] pairs served before APP_DIR (e.g. ['/wllama/', dir]);
+// options.isolate: send COOP/COEP headers (cross-origin isolation, which wasm threads need).
+export function serve(appDir, port = 0, modelsDir = null, options = {}) {
+  const roots = [['/models/', modelsDir], ...(options.mounts ?? []), ['/', appDir]].filter(([, dir]) => dir);
+  const isolation = options.isolate ? { 'Cross-Origin-Opener-Policy': 'same-origin', 'Cross-Origin-Embedder-Policy': 'require-corp' } : {};
   const server = http.createServer((req, res) => {
     const url = new URL(req.url, 'http://127.0.0.1');
     let pathname = decodeURIComponent(url.pathname);
@@ -31,6 +34,7 @@ export function serve(appDir, port = 0, modelsDir = null) {
         'Content-Type': types[path.extname(file)] ?? 'application/octet-stream',
         'Content-Length': fs.statSync(body).size,
         'Cache-Control': 'no-cache',
+        ...isolation,
       };
       if (encoding) { headers['Content-Encoding'] = encoding; headers['Vary'] = 'Accept-Encoding'; }
       res.writeHead(200, headers);

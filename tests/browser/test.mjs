@@ -105,6 +105,8 @@ try {
   check('the page shows tok/s and memory figures', /tok\/s/.test(r64.tps) && /iB/.test(r64.kv) && /iB/.test(r64.model) && /iB/.test(r64.heap),
     JSON.stringify(r64));
   check('the page does not freeze while generating (largest frame gap < 500 ms)', maxGap < 500, `${maxGap.toFixed(0)} ms`);
+  const kernels = await page.evaluate(() => ({ ...document.getElementById('kernels').dataset, text: document.getElementById('kernels').textContent }));
+  check('the page runs the compiled WebAssembly SIMD kernels and says so', kernels.path === 'wasm-simd' && Number(kernels.calls) > 0, JSON.stringify(kernels));
   console.log(`     (chromium: ${r64.tps}, model ${r64.model}, KV cache ${r64.kv}, heap ${r64.heap}, largest frame gap ${maxGap.toFixed(0)} ms)`);
   await page.screenshot({ path: path.join(out, 'browser.png'), fullPage: true });
 
@@ -131,6 +133,15 @@ try {
   const r16 = await generate(16);
   check(`a model given by URL loads and generates (${urlModel}, trace equals native)`, r16.trace === expected16.trace,
     `page: ${r16.trace} ${r16.error}\n     native: ${expected16.trace}`);
+
+  // 4. The fallback: the same page on the C# kernels (?kernels=interpreter) gives the same bits and says which path runs.
+  await page.goto(`${base}?kernels=interpreter`);
+  await page.waitForFunction(() => document.getElementById('status').textContent.startsWith('Ready'), null, { timeout: 60_000 });
+  await pickFile(model);
+  const r8i = await generate(8);
+  const fallback = await page.evaluate(() => ({ ...document.getElementById('kernels').dataset }));
+  check('the interpreter fallback shows its path and gives the same trace', fallback.path === 'interpreter' && r8i.trace === expected8.trace,
+    `path ${fallback.path}, page: ${r8i.trace} ${r8i.error}\n     native: ${expected8.trace}`);
 
   check('no errors in the browser console', consoleErrors.length === 0, consoleErrors.join('\n     '));
   await page.fill('#url', `${base}models/no-such-model.gguf`);

@@ -1,7 +1,9 @@
 // The page: UI only. The model runs in worker.js, so typing, scrolling and the Stop button stay
 // responsive while tokens are generated.
 const $ = (id) => document.getElementById(id);
-const worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
+// ?kernels=interpreter is passed on to the worker (to compare the two paths).
+const kernelsParam = new URL(location.href).searchParams.get('kernels');
+const worker = new Worker(new URL(`./worker.js${kernelsParam ? `?kernels=${encodeURIComponent(kernelsParam)}` : ''}`, import.meta.url), { type: 'module' });
 
 const state = { ready: false, model: null, busy: false };
 
@@ -23,6 +25,13 @@ function showMemory(m) {
   $('mem-kv').textContent = mib(m.kvCacheBytes);
   $('mem-heap').textContent = mib(m.heapBytes);
   $('mem-wasm').textContent = mib(m.wasmBytes);
+  if (m.kernels) {
+    $('kernels').textContent = m.kernels === 'wasm-simd'
+      ? `compiled WebAssembly SIMD (${m.compiledCalls} matmuls)`
+      : `interpreter${m.kernelReason ? ` (${m.kernelReason})` : ''}`;
+    $('kernels').dataset.path = m.kernels;
+    $('kernels').dataset.calls = String(m.compiledCalls);
+  }
 }
 
 function updateButtons() {

@@ -3,22 +3,28 @@
 // Messages out: ready, loaded {info, memory}, started {promptText, promptTokens}, tokens {text,
 // generated, tps, memory}, done {stop, trace, tps, memory}, error {message, during}.
 import { dotnet } from './_framework/dotnet.js';
+import { registerKernelImports, installKernels } from './kernels.js';
 
 let api = null;
 let runtime = null;
 let stopRequested = false;
+let kernelPath = { path: 'interpreter', reason: 'not started' };
 
 function memory() {
   const m = JSON.parse(api.Memory());
   m.wasmBytes = runtime.localHeapViewU8().buffer.byteLength;
+  m.kernelReason = kernelPath.reason;
   return m;
 }
 
 async function init() {
   try {
     runtime = await dotnet.create();
+    registerKernelImports(runtime);
     const exports = await runtime.getAssemblyExports('MicroLm.Web');
     api = exports.MicroLm.Web.Api;
+    // Compiled WebAssembly SIMD kernels unless the page's URL asks for ?kernels=interpreter.
+    kernelPath = await installKernels(runtime, api, new URL(self.location.href).searchParams.get('kernels') ?? 'auto');
     postMessage({ type: 'ready', memory: memory() });
   } catch (e) {
     postMessage({ type: 'error', during: 'start', message: `the runtime did not start: ${e.message ?? e}` });

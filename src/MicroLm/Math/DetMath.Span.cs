@@ -107,14 +107,8 @@ internal static partial class DetMath
         return sum;
     }
 
-    /// <summary>The project's fixed reduction tree for 16 partial sums: j+8, then j+4, j+2, j+1.</summary>
-    internal static float CombineLanes16(Span<float> lanes)
-    {
-        for (int w = 8; w >= 1; w >>= 1)
-            for (int j = 0; j < w; j++)
-                lanes[j] += lanes[j + w];
-        return lanes[0];
-    }
+    /// <summary>The project's fixed reduction tree for 16 partial sums, defined once in <see cref="Kernels.ReduceLanes"/>.</summary>
+    internal static float CombineLanes16(Span<float> lanes) => Kernels.ReduceLanes(lanes);
 
     private static void CheckLengths(ReadOnlySpan<float> x, Span<float> y)
     {

@@ -81,6 +81,51 @@ internal static class Kernels
         for (; i < n; i++) Unsafe.Add(ref l, i & 15) += Unsafe.Add(ref pa, i) * Unsafe.Add(ref pb, i);
     }
 
+    /// <summary><see cref="Dot"/> in WebAssembly over a weight row of any element type: lanes 0–15 in four
+    /// f32x4 accumulators from +0, term i to lane i % 16 (product rounded, then added), the last partial
+    /// chunk lane by lane (never zero-padded: that would turn a −0 lane into +0), then
+    /// <see cref="EmitReduceLanes"/>. <paramref name="loadFour"/> pushes four weights as an f32x4 from
+    /// the given byte offset of the pointer local, <paramref name="loadOne"/> one weight as an f32;
+    /// <paramref name="weightBytes"/> is an element's size. Leaves the f32 on the stack.</summary>
+    internal static void EmitDot(Tensors.Wasm.WasmFunction f, Tensors.Wasm.Local row, Tensors.Wasm.Local x, Tensors.Wasm.Local n, int weightBytes,
+        Action<Tensors.Wasm.WasmFunction, Tensors.Wasm.Local, uint> loadFour, Action<Tensors.Wasm.WasmFunction, Tensors.Wasm.Local, uint> loadOne)
+    {
+        const Tensors.Wasm.WasmType V = Tensors.Wasm.WasmType.V128, I = Tensors.Wasm.WasmType.I32;
+        Tensors.Wasm.Local[] acc = [f.Local(V), f.Local(V), f.Local(V), f.Local(V)];
+        var wp = f.Local(I); var xp = f.Local(I); var end = f.Local(I); var rest = f.Local(I);
+        foreach (var a in acc) f.F32Const(0).F32x4Splat().Set(a);
+        f.Get(row).Set(wp);
+        f.Get(x).Set(xp);
+        f.Get(x).Get(n).I32Const(-Lanes).I32And().I32Const(2).I32Shl().I32Add().Set(end); // end of the full chunks
+        int chunksDone = f.Block();
+        f.Get(xp).Get(end).I32GeS().BrIf(chunksDone);
+        int chunk = f.Loop();
+        for (int k = 0; k < 4; k++)
+        {
+            f.Get(acc[k]);
+            loadFour(f, wp, (uint)(4 * k * weightBytes));
+            f.Get(xp).V128Load((uint)(16 * k)).F32x4Mul().F32x4Add().Set(acc[k]);
+        }
+        f.Get(wp).I32Const(Lanes * weightBytes).I32Add().Set(wp);
+        f.Get(xp).I32Const(Lanes * 4).I32Add().Tee(xp).Get(end).I32LtS().BrIf(chunk);
+        f.End();
+        f.End();
+        // The last n % 16 terms, term k to lane k.
+        f.Get(n).I32Const(Lanes - 1).I32And().Set(rest);
+        int tailDone = f.Block();
+        for (int k = 0; k < Lanes - 1; k++)
+        {
+            f.I32Const(k).Get(rest).I32GeS().BrIf(tailDone);
+            var a = acc[k >> 2];
+            byte lane = (byte)(k & 3);
+            f.Get(a).Get(a).F32x4ExtractLane(lane);
+            loadOne(f, wp, (uint)(k * weightBytes));
+            f.Get(xp).F32Load((uint)(4 * k)).F32Mul().F32Add().F32x4ReplaceLane(lane).Set(a);
+        }
+        f.End();
+        EmitReduceLanes(f, acc[0], acc[1], acc[2], acc[3]);
+    }
+
     /// <summary>Four dot products of one row with four vectors (batched prefill): each result has
     /// exactly the bits of <see cref="Dot"/>; the row is only loaded once per chunk.</summary>
     public static void Dot4(ReadOnlySpan<float> w, ReadOnlySpan<float> x0, ReadOnlySpan<float> x1,
@@ -201,6 +246,25 @@ internal static class Kernels
         return l[0] + l[1];
     }
 
+    /// <summary>The same fold in WebAssembly: lanes 0–15 held in four f32x4 (<paramref name="a0"/> = lanes
+    /// 0–3 … <paramref name="a3"/> = 12–15); leaves the sum (f32) on the stack. Follows
+    /// <see cref="AlternativeOrderForTests"/> too, so a test can emit a kernel with the other order.</summary>
+    internal static void EmitReduceLanes(Tensors.Wasm.WasmFunction f, Tensors.Wasm.Local a0, Tensors.Wasm.Local a1, Tensors.Wasm.Local a2, Tensors.Wasm.Local a3)
+    {
+        if (AlternativeOrderForTests != 0)
+        {
+            Tensors.Wasm.Local[] all = [a0, a1, a2, a3];
+            f.Get(a0).F32x4ExtractLane(0);
+            for (int j = 1; j < 16; j++) f.Get(all[j >> 2]).F32x4ExtractLane((byte)(j & 3)).F32Add();
+            return;
+        }
+        f.Get(a0).Get(a2).F32x4Add().Set(a0);                  // j += j+8
+        f.Get(a1).Get(a3).F32x4Add().Set(a1);
+        f.Get(a0).Get(a1).F32x4Add().Set(a0);                  // j += j+4
+        f.Get(a0).Get(a0).Get(a0).I8x16Shuffle(8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7).F32x4Add().Set(a0); // j += j+2
+        f.Get(a0).F32x4ExtractLane(0).Get(a0).F32x4ExtractLane(1).F32Add(); // lane 0 + lane 1
+    }
+
     /// <summary>Σ x[i] in the contract's order.</summary>
     public static float Sum(ReadOnlySpan<float> x)
     {
@@ -284,6 +348,53 @@ internal static class Kernels
             for (int t = 0; t < count; t++) a += Unsafe.Add(ref pw, t) * Unsafe.Add(ref pr, offset + t * stride + i);
             Unsafe.Add(ref po, i) = a;
         }
+    }
+
+    /// <summary><see cref="WeightedRowSum"/> in WebAssembly: out[i] = Σ_t w[t]·rows[t·stride + i] from +0 in
+    /// increasing t, product rounded before the add; four outputs per f32x4, the last n % 4 one by one
+    /// (elementwise, so the bits are the C# kernel's). <paramref name="strideBytes"/> is the row stride in bytes.</summary>
+    internal static void EmitWeightedRowSum(Tensors.Wasm.WasmFunction f, Tensors.Wasm.Local weights, Tensors.Wasm.Local count,
+        Tensors.Wasm.Local rows, Tensors.Wasm.Local strideBytes, Tensors.Wasm.Local output, Tensors.Wasm.Local n)
+    {
+        const Tensors.Wasm.WasmType I = Tensors.Wasm.WasmType.I32;
+        var i = f.Local(I); var t = f.Local(I); var wp = f.Local(I); var rp = f.Local(I); var four = f.Local(I);
+        var acc = f.Local(Tensors.Wasm.WasmType.V128); var a = f.Local(Tensors.Wasm.WasmType.F32);
+        f.Get(n).I32Const(-4).I32And().I32Const(2).I32Shl().Set(four); // bytes of whole f32x4 groups
+        f.I32Const(0).Set(i);
+        int vectorsDone = f.Block();
+        f.Get(i).Get(four).I32GeS().BrIf(vectorsDone);
+        int vectors = f.Loop();
+        f.F32Const(0).F32x4Splat().Set(acc);
+        f.Get(weights).Set(wp);
+        f.Get(rows).Get(i).I32Add().Set(rp);
+        f.I32Const(0).Set(t);
+        int terms = f.Loop();
+        f.Get(acc).Get(wp).F32Load().F32x4Splat().Get(rp).V128Load().F32x4Mul().F32x4Add().Set(acc);
+        f.Get(wp).I32Const(4).I32Add().Set(wp);
+        f.Get(rp).Get(strideBytes).I32Add().Set(rp);
+        f.Get(t).I32Const(1).I32Add().Tee(t).Get(count).I32LtS().BrIf(terms);
+        f.End();
+        f.Get(output).Get(i).I32Add().Get(acc).V128Store();
+        f.Get(i).I32Const(16).I32Add().Tee(i).Get(four).I32LtS().BrIf(vectors);
+        f.End();
+        f.End();
+        int scalarsDone = f.Block();
+        f.Get(i).Get(n).I32Const(2).I32Shl().I32GeS().BrIf(scalarsDone);
+        int scalars = f.Loop();
+        f.F32Const(0).Set(a);
+        f.Get(weights).Set(wp);
+        f.Get(rows).Get(i).I32Add().Set(rp);
+        f.I32Const(0).Set(t);
+        int scalarTerms = f.Loop();
+        f.Get(a).Get(wp).F32Load().Get(rp).F32Load().F32Mul().F32Add().Set(a);
+        f.Get(wp).I32Const(4).I32Add().Set(wp);
+        f.Get(rp).Get(strideBytes).I32Add().Set(rp);
+        f.Get(t).I32Const(1).I32Add().Tee(t).Get(count).I32LtS().BrIf(scalarTerms);
+        f.End();
+        f.Get(output).Get(i).I32Add().Get(a).F32Store();
+        f.Get(i).I32Const(4).I32Add().Tee(i).Get(n).I32Const(2).I32Shl().I32LtS().BrIf(scalars);
+        f.End();
+        f.End();
     }
 
     /// <summary>Index of the largest value (the first on ties); NaN never wins.</summary>

@@ -99,6 +99,12 @@ internal sealed class AttentionBatch
     {
         var (_, count, slot) = _cache.Visible(pos);
         var scores = scoreBuffer.AsSpan(0, count);
+        // The browser's compiled WebAssembly kernel for F32 caches, where a host installed one (same bits).
+        if (_cache.Keys is F32KvStorage keys && _cache.Values is F32KvStorage values)
+        {
+            var (k, at) = keys.Raw(kvHead, slot);
+            if (Tensors.Wasm.CompiledKernels.TryAttention(q, k, values.Raw(kvHead, slot).Data, at, count, q.Length, _options.Scale, scores, output)) return;
+        }
         _cache.Keys.Scores(kvHead, q, slot, _options.Scale, scores);
         DetMath.SoftmaxInPlace(scores);
         _cache.Values.WeightedSum(kvHead, scores, slot, output);

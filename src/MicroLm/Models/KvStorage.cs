@@ -52,6 +52,9 @@ internal sealed class F32KvStorage(int heads, int rows, int headDim) : KvStorage
 
     private int At(int head, int row) => (head * Rows + row) * HeadDim;
 
+    /// <summary>The array and the element where (head, row) starts: for the browser's compiled attention kernel.</summary>
+    internal (float[] Data, int At) Raw(int head, int row) => (_data, At(head, row));
+
     public override void Write(int head, int row, ReadOnlySpan<float> x) => x[..HeadDim].CopyTo(_data.AsSpan(At(head, row), HeadDim));
 
     public override void Scores(int head, ReadOnlySpan<float> q, int first, float scale, Span<float> scores)

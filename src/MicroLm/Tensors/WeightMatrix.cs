@@ -46,6 +46,7 @@ internal sealed class WeightMatrix
     public void MatMul(Activation[] xs, int count, Span<float> output, int rowStart, int rowEnd)
     {
         var data = _data.Span;
+        if (Wasm.CompiledKernels.TryMatMul(this, data, _kernel.UsesQ8Activation, xs, count, output, rowStart, rowEnd)) return;
         if (count == 1 && _kernel.PrefersFourRows(RowBytes))
         {
             // Decode: four rows per pass over x (same bits per row).

@@ -16,7 +16,7 @@ internal static class FloatRows
     public static bool PrefersFour(int rowBytes) => Kernels.VectorBits >= 512 && rowBytes <= MaxFourRowBytes;
 }
 
-internal sealed class F32Kernel : RowKernel
+internal sealed partial class F32Kernel : RowKernel
 {
     public static readonly F32Kernel Instance = new();
 
@@ -63,7 +63,7 @@ internal sealed class F32Kernel : RowKernel
 }
 
 /// <summary>IEEE half → float is exact, so a 64K-entry table gives the same bits as any conversion instruction.</summary>
-internal sealed class F16Kernel : RowKernel
+internal sealed partial class F16Kernel : RowKernel
 {
     public static readonly F16Kernel Instance = new();
     internal static readonly float[] HalfToFloat = BuildTable();

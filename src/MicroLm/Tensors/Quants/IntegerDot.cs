@@ -91,6 +91,68 @@ internal static class IntegerDot
         return a + b;
     }
 
+    /// <summary><see cref="Fold"/> in WebAssembly: leaves the sum of lanes <paramref name="lo"/> (0–3) and
+    /// <paramref name="hi"/> (4–7) on the stack, folded j += j+4, then (0 + 2) + (1 + 3).</summary>
+    internal static void EmitFold(Wasm.WasmFunction f, Wasm.Local lo, Wasm.Local hi)
+    {
+        f.Get(lo).Get(hi).F32x4Add().Set(lo);
+        f.Get(lo).Get(lo).Get(lo).I8x16Shuffle(8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7).F32x4Add().Set(lo);
+        f.Get(lo).F32x4ExtractLane(0).Get(lo).F32x4ExtractLane(1).F32Add();
+    }
+
+    /// <summary>The 4 group sums (values 4j..4j+3) of 16 signed bytes <paramref name="w"/> · <paramref name="x"/>
+    /// in WebAssembly, as an i32x4 on the stack: widened to 16 bits, pair sums by i32x4.dot_i16x8_s, then
+    /// neighbouring pairs added (exact integers, as every C# path).</summary>
+    internal static void EmitGroups(Wasm.WasmFunction f, Wasm.Local w, Wasm.Local x, Wasm.Local pairsLo, Wasm.Local pairsHi)
+    {
+        f.Get(w).I16x8ExtendLowI8x16S().Get(x).I16x8ExtendLowI8x16S().I32x4DotI16x8S().Set(pairsLo);   // pairs 0..3 (values 0..7)
+        f.Get(w).I16x8ExtendHighI8x16S().Get(x).I16x8ExtendHighI8x16S().I32x4DotI16x8S().Set(pairsHi); // pairs 4..7 (values 8..15)
+        f.Get(pairsLo).Get(pairsHi).I8x16Shuffle(0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27);
+        f.Get(pairsLo).Get(pairsHi).I8x16Shuffle(4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31);
+        f.I32x4Add();
+    }
+
+    /// <summary>A row of 32-value blocks (f16 scale first, <paramref name="blockBytes"/> each) dotted with a
+    /// Q8_0 activation in WebAssembly, in this contract's order: per block the 8 group sums (exact), as
+    /// floats times d_w·d_x, added to lanes 0–3 (<c>lo</c>) and 4–7 (<c>hi</c>); then <see cref="EmitFold"/>.
+    /// <paramref name="unpack"/> sets its two v128 locals to the block's values 0–15 and 16–31 as signed
+    /// bytes, from the block's address. Leaves the f32 on the stack.</summary>
+    internal static void EmitBlockDot(Wasm.WasmFunction f, Wasm.Local row, Wasm.Local x, Wasm.Local scales, Wasm.Local n, int blockBytes,
+        Action<Wasm.WasmFunction, Wasm.Local, Wasm.Local, Wasm.Local> unpack)
+    {
+        const Wasm.WasmType V = Wasm.WasmType.V128, I = Wasm.WasmType.I32;
+        Wasm.Local lo = f.Local(V), hi = f.Local(V), w0 = f.Local(V), w1 = f.Local(V), xv = f.Local(V), p0 = f.Local(V), p1 = f.Local(V);
+        Wasm.Local wp = f.Local(I), xp = f.Local(I), sp = f.Local(I), end = f.Local(I), h = f.Local(I);
+        var scale = f.Local(Wasm.WasmType.F32);
+        f.F32Const(0).F32x4Splat().Set(lo);
+        f.F32Const(0).F32x4Splat().Set(hi);
+        f.Get(row).Set(wp);
+        f.Get(x).Set(xp);
+        f.Get(scales).Set(sp);
+        f.Get(x).Get(n).I32Add().Set(end);
+        int done = f.Block();
+        f.Get(xp).Get(end).I32GeS().BrIf(done);
+        int block = f.Loop();
+        f.Get(wp).I32Load16U().Set(h);
+        F16Kernel.EmitHalfToSingle(f, h);
+        f.Get(sp).F32Load().F32Mul().Set(scale);                        // d_w · d_x
+        unpack(f, wp, w0, w1);
+        f.Get(xp).V128Load().Set(xv);
+        f.Get(lo);
+        EmitGroups(f, w0, xv, p0, p1);
+        f.F32x4ConvertI32x4S().Get(scale).F32x4Splat().F32x4Mul().F32x4Add().Set(lo);
+        f.Get(xp).V128Load(16).Set(xv);
+        f.Get(hi);
+        EmitGroups(f, w1, xv, p0, p1);
+        f.F32x4ConvertI32x4S().Get(scale).F32x4Splat().F32x4Mul().F32x4Add().Set(hi);
+        f.Get(wp).I32Const(blockBytes).I32Add().Set(wp);
+        f.Get(sp).I32Const(4).I32Add().Set(sp);
+        f.Get(xp).I32Const(Activation.Q8Block).I32Add().Tee(xp).Get(end).I32LtS().BrIf(block);
+        f.End();
+        f.End();
+        EmitFold(f, lo, hi);
+    }
+
     /// <summary>The Q4_0 block's 32 values (nibble − 8) as two 16-byte halves: values 0..15, 16..31.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static (Vector128<sbyte> Lo, Vector128<sbyte> Hi) UnpackQ4(ref byte qs)

@@ -30,7 +30,7 @@ internal static class Block
     }
 }
 
-internal sealed class Q8_0Kernel : RowKernel
+internal sealed partial class Q8_0Kernel : RowKernel
 {
     public static readonly Q8_0Kernel Instance = new();
     public override bool UsesQ8Activation => true;
@@ -198,7 +198,7 @@ internal sealed class Q8_0Kernel : RowKernel
     }
 }
 
-internal sealed class Q4_0Kernel : RowKernel
+internal sealed partial class Q4_0Kernel : RowKernel
 {
     public static readonly Q4_0Kernel Instance = new();
     public override bool UsesQ8Activation => true;

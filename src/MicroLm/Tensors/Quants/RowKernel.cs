@@ -19,6 +19,10 @@ internal abstract class RowKernel
 
     public abstract void Dequantize(ReadOnlySpan<byte> row, Span<float> output);
 
+    /// <summary>This type's dot in WebAssembly SIMD (same order, same bits as <see cref="Dot"/>), written
+    /// beside the C# kernel; null where the type has none yet (the C# kernel then runs in the browser too).</summary>
+    internal virtual Wasm.WasmDot? WasmDot => null;
+
     /// <summary>Checks a whole tensor once at load, for kernels that rely on a property of the data.</summary>
     public virtual void Validate(string tensor, ReadOnlySpan<byte> data) { }
 
@@ -110,10 +114,11 @@ internal sealed class Activation
     public Activation(int length)
     {
         Length = length;
-        Values = new float[length];
+        // Pinned: a host's compiled kernels (Wasm.CompiledKernels) read them by address.
+        Values = GC.AllocateArray<float>(length, pinned: true);
         int blocks = (length + Q8Block - 1) / Q8Block;
-        Q8 = new sbyte[blocks * Q8Block];
-        Q8Scales = new float[blocks];
+        Q8 = GC.AllocateArray<sbyte>(blocks * Q8Block, pinned: true);
+        Q8Scales = GC.AllocateArray<float>(blocks, pinned: true);
         Q8ScaledSums = new float[blocks];
         Q8GroupSums8 = new int[blocks * 8];
     }

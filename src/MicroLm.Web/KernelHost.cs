@@ -1,0 +1,22 @@
+using System.Runtime.InteropServices.JavaScript;
+using MicroLm.Tensors.Wasm;
+
+namespace MicroLm.Web;
+
+/// <summary>Runs the runtime's compiled kernels (<see cref="CompiledKernels.Module"/>) in the WebAssembly
+/// instance that kernels.js made against the .NET runtime's own memory: one JS call per matmul (or range of
+/// rows), with addresses into that memory.</summary>
+internal sealed partial class KernelHost : IKernelHost
+{
+    public void MatMul(int function, int weights, int rowBytes, int rows, int n, int xs, int count, int output, int stride) =>
+        Call(function, weights, rowBytes, rows, n, xs, count, output, stride);
+
+    public void Attention(int q, int keys, int values, int scores, int output, int count, int headDim, float scale) =>
+        CallAttention(q, keys, values, scores, output, count, headDim, scale);
+
+    [JSImport("attention", "microlm-kernels")]
+    private static partial void CallAttention(int q, int keys, int values, int scores, int output, int count, int headDim, float scale);
+
+    [JSImport("matmul", "microlm-kernels")]
+    private static partial void Call(int function, int weights, int rowBytes, int rows, int n, int xs, int count, int output, int stride);
+}

@@ -1,0 +1,181 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using MicroLm.Tensors.Quants;
+
+namespace MicroLm.Tensors.Wasm;
+
+/// <summary>Emits one dot product of a weight row with an activation (a tensor type's part of a compiled
+/// kernel): reads the row at <c>row</c>, the activation at <c>x</c> (floats, or Q8_0 quants for the
+/// quantized types) with its block scales at <c>scales</c>, <c>n</c> values; leaves the f32 on the stack.</summary>
+internal delegate void WasmDot(WasmFunction f, Local row, Local x, Local scales, Local n);
+
+/// <summary>Where a host (the browser page) runs the compiled kernels. Addresses are offsets into the
+/// WebAssembly memory the .NET runtime itself runs in, which the kernel module imports.</summary>
+internal interface IKernelHost
+{
+    /// <summary>Calls exported function <paramref name="function"/> of <see cref="CompiledKernels.Module"/>
+    /// with the matmul arguments (see <see cref="CompiledKernels.MatMulParams"/>).</summary>
+    void MatMul(int function, int weights, int rowBytes, int rows, int n, int xs, int count, int output, int stride);
+
+    /// <summary>Calls the module's <c>attention</c> export (see <see cref="CompiledKernels.EmitAttention"/>).</summary>
+    void Attention(int q, int keys, int values, int scores, int output, int count, int headDim, float scale);
+}
+
+/// <summary>The runtime's WebAssembly SIMD kernels: one module, generated here from the kernel definitions
+/// that sit beside each tensor type's C# kernel (<see cref="RowKernel.WasmDot"/>), and the hook through which
+/// a host that can run it takes over <see cref="WeightMatrix.MatMul"/>.
+///
+/// Every exported function has the signature of <see cref="MatMulParams"/>:
+/// <c>(w, rowBytes, rows, n, xs, count, out, stride)</c> — for r &lt; rows and t &lt; count,
+/// <c>out[t·stride + r] = dot(row r at w + r·rowBytes, token t)</c>, where <c>xs</c> holds per token two i32
+/// addresses: the activation's values (float types) or Q8_0 quants, and its Q8_0 block scales.
+/// Each dot follows the documented order of its C# twin exactly, so the bits are the same.</summary>
+internal static class CompiledKernels
+{
+    public static readonly WasmType[] MatMulParams =
+        [WasmType.I32, WasmType.I32, WasmType.I32, WasmType.I32, WasmType.I32, WasmType.I32, WasmType.I32, WasmType.I32];
+
+    private static IKernelHost? _host;
+    private static int[] _functionOf = [];
+
+    /// <summary>Matmuls run by the host so far (the page and the Node runner report it).</summary>
+    public static long Calls;
+
+    public static bool Active => _host != null;
+
+    /// <summary>The module and the tensor types of its functions, in export order. Deterministic: the
+    /// same bytes on every machine.</summary>
+    public static (byte[] Bytes, GgmlType[] Types) Module()
+    {
+        var module = new WasmModule();
+        var types = new List<GgmlType>();
+        foreach (var info in TensorTypes.All)
+        {
+            if (info.Kernel?.WasmDot is not { } dot) continue;
+            module.AddFunction(info.Name, MatMulParams, [], f => EmitMatMul(f, dot));
+            types.Add(info.Type);
+        }
+        module.AddFunction("attention", [WasmType.I32, WasmType.I32, WasmType.I32, WasmType.I32, WasmType.I32, WasmType.I32, WasmType.I32, WasmType.F32], [], EmitAttention);
+        return (module.ToBytes(), types.ToArray());
+    }
+
+    /// <summary>One query head over positions 0..count−1 of its (head-major) KV cache, as
+    /// <c>Models.Attention.Head</c>: scores[t] = dot(q, key t)·scale in the 16-lane order, softmax in
+    /// place (<see cref="Math.DetMath.EmitSoftmaxInPlace"/>), output = Σ_t scores[t]·value t.
+    /// Parameters: (q, keys, values, scores, out, count, headDim, scale).</summary>
+    internal static void EmitAttention(WasmFunction f)
+    {
+        var p = f.Params;
+        Local q = p[0], keys = p[1], values = p[2], scores = p[3], output = p[4], count = p[5], hd = p[6], scale = p[7];
+        var t = f.Local(WasmType.I32); var key = f.Local(WasmType.I32); var rowBytes = f.Local(WasmType.I32);
+        f.Get(hd).I32Const(2).I32Shl().Set(rowBytes);
+        int none = f.Block();
+        f.Get(count).I32Eqz().BrIf(none);
+        f.Get(keys).Set(key);
+        int each = f.Loop();
+        f.Get(scores).Get(t).I32Const(2).I32Shl().I32Add();
+        // a key row dotted with q: the product k·q has the bits of q·k
+        Math.Kernels.EmitDot(f, key, q, hd, 4, static (f, w, offset) => f.Get(w).V128Load(offset), static (f, w, offset) => f.Get(w).F32Load(offset));
+        f.Get(scale).F32Mul().F32Store();
+        f.Get(key).Get(rowBytes).I32Add().Set(key);
+        f.Get(t).I32Const(1).I32Add().Tee(t).Get(count).I32LtS().BrIf(each);
+        f.End();
+        Math.DetMath.EmitSoftmaxInPlace(f, scores, count);
+        Math.Kernels.EmitWeightedRowSum(f, scores, count, values, rowBytes, output, hd);
+        f.End();
+    }
+
+    /// <summary>Runs one attention head through the host (see <see cref="EmitAttention"/>); false means
+    /// the C# path must run. <paramref name="at"/> is the head's first element in the caches.</summary>
+    public static unsafe bool TryAttention(ReadOnlySpan<float> q, float[] keys, float[] values, int at, int count, int headDim, float scale, Span<float> scores, Span<float> output)
+    {
+        var host = _host;
+        if (host == null || count <= 0) return false;
+        if ((long)at + (long)count * headDim > keys.Length || (long)at + (long)count * headDim > values.Length || scores.Length < count || output.Length < headDim || q.Length < headDim)
+            throw new ArgumentOutOfRangeException(nameof(count));
+        fixed (float* pq = q)
+        fixed (float* pk = keys)
+        fixed (float* pv = values)
+        fixed (float* ps = scores)
+        fixed (float* po = output)
+            host.Attention((int)pq, (int)(pk + at), (int)(pv + at), (int)ps, (int)po, count, headDim, scale);
+        return true;
+    }
+
+    /// <summary>Installs (or with null removes) the host that runs <see cref="Module"/>. Only on 32-bit
+    /// WebAssembly, where a managed address is an offset into the module's memory.</summary>
+    public static void Install(IKernelHost? host)
+    {
+        if (host != null && IntPtr.Size != 4) throw new PlatformNotSupportedException("compiled kernels need 32-bit WebAssembly addresses");
+        var map = new int[64];
+        Array.Fill(map, -1);
+        var types = Module().Types;
+        for (int i = 0; i < types.Length; i++) map[(int)types[i]] = i;
+        _functionOf = map;
+        _host = host;
+    }
+
+    /// <summary>Runs rows [rowStart, rowEnd) of w × xs[0..count) through the host, if one is installed and
+    /// has a kernel for w's type; false means the C# kernels must run.</summary>
+    public static unsafe bool TryMatMul(WeightMatrix w, ReadOnlySpan<byte> data, bool q8, Activation[] xs, int count, Span<float> output, int rowStart, int rowEnd)
+    {
+        var host = _host;
+        if (host == null || rowEnd <= rowStart) return false;
+        int function = _functionOf[(int)w.Type.Type];
+        if (function < 0) return false;
+        // Activations are allocated pinned (Activation's constructor), so their addresses stay valid.
+        Span<int> table = count <= 256 ? stackalloc int[2 * count] : new int[2 * count];
+        for (int t = 0; t < count; t++)
+        {
+            table[2 * t] = q8 ? Address(xs[t].Q8) : Address(xs[t].Values);
+            table[2 * t + 1] = q8 ? Address(xs[t].Q8Scales) : 0;
+        }
+        fixed (int* pt = table)
+        fixed (byte* pw = data)
+        fixed (float* po = output)
+        {
+            host.MatMul(function, (int)(pw + (long)rowStart * w.RowBytes), w.RowBytes, rowEnd - rowStart, w.Columns,
+                (int)pt, count, (int)(po + rowStart), w.Rows);
+        }
+        Calls++;
+        return true;
+    }
+
+    private static unsafe int Address<T>(T[] pinned) where T : unmanaged =>
+        (int)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(pinned));
+
+    /// <summary>The loops shared by every type: rows outside, tokens inside (a row is read from memory once
+    /// and reused from cache for each token), the type's dot in the middle.</summary>
+    private static void EmitMatMul(WasmFunction f, WasmDot dot)
+    {
+        var p = f.Params;
+        Local w = p[0], rowBytes = p[1], rows = p[2], n = p[3], xs = p[4], count = p[5], output = p[6], stride = p[7];
+        var r = f.Local(WasmType.I32);
+        var t = f.Local(WasmType.I32);
+        var row = f.Local(WasmType.I32);
+        var x = f.Local(WasmType.I32);
+        var scales = f.Local(WasmType.I32);
+        var entry = f.Local(WasmType.I32);
+
+        int rowsDone = f.Block();
+        f.Get(rows).I32Eqz().BrIf(rowsDone);
+        int rowLoop = f.Loop();
+        f.Get(w).Get(r).Get(rowBytes).I32Mul().I32Add().Set(row);
+        f.I32Const(0).Set(t);
+        int tokensDone = f.Block();
+        f.Get(count).I32Eqz().BrIf(tokensDone);
+        int tokenLoop = f.Loop();
+        f.Get(xs).Get(t).I32Const(3).I32Shl().I32Add().Tee(entry).I32Load().Set(x);
+        f.Get(entry).I32Load(4).Set(scales);
+        // address of out[t·stride + r], then the dot, then the store
+        f.Get(output).Get(t).Get(stride).I32Mul().Get(r).I32Add().I32Const(2).I32Shl().I32Add();
+        dot(f, row, x, scales, n);
+        f.F32Store();
+        f.Get(t).I32Const(1).I32Add().Tee(t).Get(count).I32LtS().BrIf(tokenLoop);
+        f.End();
+        f.End();
+        f.Get(r).I32Const(1).I32Add().Tee(r).Get(rows).I32LtS().BrIf(rowLoop);
+        f.End();
+        f.End();
+    }
+}

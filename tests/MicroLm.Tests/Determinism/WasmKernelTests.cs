@@ -1,0 +1,264 @@
+using System.Runtime.InteropServices;
+using MicroLm.Math;
+using MicroLm.Tensors;
+using MicroLm.Tensors.Quants;
+using MicroLm.Tensors.Wasm;
+using Wasmtime;
+
+namespace MicroLm.Tests.Determinism;
+
+/// <summary>Runs every WebAssembly kernel the runtime emits under a second engine (Wasmtime, natively, with
+/// NaN canonicalization on) and compares each output's bits with the C# kernel's <see cref="RowKernel.Dot"/>.
+/// One exception, stated: where both results are NaN they count as equal, because WebAssembly leaves a
+/// NaN's sign and payload unspecified (and the runtime stops on any NaN in a hidden state or logit, so a
+/// payload never reaches a trace).</summary>
+[Collection("Global kernel switches")]
+public sealed class WasmKernelTests
+{
+    /// <summary>A Wasmtime instance of a kernel module with its own memory, laid out as the browser lays
+    /// out the .NET heap: weights, activations, the token table and the output at addresses it passes.</summary>
+    private sealed class Harness : IDisposable
+    {
+        private readonly Engine _engine;
+        private readonly Store _store;
+        private readonly Memory _memory;
+        private readonly Instance _instance;
+
+        public Harness(byte[] module)
+        {
+            _engine = new Engine(new Config().WithSIMD(true).WithRelaxedSIMD(false, false).WithCraneliftNaNCanonicalization(true));
+            _store = new Store(_engine);
+            _memory = new Memory(_store, 512); // 32 MB
+            using var m = Module.FromBytes(_engine, "microlm-kernels", module);
+            using var linker = new Linker(_engine);
+            linker.Define("env", "memory", _memory);
+            _instance = linker.Instantiate(_store, m);
+        }
+
+        /// <summary>out[t·rows + r] for every row and token, computed by the module's function for <paramref name="type"/>.</summary>
+        public float[] MatMul(GgmlType type, byte[] weights, int rows, int columns, Activation[] xs)
+        {
+            var info = TensorTypes.Get(type);
+            bool q8 = info.Kernel!.UsesQ8Activation;
+            long at = 8;
+            long Place(ReadOnlySpan<byte> bytes, int misalign = 0)
+            {
+                at = (at + 15) / 16 * 16 + misalign;
+                long address = at;
+                bytes.CopyTo(_memory.GetSpan(address, bytes.Length));
+                at += bytes.Length;
+                return address;
+            }
+            // Weights at an odd address: wasm loads need no alignment, and the .NET heap gives none.
+            long w = Place(weights, 2);
+            var table = new int[2 * xs.Length];
+            for (int t = 0; t < xs.Length; t++)
+            {
+                table[2 * t] = (int)(q8 ? Place(MemoryMarshal.AsBytes(xs[t].Q8.AsSpan())) : Place(MemoryMarshal.AsBytes(xs[t].Values.AsSpan(0, columns))));
+                table[2 * t + 1] = q8 ? (int)Place(MemoryMarshal.AsBytes(xs[t].Q8Scales.AsSpan())) : 0;
+            }
+            long tableAt = Place(MemoryMarshal.AsBytes(table.AsSpan()));
+            long output = Place(new byte[4 * rows * xs.Length]);
+            var f = _instance.GetFunction(info.Name) ?? throw new InvalidOperationException($"no export {info.Name}");
+            f.Invoke((int)w, (int)info.RowBytes(columns), rows, columns, (int)tableAt, xs.Length, (int)output, rows);
+            return MemoryMarshal.Cast<byte, float>(_memory.GetSpan(output, 4 * rows * xs.Length)).ToArray();
+        }
+
+        /// <summary>The module's attention export on one head: returns (scores, output).</summary>
+        public (float[] Scores, float[] Output) Attention(float[] q, float[] keys, float[] values, int count, int hd, float scale)
+        {
+            long at = 8;
+            long Place(ReadOnlySpan<float> data)
+            {
+                at = (at + 15) / 16 * 16 + 4; // 4-byte aligned only, as the .NET heap may give
+                long address = at;
+                MemoryMarshal.AsBytes(data).CopyTo(_memory.GetSpan(address, 4 * data.Length));
+                at += 4 * data.Length;
+                return address;
+            }
+            long pq = Place(q), pk = Place(keys), pv = Place(values), ps = Place(new float[count]), po = Place(new float[hd]);
+            _instance.GetFunction("attention")!.Invoke((int)pq, (int)pk, (int)pv, (int)ps, (int)po, count, hd, scale);
+            return (MemoryMarshal.Cast<byte, float>(_memory.GetSpan(ps, 4 * count)).ToArray(), MemoryMarshal.Cast<byte, float>(_memory.GetSpan(po, 4 * hd)).ToArray());
+        }
+
+        public void Dispose() { _store.Dispose(); _engine.Dispose(); }
+    }
+
+    private static float[] Reference(GgmlType type, byte[] weights, int rows, int columns, Activation[] xs)
+    {
+        var info = TensorTypes.Get(type);
+        int rowBytes = (int)info.RowBytes(columns);
+        var result = new float[rows * xs.Length];
+        for (int t = 0; t < xs.Length; t++)
+            for (int r = 0; r < rows; r++)
+                result[t * rows + r] = info.Kernel!.Dot(weights.AsSpan(r * rowBytes, rowBytes), xs[t]);
+        return result;
+    }
+
+    /// <summary>Positions whose bits differ (NaN vs NaN counts as equal, see the class summary).</summary>
+    private static List<string> Differences(float[] expected, float[] actual)
+    {
+        var diffs = new List<string>();
+        for (int i = 0; i < expected.Length; i++)
+        {
+            if (float.IsNaN(expected[i]) && float.IsNaN(actual[i])) continue;
+            if (BitConverter.SingleToInt32Bits(expected[i]) != BitConverter.SingleToInt32Bits(actual[i]))
+                diffs.Add($"[{i}] C# {expected[i]:R} (0x{BitConverter.SingleToInt32Bits(expected[i]):X8}) wasm {actual[i]:R} (0x{BitConverter.SingleToInt32Bits(actual[i]):X8})");
+        }
+        return diffs;
+    }
+
+    // Values that make the order of a float sum visible: a wide spread of exponents, both signs, and now and
+    // then an edge value (NaN, ±∞, subnormals, ±0, the largest float).
+    private static float Spread(Random rng, bool edges)
+    {
+        if (edges && rng.Next(24) == 0)
+            return rng.Next(9) switch
+            {
+                0 => float.NaN, 1 => float.PositiveInfinity, 2 => float.NegativeInfinity,
+                3 => BitConverter.Int32BitsToSingle(rng.Next(1, 0x007FFFFF)), 4 => -BitConverter.Int32BitsToSingle(rng.Next(1, 0x007FFFFF)),
+                5 => -0f, 6 => 0f, 7 => float.MaxValue, _ => -float.Epsilon,
+            };
+        return (float)((rng.NextDouble() * 2 - 1) * System.Math.Pow(2, rng.Next(-30, 30)));
+    }
+
+    private static Activation Vector(Random rng, int n, bool edges, bool quantize)
+    {
+        var a = new Activation(n);
+        for (int i = 0; i < n; i++) a.Values[i] = quantize ? (float)((rng.NextDouble() * 2 - 1) * System.Math.Pow(2, rng.Next(-8, 8))) : Spread(rng, edges);
+        if (quantize && rng.Next(4) == 0) a.Values.AsSpan(0, System.Math.Min(n, 32)).Clear(); // an all-zero block: scale 0
+        if (quantize) a.EnsureQ8();
+        return a;
+    }
+
+    private static byte[] Weights(GgmlType type, Random rng, int rows, int columns, bool edges)
+    {
+        var info = TensorTypes.Get(type);
+        var bytes = new byte[rows * info.RowBytes(columns)];
+        switch (type)
+        {
+            case GgmlType.F32:
+                var f = MemoryMarshal.Cast<byte, float>(bytes.AsSpan());
+                for (int i = 0; i < f.Length; i++) f[i] = Spread(rng, edges);
+                break;
+            case GgmlType.F16:
+                // Finite halves only (the kernel refuses others at load), with subnormals and −0 among them.
+                var h = MemoryMarshal.Cast<byte, ushort>(bytes.AsSpan());
+                for (int i = 0; i < h.Length; i++)
+                {
+                    ushort v;
+                    do v = (ushort)rng.Next(65536); while ((v & 0x7C00) == 0x7C00);
+                    if (edges && rng.Next(16) == 0) v = rng.Next(3) switch { 0 => 0x8000, 1 => (ushort)rng.Next(1, 0x3FF), _ => (ushort)(0x8000 | rng.Next(1, 0x3FF)) };
+                    h[i] = v;
+                }
+                break;
+            default:
+                rng.NextBytes(bytes);
+                for (int b = 0; b < bytes.Length / info.BytesPerBlock; b++)
+                {
+                    // A realistic scale most of the time; sometimes a subnormal, ±0, ±∞ or NaN one.
+                    ushort d = (ushort)(rng.Next(0x1800, 0x2C00) | (rng.Next(2) << 15));
+                    if (edges && rng.Next(12) == 0) d = rng.Next(5) switch { 0 => 0x7C00, 1 => 0xFC00, 2 => 0x7E01, 3 => 0x8000, _ => (ushort)rng.Next(1, 0x3FF) };
+                    BitConverter.TryWriteBytes(bytes.AsSpan(b * info.BytesPerBlock), d);
+                }
+                break;
+        }
+        return bytes;
+    }
+
+    public static TheoryData<GgmlType> CompiledTypes()
+    {
+        var data = new TheoryData<GgmlType>();
+        foreach (var t in CompiledKernels.Module().Types) data.Add(t);
+        return data;
+    }
+
+    [Theory]
+    [MemberData(nameof(CompiledTypes))]
+    public void EveryCompiledKernelGivesTheBitsOfItsCSharpTwin(GgmlType type)
+    {
+        using var wasm = new Harness(CompiledKernels.Module().Bytes);
+        var info = TensorTypes.Get(type);
+        bool quantized = info.BlockSize > 1;
+        int[] lengths = quantized ? [32, 64, 96, 288, 768, 32 * 33] : [1, 3, 15, 16, 17, 31, 33, 64, 100, 288, 289];
+        var rng = new Random(1234 + (int)type);
+        int checkedValues = 0;
+        foreach (int n in lengths)
+            foreach (int rows in new[] { 1, 3, 4, 7 })
+                foreach (int tokens in new[] { 1, 3 })
+                    foreach (bool edges in new[] { false, true })
+                    {
+                        var w = Weights(type, rng, rows, n, edges);
+                        var xs = Enumerable.Range(0, tokens).Select(_ => Vector(rng, n, edges, info.Kernel!.UsesQ8Activation)).ToArray();
+                        var expected = Reference(type, w, rows, n, xs);
+                        var actual = wasm.MatMul(type, w, rows, n, xs);
+                        var diffs = Differences(expected, actual);
+                        Assert.True(diffs.Count == 0, $"{info.Name} {rows}×{n}, {tokens} token(s), edges {edges}: {diffs.Count} differ, e.g. {string.Join("; ", diffs.Take(3))}");
+                        checkedValues += expected.Length;
+                    }
+        Assert.True(checkedValues > 100);
+    }
+
+    /// <summary>The attention kernel against the C# steps of Models.Attention.Head: scores by Kernels.Dot
+    /// times the scale, DetMath.SoftmaxInPlace, Kernels.WeightedRowSum; bits of scores and output.</summary>
+    [Fact]
+    public void TheAttentionKernelGivesTheBitsOfTheCSharpSteps()
+    {
+        using var wasm = new Harness(CompiledKernels.Module().Bytes);
+        var rng = new Random(99);
+        int cases = 0;
+        foreach (int hd in new[] { 1, 3, 8, 15, 16, 17, 48, 64 })
+            foreach (int count in new[] { 1, 2, 5, 16, 17, 33, 130 })
+                foreach (int edge in new[] { 0, 1, 2 })
+                {
+                    float scale = 1f / MathF.Sqrt(hd);
+                    float Value() => (float)((rng.NextDouble() * 2 - 1) * System.Math.Pow(2, rng.Next(-6, 4)));
+                    var q = Enumerable.Range(0, hd).Select(_ => Value()).ToArray();
+                    var keys = Enumerable.Range(0, count * hd).Select(_ => Value()).ToArray();
+                    var values = Enumerable.Range(0, count * hd).Select(_ => Value()).ToArray();
+                    if (edge == 1) keys[rng.Next(keys.Length)] = float.NaN;                // a NaN score: every weight NaN
+                    if (edge == 2) { keys[rng.Next(keys.Length)] = -0f; values[rng.Next(values.Length)] = float.Epsilon; q[0] = 300f; } // large scores: exp underflow, subnormals
+                    var scores = new float[count];
+                    for (int t = 0; t < count; t++) scores[t] = Kernels.Dot(q, keys.AsSpan(t * hd, hd)) * scale;
+                    DetMath.SoftmaxInPlace(scores);
+                    var output = new float[hd];
+                    Kernels.WeightedRowSum(scores, values, 0, hd, output);
+                    var (s, o) = wasm.Attention(q, keys, values, count, hd, scale);
+                    var diffs = Differences(scores, s).Concat(Differences(output, o)).ToList();
+                    Assert.True(diffs.Count == 0, $"head dim {hd}, {count} positions, edge case {edge}: {string.Join("; ", diffs.Take(3))}");
+                    cases++;
+                }
+        Assert.Equal(8 * 7 * 3, cases);
+    }
+
+    [Fact]
+    public void TheModuleIsTheSameBytesEveryTimeAndCoversTheFirstTypes()
+    {
+        var (a, types) = CompiledKernels.Module();
+        var (b, _) = CompiledKernels.Module();
+        Assert.Equal(a, b);
+        foreach (var t in new[] { GgmlType.F32, GgmlType.F16, GgmlType.Q8_0, GgmlType.Q4_0 }) Assert.Contains(t, types);
+        Assert.True(a.Length < 64 * 1024, $"module is {a.Length} bytes");
+    }
+
+    /// <summary>The comparison can fail: a module emitted while the lane fold is switched to left-to-right
+    /// (a different, equally valid order) gives other bits than the C# kernels, and the check says so.</summary>
+    [Fact]
+    public void AKernelEmittedWithAnotherLaneOrderIsCaught()
+    {
+        byte[] other;
+        Kernels.AlternativeOrderForTests = 1;
+        try { other = CompiledKernels.Module().Bytes; }
+        finally { Kernels.AlternativeOrderForTests = 0; }
+        Assert.NotEqual(CompiledKernels.Module().Bytes, other);
+        using var wasm = new Harness(other);
+        var rng = new Random(7);
+        foreach (var type in new[] { GgmlType.F32, GgmlType.F16 })
+        {
+            var w = Weights(type, rng, 8, 256, edges: false);
+            var xs = new[] { Vector(rng, 256, edges: false, quantize: false) };
+            var diffs = Differences(Reference(type, w, 8, 256, xs), wasm.MatMul(type, w, 8, 256, xs));
+            Assert.NotEmpty(diffs);
+        }
+    }
+}
