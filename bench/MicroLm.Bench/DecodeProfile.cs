@@ -16,7 +16,8 @@ namespace MicroLm.Bench;
 /// Also a one-thread read-bandwidth probe, the machine's rough limit for a memory-bound matmul.</summary>
 internal static class DecodeProfile
 {
-    private static readonly string[] Kinds = ["attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down", "classifier"];
+    // ssm_in/ssm_out: Falcon-H1's Mamba2 projections (rows printed only for kinds the model has).
+    private static readonly string[] Kinds = ["attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down", "classifier", "ssm_in", "ssm_out"];
 
     public static void Run(BenchArgs a, TextWriter w)
     {
@@ -46,13 +47,14 @@ internal static class DecodeProfile
             for (int k = 0; k < perKind.Length; k++) perKind[k] = perKind[k] * 1000 / Stopwatch.Frequency / (a.Reps * n);
 
             w.WriteLine();
-            w.WriteLine($"### stories{shape.Name} shape, {format}, 1 thread: {total:F3} ms per token ({1000 / total:F1} tok/s, tg{n}, positions 0–{n - 1})");
+            w.WriteLine($"### {(shape.Family == "llama" ? "stories" : "")}{shape.Name} shape, {format}, 1 thread: {total:F3} ms per token ({1000 / total:F1} tok/s, tg{n}, positions 0–{n - 1})");
             w.WriteLine();
             w.WriteLine("| part | ms/token | share | weight MB/token | GB/s | GFLOP/s |");
             w.WriteLine("| --- | ---: | ---: | ---: | ---: | ---: |");
             double matmul = 0;
             for (int k = 0; k < Kinds.Length; k++)
             {
+                if (replay.Bytes[k] == 0) continue;
                 double ms = perKind[k], mb = replay.Bytes[k] / 1e6, flop = 2.0 * replay.Macs[k];
                 matmul += ms;
                 w.WriteLine($"| {Kinds[k]} | {ms:F3} | {ms / total:P1} | {mb:F2} | {mb / ms:F1} | {flop / ms / 1e6:F2} |");
@@ -62,7 +64,8 @@ internal static class DecodeProfile
             w.WriteLine($"| **all matmuls** | **{matmul:F3}** | **{matmul / total:P1}** | {allMb:F2} | {allMb / matmul:F1} | {allFlop / matmul / 1e6:F2} |");
             w.WriteLine($"| quantize activations (Q8_0) | {q:F3} | {q / total:P1} | | | |");
             double rest = total - matmul - q;
-            w.WriteLine($"| attention, norms, RoPE, SiLU, adds, checks (remainder) | {rest:F3} | {rest / total:P1} | | | |");
+            string others = c.RecurrentStateBytes > 0 ? "attention, Mamba2 conv + scan, norms, RoPE, SiLU, adds, checks" : "attention, norms, RoPE, SiLU, adds, checks";
+            w.WriteLine($"| {others} (remainder) | {rest:F3} | {rest / total:P1} | | | |");
         }
     }
 
@@ -82,6 +85,7 @@ internal static class DecodeProfile
                 return [x];
             }
             var normed = Act(c.Dim); var attn = Act(c.Heads * c.HeadDim); var hidden = Act(c.HiddenDim);
+            Activation[]? gated = null;
             var steps = new List<(int, WeightMatrix, Activation[], float[], bool)>();
             void Add(string name, int kind, Activation[] x, bool fresh)
             {
@@ -98,6 +102,11 @@ internal static class DecodeProfile
                 Add(p + "attn_k.weight", 1, normed, false);
                 Add(p + "attn_v.weight", 2, normed, false);
                 Add(p + "attn_output.weight", 3, attn, true);
+                if (f.FindTensor(p + "ssm_in.weight") is not null && f.FindTensor(p + "ssm_out.weight") is { } ssmOut)
+                {
+                    Add(p + "ssm_in.weight", 8, normed, false); // the same normed input as attention
+                    Add(p + "ssm_out.weight", 9, gated ??= Act((int)ssmOut.Shape[0]), true);
+                }
                 Add(p + "ffn_gate.weight", 4, normed, true);
                 Add(p + "ffn_up.weight", 5, normed, false);
                 Add(p + "ffn_down.weight", 6, hidden, true);

@@ -32,7 +32,7 @@ catch (ArgumentException e)
 
 namespace MicroLm.Bench
 {
-    internal sealed record Shape(string Name, int Dim, int Hidden, int Layers, int Heads)
+    internal sealed record Shape(string Name, int Dim, int Hidden, int Layers, int Heads, string Family = "llama")
     {
         public const int Vocab = 32000;
         public static readonly Shape[] All =
@@ -40,15 +40,20 @@ namespace MicroLm.Bench
             new("15M", 288, 768, 6, 6),
             new("110M", 768, 2048, 12, 12),
         ];
+        /// <summary>Shapes run only when named: Falcon-H1-Tiny-90M (attention + Mamba2, see SyntheticFalconH1.Tiny90M).</summary>
+        public static readonly Shape[] Named =
+        [
+            new("H1-90M", 512, 768, 24, 8, Family: "falcon-h1"),
+        ];
         public static Shape Find(string name) =>
-            All.FirstOrDefault(s => s.Name.Equals(name, StringComparison.OrdinalIgnoreCase))
-            ?? throw new ArgumentException($"unknown shape '{name}' (known: {string.Join(", ", All.Select(s => s.Name))})");
+            All.Concat(Named).FirstOrDefault(s => s.Name.Equals(name, StringComparison.OrdinalIgnoreCase))
+            ?? throw new ArgumentException($"unknown shape '{name}' (known: {string.Join(", ", All.Concat(Named).Select(s => s.Name))})");
     }
 
     internal sealed class BenchArgs
     {
         public const string Usage = """
-            usage: dotnet run -c Release --project bench/MicroLm.Bench -- [--shapes 15M,110M] [--formats F32,F16,Q8_0,Q4_0]
+            usage: dotnet run -c Release --project bench/MicroLm.Bench -- [--shapes 15M,110M,H1-90M] [--formats F32,F16,Q8_0,Q4_0]
                    [--threads 1,2] [--reps N] [-p 128] [-n 128] [--isa avx2|avx512|native] [--write-docs] [--profile] [--determinism-cost]
               --isa         the instruction-set level of both engines: MicroLm's JIT (avx2 sets DOTNET_EnableAVX512=0 in a
                             child run) and LLamaSharp's matching llama.cpp build; native (default) is the best this CPU runs
@@ -176,12 +181,26 @@ namespace MicroLm.Bench
 
     /// <summary>Synthetic models, cached under artifacts/bench-models/ (written once; atomically, so an
     /// interrupted run leaves no half file).</summary>
-    internal static class BenchModels
+    internal static partial class BenchModels
     {
+        /// <summary>Falcon-H1-Tiny-90M's shape with random weights (generated 32768-piece vocabulary, untied classifier).</summary>
+        private static string EnsureFalconH1(string dir, Shape s, GgmlType format, TextWriter log)
+        {
+            var options = MicroLm.Synthetic.SyntheticFalconH1.Tiny90M(format);
+            string path = Path.Combine(dir, $"falcon-h1-{s.Name}-d{options.Dim}-l{options.Layers}-ssm{options.SsmInner}x{options.SsmState}-v{options.VocabSize}-seed{options.Seed}-{format}.gguf");
+            if (File.Exists(path)) return path;
+            log.WriteLine($"  writing {Path.GetFileName(path)} ...");
+            string tmp = path + ".tmp";
+            MicroLm.Synthetic.SyntheticFalconH1.Write(tmp, options);
+            File.Move(tmp, path, overwrite: true);
+            return path;
+        }
+
         public static string Ensure(Shape s, GgmlType format, TextWriter log)
         {
             string dir = Path.Combine(Repo.Root, "artifacts", "bench-models");
             Directory.CreateDirectory(dir);
+            if (s.Family == "falcon-h1") return EnsureFalconH1(dir, s, format, log);
             string path = Path.Combine(dir, $"llama-{s.Name}-d{s.Dim}-f{s.Hidden}-l{s.Layers}-h{s.Heads}-v{Shape.Vocab}-tied-seed1-{format}.gguf");
             if (File.Exists(path)) return path;
             log.WriteLine($"  writing {Path.GetFileName(path)} ...");

@@ -53,14 +53,15 @@ public static class InspectCommand
         if (c != null)
         {
             long weights = WeightBytes(f), kv32 = c.KvCacheBytes(c.ContextLength, 4), kv16 = c.KvCacheBytes(c.ContextLength, 2);
-            long scratch = c.ScratchBytes(c.ContextLength);
+            long scratch = c.ScratchBytes(c.ContextLength), ssm = c.RecurrentStateBytes;
             w.WriteLine($"memory at context {c.ContextLength}:");
             w.WriteLine($"  weights        {weights,14:N0} bytes (read in place from the file)");
             w.WriteLine($"  KV cache F32   {kv32,14:N0} bytes");
             w.WriteLine($"  KV cache F16   {kv16,14:N0} bytes");
+            if (ssm > 0) w.WriteLine($"  SSM state      {ssm,14:N0} bytes (convolution windows and scan states, F32; constant)");
             w.WriteLine($"  scratch        {scratch,14:N0} bytes");
-            w.WriteLine($"  total (F32 KV) {weights + kv32 + scratch,14:N0} bytes");
-            w.WriteLine($"  total (F16 KV) {weights + kv16 + scratch,14:N0} bytes");
+            w.WriteLine($"  total (F32 KV) {weights + kv32 + ssm + scratch,14:N0} bytes");
+            w.WriteLine($"  total (F16 KV) {weights + kv16 + ssm + scratch,14:N0} bytes");
         }
         else if (f.Tensors.Count > 0 && configError != null)
             w.WriteLine($"memory: not estimated ({configError})");
@@ -105,8 +106,9 @@ public static class InspectCommand
                 j.WriteNumber("weights", WeightBytes(f));
                 j.WriteNumber("kv_cache_f32", c.KvCacheBytes(c.ContextLength, 4));
                 j.WriteNumber("kv_cache_f16", c.KvCacheBytes(c.ContextLength, 2));
+                j.WriteNumber("ssm_state", c.RecurrentStateBytes);
                 j.WriteNumber("scratch", c.ScratchBytes(c.ContextLength));
-                j.WriteNumber("total_f32_kv", WeightBytes(f) + c.KvCacheBytes(c.ContextLength, 4) + c.ScratchBytes(c.ContextLength));
+                j.WriteNumber("total_f32_kv", WeightBytes(f) + c.KvCacheBytes(c.ContextLength, 4) + c.RecurrentStateBytes + c.ScratchBytes(c.ContextLength));
                 j.WriteEndObject();
             }
             j.WriteEndObject();

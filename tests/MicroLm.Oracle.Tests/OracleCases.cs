@@ -78,6 +78,19 @@ public sealed class OracleFiles : IDisposable
         }
     }
 
+    /// <summary>The path of a model file written by <paramref name="write"/> on first use.</summary>
+    public string Make(string name, Action<string> write)
+    {
+        lock (_gate)
+        {
+            if (_made.TryGetValue(name, out var path)) return path;
+            path = Path.Combine(Dir, name + ".gguf");
+            write(path);
+            _made[name] = path;
+            return path;
+        }
+    }
+
     /// <summary>stories260K.bin + tok512.bin converted by Llama2cCheckpoint.ToGguf.</summary>
     public string ConvertedStories260K()
     {

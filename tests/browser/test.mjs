@@ -20,6 +20,7 @@ const out = arg('--out', 'artifacts');
 const chromiumPath = arg('--chromium', process.env.CHROMIUM ?? '/usr/bin/chromium');
 const model = path.join(models, 'stories260K-Q8_0.gguf');
 const urlModel = 'stories260K-F32.gguf';
+const falconModel = arg('--falcon', '') || null;
 const prompt = 'Once upon a time';
 fs.mkdirSync(out, { recursive: true });
 
@@ -142,6 +143,15 @@ try {
   const fallback = await page.evaluate(() => ({ ...document.getElementById('kernels').dataset }));
   check('the interpreter fallback shows its path and gives the same trace', fallback.path === 'interpreter' && r8i.trace === expected8.trace,
     `path ${fallback.path}, page: ${r8i.trace} ${r8i.error}\n     native: ${expected8.trace}`);
+
+  // 5. A hybrid attention + Mamba2 model (falcon-h1; written by tools/MicroLm.MakeModels), when given.
+  if (falconModel) {
+    const expectedFalcon = nativeTrace(falconModel, 24);
+    await pickFile(falconModel);
+    const rf = await generate(24);
+    check(`a falcon-h1 model loads and generates (${path.basename(falconModel)}, trace equals native)`,
+      rf.trace === expectedFalcon && !rf.error, `page: ${rf.trace} ${rf.error}\n     native: ${expectedFalcon}`);
+  }
 
   check('no errors in the browser console', consoleErrors.length === 0, consoleErrors.join('\n     '));
   await page.fill('#url', `${base}models/no-such-model.gguf`);

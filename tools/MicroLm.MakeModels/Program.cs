@@ -7,17 +7,17 @@ using MicroLm.Tensors;
 if (args.Length < 2)
 {
     Console.Error.WriteLine("usage: MicroLm.MakeModels OUT_DIR SHARED_DIR [NAME...]");
-    Console.Error.WriteLine("models: " + string.Join(", ", Models.Names));
+    Console.Error.WriteLine("models: " + string.Join(", ", Models.Names.Concat(FalconH1Models.Names)));
     return 2;
 }
 string outDir = args[0], shared = args[1];
 Directory.CreateDirectory(outDir);
-var names = args.Length > 2 ? args[2..] : Models.Names;
+var names = args.Length > 2 ? args[2..] : [.. Models.Names, .. FalconH1Models.Names];
 foreach (var name in names)
 {
-    var options = Models.Get(name, Path.Combine(shared, "tokenizer-vectors", "ggml-vocab-gpt-neox.gguf"));
     string path = Path.Combine(outDir, name + ".gguf"), temp = path + ".tmp";
-    SyntheticGptNeoX.Write(temp, options);
+    if (FalconH1Models.Names.Contains(name)) SyntheticFalconH1.Write(temp, FalconH1Models.Get(name));
+    else SyntheticGptNeoX.Write(temp, Models.Get(name, Path.Combine(shared, "tokenizer-vectors", "ggml-vocab-gpt-neox.gguf")));
     File.Move(temp, path, overwrite: true);
     Console.WriteLine($"wrote {path} ({new FileInfo(path).Length:N0} bytes)");
 }
@@ -42,5 +42,30 @@ internal static class Models
         "pythia-70m-synthetic-F32" => SyntheticGptNeoX.Pythia("70M", tokenizer, GgmlType.F32, seed: 70),
         "pythia-70m-synthetic-Q8_0" => SyntheticGptNeoX.Pythia("70M", tokenizer, GgmlType.Q8_0, seed: 70),
         _ => throw new ArgumentException($"unknown model '{name}' (known: {string.Join(", ", Names)})"),
+    };
+}
+
+/// <summary>Falcon-H1 (attention + Mamba2): a small GQA shape with two SSM groups and grouped RMSNorm for the golden
+/// traces, and Falcon-H1-Tiny-90M's shape for benchmarks (generated 512/32768-piece vocabularies).</summary>
+internal static class FalconH1Models
+{
+    public static readonly string[] Names =
+    [
+        "falcon-h1-synthetic-F32", "falcon-h1-synthetic-Q8_0", "falcon-h1-tiny90m-synthetic-F32", "falcon-h1-tiny90m-synthetic-Q8_0",
+    ];
+
+    private static SyntheticFalconH1Options Small(GgmlType type) => new()
+    {
+        Dim = 64, HiddenDim = 192, Layers = 3, Heads = 4, KvHeads = 2, SsmInner = 128, SsmHeads = 8, SsmGroups = 2, SsmState = 16,
+        ContextLength = 512, VocabSize = 512, MatrixType = type, Seed = 61,
+    };
+
+    public static SyntheticFalconH1Options Get(string name) => name switch
+    {
+        "falcon-h1-synthetic-F32" => Small(GgmlType.F32),
+        "falcon-h1-synthetic-Q8_0" => Small(GgmlType.Q8_0),
+        "falcon-h1-tiny90m-synthetic-F32" => SyntheticFalconH1.Tiny90M(GgmlType.F32),
+        "falcon-h1-tiny90m-synthetic-Q8_0" => SyntheticFalconH1.Tiny90M(GgmlType.Q8_0),
+        _ => throw new ArgumentException($"unknown model '{name}'"),
     };
 }

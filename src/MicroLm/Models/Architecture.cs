@@ -20,6 +20,7 @@ internal abstract class Architecture
         "llama" => new Llama(file, config),
         "gptneox" => new GptNeoX(file, config),
         "gptneo" => new GptNeo(file, config),
+        "falcon-h1" => new FalconH1(file, config),
         _ => throw new MicroLmException($"unknown architecture '{config.Architecture}'"),
     };
 

@@ -25,9 +25,13 @@ internal sealed record ModelConfig
 
     public int KvDim => KvHeads * HeadDim;
 
+    /// <summary>Bytes of every layer's recurrent state (Falcon-H1's Mamba2 convolution window and SSM state; 0 for
+    /// attention-only families). Constant: it does not depend on the context length.</summary>
+    public long RecurrentStateBytes { get; init; }
+
     public int AttentionWindow(int layer) => layer < AttentionWindows.Count ? AttentionWindows[layer] : 0;
 
-    public static readonly string[] KnownArchitectures = ["llama", "gptneox", "gptneo"];
+    public static readonly string[] KnownArchitectures = ["llama", "gptneox", "gptneo", "falcon-h1"];
 
     public static ModelConfig FromGguf(GgufFile file)
     {
@@ -76,6 +80,7 @@ internal sealed record ModelConfig
             RopeFreqBase = file.GetFloat($"{arch}.rope.freq_base") ?? 10000f,
             NormEpsilon = eps,
             AttentionWindows = arch == "gptneo" ? SlidingWindows(file, arch, layers) : [],
+            RecurrentStateBytes = arch == "falcon-h1" ? layers * FalconH1.ReadShape(file, arch).StateBytes : 0,
         };
     }
 

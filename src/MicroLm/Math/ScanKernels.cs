@@ -1,0 +1,78 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+
+namespace MicroLm.Math;
+
+/// <summary>The selective scan's inner step (Mamba2): one row of state updated and read in one pass.</summary>
+internal static class ScanKernels
+{
+    /// <summary>s[j] ← s[j]·decay + b[j]·xDelta for every j (each product and the sum rounded; no FMA), then
+    /// returns Σ s[j]·c[j] in the contract's order (<see cref="Kernels.Dot"/>'s 16 lanes): the same bits as
+    /// that update loop followed by Kernels.Dot(s, c), on every vector width (<see cref="Kernels.VectorBits"/>).</summary>
+    public static float UpdateAndDot(Span<float> s, ReadOnlySpan<float> b, ReadOnlySpan<float> c, float decay, float xDelta)
+    {
+        int n = s.Length;
+        if (b.Length < n || c.Length < n) throw new ArgumentException("length mismatch");
+        ref float ps = ref MemoryMarshal.GetReference(s);
+        ref float pb = ref MemoryMarshal.GetReference(b);
+        ref float pc = ref MemoryMarshal.GetReference(c);
+        Span<float> lanes = stackalloc float[Kernels.Lanes];
+        lanes.Clear();
+        ref float l = ref MemoryMarshal.GetReference(lanes);
+        int i = 0, full = n & ~(Kernels.Lanes - 1), bits = Kernels.VectorBits;
+        if (full > 0 && bits >= 512)
+        {
+            var d = Vector512.Create(decay); var x = Vector512.Create(xDelta);
+            var acc = Vector512<float>.Zero;
+            for (; i < full; i += 16)
+            {
+                var v = Vector512.LoadUnsafe(ref ps, (nuint)i) * d + Vector512.LoadUnsafe(ref pb, (nuint)i) * x;
+                v.StoreUnsafe(ref ps, (nuint)i);
+                acc += v * Vector512.LoadUnsafe(ref pc, (nuint)i);
+            }
+            acc.StoreUnsafe(ref l);
+        }
+        else if (full > 0 && bits >= 256)
+        {
+            var d = Vector256.Create(decay); var x = Vector256.Create(xDelta);
+            var acc0 = Vector256<float>.Zero; var acc1 = Vector256<float>.Zero;
+            for (; i < full; i += 16)
+            {
+                var v0 = Vector256.LoadUnsafe(ref ps, (nuint)i) * d + Vector256.LoadUnsafe(ref pb, (nuint)i) * x;
+                var v1 = Vector256.LoadUnsafe(ref ps, (nuint)i + 8) * d + Vector256.LoadUnsafe(ref pb, (nuint)i + 8) * x;
+                v0.StoreUnsafe(ref ps, (nuint)i); v1.StoreUnsafe(ref ps, (nuint)i + 8);
+                acc0 += v0 * Vector256.LoadUnsafe(ref pc, (nuint)i);
+                acc1 += v1 * Vector256.LoadUnsafe(ref pc, (nuint)i + 8);
+            }
+            acc0.StoreUnsafe(ref l); acc1.StoreUnsafe(ref l, 8);
+        }
+        else if (full > 0 && bits >= 128)
+        {
+            var d = Vector128.Create(decay); var x = Vector128.Create(xDelta);
+            var acc0 = Vector128<float>.Zero; var acc1 = Vector128<float>.Zero;
+            var acc2 = Vector128<float>.Zero; var acc3 = Vector128<float>.Zero;
+            for (; i < full; i += 16)
+            {
+                var v0 = Vector128.LoadUnsafe(ref ps, (nuint)i) * d + Vector128.LoadUnsafe(ref pb, (nuint)i) * x;
+                var v1 = Vector128.LoadUnsafe(ref ps, (nuint)i + 4) * d + Vector128.LoadUnsafe(ref pb, (nuint)i + 4) * x;
+                var v2 = Vector128.LoadUnsafe(ref ps, (nuint)i + 8) * d + Vector128.LoadUnsafe(ref pb, (nuint)i + 8) * x;
+                var v3 = Vector128.LoadUnsafe(ref ps, (nuint)i + 12) * d + Vector128.LoadUnsafe(ref pb, (nuint)i + 12) * x;
+                v0.StoreUnsafe(ref ps, (nuint)i); v1.StoreUnsafe(ref ps, (nuint)i + 4);
+                v2.StoreUnsafe(ref ps, (nuint)i + 8); v3.StoreUnsafe(ref ps, (nuint)i + 12);
+                acc0 += v0 * Vector128.LoadUnsafe(ref pc, (nuint)i);
+                acc1 += v1 * Vector128.LoadUnsafe(ref pc, (nuint)i + 4);
+                acc2 += v2 * Vector128.LoadUnsafe(ref pc, (nuint)i + 8);
+                acc3 += v3 * Vector128.LoadUnsafe(ref pc, (nuint)i + 12);
+            }
+            acc0.StoreUnsafe(ref l); acc1.StoreUnsafe(ref l, 4); acc2.StoreUnsafe(ref l, 8); acc3.StoreUnsafe(ref l, 12);
+        }
+        for (; i < n; i++)
+        {
+            float v = Unsafe.Add(ref ps, i) * decay + Unsafe.Add(ref pb, i) * xDelta;
+            Unsafe.Add(ref ps, i) = v;
+            Unsafe.Add(ref l, i & 15) += v * Unsafe.Add(ref pc, i);
+        }
+        return Kernels.ReduceLanes(lanes);
+    }
+}

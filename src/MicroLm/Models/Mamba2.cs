@@ -1,0 +1,103 @@
+using MicroLm.Math;
+
+namespace MicroLm.Models;
+
+/// <summary>The sizes of a Mamba2 mixer (llama.cpp's ssm.* keys). The input projection's output per token
+/// is z (Inner) | xBC (ConvChannels = Inner + 2·Groups·State) | dt (Heads); x splits into Heads heads of
+/// HeadDim values, B and C into Groups groups of State values, and head h reads group h / (Heads/Groups)
+/// (repeat_interleave, as Mamba2 and ggml_ssm_scan pair them).</summary>
+internal sealed record Mamba2Shape(int ConvKernel, int Inner, int State, int Heads, int Groups)
+{
+    public int HeadDim => Inner / Heads;
+    public int GroupSize => Inner / Groups;
+    public int ConvChannels => Inner + 2 * Groups * State;
+    public int Projection => Inner + ConvChannels + Heads;
+    public int HeadsPerGroup => Heads / Groups;
+
+    /// <summary>A layer's convolution window and SSM state of this shape (zero: the start of a sequence).</summary>
+    public RecurrentState NewState(int layer) => new(layer, ConvChannels, ConvKernel, Heads, HeadDim, State);
+
+    public long StateBytes => RecurrentState.BytesFor(ConvChannels, ConvKernel, Heads, HeadDim, State);
+}
+
+/// <summary>The two recurrent steps of a Mamba2 mixer, each over a range that one thread owns (channels for
+/// the convolution, heads for the scan) and over a batch's tokens in order, so neither the thread count nor
+/// the prompt's chunking changes a bit: every value is the same sequence of float operations as when the
+/// tokens come one at a time.</summary>
+internal static class Mamba2
+{
+    /// <summary>Causal depthwise convolution with its carried window, then bias and SiLU, for channels
+    /// [c0, c1) of <paramref name="count"/> tokens. Token t's input channel c is proj[t·projStride + xbcOffset + c];
+    /// its output goes to output[t·ConvChannels + c]. Per channel the sum runs over the kernel's taps
+    /// oldest first from +0 (Σ_k w[c,k]·in[t−K+1+k], as ggml_ssm_conv), then + bias; the window then drops its
+    /// oldest input and keeps this token's. SiLU last, over the range (DetMath's span form: the scalar's bits).</summary>
+    public static void Convolve(Mamba2Shape s, RecurrentState state, ReadOnlySpan<float> weight, ReadOnlySpan<float> bias,
+        ReadOnlySpan<float> proj, int projStride, int xbcOffset, int count, Span<float> output, int c0, int c1)
+    {
+        int k = s.ConvKernel, keep = k - 1, channels = s.ConvChannels;
+        var window = state.Conv.AsSpan();
+        for (int c = c0; c < c1; c++)
+        {
+            var w = weight.Slice(c * k, k);
+            var win = window.Slice(c * keep, keep);
+            for (int t = 0; t < count; t++)
+            {
+                float input = proj[t * projStride + xbcOffset + c];
+                float sum = 0f;
+                for (int j = 0; j < keep; j++) sum += win[j] * w[j];
+                sum += input * w[keep];
+                output[t * channels + c] = sum + bias[c];
+                for (int j = 0; j + 1 < keep; j++) win[j] = win[j + 1];
+                if (keep > 0) win[keep - 1] = input;
+            }
+        }
+        for (int t = 0; t < count; t++)
+        {
+            var row = output.Slice(t * channels + c0, c1 - c0);
+            DetMath.Silu(row, row);
+        }
+    }
+
+    /// <summary>The selective scan for heads [h0, h1) of <paramref name="count"/> tokens, with the D skip
+    /// and the SiLU(z) gate: per token and head, Δ = softplus(dt + dt_bias), decay = exp(Δ·A);
+    /// per value i of the head, state ← state·decay + B·(x_i·Δ) (elementwise over State, in that order of
+    /// operations), y_i = state · C (a dot in the contract's order; both in <see cref="ScanKernels.UpdateAndDot"/>),
+    /// out_i = (y_i + x_i·D) · SiLU(z_i). conv holds each token's convolved xBC (x | B | C); z and dt are read
+    /// from proj at t·projStride (+0 for z, + dtOffset for dt). Output: token t's Inner values at t·Inner.</summary>
+    public static void Scan(Mamba2Shape s, RecurrentState state, ReadOnlySpan<float> a, ReadOnlySpan<float> d, ReadOnlySpan<float> dtBias,
+        ReadOnlySpan<float> conv, ReadOnlySpan<float> proj, int projStride, int dtOffset, int count, Span<float> output, int h0, int h1)
+    {
+        int hd = s.HeadDim, n = s.State, inner = s.Inner, channels = s.ConvChannels;
+        var ssm = state.Ssm.AsSpan();
+        for (int t = 0; t < count; t++)
+        {
+            var xbc = conv.Slice(t * channels, channels);
+            var z = proj.Slice(t * projStride, inner);
+            var y = output.Slice(t * inner, inner);
+            // y holds SiLU(z) first; each value is then multiplied by its scan output (same bits as y·SiLU(z)).
+            DetMath.Silu(z.Slice(h0 * hd, (h1 - h0) * hd), y.Slice(h0 * hd, (h1 - h0) * hd));
+            for (int h = h0; h < h1; h++)
+            {
+                int g = h / s.HeadsPerGroup;
+                var b = xbc.Slice(inner + g * n, n);
+                var c = xbc.Slice(inner + s.Groups * n + g * n, n);
+                float delta = DetMath.Softplus(proj[t * projStride + dtOffset + h] + dtBias[h]);
+                float decay = DetMath.Exp(delta * a[h]);
+                for (int i = h * hd; i < (h + 1) * hd; i++)
+                {
+                    float x = xbc[i];
+                    float yi = ScanKernels.UpdateAndDot(ssm.Slice(i * n, n), b, c, decay, x * delta) + x * d[h];
+                    y[i] = yi * y[i];
+                }
+            }
+        }
+    }
+
+    /// <summary>The gated output's RMSNorm, per group of GroupSize values (in place), with the norm weight.</summary>
+    public static void GroupNorm(Mamba2Shape s, Span<float> y, ReadOnlySpan<float> weight, float eps)
+    {
+        int size = s.GroupSize;
+        for (int g = 0; g < s.Groups; g++)
+            Kernels.RmsNorm(y.Slice(g * size, size), weight.Slice(g * size, size), eps, y.Slice(g * size, size));
+    }
+}
