@@ -11,6 +11,7 @@ CultureInfo.DefaultThreadCurrentCulture = CultureInfo.InvariantCulture;
 CultureInfo.CurrentCulture = CultureInfo.InvariantCulture;
 try
 {
+    if (args.Length > 0 && args[0] == "fixed") return FixedReport.Run(args[1..]);
     var a = BenchArgs.Parse(args);
     if (a.Help) { Console.WriteLine(BenchArgs.Usage); return 0; }
     if (a.Profile) { DecodeProfile.Run(a, Console.Out); return 0; }

@@ -20,6 +20,7 @@ public static class CommonFlags
         Flag.Text("-mu|--model-url", "URL", "download from this URL into the cache and use it"),
         Flag.Path("--tokenizer|-z", "TOK.bin", "llama2.c tokenizer for a .bin checkpoint"),
         Flag.Switch("--no-mmap", "read the model into memory instead of mapping it (for files that may change while in use)"),
+        Flag.Text("--backend", "float|fixed", "numeric backend: float (default) or fixed, integers only between the weights and the logits (docs/fixed-point.md)"),
     ];
 
     public static readonly Flag[] Prompt =
@@ -55,7 +56,7 @@ public static class Commands
     public static readonly CommandSpec RunSpec = new()
     {
         Name = "run",
-        Synopsis = "[-m FILE | -hf OWNER/REPO[:FILE] | --model-url URL] -p PROMPT [-n N] [sampling options] [-t THREADS] [-c CTX]",
+        Synopsis = "[-m FILE | -hf OWNER/REPO[:FILE] | --model-url URL] -p PROMPT [-n N] [sampling options] [-t THREADS] [-c CTX] [--backend float|fixed]",
         Summary = "Generates text after a prompt and streams it to stdout; timings go to stderr.",
         Flags = [.. CommonFlags.Model, .. CommonFlags.Prompt, Flag.Int("-n|--n-predict", "N", "tokens to generate; -1: until the context is full (default -1)", min: -1),
             .. CommonFlags.Sampling, .. CommonFlags.Session],
@@ -76,7 +77,7 @@ public static class Commands
     public static readonly CommandSpec VerifySpec = new()
     {
         Name = "verify",
-        Synopsis = "-m FILE (-p TEXT | --ids \"1 2 3\") -n N [sampling options] [-t THREADS] [--batch B] [--expect TRACE] [--dump-logits PATH]",
+        Synopsis = "-m FILE (-p TEXT | --ids \"1 2 3\") -n N [sampling options] [-t THREADS] [--batch B] [--expect TRACE] [--dump-logits PATH] [--backend float|fixed]",
         Summary = "Prints a trace line per evaluated position (a hash of its logits) and a final hash; with --expect, compares (exit 3 on a mismatch).",
         Flags = [.. CommonFlags.Model, .. CommonFlags.Prompt, Flag.Text("--ids", "\"1 2 3\"", "the prompt as token ids"),
             Flag.Int("-n|--n-predict", "N", "tokens to generate (default 16)", min: 0),
@@ -104,22 +105,30 @@ public static class Commands
     public static Model LoadModel(Options o)
     {
         string? path = ModelSource.Resolve(o);
-        if (path == null) return Model.Load(ModelSource.DefaultModel()); // no -m/-hf/--model-url: the embedded default
+        if (path == null) return Model.Load(ModelSource.DefaultModel(), Backend(o)); // no -m/-hf/--model-url: the embedded default
         if (Directory.Exists(path)) throw new UsageException($"{Options.Printable(path)} is a folder, not a model file");
         string? tokenizer = o.Get("--tokenizer", "-z");
         if (tokenizer != null || path.EndsWith(".bin", StringComparison.OrdinalIgnoreCase))
         {
             if (tokenizer == null) throw new UsageException("a llama2.c checkpoint (.bin) needs --tokenizer TOK.bin");
-            return Model.Load(Llama2cCheckpoint.ToGguf(File.ReadAllBytes(path), File.ReadAllBytes(tokenizer)));
+            return Model.Load(Llama2cCheckpoint.ToGguf(File.ReadAllBytes(path), File.ReadAllBytes(tokenizer)), Backend(o));
         }
         if (o.Has("--no-mmap"))
         {
             var info = new FileInfo(path);
             if (info.Exists && info.Length > Array.MaxLength) throw new MicroLmException($"{path} is too large to read into memory ({info.Length:N0} bytes)");
-            return Model.Load(info.Exists ? File.ReadAllBytes(path) : throw new FileNotFoundException($"no such file: {path}", path));
+            return Model.Load(info.Exists ? File.ReadAllBytes(path) : throw new FileNotFoundException($"no such file: {path}", path), Backend(o));
         }
-        return Model.Load(path);
+        return Model.Load(path, Backend(o));
     }
+
+    /// <summary>--backend float|fixed (default float).</summary>
+    internal static Backend Backend(Options o) => o.Get("--backend") switch
+    {
+        null or "float" => Models.Backend.Float,
+        "fixed" => Models.Backend.Fixed,
+        var v => throw new UsageException($"--backend expects float or fixed, got '{v}'"),
+    };
 
     public static SamplingOptions Sampling(Options o)
     {

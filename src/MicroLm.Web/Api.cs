@@ -29,19 +29,29 @@ public static partial class Api
     /// heap; tensors are then read in place). Returns JSON with the model's shape, or {"error": …}
     /// for a file that is not a usable model; the previous model is dropped either way.</summary>
     [JSExport]
-    public static string LoadModel(byte[] bytes)
+    public static string LoadModel(byte[] bytes) => LoadModelWith(bytes, "float");
+
+    /// <summary>As <see cref="LoadModel"/>, on the numeric backend named as the CLI's --backend ("float" or "fixed").</summary>
+    [JSExport]
+    public static string LoadModelWith(byte[] bytes, string backend)
     {
         Unload();
         try
         {
+            var numeric = backend switch
+            {
+                "float" => Backend.Float,
+                "fixed" => Backend.Fixed,
+                _ => throw new MicroLmException($"unknown backend '{backend}' (float or fixed)"),
+            };
             _bytes = bytes;
-            _model = Model.Load(bytes);
+            _model = Model.Load(bytes, numeric);
             var c = _model.Config;
             return Json.Object(
                 ("architecture", _model.File.GetString("general.architecture") ?? ""),
                 ("name", _model.File.GetString("general.name") ?? ""),
                 ("layers", c.Layers), ("dim", c.Dim), ("vocab", c.VocabSize), ("context", c.ContextLength),
-                ("tensors", _model.File.Tensors.Count), ("modelBytes", (long)bytes.Length));
+                ("tensors", _model.File.Tensors.Count), ("modelBytes", (long)bytes.Length), ("backend", backend));
         }
         catch (Exception e) when (e is GgufFormatException or MicroLmException or KeyNotFoundException or ArgumentException or InvalidOperationException or OverflowException)
         {

@@ -67,12 +67,12 @@ function load(msg) {
 $('file').addEventListener('change', async () => {
   const file = $('file').files[0];
   if (!file) return;
-  load({ type: 'load', name: file.name, bytes: await file.arrayBuffer() });
+  load({ type: 'load', name: file.name, bytes: await file.arrayBuffer(), backend: $('backend').value });
 });
 
 $('load-url').addEventListener('click', () => {
   const url = $('url').value.trim();
-  if (url) load({ type: 'load', url, name: url.split('/').pop() });
+  if (url) load({ type: 'load', url, name: url.split('/').pop(), backend: $('backend').value });
 });
 
 // The default model: trained by MicroLm itself (models/README.md), published beside the page by scripts/web-build.
@@ -105,7 +105,7 @@ worker.onmessage = (e) => {
       state.busy = false;
       state.model = m.info;
       const i = m.info;
-      $('model-info').textContent = `${m.name}: ${i.architecture}${i.name && i.name !== i.architecture ? ` “${i.name}”` : ''}, ${i.layers} layers, dim ${i.dim}, vocab ${i.vocab}, context ${i.context}, ${i.tensors} tensors`;
+      $('model-info').textContent = `${m.name}: ${i.architecture}${i.name && i.name !== i.architecture ? ` “${i.name}”` : ''}, ${i.layers} layers, dim ${i.dim}, vocab ${i.vocab}, context ${i.context}, ${i.tensors} tensors, ${i.backend ?? 'float'} backend`;
       setStatus('Model loaded.');
       break;
     }

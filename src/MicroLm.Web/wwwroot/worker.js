@@ -1,5 +1,5 @@
 // The runtime lives in this worker, so the page never freezes while a model loads or generates.
-// Messages in: load {bytes|url}, generate {prompt, maxTokens, options}, stop.
+// Messages in: load {bytes|url, backend}, generate {prompt, maxTokens, options}, stop.
 // Messages out: ready, loaded {info, memory}, started {promptText, promptTokens}, tokens {text,
 // generated, tps, memory}, done {stop, trace, tps, memory}, error {message, during}.
 import { dotnet } from './_framework/dotnet.js';
@@ -39,7 +39,7 @@ async function load(msg) {
     bytes = await response.arrayBuffer();
   }
   // One copy, into the managed heap; the JS buffer can go right after.
-  const info = JSON.parse(api.LoadModel(new Uint8Array(bytes)));
+  const info = JSON.parse(api.LoadModelWith(new Uint8Array(bytes), msg.backend ?? 'float'));
   bytes = null;
   if (info.error) {
     postMessage({ type: 'error', during: 'load', message: `${msg.name ?? msg.url} is not a usable model: ${info.error}`, memory: memory() });

@@ -15,7 +15,19 @@ internal abstract class Architecture
     /// <summary>A session's memory and scratch for batches of up to session.MaxBatch tokens.</summary>
     internal abstract ForwardPass CreatePass(Session session);
 
-    public static Architecture Create(GgufFile file, ModelConfig config) => config.Architecture switch
+    public static Architecture Create(GgufFile file, ModelConfig config) => Create(file, config, Backend.Float);
+
+    /// <summary>The forward pass for <paramref name="backend"/>. The fixed-point backend receives the
+    /// configuration's two floats (norm epsilon, rope base) as their bits, which it decodes in integers.</summary>
+    public static Architecture Create(GgufFile file, ModelConfig config, Backend backend) => backend switch
+    {
+        Backend.Float => CreateFloat(file, config),
+        Backend.Fixed => FixedPoint.FixedBackend.Create(file, config,
+            BitConverter.SingleToUInt32Bits(config.NormEpsilon), BitConverter.SingleToUInt32Bits(config.RopeFreqBase)),
+        _ => throw new ArgumentOutOfRangeException(nameof(backend)),
+    };
+
+    private static Architecture CreateFloat(GgufFile file, ModelConfig config) => config.Architecture switch
     {
         "llama" => new Llama(file, config),
         "gptneox" => new GptNeoX(file, config),
@@ -34,6 +46,10 @@ internal abstract class Architecture
         return t;
     }
 }
+
+/// <summary>How a model computes: <see cref="Float"/> (binary32, deterministic by construction) or
+/// <see cref="Fixed"/> (integers only between the weights and the logits; docs/fixed-point.md).</summary>
+internal enum Backend { Float, Fixed }
 
 /// <summary>What an architecture keeps for one session: each layer's memory (KV caches, windows,
 /// recurrent states) and the typed scratch of its forward pass.</summary>

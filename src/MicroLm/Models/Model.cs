@@ -16,8 +16,12 @@ public sealed class Model : IDisposable
     /// <summary>The options the model was loaded with (session defaults).</summary>
     public ModelOptions Options { get; }
 
-    private Model(GgufFile file, ModelOptions? options)
+    /// <summary>The numeric backend the forward pass runs on.</summary>
+    internal Backend Backend { get; }
+
+    private Model(GgufFile file, ModelOptions? options, Backend backend = Backend.Float)
     {
+        Backend = backend;
         File = file;
         Options = options ?? new ModelOptions();
         Options.Validate();
@@ -25,7 +29,7 @@ public sealed class Model : IDisposable
         Tokenizer = Tokenizer.Load(file);
         if (Tokenizer.VocabSize != Config.VocabSize)
             throw new MicroLmException($"tokenizer has {Tokenizer.VocabSize} tokens but the model's vocabulary is {Config.VocabSize}");
-        Architecture = Architecture.Create(file, Config);
+        Architecture = Architecture.Create(file, Config, backend);
     }
 
     /// <summary>Loads a GGUF file, memory-mapped (weights are read in place, not copied).</summary>
@@ -59,6 +63,18 @@ public sealed class Model : IDisposable
         }
         return Load(bytes, options);
     }
+
+    /// <param name="backend">Float (default) or the integer-only fixed-point backend.</param>
+    internal static Model Load(string path, Backend backend)
+    {
+        var file = GgufFile.Open(path);
+        try { return new Model(file, null, backend); }
+        catch { file.Dispose(); throw; }
+    }
+
+    internal static Model Load(ReadOnlyMemory<byte> bytes, Backend backend) => new(GgufFile.FromMemory(bytes), null, backend);
+
+    internal static Model Load(GgufFile file, Backend backend) => new(file, null, backend);
 
     internal static Model Load(GgufFile file, ModelOptions? options = null) => new(file, options);
 
