@@ -61,7 +61,7 @@ internal static class FixedReport
             {
                 using var s = model.CreateSession(256, 1, 256);
                 ((IFixedPass)s.Pass).Batch.Probe = probe;
-                var gen = new Generator(s, new Sampling.SamplingOptions { Temperature = 0 }) { StopAtEndOfSequence = false };
+                var gen = new Generator(s, new SamplingOptions { Temperature = 0 }) { StopAtEndOfSequence = false };
                 foreach (var _ in gen.Generate(model.Tokenizer.Encode(prompt, model.Tokenizer.AddBos), 64)) { }
             }
             foreach (var (step, (max, squares, count)) in probe.Seen.OrderBy(k => k.Key, StringComparer.Ordinal))
@@ -109,7 +109,7 @@ internal static class FixedReport
     {
         using var s = model.CreateSession(prompt.Count + n + 1, 1, 64);
         var all = new List<float[]>();
-        var gen = new Generator(s, new Sampling.SamplingOptions { Temperature = 0 })
+        var gen = new Generator(s, new SamplingOptions { Temperature = 0 })
         {
             StopAtEndOfSequence = false, EvaluateLastToken = true,
             OnLogits = (pos, token, l) => all.Add(l.ToArray()),

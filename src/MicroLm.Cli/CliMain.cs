@@ -16,6 +16,8 @@ public static class CliMain
         BenchCommand.Spec,
         QuantizeCommand.Spec,
         PerplexityCommand.Spec,
+        HostCommands.ChatSpec,
+        HostCommands.ServeSpec,
         TrainCommand.Spec,
     ];
 

@@ -124,7 +124,7 @@ public static class Commands
     }
 
     /// <summary>--backend float|fixed (default float).</summary>
-    public static Backend Backend(Options o) => o.Get("--backend") switch
+    internal static Backend Backend(Options o) => o.Get("--backend") switch
     {
         null or "float" => Models.Backend.Float,
         "fixed" => Models.Backend.Fixed,

@@ -40,7 +40,7 @@ internal sealed class Training(TrainOptions o, TextWriter log)
         return (stories[..^held], stories[^held..]);
     }
 
-    public static int[] Stream(IEnumerable<string> stories, MicroLm.Tokenizers.Tokenizer tok)
+    public static int[] Stream(IEnumerable<string> stories, MicroLm.Tokenizer tok)
     {
         var ids = new List<int>();
         foreach (var s in stories) ids.AddRange(tok.Encode(s, addBos: true));

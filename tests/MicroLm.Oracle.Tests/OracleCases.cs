@@ -34,10 +34,10 @@ public sealed class OracleFiles : IDisposable
     }
 
     private static SyntheticVocabulary? _llama2Vocab;
-    public static SyntheticVocabulary Llama2Vocab => _llama2Vocab ??= SyntheticVocabulary.FromLlama2c(Shared("llama2c/tokenizer.bin"), 32000);
+    internal static SyntheticVocabulary Llama2Vocab => _llama2Vocab ??= SyntheticVocabulary.FromLlama2c(Shared("llama2c/tokenizer.bin"), 32000);
 
     /// <summary>The path of a synthetic model, written on first use.</summary>
-    public string Synthetic(string name, Func<SyntheticLlamaOptions> options)
+    internal string Synthetic(string name, Func<SyntheticLlamaOptions> options)
     {
         lock (_gate)
         {
@@ -66,7 +66,7 @@ public sealed class OracleFiles : IDisposable
     }
 
     /// <summary>The path of a synthetic GPT-NeoX model, written on first use.</summary>
-    public string SyntheticGptNeoX(string name, Func<SyntheticGptNeoXOptions> options)
+    internal string SyntheticGptNeoX(string name, Func<SyntheticGptNeoXOptions> options)
     {
         lock (_gate)
         {

@@ -90,7 +90,7 @@ public sealed class PerplexityOracleTests(ITestOutputHelper output) : IDisposabl
         double oursPpl = Number(baseRun.Out, "Final estimate: PPL");
 
         int[] tokens = LlamaCpp.Tokenize(f32, File.ReadAllText(text), addBos: true);
-        using (var m = MicroLm.Models.Model.Load(f32))
+        using (var m = MicroLm.Model.Load(f32))
             Assert.Equal(m.Tokenizer.Encode(File.ReadAllText(text), true), tokens);
         var baseScored = LlamaCppScored(f32, tokens, bos: 1);
         double nll = 0;

@@ -7,7 +7,7 @@ namespace MicroLm.Synthetic;
 /// <summary>The shape, tensor types and randomness of a synthetic Falcon-H1 model (attention and a Mamba2
 /// mixer side by side in every layer, then a SwiGLU feed-forward block). Defaults: a small GQA shape with
 /// two SSM groups.</summary>
-public sealed record SyntheticFalconH1Options
+internal sealed record SyntheticFalconH1Options
 {
     public int Dim { get; init; } = 64;
     public int HiddenDim { get; init; } = 160;
@@ -62,7 +62,7 @@ public sealed record SyntheticFalconH1Options
 /// names, as convert_hf_to_gguf.py writes a FalconH1ForCausalLM checkpoint (its multipliers already folded into
 /// the weights; ssm_a holds A = −exp(A_log)). A tensor's values depend only on the seed, its name and its size.
 /// Ranges are chosen so every part of the mixer matters: Δ = softplus(dt) spans ~0.01–3, A ∈ [−8, −0.1].</summary>
-public static class SyntheticFalconH1
+internal static class SyntheticFalconH1
 {
     /// <summary>Falcon-H1-Tiny-90M's shape (tiiuae's config.json: hidden 512, 24 layers, 8 attention heads of
     /// 64 with 2 KV heads, FFN 768, mamba_d_ssm 768 in 24 heads of 32, d_state 64, 1 group, conv 4, no

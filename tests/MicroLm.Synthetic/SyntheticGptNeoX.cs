@@ -5,7 +5,7 @@ using MicroLm.Tensors.Quants;
 namespace MicroLm.Synthetic;
 
 /// <summary>The shape, tensor types and randomness of a synthetic GPT-NeoX model. Defaults: Pythia-14M.</summary>
-public sealed record SyntheticGptNeoXOptions
+internal sealed record SyntheticGptNeoXOptions
 {
     public int Dim { get; init; } = 128;
     public int HiddenDim { get; init; } = 512;
@@ -39,7 +39,7 @@ public sealed record SyntheticGptNeoXOptions
 /// <summary>Writes GPT-NeoX ("gptneox") GGUF files with seeded random weights in llama.cpp's key and tensor
 /// names: attn_qkv holds the Q rows, then K, then V (convert_hf_to_gguf.py's order). Like
 /// <see cref="SyntheticLlama"/>, a tensor's values depend only on the seed, its name and its size.</summary>
-public static class SyntheticGptNeoX
+internal static class SyntheticGptNeoX
 {
     /// <summary>Pythia's shapes (d_model, layers, heads, FFN): 14M, 31M, 70M. All have 6 layers, rotary_pct 0.25,
     /// parallel residual, context 2048 and the 50304-row padded vocabulary.</summary>

@@ -5,7 +5,7 @@ using MicroLm.Tensors.Quants;
 namespace MicroLm.Synthetic;
 
 /// <summary>The shape, tensor types and randomness of a synthetic LLaMA model.</summary>
-public sealed record SyntheticLlamaOptions
+internal sealed record SyntheticLlamaOptions
 {
     public int Dim { get; init; } = 64;
     public int HiddenDim { get; init; } = 192;
@@ -40,7 +40,7 @@ public sealed record SyntheticLlamaOptions
 /// <summary>Writes LLaMA-architecture GGUF files with seeded random weights, in llama.cpp's key and
 /// tensor names, for tests of any shape. A tensor's float values depend only on the seed, its name and
 /// its shape, so the F32, F16 and Q8_0 versions of one model hold the same weights, rounded.</summary>
-public static class SyntheticLlama
+internal static class SyntheticLlama
 {
     public static byte[] ToBytes(SyntheticLlamaOptions options) => Build(options).ToArray();
 

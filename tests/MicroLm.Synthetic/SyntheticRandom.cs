@@ -4,7 +4,7 @@ namespace MicroLm.Synthetic;
 /// writing needs. Normal-ish values are the sum of four
 /// uniforms (Irwin–Hall), rescaled to unit variance: additions and multiplications only, so no libm
 /// function can change a weight between machines. Tails end at ±2√3 ≈ 3.46σ.</summary>
-public sealed class SyntheticRandom(ulong seed)
+internal sealed class SyntheticRandom(ulong seed)
 {
     private MicroLm.Sampling.Rng _rng = new(seed);
 

@@ -5,7 +5,7 @@ namespace MicroLm.Synthetic;
 
 /// <summary>A SentencePiece-style ("llama") vocabulary as GGUF stores it: pieces with ▁ for spaces,
 /// scores (higher merges first) and token types. Ids 0, 1, 2 are &lt;unk&gt;, &lt;s&gt;, &lt;/s&gt;.</summary>
-public sealed record SyntheticVocabulary(string[] Pieces, float[] Scores, int[] Types)
+internal sealed record SyntheticVocabulary(string[] Pieces, float[] Scores, int[] Types)
 {
     public int Count => Pieces.Length;
 

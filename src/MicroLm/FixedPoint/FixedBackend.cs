@@ -21,7 +21,7 @@ internal static class FixedBackend
 
     /// <summary>The fixed backend keeps its own KV cache in Q16.16; a session asking for another cache
     /// element type (-ctk/-ctv) is refused rather than silently ignored.</summary>
-    public static void RequireOwnCache(Generation.Session s)
+    public static void RequireOwnCache(Session s)
     {
         KvStorage.Factory f32 = KvStorage.F32;
         if (s.KeyStorage != f32 || s.ValueStorage != f32)

@@ -11,7 +11,7 @@ namespace MicroLm.FixedPoint;
 internal static class FixedLogits
 {
     /// <summary>Writes the Q16.16 logits <paramref name="raw"/> into the session's float logits, from index 0.</summary>
-    public static void ToFloat32(ReadOnlySpan<int> raw, Generation.Session session)
+    public static void ToFloat32(ReadOnlySpan<int> raw, Session session)
     {
         var bits = MemoryMarshal.Cast<float, int>(session.Logits.AsSpan());
         for (int i = 0; i < raw.Length; i++) bits[i] = Float32Bits(raw[i]);

@@ -3,15 +3,9 @@ using MicroLm.Sampling;
 
 namespace MicroLm.Generation;
 
-/// <summary>One generated token: its id, the text it completes (possibly empty while a UTF-8
-/// character is unfinished), and its position.</summary>
-public readonly record struct GeneratedToken(int Id, string Text, int Position);
-
-public enum StopReason { MaxTokens, EndOfSequence, ContextFull }
-
 /// <summary>The generation loop: evaluate the prompt, then sample, stream and feed back one token
 /// at a time until the token budget, an end-of-sequence token or the end of the context.</summary>
-public sealed class Generator
+internal sealed class Generator
 {
     private readonly Session _session;
     private readonly Sampler _sampler;
@@ -20,7 +14,7 @@ public sealed class Generator
     public StopReason StopReason { get; private set; }
     /// <summary>Called with each evaluated position's logits (prompt included), e.g. for tracing.</summary>
     public LogitsHandler? OnLogits { get; init; }
-    /// <summary>Stop when a token that ends a document is sampled (<see cref="Tokenizers.Tokenizer.IsEndOfGeneration"/>).</summary>
+    /// <summary>Stop when a token that ends a document is sampled (<see cref="Tokenizer.IsEndOfGeneration"/>).</summary>
     public bool StopAtEndOfSequence { get; init; } = true;
     /// <summary>Also evaluate the last generated token (so tracing sees its logits).</summary>
     public bool EvaluateLastToken { get; init; }

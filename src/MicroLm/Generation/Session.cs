@@ -1,21 +1,22 @@
+using MicroLm.Generation;
 using MicroLm.Models;
 using MicroLm.Tensors;
 using MicroLm.Tensors.Quants;
 
-namespace MicroLm.Generation;
+namespace MicroLm;
 
 /// <summary>The mutable half of inference: one sequence's layer memory (KV caches, sliding windows,
 /// recurrent states), its position, scratch buffers and threads. A <see cref="Model"/> is shared; each
 /// session belongs to one caller at a time.</summary>
-public sealed class Session : IDisposable
+public sealed partial class Session : IDisposable
 {
     public Model Model { get; }
-    public ModelConfig Config => Model.Config;
+    internal ModelConfig Config => Model.Config;
     public int ContextLength { get; }
     public int MaxBatch { get; }
     /// <summary>Number of positions evaluated so far (the next token goes at this position).</summary>
     public int Position { get; private set; }
-    public ThreadTeam Team { get; }
+    internal ThreadTeam Team { get; }
 
     internal float[] Logits { get; }
     /// <summary>Element storage of the KV caches' keys and values (F32 unless the caller chose otherwise).</summary>
@@ -98,6 +99,7 @@ public sealed class Session : IDisposable
             if (lastLogitsOnly)
             {
                 Position += n;
+                RecordEvaluated(tokens.Slice(i, n));
                 if (!final) continue;
                 _lastRow = 0; // LogitRows put the only computed row first
                 if (!Math.Kernels.AllFinite(LastLogits))
@@ -112,6 +114,7 @@ public sealed class Session : IDisposable
                 onLogits?.Invoke(Position + t, tokens[i + t], logits);
             }
             Position += n;
+            RecordEvaluated(tokens.Slice(i, n));
             _lastRow = n - 1;
         }
         return LastLogits;
@@ -124,6 +127,7 @@ public sealed class Session : IDisposable
             throw new InvalidOperationException("this session is evaluating on another thread; it cannot be reset meanwhile");
         foreach (var m in Memory) m.Reset();
         Position = 0;
+        _tokens.Clear();
     }
 
     /// <summary>Which rows of the classifier the current Forward must compute.</summary>

@@ -5,7 +5,7 @@ namespace MicroLm.Generation;
 
 /// <summary>SHA-256 (FIPS 180-4) in managed code: traces must hash the same everywhere, including
 /// under qemu and in the browser where the platform's crypto library may be missing or asynchronous.</summary>
-public sealed class Sha256
+internal sealed class Sha256
 {
     private static readonly uint[] K =
     [

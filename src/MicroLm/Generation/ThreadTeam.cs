@@ -9,7 +9,7 @@ namespace MicroLm.Generation;
 /// been paying off, and when all live teams together have more threads than processors (several
 /// sessions at once) nobody spins: a spinning thread never holds a core another team's working thread
 /// needs. Nothing is allocated per call.</summary>
-public sealed class ThreadTeam : IDisposable
+internal sealed class ThreadTeam : IDisposable
 {
     private const int SpinIterations = 20000; // ~tens of microseconds before a worker goes to sleep
 

@@ -6,7 +6,7 @@ namespace MicroLm.Generation;
 /// <summary>The determinism trace: one line per evaluated position, "pos TAB token TAB sha256" with
 /// the hash over that position's logits as little-endian float32, then "trace SHA256" over all
 /// the lines before it (each ending in '\n'). Two runs agree bit for bit exactly when their traces do.</summary>
-public sealed class TraceWriter
+internal sealed class TraceWriter
 {
     private readonly StringBuilder _all = new();
     private readonly byte[] _hash = new byte[32];

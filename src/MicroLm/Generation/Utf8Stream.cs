@@ -2,7 +2,7 @@ namespace MicroLm.Generation;
 
 /// <summary>Turns token bytes into text without ever emitting half a UTF-8 character: bytes of an
 /// incomplete sequence wait for the next token; invalid bytes become U+FFFD.</summary>
-public sealed class Utf8Stream
+internal sealed class Utf8Stream
 {
     private readonly byte[] _pending = new byte[4];
     private int _count;

@@ -8,7 +8,7 @@ namespace MicroLm.Gguf;
 /// caller's bytes. Every count, length and offset is checked against the bytes that remain before it
 /// is used, so a hostile header fails with <see cref="GgufFormatException"/> and never causes a large
 /// allocation or a long loop. Tensor bytes are spans into the buffer, never copied.</summary>
-public sealed class GgufFile : IDisposable
+internal sealed class GgufFile : IDisposable
 {
     public const uint Magic = 0x46554747; // "GGUF" read as little-endian u32
     public const int DefaultAlignment = 32;

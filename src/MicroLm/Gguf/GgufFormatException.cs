@@ -2,7 +2,7 @@ namespace MicroLm.Gguf;
 
 /// <summary>The one error a GGUF reader throws for a malformed, truncated or unsupported file:
 /// what is wrong and at which byte offset.</summary>
-public sealed class GgufFormatException : Exception
+internal sealed class GgufFormatException : MicroLmException
 {
     public long Offset { get; }
 

@@ -3,7 +3,7 @@ using MicroLm.Tensors;
 namespace MicroLm.Gguf;
 
 /// <summary>One entry of the tensor table. <see cref="Shape"/> is in ggml order: Shape[0] (ne0) varies fastest.</summary>
-public sealed class GgufTensorInfo
+internal sealed class GgufTensorInfo
 {
     public required string Name { get; init; }
     public required TensorTypeInfo Type { get; init; }

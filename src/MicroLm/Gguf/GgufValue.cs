@@ -6,7 +6,7 @@ namespace MicroLm.Gguf;
 
 /// <summary>A metadata value, read in place from the file's bytes. The parser has already checked
 /// that it lies inside the buffer, so accessors only interpret bytes.</summary>
-public readonly struct GgufValue
+internal readonly struct GgufValue
 {
     private readonly ReadOnlyMemory<byte> _buffer;
     private readonly int _offset;     // where the value's payload starts (after type tags and counts)

@@ -1,7 +1,7 @@
 namespace MicroLm.Gguf;
 
 /// <summary>The 13 metadata value types of GGUF.</summary>
-public enum GgufValueType : uint
+internal enum GgufValueType : uint
 {
     UInt8 = 0, Int8 = 1, UInt16 = 2, Int16 = 3, UInt32 = 4, Int32 = 5, Float32 = 6, Bool = 7,
     String = 8, Array = 9, UInt64 = 10, Int64 = 11, Float64 = 12,
@@ -10,7 +10,7 @@ public enum GgufValueType : uint
 /// <summary>A metadata array as plain .NET data: <see cref="Items"/> is a typed array
 /// (byte[], float[], string[], GgufArray[] for nested arrays, ...). Used by the writer and by
 /// <see cref="GgufValue.ToObject"/>.</summary>
-public sealed record GgufArray(GgufValueType ElementType, Array Items);
+internal sealed record GgufArray(GgufValueType ElementType, Array Items);
 
 internal static class GgufValueTypes
 {

@@ -7,7 +7,7 @@ namespace MicroLm.Gguf;
 /// <summary>Writes GGUF version 3 files, byte for byte deterministic: metadata in the order added,
 /// tensors in the order added, each aligned, padding zero-filled. Tests and benchmarks use it to
 /// build synthetic models of any shape.</summary>
-public sealed class GgufWriter
+internal sealed class GgufWriter
 {
     private readonly List<(string Key, GgufValueType Type, object Value)> _metadata = [];
     private readonly List<(string Name, GgmlType Type, long[] Shape, byte[] Data)> _tensors = [];

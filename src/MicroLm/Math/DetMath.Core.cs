@@ -12,7 +12,7 @@ namespace MicroLm.Math;
 // 2/(2n+1), 1/(2n+1)!!) rounded once to the nearest double; constants (ln 2, pi/2 splits,
 // 2/sqrt(pi), ...) come from mpmath at 200 digits. Both are produced and checked (truncation
 // error of every series on its reduced range) by tools/derive_math_constants.py.
-public static partial class DetMath
+internal static partial class DetMath
 {
     /// <summary>The one NaN every float function returns: bit pattern 0xFFC00000 (== <c>float.NaN</c> in .NET).</summary>
     public const int CanonicalNaNBits = unchecked((int)0xFFC00000);

@@ -3,7 +3,7 @@ using System.Numerics;
 namespace MicroLm.Math;
 
 // Argument reduction for sin/cos: x = q*(pi/2) + r, |r| <= ~pi/4, q mod 4 selects the quadrant.
-public static partial class DetMath
+internal static partial class DetMath
 {
     internal const double TwoOverPi = 0.6366197723675814;
     // Three-part Cody–Waite split of pi/2: Pio2_1 and Pio2_2 have 33 significant bits, so k*Pio2_1

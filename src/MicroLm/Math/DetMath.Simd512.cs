@@ -9,7 +9,7 @@ namespace MicroLm.Math;
 // (float -> double widen, the double kernel, double -> float narrow, explicit NaN/-inf selects),
 // so results are bit-identical to the scalar path. DetMath.Simd256.cs and DetMath.Simd512.cs are
 // generated from this file by tools/gen_simd.sh; edit this one and regenerate.
-public static partial class DetMath
+internal static partial class DetMath
 {
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector512<double> ClampSmallV512(Vector512<double> t)

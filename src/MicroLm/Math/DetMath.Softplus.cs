@@ -1,6 +1,6 @@
 namespace MicroLm.Math;
 
-public static partial class DetMath
+internal static partial class DetMath
 {
     /// <summary>
     /// softplus(x) = log(1 + e^x), with Mamba's cut-off: x itself above 20 (where the two differ by

@@ -4,7 +4,7 @@ namespace MicroLm.Math;
 
 // DetMath's functions in WebAssembly (for the compiled kernels, Tensors.Wasm.CompiledKernels): the same
 // IEEE binary64 operations in the same order as the C# scalar algorithms, so the same bits.
-public static partial class DetMath
+internal static partial class DetMath
 {
     /// <summary><see cref="ExpCoreSmall"/> of the f64 in <paramref name="t"/> (clamped first, as
     /// <see cref="ClampSmall"/>); leaves the f64 on the stack.</summary>

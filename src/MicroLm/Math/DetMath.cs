@@ -7,7 +7,7 @@ namespace MicroLm.Math;
 /// they are correctly rounded except in rare near-halfway cases (measured max error ~0.5 ulp, see
 /// docs/math.md). Every NaN result is the canonical NaN <see cref="CanonicalNaNBits"/> (0xFFC00000).
 /// </summary>
-public static partial class DetMath
+internal static partial class DetMath
 {
     // ---------------------------------------------------------------- exp / log / pow
 

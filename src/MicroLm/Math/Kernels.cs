@@ -12,7 +12,7 @@ namespace MicroLm.Math;
 /// One Vector512, two Vector256, four Vector128 or sixteen scalars hold the same 16 lanes, so every
 /// path performs the same IEEE operations in the same order and gives the same bits. Multiply and
 /// add are always separate (never fused): not every target has FMA, and emulating it is slow.</summary>
-public static class Kernels
+internal static class Kernels
 {
     public const int Lanes = 16;
 

@@ -6,7 +6,7 @@ namespace MicroLm.Models;
 /// <summary>One model family: its weights, read from the GGUF file once at load, and how a session runs
 /// them. Per-sequence state (each layer's memory, the scratch of a pass) lives in the
 /// <see cref="ForwardPass"/> the architecture makes for each session.</summary>
-public abstract class Architecture
+internal abstract class Architecture
 {
     public ModelConfig Config { get; }
 
@@ -49,7 +49,7 @@ public abstract class Architecture
 
 /// <summary>How a model computes: <see cref="Float"/> (binary32, deterministic by construction) or
 /// <see cref="Fixed"/> (integers only between the weights and the logits; docs/fixed-point.md).</summary>
-public enum Backend { Float, Fixed }
+internal enum Backend { Float, Fixed }
 
 /// <summary>What an architecture keeps for one session: each layer's memory (KV caches, windows,
 /// recurrent states) and the typed scratch of its forward pass.</summary>

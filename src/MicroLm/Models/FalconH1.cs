@@ -12,7 +12,7 @@ namespace MicroLm.Models;
 /// Key and tensor names, the split of ssm_in's output (z | xBC | dt), the scan and the order of the additions are
 /// llama.cpp's (llm_build_falcon_h1, build_mamba2_layer, ggml_ssm_conv, ggml_ssm_scan); its converter has already
 /// folded the checkpoint's multipliers into the weights and written A = −exp(A_log).</summary>
-public sealed class FalconH1 : Architecture
+internal sealed class FalconH1 : Architecture
 {
     private sealed class Layer
     {

@@ -12,7 +12,7 @@ namespace MicroLm.Models;
 /// window − 1 before it), as the model's attention types say; a feed-forward network with biases and GELU
 /// in its tanh form; a final LayerNorm and the token embeddings as classifier (tied) unless output.weight
 /// is present. llama.cpp has no GPT-Neo, so the keys and tensor names are ours (docs/gguf-gptneo.md).</summary>
-public sealed class GptNeo : Architecture
+internal sealed class GptNeo : Architecture
 {
     private sealed class Layer
     {

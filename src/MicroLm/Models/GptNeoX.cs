@@ -13,7 +13,7 @@ namespace MicroLm.Models;
 /// x + attn(ln1(x)) + mlp(ln2(x)) (Pythia) or the sequential x' = x + attn(ln1(x)); x' + mlp(ln2(x')).
 /// Key and tensor names, the Q|K|V row order of attn_qkv and the order of the additions are llama.cpp's
 /// (llm_build_gptneox; convert_hf_to_gguf.py already un-interleaves HF's per-head q,k,v rows).</summary>
-public sealed class GptNeoX : Architecture
+internal sealed class GptNeoX : Architecture
 {
     private sealed class Layer
     {

@@ -27,7 +27,7 @@ internal sealed class KvCache : LayerMemory
     }
 
     /// <summary>The cache of an attention layer with these options, in the session's element types.</summary>
-    public static KvCache For(Generation.Session s, int layer, AttentionOptions o) =>
+    public static KvCache For(Session s, int layer, AttentionOptions o) =>
         new(layer, o.KvHeads, o.HeadDim, s.ContextLength, o.Window, s.MaxBatch, s.KeyStorage, s.ValueStorage);
 
     public override string Kind => Window > 0 ? "kv-window" : "kv";

@@ -2,7 +2,7 @@ namespace MicroLm.Models;
 
 /// <summary>Memory one layer carries from token to token: a KV cache (every position or a sliding
 /// window) or a recurrent state. The architecture creates it (it knows which layer needs what), the
-/// session holds it (one set per sequence), <see cref="Generation.Session.Reset"/> clears it.</summary>
+/// session holds it (one set per sequence), <see cref="Session.Reset"/> clears it.</summary>
 internal abstract class LayerMemory
 {
     /// <summary>The layer this memory belongs to.</summary>

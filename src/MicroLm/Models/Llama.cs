@@ -9,7 +9,7 @@ namespace MicroLm.Models;
 /// <summary>LLaMA (llama2.c's stories models, TinyLlama): pre-norm blocks with RMSNorm, rotary
 /// attention on adjacent pairs with grouped-query heads, and a SwiGLU feed-forward network.
 /// Tensor names are llama.cpp's.</summary>
-public sealed class Llama : Architecture
+internal sealed class Llama : Architecture
 {
     private sealed class Layer
     {

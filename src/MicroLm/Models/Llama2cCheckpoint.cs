@@ -16,7 +16,7 @@ namespace MicroLm.Models;
 ///  "ak42" v2: the same header plus i32 group size; norms as f32, then each matrix as i8 values
 ///    followed by f32 scales, one per group.
 ///  tokenizer: i32 max token length, then per token f32 score, i32 length, bytes.</summary>
-public static class Llama2cCheckpoint
+internal static class Llama2cCheckpoint
 {
     private const uint Magic = 0x616b3432; // "ak42"
 

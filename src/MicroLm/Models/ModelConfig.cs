@@ -4,7 +4,7 @@ namespace MicroLm.Models;
 
 /// <summary>Hyperparameters of a decoder-only transformer, read from llama.cpp's GGUF keys
 /// ("{arch}.embedding_length" and so on).</summary>
-public sealed record ModelConfig
+internal sealed record ModelConfig
 {
     public required string Architecture { get; init; }
     public required int Dim { get; init; }

@@ -3,7 +3,7 @@ namespace MicroLm.Sampling;
 /// <summary>The sampler's random numbers, specified here so they are the same on every platform and
 /// .NET version (System.Random's algorithm is not a contract): SplitMix64, and a float in [0, 1)
 /// from the top 24 bits.</summary>
-public struct Rng(ulong seed)
+internal struct Rng(ulong seed)
 {
     private ulong _state = seed;
 

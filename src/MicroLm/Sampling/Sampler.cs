@@ -2,29 +2,11 @@ using MicroLm.Math;
 
 namespace MicroLm.Sampling;
 
-public sealed record SamplingOptions
-{
-    /// <summary>0 (or less) means greedy: the most likely token, the lowest id on ties.</summary>
-    public float Temperature { get; init; } = 0.8f;
-    /// <summary>Keep the K most likely tokens (0: all).</summary>
-    public int TopK { get; init; } = 40;
-    /// <summary>Keep the smallest set of most likely tokens whose probability reaches P (1: all).</summary>
-    public float TopP { get; init; } = 0.95f;
-    /// <summary>Drop tokens less likely than MinP × the most likely one (0: none).</summary>
-    public float MinP { get; init; } = 0.05f;
-    /// <summary>Divide positive (multiply negative) logits of recently seen tokens by this (1: off).</summary>
-    public float RepeatPenalty { get; init; } = 1f;
-    public int RepeatLastN { get; init; } = 64;
-    public ulong Seed { get; init; } = 42;
-
-    public static SamplingOptions Greedy => new() { Temperature = 0 };
-}
-
 /// <summary>Chooses the next token from logits, in llama.cpp's order: repetition penalty, top-k,
 /// top-p, min-p, then temperature and a draw. Candidates are ordered by logit and then by id, and
 /// every sum runs in that order, so a seed gives the same tokens everywhere. Buffers are allocated
 /// once; sampling allocates nothing.</summary>
-public sealed class Sampler
+internal sealed class Sampler
 {
     private readonly SamplingOptions _o;
     private readonly float[] _logits;

@@ -12,7 +12,7 @@ public enum GgmlType : uint
 
 /// <summary>What every tensor type is: its name and block geometry. Kernels for a type live in
 /// <see cref="Quants"/> and are looked up through the same table, so a type is described once.</summary>
-public sealed record TensorTypeInfo(GgmlType Type, string Name, int BlockSize, int BytesPerBlock)
+internal sealed record TensorTypeInfo(GgmlType Type, string Name, int BlockSize, int BytesPerBlock)
 {
     /// <summary>Decoding and dot products for this type; null where the runtime cannot compute with it yet.</summary>
     public Quants.RowKernel? Kernel { get; init; }
@@ -21,7 +21,7 @@ public sealed record TensorTypeInfo(GgmlType Type, string Name, int BlockSize, i
     public long RowBytes(long elements) => elements / BlockSize * BytesPerBlock;
 }
 
-public static class TensorTypes
+internal static class TensorTypes
 {
     // Block geometry from the GGUF / ggml format description (values per block, bytes per block).
     private static readonly TensorTypeInfo[] Table =

@@ -6,7 +6,7 @@ namespace MicroLm.Tensors;
 
 /// <summary>A 2-D weight read in place from the file: <see cref="Rows"/> rows of <see cref="Columns"/>
 /// values each (ggml's ne1 × ne0), multiplied by activation vectors.</summary>
-public sealed class WeightMatrix
+internal sealed class WeightMatrix
 {
     public string Name { get; }
     public TensorTypeInfo Type { get; }

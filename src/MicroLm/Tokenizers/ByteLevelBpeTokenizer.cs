@@ -8,7 +8,7 @@ namespace MicroLm.Tokenizers;
 /// into words by the pre-tokenizer named by "tokenizer.ggml.pre"; each word's UTF-8 bytes are written as
 /// GPT-2's printable byte characters and merged pairwise by merge rank (lowest rank first, leftmost on
 /// ties) using "tokenizer.ggml.merges".</summary>
-public sealed class ByteLevelBpeTokenizer : Tokenizer
+internal sealed class ByteLevelBpeTokenizer : Tokenizer
 {
     public const int TypeNormal = 1, TypeUnknown = 2, TypeControl = 3, TypeUserDefined = 4, TypeUnused = 5, TypeByte = 6;
 
@@ -111,7 +111,7 @@ public sealed class ByteLevelBpeTokenizer : Tokenizer
 
     public override string TokenText(int id) => (uint)id < (uint)_tokens.Length ? _tokens[id] : $"<invalid {id}>";
 
-    public int TokenType(int id) => (uint)id < (uint)_types.Length ? _types[id] : 0;
+    public override int TokenType(int id) => (uint)id < (uint)_types.Length ? _types[id] : 0;
 
     public override ReadOnlySpan<byte> Decode(int previous, int id)
     {

@@ -7,7 +7,7 @@ namespace MicroLm.Tokenizers;
 /// space prefix, then the adjacent pair whose merged piece has the highest score is merged first (the
 /// leftmost on ties) until no merged piece is in the vocabulary; characters left outside the
 /// vocabulary fall back to their UTF-8 bytes as &lt;0xNN&gt; tokens.</summary>
-public sealed class SentencePieceTokenizer : Tokenizer
+internal sealed class SentencePieceTokenizer : Tokenizer
 {
     private const char SpaceMarker = '\u2581';
     public const int TypeNormal = 1, TypeUnknown = 2, TypeControl = 3, TypeUserDefined = 4, TypeUnused = 5, TypeByte = 6;
@@ -72,6 +72,8 @@ public sealed class SentencePieceTokenizer : Tokenizer
         if (piece.Length != 6 || !piece.StartsWith("<0x", StringComparison.Ordinal) || piece[5] != '>') return -1;
         return int.TryParse(piece.AsSpan(3, 2), System.Globalization.NumberStyles.HexNumber, null, out int b) ? b : -1;
     }
+
+    public override int TokenType(int id) => (uint)id < (uint)_types.Length ? _types[id] : 0;
 
     public override string TokenText(int id) => (uint)id < (uint)_pieces.Length ? _pieces[id] : $"<invalid {id}>";
 

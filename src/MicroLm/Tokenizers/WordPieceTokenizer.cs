@@ -44,6 +44,9 @@ internal sealed class WordPieceTokenizer : Tokenizer
         return new WordPieceTokenizer(pieces, types, cls, sep, unk);
     }
 
+    /// <summary>No token types are kept for WordPiece vocabularies: every token reads as normal (1).</summary>
+    public override int TokenType(int id) => 1;
+
     public override string TokenText(int id) => (uint)id < (uint)_pieces.Length ? _pieces[id] : $"<invalid {id}>";
 
     public override ReadOnlySpan<byte> Decode(int previous, int id)

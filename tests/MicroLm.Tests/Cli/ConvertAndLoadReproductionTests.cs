@@ -89,11 +89,11 @@ public class ConvertAndLoadReproductionTests
             using var model = Commands.LoadModel(o);
             using (var f = new FileStream(copy, FileMode.Open, FileAccess.Write)) f.SetLength(100); // another process truncates it
             using var session = model.CreateSession(64);
-            var g = new MicroLm.Generation.Generator(session, MicroLm.Sampling.SamplingOptions.Greedy) { StopAtEndOfSequence = false };
+            var g = new MicroLm.Generation.Generator(session, MicroLm.SamplingOptions.Greedy) { StopAtEndOfSequence = false };
             var ids = g.Generate(model.Tokenizer.Encode("Once upon a time", true), 6).Select(t => t.Id).ToList();
-            using var reference = MicroLm.Models.Model.Load(ModelPath);
+            using var reference = MicroLm.Model.Load(ModelPath);
             using var s2 = reference.CreateSession(64);
-            var g2 = new MicroLm.Generation.Generator(s2, MicroLm.Sampling.SamplingOptions.Greedy) { StopAtEndOfSequence = false };
+            var g2 = new MicroLm.Generation.Generator(s2, MicroLm.SamplingOptions.Greedy) { StopAtEndOfSequence = false };
             Assert.Equal(g2.Generate(reference.Tokenizer.Encode("Once upon a time", true), 6).Select(t => t.Id), ids);
 
             // Loading the truncated file (mapped or not) is a clear error, not a crash.

@@ -48,7 +48,7 @@ public class ProbeReproductionTests
         Assert.True(many.Code == 0, many.Err);
         Assert.True(sw.Elapsed.TotalSeconds < 30, $"took {sw.Elapsed.TotalSeconds:F1} s");
         Assert.Equal(Run("verify", "-m", ModelPath, "-p", "Once upon a time", "-n", "4", "--temp", "0", "-t", "1").Out, many.Out);
-        using var model = MicroLm.Models.Model.Load(ModelPath);
+        using var model = MicroLm.Model.Load(ModelPath);
         using var session = model.CreateSession(64, threads: 1000);
         Assert.True(session.Team.Threads <= Environment.ProcessorCount);
         Assert.Equal(MicroLm.Generation.ThreadTeam.MaxParts, session.Team.Count);
@@ -82,10 +82,10 @@ public class ProbeReproductionTests
         // The library refuses them too.
         var o = flag switch
         {
-            "--temp" => new MicroLm.Sampling.SamplingOptions { Temperature = float.Parse(value, System.Globalization.CultureInfo.InvariantCulture) },
-            "--top-p" => new MicroLm.Sampling.SamplingOptions { TopP = float.NaN },
-            "--min-p" => new MicroLm.Sampling.SamplingOptions { MinP = float.NaN },
-            _ => new MicroLm.Sampling.SamplingOptions { RepeatPenalty = float.NaN },
+            "--temp" => new MicroLm.SamplingOptions { Temperature = float.Parse(value, System.Globalization.CultureInfo.InvariantCulture) },
+            "--top-p" => new MicroLm.SamplingOptions { TopP = float.NaN },
+            "--min-p" => new MicroLm.SamplingOptions { MinP = float.NaN },
+            _ => new MicroLm.SamplingOptions { RepeatPenalty = float.NaN },
         };
         Assert.Throws<MicroLmException>(() => new MicroLm.Sampling.Sampler(o, 10));
     }

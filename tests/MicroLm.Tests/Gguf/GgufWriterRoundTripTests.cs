@@ -10,7 +10,7 @@ public class GgufWriterRoundTripTests
     private static readonly double NaNPayload64 = BitConverter.UInt64BitsToDouble(0x7FF0_0000_DEAD_BEEF);
 
     /// <summary>One entry per value type (all 13) and more for the corner cases.</summary>
-    public static IEnumerable<(string Key, GgufValueType Type, object Value)> Values()
+    internal static IEnumerable<(string Key, GgufValueType Type, object Value)> Values()
     {
         yield return ("u8.min", GgufValueType.UInt8, byte.MinValue);
         yield return ("u8.max", GgufValueType.UInt8, byte.MaxValue);

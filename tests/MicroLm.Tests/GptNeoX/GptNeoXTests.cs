@@ -38,7 +38,7 @@ public class GptNeoXTests(Pythia14MFixture fixture) : IClassFixture<Pythia14MFix
         List<int> Run()
         {
             using var session = model.CreateSession(contextLength: 64);
-            var generator = new Generator(session, Sampling.SamplingOptions.Greedy)
+            var generator = new Generator(session, SamplingOptions.Greedy)
             {
                 StopAtEndOfSequence = false,
                 OnLogits = (_, _, logits) => Assert.True(logits.ToArray().All(float.IsFinite)),

@@ -72,7 +72,7 @@ public class RobustnessTests
         using var session = model.CreateSession(contextLength: 20);
         var g = new Generation.Generator(session, SamplingOptions.Greedy) { StopAtEndOfSequence = false };
         var tokens = g.Generate(model.Tokenizer.Encode("Once upon a time", true), 100).ToList();
-        Assert.Equal(Generation.StopReason.ContextFull, g.StopReason);
+        Assert.Equal(StopReason.ContextFull, g.StopReason);
         Assert.Equal(20 - 5 + 1, tokens.Count); // the last token is sampled from the final position's logits
     }
 

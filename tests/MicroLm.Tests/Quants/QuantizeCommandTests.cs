@@ -129,7 +129,7 @@ public sealed class QuantizeCommandTests : IDisposable
         {
             string path = System.IO.Path.Combine(_dir, $"run-{p.Name}.gguf");
             Assert.Equal(0, Cli("quantize", Source, path, p.Name).Code);
-            using var model = MicroLm.Models.Model.Load(path);
+            using var model = MicroLm.Model.Load(path);
             using var session = model.CreateSession(16, 1, 4);
             var logits = session.Evaluate([1, 5, 9]).ToArray();
             Assert.All(logits, v => Assert.True(float.IsFinite(v), p.Name));

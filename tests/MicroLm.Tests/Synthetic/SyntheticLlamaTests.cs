@@ -23,7 +23,7 @@ public class SyntheticLlamaTests
         var prompt = model.Tokenizer.Encode("Once upon a time", addBos: true);
         Assert.Equal([1, 9038, 2501, 263, 931], prompt); // the llama2 vocabulary's ids
         int positions = 0;
-        var generator = new Generator(session, MicroLm.Sampling.SamplingOptions.Greedy)
+        var generator = new Generator(session, SamplingOptions.Greedy)
         {
             StopAtEndOfSequence = false,
             OnLogits = (_, _, logits) => { Assert.True(logits.ToArray().All(float.IsFinite)); positions++; },

@@ -6,7 +6,7 @@ namespace MicroLm.Tensors.Quants;
 // The float types' WebAssembly kernels (see Wasm.CompiledKernels): the 16-lane dot of Kernels.EmitDot
 // with each type's way of loading weights as floats.
 
-public sealed partial class F32Kernel
+internal sealed partial class F32Kernel
 {
     internal override WasmDot WasmDot => static (f, row, x, scales, n) =>
         Kernels.EmitDot(f, row, x, n, TensorTypes.Get(GgmlType.F32).BytesPerBlock,
@@ -14,7 +14,7 @@ public sealed partial class F32Kernel
             static (f, p, offset) => f.Get(p).F32Load(offset));
 }
 
-public sealed partial class F16Kernel
+internal sealed partial class F16Kernel
 {
     private const int FiniteMask = unchecked((int)0x8FFFFFFF);
 

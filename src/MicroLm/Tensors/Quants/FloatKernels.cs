@@ -16,7 +16,7 @@ internal static class FloatRows
     public static bool PrefersFour(int rowBytes) => Kernels.VectorBits >= 512 && rowBytes <= MaxFourRowBytes;
 }
 
-public sealed partial class F32Kernel : RowKernel
+internal sealed partial class F32Kernel : RowKernel
 {
     public static readonly F32Kernel Instance = new();
 
@@ -63,7 +63,7 @@ public sealed partial class F32Kernel : RowKernel
 }
 
 /// <summary>IEEE half → float is exact, so a 64K-entry table gives the same bits as any conversion instruction.</summary>
-public sealed partial class F16Kernel : RowKernel
+internal sealed partial class F16Kernel : RowKernel
 {
     public static readonly F16Kernel Instance = new();
     internal static readonly float[] HalfToFloat = BuildTable();
@@ -246,7 +246,7 @@ public sealed partial class F16Kernel : RowKernel
     }
 }
 
-public sealed class BF16Kernel : RowKernel
+internal sealed class BF16Kernel : RowKernel
 {
     public static readonly BF16Kernel Instance = new();
 

@@ -68,7 +68,7 @@ internal static class KBlock
 /// the value of largest magnitude (sign kept, the first on ties), and q = min(127, round_even(x·(−127/max)));
 /// an all-zero block has d = 0 and q = 0. Per 16 values the quant sum (for the min terms).
 /// Made once per matmul input by <see cref="Activation.EnsureQ8K"/>.</summary>
-public sealed class Q8KForm
+internal sealed class Q8KForm
 {
     public int Length { get; }
     public sbyte[] Q { get; }
@@ -128,7 +128,7 @@ public sealed class Q8KForm
 
 /// <summary>Base of the K-quant kernels: a dot is a sum over super-blocks of per-block terms computed
 /// by <see cref="BlockDot"/> from the Q8_K form.</summary>
-public abstract class KQuantKernel : RowKernel
+internal abstract class KQuantKernel : RowKernel
 {
     protected abstract int BytesPerBlock { get; }
 
@@ -160,7 +160,7 @@ public abstract class KQuantKernel : RowKernel
     }
 }
 
-public sealed class Q2_KKernel : KQuantKernel
+internal sealed class Q2_KKernel : KQuantKernel
 {
     public static readonly Q2_KKernel Instance = new();
     protected override int BytesPerBlock => 84;
@@ -196,7 +196,7 @@ public sealed class Q2_KKernel : KQuantKernel
     }
 }
 
-public sealed class Q3_KKernel : KQuantKernel
+internal sealed class Q3_KKernel : KQuantKernel
 {
     public static readonly Q3_KKernel Instance = new();
     protected override int BytesPerBlock => 110;
@@ -234,7 +234,7 @@ public sealed class Q3_KKernel : KQuantKernel
     }
 }
 
-public sealed class Q4_KKernel : KQuantKernel
+internal sealed class Q4_KKernel : KQuantKernel
 {
     public static readonly Q4_KKernel Instance = new();
     protected override int BytesPerBlock => 144;
@@ -278,7 +278,7 @@ public sealed class Q4_KKernel : KQuantKernel
     }
 }
 
-public sealed class Q5_KKernel : KQuantKernel
+internal sealed class Q5_KKernel : KQuantKernel
 {
     public static readonly Q5_KKernel Instance = new();
     protected override int BytesPerBlock => 176;
@@ -325,7 +325,7 @@ public sealed class Q5_KKernel : KQuantKernel
     }
 }
 
-public sealed class Q6_KKernel : KQuantKernel
+internal sealed class Q6_KKernel : KQuantKernel
 {
     public static readonly Q6_KKernel Instance = new();
     protected override int BytesPerBlock => 210;

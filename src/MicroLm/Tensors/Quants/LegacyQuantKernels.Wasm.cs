@@ -5,7 +5,7 @@ namespace MicroLm.Tensors.Quants;
 // WebAssembly kernels of the 32-value block formats (see Wasm.CompiledKernels): the 8-lane contract of
 // IntegerDot (IntegerDot.EmitBlockDot) with each format's way of unpacking a block to 32 signed bytes.
 
-public sealed partial class Q8_0Kernel
+internal sealed partial class Q8_0Kernel
 {
     // Block: f16 d at 0, 32 signed quants at 2.
     internal override WasmDot WasmDot => static (f, row, x, scales, n) =>
@@ -17,7 +17,7 @@ public sealed partial class Q8_0Kernel
             });
 }
 
-public sealed partial class Q4_0Kernel
+internal sealed partial class Q4_0Kernel
 {
     // Block: f16 d at 0, 16 bytes at 2: low nibbles are values 0..15, high nibbles 16..31, each minus 8.
     internal override WasmDot WasmDot => static (f, row, x, scales, n) =>

@@ -14,7 +14,7 @@ namespace MicroLm.Tensors.Quants;
 /// Every type divides by d through its reciprocal (x·(1/d)), as ggml does: x/d can round differently.
 /// Values 0..15 of a 32-block go to the low nibbles of bytes 0..15, values 16..31 to the high nibbles.
 /// The K-quants and IQ4 types are encoded by <see cref="KQuantizer"/>.</summary>
-public static class Quantizer
+internal static class Quantizer
 {
     /// <summary>The encoded bytes of <paramref name="values"/>, a whole number of rows of
     /// <paramref name="rowLength"/> values each (a multiple of the type's block size).</summary>

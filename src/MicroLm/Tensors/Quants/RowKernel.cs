@@ -9,7 +9,7 @@ namespace MicroLm.Tensors.Quants;
 /// product with an activation vector. Every dot keeps the reduction order of <see cref="Kernels"/>
 /// (float types), or sums exact integer block products in block order (quantized types), so results
 /// do not depend on the vector width or the thread that computes them.</summary>
-public abstract class RowKernel
+internal abstract class RowKernel
 {
     /// <summary>True if <see cref="Dot"/> reads the activation's Q8_0 form (quantized once per matmul).</summary>
     public virtual bool UsesQ8Activation => false;
@@ -94,7 +94,7 @@ public abstract class RowKernel
 }
 
 /// <summary>An input vector of a matmul, with its Q8_0 form made at most once.</summary>
-public sealed class Activation
+internal sealed class Activation
 {
     public const int Q8Block = 32;
     public float[] Values { get; }
