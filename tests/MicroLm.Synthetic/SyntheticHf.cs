@@ -10,14 +10,14 @@ namespace MicroLm.Synthetic;
 /// shards with model.safetensors.index.json, tokenizer.json, tokenizer_config.json), with seeded random
 /// weights. <see cref="Weights"/> holds every tensor's values as stored (already rounded to the dtype),
 /// in PyTorch layout, for float64 references.</summary>
-public sealed class SyntheticHfCheckpoint
+internal sealed class SyntheticHfCheckpoint
 {
     public required string Directory { get; init; }
     public required Dictionary<string, (long[] Shape, float[] Values)> Weights { get; init; }
 }
 
 /// <summary>The shape of a synthetic checkpoint. Family: "gptneo", "llama" or "gptneox".</summary>
-public sealed record SyntheticHfOptions
+internal sealed record SyntheticHfOptions
 {
     public required string Family { get; init; }
     public int Dim { get; init; } = 64;
@@ -46,7 +46,7 @@ public sealed record SyntheticHfOptions
     public IReadOnlySet<string>? Omit { get; init; }
 }
 
-public static class SyntheticHf
+internal static class SyntheticHf
 {
     public static SyntheticHfCheckpoint Write(string dir, SyntheticHfOptions o)
     {
