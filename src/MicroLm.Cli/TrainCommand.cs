@@ -1,5 +1,4 @@
 using System.Globalization;
-using System.Security.Cryptography;
 using MicroLm.Train;
 
 namespace MicroLm.Cli;
@@ -76,7 +75,7 @@ public static class TrainCommand
         var run = new Training(options, stderr);
         var bytes = run.Run(output);
         stdout.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"{Convert.ToHexStringLower(SHA256.HashData(bytes))}  {output} ({bytes.Length:N0} bytes, held-out loss {run.HeldOutLoss:F4})"));
+            $"{Convert.ToHexStringLower(MicroLm.Generation.Sha256.HashData(bytes))}  {output} ({bytes.Length:N0} bytes, held-out loss {run.HeldOutLoss:F4})"));
         return 0;
     }
 
