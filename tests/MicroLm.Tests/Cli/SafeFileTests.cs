@@ -125,7 +125,7 @@ public class SafeFileTests
     /// <summary>A real full file system: a 256 KiB tmpfs (needs mount rights, as CI's root has; elsewhere the
     /// failing stream above stands in). Converting onto it over an existing good GGUF fails with one error
     /// line, and the good file is intact.</summary>
-    [Fact]
+    [SharedFact]
     public void Convert_onto_a_full_tmpfs_keeps_the_existing_file()
     {
         string mnt = CliRun.TempDir();
