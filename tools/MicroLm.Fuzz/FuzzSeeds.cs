@@ -36,9 +36,11 @@ public static class FuzzSeeds
             { Dim = 8, HiddenDim = 16, Layers = 1, Heads = 2, KvHeads = 1, ContextLength = 16, Vocabulary = vocab, VocabSize = 32, TiedOutput = true }));
             SyntheticHfOptions[] shapes =
             [
-                new() { Family = "llama", Dim = 16, Hidden = 32, Layers = 1, Heads = 2, KvHeads = 1, ContextLength = 16, TokenizerGguf = vocabGguf },
-                new() { Family = "gptneox", Dim = 16, Hidden = 32, Layers = 1, Heads = 2, KvHeads = 2, ContextLength = 16, DType = "F16", ExtraBuffers = true, TokenizerGguf = vocabGguf },
-                new() { Family = "gptneo", Dim = 16, Hidden = 32, Layers = 2, Heads = 2, KvHeads = 2, ContextLength = 16, Window = 4, DType = "BF16", Tied = false, Shards = 2, TokenizerGguf = vocabGguf },
+                new() { Family = "llama", Dim = 8, Hidden = 8, Layers = 1, Heads = 2, KvHeads = 1, ContextLength = 16, TokenizerGguf = vocabGguf },
+                new() { Family = "gptneox", Dim = 8, Hidden = 8, RotaryPct = 0.5f, Layers = 1, Heads = 2, KvHeads = 2, ContextLength = 16, DType = "F16", ExtraBuffers = true, TokenizerGguf = vocabGguf },
+                new() { Family = "gptneo", Dim = 8, Hidden = 8, Layers = 2, Heads = 2, KvHeads = 2, ContextLength = 16, Window = 4, DType = "BF16", Tied = false, Shards = 2, TokenizerGguf = vocabGguf },
+                new() { Family = "falconh1", Dim = 8, Hidden = 8, Layers = 1, Heads = 2, KvHeads = 1, ContextLength = 16, SsmInner = 8, SsmHeadDim = 4,
+                        SsmGroups = 1, SsmState = 4, TokenizerGguf = vocabGguf },
             ];
             foreach (var o in shapes)
             {
