@@ -64,6 +64,14 @@ public static class CliMain
             stderr.WriteLine($"microlm: error: {OneLine(Message(e))}");
             return 1;
         }
+        catch (AccessViolationException)
+        {
+            // Reachable only with DOTNET_legacyCorruptedStateExceptionsPolicy=1 (otherwise .NET ends the process at the
+            // fault). The runtime reads memory only through mapped files, so this is a mapped file cut short while in use.
+            stdout.Flush();
+            stderr.WriteLine("microlm: error: a memory-mapped file could not be read: it was truncated or replaced while in use (--no-mmap reads the model into memory once)");
+            return 1;
+        }
     }
 
     /// <summary>Failures that are the input's or the environment's fault, reported as one line.

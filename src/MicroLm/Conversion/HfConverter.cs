@@ -35,6 +35,17 @@ internal static class HfConverter
     /// <summary>The GGUF of a checkpoint, in memory (the tests' entry).</summary>
     public static GgufWriter Build(string dir, string outType = "auto", Action<string>? progress = null)
     {
+        // Every mapping reads config.json and the tokenizer files by type (GetInt32, GetString, ...); a value of another
+        // type throws InvalidOperationException from System.Text.Json wherever it is read. Found by fuzzing (tests/fuzz/regressions/hf).
+        try { return BuildChecked(dir, outType, progress); }
+        catch (InvalidOperationException e) when (e.Source?.StartsWith("System.Text.Json", StringComparison.Ordinal) == true) // its Source is "System.Text.Json.Rethrowable"
+        {
+            throw new MicroLmException($"{dir}: a value in the checkpoint's JSON files has the wrong type ({e.Message})");
+        }
+    }
+
+    private static GgufWriter BuildChecked(string dir, string outType, Action<string>? progress)
+    {
         using var ck = new HfCheckpoint(dir);
         var arch = ck.Config.TryGetProperty("architectures", out var a) && a.ValueKind == JsonValueKind.Array && a.GetArrayLength() > 0
             && a[0].ValueKind == JsonValueKind.String ? a[0].GetString()! : throw new MicroLmException($"{dir}/config.json has no \"architectures\"");

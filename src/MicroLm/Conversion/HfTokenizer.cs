@@ -34,7 +34,7 @@ internal static class HfTokenizer
         var byId = new Dictionary<int, string>();
         foreach (var p in vocab.EnumerateObject())
         {
-            if (!p.Value.TryGetInt32(out int id) || id < 0 || id >= vocabSize)
+            if (p.Value.ValueKind != JsonValueKind.Number || !p.Value.TryGetInt32(out int id) || id < 0 || id >= vocabSize)
                 throw new MicroLmException($"{path}: token '{p.Name}' has id {p.Value} outside the model's vocabulary of {vocabSize}");
             if (!byId.TryAdd(id, p.Name)) throw new MicroLmException($"{path}: id {id} is given twice");
         }

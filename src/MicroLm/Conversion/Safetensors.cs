@@ -131,7 +131,8 @@ internal sealed class SafetensorsFile : IDisposable
             }
             if (!t.TryGetProperty("data_offsets", out var off) || off.ValueKind != JsonValueKind.Array || off.GetArrayLength() != 2)
                 throw new MicroLmException($"{where} has no data_offsets [begin, end]");
-            long begin = off[0].TryGetInt64(out long b) ? b : -1, end = off[1].TryGetInt64(out long e2) ? e2 : -1;
+            long begin = off[0].ValueKind == JsonValueKind.Number && off[0].TryGetInt64(out long b) ? b : -1;
+            long end = off[1].ValueKind == JsonValueKind.Number && off[1].TryGetInt64(out long e2) ? e2 : -1;
             if (begin < 0 || end < begin || end > dataLength)
                 throw new MicroLmException($"{where}: data_offsets [{off[0]}, {off[1]}] are outside the {dataLength:N0} bytes of data");
             if (elements == long.MaxValue || elements * size != end - begin)

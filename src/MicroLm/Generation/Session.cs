@@ -83,6 +83,7 @@ public sealed partial class Session : IDisposable
     private ReadOnlySpan<float> EvaluateCore(ReadOnlySpan<int> tokens, int batch, LogitsHandler? onLogits, bool lastLogitsOnly)
     {
         if (tokens.Length == 0) throw new ArgumentException("no tokens to evaluate");
+        Model.File.CheckUnchanged(); // a mapped file truncated since the last evaluation would fault the process
         if (lastLogitsOnly && onLogits != null) throw new ArgumentException("onLogits needs every position's logits; it cannot be combined with lastLogitsOnly");
         if (Position + tokens.Length > ContextLength)
             throw new MicroLmException($"context is full: {Position} positions used, {tokens.Length} more requested, context length {ContextLength}");

@@ -24,6 +24,9 @@ internal sealed class ThreadTeam : IDisposable
     private int _disposed;
     private const int MinWaitSpin = 64;
     private int _waitSpin = SpinIterations;
+    // The first exception of a job's parts (any thread): Run rethrows it on the caller once every part has ended,
+    // so a failing part is an exception of the evaluation, not the end of the process.
+    private System.Runtime.ExceptionServices.ExceptionDispatchInfo? _failure;
 
     /// <summary>Threads of all live teams, callers included; above the processor count nobody spins.</summary>
     private static int s_liveThreads;
@@ -70,7 +73,7 @@ internal sealed class ThreadTeam : IDisposable
         Interlocked.Increment(ref _generation);
         for (int i = 0; i < _workers.Length; i++)
             if (Interlocked.Exchange(ref _sleeping[i], 0) == 1) _wake[i].Release();
-        RunParts(job, 0);
+        RunPartsCatching(job, 0);
         // Spin for the other parts only as long as that has been paying off: a wait that had to block
         // (the workers were descheduled: a busy machine) halves the spin, one that did not doubles it.
         int budget = Oversubscribed ? 0 : _waitSpin;
@@ -79,6 +82,7 @@ internal sealed class ThreadTeam : IDisposable
         if (Volatile.Read(ref _pending) == 0)
         {
             if (spins * 2 > budget) _waitSpin = System.Math.Min(SpinIterations, System.Math.Max(MinWaitSpin, budget * 2));
+            ThrowFailure();
             return;
         }
         _waitSpin = System.Math.Max(MinWaitSpin, budget / 2);
@@ -89,6 +93,18 @@ internal sealed class ThreadTeam : IDisposable
             _done.Wait();
             if (Volatile.Read(ref _pending) != 0) _done.Reset();
         }
+        ThrowFailure();
+    }
+
+    private void ThrowFailure()
+    {
+        if (Interlocked.Exchange(ref _failure, null) is { } failure) failure.Throw();
+    }
+
+    private void RunPartsCatching(Action<int, int> job, int thread)
+    {
+        try { RunParts(job, thread); }
+        catch (Exception e) { Interlocked.CompareExchange(ref _failure, System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(e), null); }
     }
 
     /// <summary>The slice [start, end) of <paramref name="total"/> items that part <paramref name="part"/> of <paramref name="parts"/> owns.</summary>
@@ -122,7 +138,7 @@ internal sealed class ThreadTeam : IDisposable
             }
             if (_stopping) return;
             seen = Volatile.Read(ref _generation);
-            RunParts(_job!, part);
+            RunPartsCatching(_job!, part);
             if (Interlocked.Decrement(ref _pending) == 0) _done.Set();
         }
     }

@@ -291,6 +291,10 @@ internal sealed class GgufFile : IDisposable
 
     public long ParameterCount => Tensors.Sum(t => t.ElementCount);
 
+    /// <summary>Throws if a memory-mapped file has been truncated or rewritten since it was opened (see
+    /// <see cref="MappedMemory.CheckUnchanged"/>); nothing for bytes held in memory.</summary>
+    internal void CheckUnchanged() => (_owner as MappedMemory)?.CheckUnchanged();
+
     public void Dispose() => _owner?.Dispose();
 
     internal static string FormatShape(long[] shape) => "[" + string.Join(", ", shape) + "]";

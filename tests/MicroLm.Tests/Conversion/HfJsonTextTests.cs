@@ -44,6 +44,20 @@ public sealed class HfJsonTextTests : IDisposable
         Assert.DoesNotContain('\n', e.Message);
     }
 
+    /// <summary>Also found by fuzzing: a data offset of another JSON type (false, "0") threw InvalidOperationException.
+    /// The mappings' own reads of config.json and tokenizer.json by type are covered by the replayed findings
+    /// (FuzzCorpusTests over tests/fuzz/regressions/hf).</summary>
+    [Theory]
+    [InlineData("false")]
+    [InlineData("'0'")]
+    [InlineData("[0]")]
+    public void A_data_offset_that_is_not_a_number_is_one_error(string offset)
+    {
+        var e = Assert.Throws<MicroLmException>(() => SafetensorsFile.FromMemory("x.safetensors",
+            Safetensors(J("{'a':{'dtype':'F32','shape':[1],'data_offsets':[" + offset + ",4]}}"))).Dispose());
+        Assert.Contains("data_offsets", e.Message, StringComparison.Ordinal);
+    }
+
     [Fact]
     public void The_same_header_with_valid_text_loads()
     {
