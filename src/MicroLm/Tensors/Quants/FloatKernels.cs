@@ -104,9 +104,8 @@ internal sealed partial class F16Kernel : RowKernel
             var acc0 = Vector256<float>.Zero; var acc1 = Vector256<float>.Zero;
             for (; i < full; i += 16)
             {
-                var (lo, hi) = Vector256.Widen(Vector256.LoadUnsafe(ref h, (nuint)i));
-                acc0 += ToSingle(lo) * Vector256.LoadUnsafe(ref xv, (nuint)i);
-                acc1 += ToSingle(hi) * Vector256.LoadUnsafe(ref xv, (nuint)i + 8);
+                acc0 += LoadSingle256(ref h, i) * Vector256.LoadUnsafe(ref xv, (nuint)i);
+                acc1 += LoadSingle256(ref h, i + 8) * Vector256.LoadUnsafe(ref xv, (nuint)i + 8);
             }
             acc0.StoreUnsafe(ref l); acc1.StoreUnsafe(ref l, 8);
         }
@@ -134,12 +133,13 @@ internal sealed partial class F16Kernel : RowKernel
     /// <summary>Decode over four rows at once (512-bit path): four independent 16-lane sums keep the adder
     /// busy where one row's sum waits on its previous add, and the rows two passes ahead are prefetched.
     /// Each row's operations are Dot's, so the bits are the same.</summary>
-    public override bool PrefersFourRows(int rowBytes) => FloatRows.PrefersFour(rowBytes);
+    public override bool PrefersFourRows(int rowBytes) => Kernels.VectorBits >= 256 && rowBytes <= FloatRows.MaxFourRowBytes;
 
     public override void Dot4Rows(ReadOnlySpan<byte> rows, int rowBytes, Activation x, Span<float> results)
     {
         int n = x.Length;
-        if (Kernels.VectorBits < 512 || (n & 15) != 0) { base.Dot4Rows(rows, rowBytes, x, results); return; }
+        if (Kernels.VectorBits < 256 || (n & 15) != 0) { base.Dot4Rows(rows, rowBytes, x, results); return; }
+        if (Kernels.VectorBits < 512) { Dot4Rows256(rows, rowBytes, x, results); return; }
         ref byte start = ref MemoryMarshal.GetReference(rows);
         ref ushort h0 = ref Unsafe.As<byte, ushort>(ref start);
         ref ushort h1 = ref Unsafe.Add(ref h0, rowBytes / 2);
@@ -160,6 +160,33 @@ internal sealed partial class F16Kernel : RowKernel
             a3 += LoadSingle512(ref h3, i) * xs;
         }
         Kernels.ReduceLanes4(a0, a1, a2, a3, results);
+    }
+
+    /// <summary>Dot4Rows on 256-bit vectors: each row's 16 lanes are two accumulators, as in Dot's 256-bit path.</summary>
+    private static void Dot4Rows256(ReadOnlySpan<byte> rows, int rowBytes, Activation x, Span<float> results)
+    {
+        int n = x.Length;
+        ref byte start = ref MemoryMarshal.GetReference(rows);
+        ref ushort h0 = ref Unsafe.As<byte, ushort>(ref start);
+        ref ushort h1 = ref Unsafe.Add(ref h0, rowBytes / 2);
+        ref ushort h2 = ref Unsafe.Add(ref h1, rowBytes / 2);
+        ref ushort h3 = ref Unsafe.Add(ref h2, rowBytes / 2);
+        ref float xv = ref MemoryMarshal.GetArrayDataReference(x.Values);
+        int ahead = 8 * rowBytes;
+        var a0 = Vector256<float>.Zero; var b0 = Vector256<float>.Zero; var a1 = Vector256<float>.Zero; var b1 = Vector256<float>.Zero;
+        var a2 = Vector256<float>.Zero; var b2 = Vector256<float>.Zero; var a3 = Vector256<float>.Zero; var b3 = Vector256<float>.Zero;
+        for (int i = 0; i < n; i += 16)
+        {
+            IntegerDot.Prefetch(ref start, ahead + 8 * i);
+            IntegerDot.Prefetch(ref start, ahead + 8 * i + 64);
+            var xa = Vector256.LoadUnsafe(ref xv, (nuint)i);
+            var xb = Vector256.LoadUnsafe(ref xv, (nuint)i + 8);
+            a0 += LoadSingle256(ref h0, i) * xa; b0 += LoadSingle256(ref h0, i + 8) * xb;
+            a1 += LoadSingle256(ref h1, i) * xa; b1 += LoadSingle256(ref h1, i + 8) * xb;
+            a2 += LoadSingle256(ref h2, i) * xa; b2 += LoadSingle256(ref h2, i + 8) * xb;
+            a3 += LoadSingle256(ref h3, i) * xa; b3 += LoadSingle256(ref h3, i + 8) * xb;
+        }
+        Kernels.ReduceLanes4(Vector512.Create(a0, b0), Vector512.Create(a1, b1), Vector512.Create(a2, b2), Vector512.Create(a3, b3), results);
     }
 
     /// <summary>Prefill: the row is converted once (exactly) and dotted with every token as F32, which
@@ -219,6 +246,15 @@ internal sealed partial class F16Kernel : RowKernel
         var wide = Vector512.WidenLower(Vector256.LoadUnsafe(ref Unsafe.As<ushort, short>(ref h), (nuint)i).ToVector512Unsafe());
         var v = Vector512.ShiftLeft(wide, 13) & Vector512.Create(unchecked((int)0x8FFFFFFF));
         return v.AsSingle() * Vector512.Create(TwoPow112);
+    }
+
+    /// <summary>8 halves at h[i] as floats (LoadSingle512's conversion: sign-extending load, shift by 13).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> LoadSingle256(ref ushort h, int i)
+    {
+        var wide = Vector256.WidenLower(Vector128.LoadUnsafe(ref Unsafe.As<ushort, short>(ref h), (nuint)i).ToVector256Unsafe());
+        var v = Vector256.ShiftLeft(wide, 13) & Vector256.Create(unchecked((int)0x8FFFFFFF));
+        return v.AsSingle() * Vector256.Create(TwoPow112);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
