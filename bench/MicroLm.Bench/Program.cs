@@ -14,6 +14,8 @@ try
     if (args.Length > 0 && args[0] == "fixed") return FixedReport.Run(args[1..]);
     var a = BenchArgs.Parse(args);
     if (a.Help) { Console.WriteLine(BenchArgs.Usage); return 0; }
+    // --isa applies to every mode that times MicroLm (the JIT's level is fixed at start-up: a child run).
+    if ((a.Profile || a.DeterminismCost) && Isa.RunInChildIfNeeded(a.Isa, args) is int childExit) return childExit;
     if (a.Profile) { DecodeProfile.Run(a, Console.Out); return 0; }
     if (a.DeterminismCost) { DeterminismCost.Run(a, Console.Out); return 0; }
     if (a.WriteModels)
