@@ -11,6 +11,7 @@ namespace MicroLm.Cli;
 /// and passes on its exit code: one more process start (tens of milliseconds). `serve` and `chat` are not
 /// relaunched (a supervisor's signals must reach them directly); they check the file between uses
 /// (Session.Evaluate), and `--no-mmap` removes the risk. Set MICROLM_NO_RELAUNCH=1 to run in one process.</summary>
+[System.Runtime.Versioning.UnsupportedOSPlatform("browser")]
 internal static class MappedFaultGuard
 {
     public const string Variable = "DOTNET_legacyCorruptedStateExceptionsPolicy";
