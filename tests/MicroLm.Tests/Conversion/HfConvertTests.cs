@@ -179,6 +179,64 @@ public sealed class HfConvertTests(ITestOutputHelper log) : IDisposable
         Assert.Equal(first, s.Evaluate(ids).ToArray());
     }
 
+    /// <summary>TinyStories-1M's real configuration (SyntheticHf.TinyStories1M: d 64, 8 layers alternating global and
+    /// local, window 256, context 2048, intermediate_size null) converted and run on a 300-token prompt, so the local
+    /// layers' window is crossed, against the float64 reference; then greedy steps.</summary>
+    [Fact]
+    public void TinyStories_1M_configuration_converts_and_runs_past_its_window()
+    {
+        var o = SyntheticHf.TinyStories1M(Gpt2Vocab, seed: 71);
+        var (ck, gguf) = Make("ts1m", o, "auto");
+        using (var m = Model.Load(gguf))
+        {
+            Assert.Equal(256, m.Config.HiddenDim);
+            Assert.Equal([0, 256, 0, 256, 0, 256, 0, 256], m.Config.AttentionWindows.ToArray());
+        }
+        var ids = Ids(300, 50257, 72);
+        var reference = new HfReference(ck, o);
+        var (max, same) = Compare(gguf, reference.Logits(ids), ids, batch: 64);
+        log.WriteLine($"TinyStories-1M shape, 300 positions: max |diff| {max:E3}");
+        Assert.True(max < F32Tolerance, $"max |diff| {max}");
+        Assert.True(same);
+    }
+
+    /// <summary>TinyStories-33M's real configuration (d 768, 4 layers, 16 heads, window 256, context 2048): converted,
+    /// run on a short prompt against the float64 reference, greedy steps identical. Embedding std 0.05 keeps the tied
+    /// classifier's logits O(1–10) as a trained model's are; with the default 0.5 they reach ~60 over 768 dimensions
+    /// and the same F32 rounding (relative ~1e-6) measured 8.4e-5 absolute.</summary>
+    [Fact]
+    public void TinyStories_33M_configuration_converts_and_runs()
+    {
+        var o = SyntheticHf.TinyStories33M(Gpt2Vocab, seed: 73) with { EmbeddingScale = 0.05f };
+        var (ck, gguf) = Make("ts33m", o, "auto");
+        using (var m = Model.Load(gguf)) Assert.Equal(3072, m.Config.HiddenDim);
+        var ids = Ids(8, 50257, 74);
+        var reference = new HfReference(ck, o);
+        var (max, same) = Compare(gguf, reference.Logits(ids), ids);
+        log.WriteLine($"TinyStories-33M shape: max |diff| {max:E3}");
+        Assert.True(max < F32Tolerance, $"max |diff| {max}");
+        Assert.True(same);
+        GreedyAgrees(gguf, reference, ids, 2);
+    }
+
+    /// <summary>`inspect`'s memory envelope counts a local layer's ring, not the whole context, and says so.</summary>
+    [Fact]
+    public void Inspect_shows_the_windowed_KV_cache_size()
+    {
+        var o = new SyntheticHfOptions { Family = "gptneo", TokenizerGguf = Gpt2Vocab, Window = 8, Layers = 4, ContextLength = 128, Seed = 2 };
+        var (_, gguf) = Make("neo-inspect", o, "f32");
+        var stdout = new StringWriter(); var stderr = new StringWriter();
+        Assert.Equal(0, CliMain.Run(["inspect", gguf], stdout, stderr));
+        // 2 global layers × 128 rows + 2 local layers × a ring of 8 + 32 − 1 = 39 slots, stored twice.
+        long perRow = 2L * o.Dim * sizeof(float), expected = 2 * 128 * perRow + 2 * 78 * perRow;
+        Assert.Contains($"KV cache F32   {expected,14:N0} bytes", stdout.ToString());
+        Assert.Contains("(2 of 4 layers local: window 8, 78 rows each at batch 32; 2 global: 128 rows)", stdout.ToString());
+        stdout = new StringWriter();
+        Assert.Equal(0, CliMain.Run(["inspect", gguf, "--json"], stdout, stderr));
+        Assert.Contains($"\"kv_cache_f32\": {expected}", stdout.ToString());
+        Assert.Contains("\"sliding_window_layers\": 2", stdout.ToString());
+    }
+
     [Fact]
     public void Llama_F32_GQA_untied_sharded_matches_reference()
     {
