@@ -288,6 +288,8 @@ public sealed class HfConvertTests(ITestOutputHelper log) : IDisposable
         string gguf = Path.Combine(_dir, Path.GetFileName(ck.Directory) + "-cli.gguf"), dump = gguf + ".logits";
         var stdout = new StringWriter(); var stderr = new StringWriter();
         Assert.True(CliMain.Run(["convert", "hf", ck.Directory, "-o", gguf, "--outtype", outType], stdout, stderr) == 0, stderr.ToString());
+        using (var m = Model.Load(gguf)) // auto keeps the checkpoint's 16-bit type
+            Assert.Equal(outType == "auto" ? o.DType : outType.ToUpperInvariant(), m.File.Tensors.First(t => t.Shape.Length == 2).Type.Name);
         stdout = new StringWriter(); stderr = new StringWriter();
         int code = CliMain.Run(["verify", "-m", gguf, "--temp", "0", "--ids", string.Join(' ', prompt), "-n", n.ToString(System.Globalization.CultureInfo.InvariantCulture), "--dump-logits", dump], stdout, stderr);
         Assert.True(code == 0, stderr.ToString());
@@ -310,24 +312,32 @@ public sealed class HfConvertTests(ITestOutputHelper log) : IDisposable
         return (max, tokens.Length);
     }
 
+    /// <summary>F16 checkpoints are converted with --outtype auto (kept F16): the runtime widens F16 weights exactly
+    /// and sums in F32, so against the reference of the same (F16-valued) weights the F32 tolerance holds.</summary>
     [Theory]
-    [InlineData("gptneo")]
-    [InlineData("llama")]
-    [InlineData("gptneox")]
-    [InlineData("falconh1")]
-    public void Cli_convert_then_verify_ids_matches_float64_reference(string family)
+    [InlineData("gptneo", "F32")]
+    [InlineData("gptneo", "F16")]
+    [InlineData("llama", "F32")]
+    [InlineData("llama", "F16")]
+    [InlineData("gptneox", "F32")]
+    [InlineData("gptneox", "F16")]
+    [InlineData("falconh1", "F32")]
+    public void Cli_convert_then_verify_ids_matches_float64_reference(string family, string dtype)
     {
         var o = family switch
         {
-            "gptneo" => new SyntheticHfOptions { Family = family, TokenizerGguf = Gpt2Vocab, Window = 6, Layers = 2, ContextLength = 64, Tied = false, Seed = 41 },
-            "llama" => new SyntheticHfOptions { Family = family, TokenizerGguf = SpmVocab, Heads = 4, KvHeads = 1, Layers = 2, Seed = 42, Hidden = 96 },
+            // untied, window 6 < the 20 positions
+            "gptneo" => new SyntheticHfOptions { Family = family, TokenizerGguf = Gpt2Vocab, Window = 6, Layers = 2, ContextLength = 64, Tied = dtype == "F16", Seed = 41 },
+            // MQA; untied as F32, tied as F16
+            "llama" => new SyntheticHfOptions { Family = family, TokenizerGguf = SpmVocab, Heads = 4, KvHeads = dtype == "F16" ? 2 : 1, Tied = dtype == "F16", Layers = 2, Seed = 42, Hidden = 96 },
             "gptneox" => new SyntheticHfOptions { Family = family, TokenizerGguf = NeoxVocab, Layers = 2, ExtraBuffers = true, Seed = 43 },
             _ => new SyntheticHfOptions { Family = family, TokenizerGguf = Gpt2Vocab, Layers = 2, Heads = 4, KvHeads = 2, Hidden = 96, Seed = 44 },
         };
-        var ck = SyntheticHf.Write(Path.Combine(_dir, "cli-" + family), o);
+        o = o with { DType = dtype };
+        var ck = SyntheticHf.Write(Path.Combine(_dir, $"cli-{family}-{dtype}"), o);
         int vocab; using (var v = MicroLm.Gguf.GgufFile.Open(o.TokenizerGguf)) vocab = (int)v.Get("tokenizer.ggml.tokens").Count;
-        var (max, positions) = ConvertAndVerifyWithCli(ck, o, Ids(14, vocab, 45), 6);
-        log.WriteLine($"{family}: max |diff| {max:E3} over {positions} positions");
+        var (max, positions) = ConvertAndVerifyWithCli(ck, o, Ids(14, vocab, 45), 6, dtype == "F16" ? "auto" : "f32");
+        log.WriteLine($"{family} {dtype}: max |diff| {max:E3} over {positions} positions");
         Assert.True(max < F32Tolerance, $"max |diff| {max}");
     }
 
