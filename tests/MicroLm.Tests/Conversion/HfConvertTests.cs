@@ -72,7 +72,7 @@ public sealed class HfConvertTests(ITestOutputHelper log) : IDisposable
     // rounding of ~10^3 float additions per logit stays below 1e-4 of logits of magnitude ~1–10.
     private const double F32Tolerance = 1e-4;
 
-    [Fact]
+    [SharedFact]
     public void GptNeo_F32_with_prompt_longer_than_window_matches_float64_reference()
     {
         var o = new SyntheticHfOptions { Family = "gptneo", TokenizerGguf = Gpt2Vocab, Window = 8, Layers = 4, ContextLength = 64, Seed = 3 };
@@ -86,7 +86,7 @@ public sealed class HfConvertTests(ITestOutputHelper log) : IDisposable
         GreedyAgrees(gguf, reference, ids[..20], 4);
     }
 
-    [Fact]
+    [SharedFact]
     public void GptNeo_untied_sharded_with_buffers_matches_reference()
     {
         var o = new SyntheticHfOptions
@@ -104,7 +104,7 @@ public sealed class HfConvertTests(ITestOutputHelper log) : IDisposable
 
     /// <summary>F16 checkpoint kept F16: the weights are the same values in the reference and the file, and the
     /// runtime widens F16 weights to F32 before its F32 dot products, so the F32 tolerance holds (measured 1.4e-5).</summary>
-    [Fact]
+    [SharedFact]
     public void GptNeo_F16_matches_reference_within_F16_tolerance()
     {
         var o = new SyntheticHfOptions { Family = "gptneo", TokenizerGguf = Gpt2Vocab, Window = 8, DType = "F16", Seed = 4 };
@@ -121,7 +121,7 @@ public sealed class HfConvertTests(ITestOutputHelper log) : IDisposable
     /// rounded to F16 (1-D tensors stay F32, as the converter keeps them) the F32 tolerance holds; against the
     /// unrounded F32 model the logits move by the rounding itself (relative 2^-11 per weight), which this
     /// shape measures at ~4e-2 — the tolerance F16 output needs against an F32 reference.</summary>
-    [Fact]
+    [SharedFact]
     public void GptNeo_F32_checkpoint_as_F16_file_matches_the_rounded_reference()
     {
         var o = new SyntheticHfOptions { Family = "gptneo", TokenizerGguf = Gpt2Vocab, Window = 8, Seed = 8 };
@@ -141,7 +141,7 @@ public sealed class HfConvertTests(ITestOutputHelper log) : IDisposable
         Assert.True(maxF32 < 1e-1, $"F16 rounding moved logits by {maxF32}");
     }
 
-    [Fact]
+    [SharedFact]
     public void GptNeo_threads_and_batches_give_identical_bits_across_the_window_edge()
     {
         var o = new SyntheticHfOptions { Family = "gptneo", TokenizerGguf = Gpt2Vocab, Window = 6, ContextLength = 64, Seed = 11 };
@@ -162,7 +162,7 @@ public sealed class HfConvertTests(ITestOutputHelper log) : IDisposable
             Assert.True(expected.AsSpan().SequenceEqual(Run(t, b)), $"threads {t} batch {b}");
     }
 
-    [Fact]
+    [SharedFact]
     public void Session_reset_reproduces_and_memory_counts_the_window_ring()
     {
         var o = new SyntheticHfOptions { Family = "gptneo", TokenizerGguf = Gpt2Vocab, Window = 8, ContextLength = 128, Seed = 2 };
@@ -182,7 +182,7 @@ public sealed class HfConvertTests(ITestOutputHelper log) : IDisposable
     /// <summary>TinyStories-1M's real configuration (SyntheticHf.TinyStories1M: d 64, 8 layers alternating global and
     /// local, window 256, context 2048, intermediate_size null) converted and run on a 300-token prompt, so the local
     /// layers' window is crossed, against the float64 reference; then greedy steps.</summary>
-    [Fact]
+    [SharedFact]
     public void TinyStories_1M_configuration_converts_and_runs_past_its_window()
     {
         var o = SyntheticHf.TinyStories1M(Gpt2Vocab, seed: 71);
@@ -204,7 +204,7 @@ public sealed class HfConvertTests(ITestOutputHelper log) : IDisposable
     /// run on a short prompt against the float64 reference, greedy steps identical. Embedding std 0.05 keeps the tied
     /// classifier's logits O(1–10) as a trained model's are; with the default 0.5 they reach ~60 over 768 dimensions
     /// and the same F32 rounding (relative ~1e-6) measured 8.4e-5 absolute.</summary>
-    [Fact]
+    [SharedFact]
     public void TinyStories_33M_configuration_converts_and_runs()
     {
         var o = SyntheticHf.TinyStories33M(Gpt2Vocab, seed: 73) with { EmbeddingScale = 0.05f };
@@ -220,7 +220,7 @@ public sealed class HfConvertTests(ITestOutputHelper log) : IDisposable
     }
 
     /// <summary>`inspect`'s memory envelope counts a local layer's ring, not the whole context, and says so.</summary>
-    [Fact]
+    [SharedFact]
     public void Inspect_shows_the_windowed_KV_cache_size()
     {
         var o = new SyntheticHfOptions { Family = "gptneo", TokenizerGguf = Gpt2Vocab, Window = 8, Layers = 4, ContextLength = 128, Seed = 2 };
@@ -237,7 +237,7 @@ public sealed class HfConvertTests(ITestOutputHelper log) : IDisposable
         Assert.Contains("\"sliding_window_layers\": 2", stdout.ToString());
     }
 
-    [Fact]
+    [SharedFact]
     public void Llama_F32_GQA_untied_sharded_matches_reference()
     {
         var o = new SyntheticHfOptions { Family = "llama", TokenizerGguf = SpmVocab, Heads = 4, KvHeads = 2, Tied = false, Shards = 2, Seed = 21, Hidden = 160 };
@@ -249,7 +249,7 @@ public sealed class HfConvertTests(ITestOutputHelper log) : IDisposable
         Assert.True(same);
     }
 
-    [Fact]
+    [SharedFact]
     public void Llama_BF16_tied_converts_to_bf16_and_matches_reference()
     {
         var o = new SyntheticHfOptions { Family = "llama", TokenizerGguf = SpmVocab, Heads = 8, KvHeads = 8, Tied = true, DType = "BF16", Seed = 23 };
@@ -266,7 +266,7 @@ public sealed class HfConvertTests(ITestOutputHelper log) : IDisposable
         Assert.True(same);
     }
 
-    [Theory]
+    [SharedTheory]
     [InlineData(true)]
     [InlineData(false)]
     public void GptNeoX_F32_with_Pythia_buffers_matches_reference(bool parallel)
@@ -314,7 +314,7 @@ public sealed class HfConvertTests(ITestOutputHelper log) : IDisposable
 
     /// <summary>F16 checkpoints are converted with --outtype auto (kept F16): the runtime widens F16 weights exactly
     /// and sums in F32, so against the reference of the same (F16-valued) weights the F32 tolerance holds.</summary>
-    [Theory]
+    [SharedTheory]
     [InlineData("gptneo", "F32")]
     [InlineData("gptneo", "F16")]
     [InlineData("llama", "F32")]
@@ -346,7 +346,7 @@ public sealed class HfConvertTests(ITestOutputHelper log) : IDisposable
 
     /// <summary>Falcon-H1 with every µP multiplier distinct from 1 (folded into the weights by the converter, applied
     /// where transformers applies them by the reference): GQA, two SSM groups with grouped RMSNorm, untied.</summary>
-    [Fact]
+    [SharedFact]
     public void FalconH1_F32_with_multipliers_matches_float64_reference()
     {
         var o = FalconH1Options(51);
@@ -372,7 +372,7 @@ public sealed class HfConvertTests(ITestOutputHelper log) : IDisposable
     /// rounds once to F32, so the F32 tolerance holds. Kept F16 (auto), each folded product rounds to F16 (2^-11
     /// relative per weight, as llama.cpp's converter multiplies in the checkpoint's dtype): measured 2.0e-2 against
     /// the reference of the unrounded products, hence 5e-2 for that file, with identical greedy choices.</summary>
-    [Fact]
+    [SharedFact]
     public void FalconH1_tied_MQA_one_group_F16_sharded_matches_reference()
     {
         var o = FalconH1Options(53) with
@@ -403,7 +403,7 @@ public sealed class HfConvertTests(ITestOutputHelper log) : IDisposable
     }
 
     /// <summary>Multipliers all 1 and a tied classifier: nothing to fold, so the classifier stays the embedding.</summary>
-    [Fact]
+    [SharedFact]
     public void FalconH1_without_multipliers_keeps_the_tied_embedding()
     {
         var o = FalconH1Options(55) with
@@ -433,11 +433,11 @@ public sealed class HfConvertTests(ITestOutputHelper log) : IDisposable
         File.WriteAllText(cfg, text.Replace(from, to, StringComparison.Ordinal));
     }
 
-    [Fact]
+    [SharedFact]
     public void FalconH1_missing_ssm_tensor_fails_cleanly() =>
         AssertFails(SmallH1("h1-missing", o => o with { Omit = new HashSet<string> { "model.layers.0.mamba.A_log" } }), "missing tensor 'model.layers.0.mamba.A_log'");
 
-    [Fact]
+    [SharedFact]
     public void FalconH1_inner_size_disagreeing_with_tensors_fails_cleanly()
     {
         string dir = SmallH1("h1-inner");
@@ -446,7 +446,7 @@ public sealed class HfConvertTests(ITestOutputHelper log) : IDisposable
         AssertFails(dir, "config.json implies");
     }
 
-    [Fact]
+    [SharedFact]
     public void FalconH1_inner_size_not_a_multiple_of_head_size_fails_cleanly()
     {
         string dir = SmallH1("h1-headdim");
@@ -454,7 +454,7 @@ public sealed class HfConvertTests(ITestOutputHelper log) : IDisposable
         AssertFails(dir, "mamba_d_ssm 32 is not a multiple of mamba_d_head 12");
     }
 
-    [Fact]
+    [SharedFact]
     public void FalconH1_head_count_disagreeing_fails_cleanly()
     {
         string dir = SmallH1("h1-heads");
@@ -462,7 +462,7 @@ public sealed class HfConvertTests(ITestOutputHelper log) : IDisposable
         AssertFails(dir, "mamba_n_heads 8 disagrees");
     }
 
-    [Fact]
+    [SharedFact]
     public void FalconH1_group_count_not_dividing_heads_fails_cleanly()
     {
         string dir = SmallH1("h1-groups");
@@ -470,7 +470,7 @@ public sealed class HfConvertTests(ITestOutputHelper log) : IDisposable
         AssertFails(dir, "not a multiple of mamba_n_groups 3");
     }
 
-    [Fact]
+    [SharedFact]
     public void FalconH1_group_count_disagreeing_with_tensors_fails_cleanly()
     {
         string dir = SmallH1("h1-groups4");
@@ -498,7 +498,7 @@ public sealed class HfConvertTests(ITestOutputHelper log) : IDisposable
         return SyntheticHf.Write(Path.Combine(_dir, name), change?.Invoke(o) ?? o).Directory;
     }
 
-    [Fact]
+    [SharedFact]
     public void Truncated_safetensors_fails_cleanly()
     {
         string dir = Small("trunc");
@@ -508,7 +508,7 @@ public sealed class HfConvertTests(ITestOutputHelper log) : IDisposable
         AssertFails(dir, "bytes");
     }
 
-    [Fact]
+    [SharedFact]
     public void Hostile_header_length_fails_without_allocating()
     {
         string dir = Small("hostile");
@@ -519,7 +519,7 @@ public sealed class HfConvertTests(ITestOutputHelper log) : IDisposable
         AssertFails(dir, "header length");
     }
 
-    [Fact]
+    [SharedFact]
     public void Unknown_dtype_fails_cleanly()
     {
         string dir = Small("dtype");
@@ -532,11 +532,11 @@ public sealed class HfConvertTests(ITestOutputHelper log) : IDisposable
         AssertFails(dir, "unknown dtype 'Q32'");
     }
 
-    [Fact]
+    [SharedFact]
     public void Missing_tensor_fails_cleanly() =>
         AssertFails(Small("missing", o => o with { Omit = new HashSet<string> { "transformer.h.1.mlp.c_fc.bias" } }), "missing tensor 'transformer.h.1.mlp.c_fc.bias'");
 
-    [Fact]
+    [SharedFact]
     public void Config_disagreeing_with_tensors_fails_cleanly()
     {
         string dir = Small("mismatch");
@@ -545,7 +545,7 @@ public sealed class HfConvertTests(ITestOutputHelper log) : IDisposable
         AssertFails(dir, "config.json implies");
     }
 
-    [Fact]
+    [SharedFact]
     public void Unknown_architecture_fails_cleanly()
     {
         string dir = Small("arch");
