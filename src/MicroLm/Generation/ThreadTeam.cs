@@ -125,8 +125,10 @@ internal sealed class ThreadTeam : IDisposable
             while (Volatile.Read(ref _generation) == seen && !_stopping)
             {
                 if (++spins < SpinIterations && !Oversubscribed) { Thread.SpinWait(4); continue; }
-                // Announce sleep, then look again so a job published meanwhile is not missed.
-                Volatile.Write(ref _sleeping[index], 1);
+                // Announce sleep, then look again so a job published meanwhile is not missed. The announcement must be
+                // a full fence: a plain store may be ordered after the load below (store-load reordering, x64 too), and
+                // then Run can publish a job, find the flag still clear, not wake this thread, and wait for ever.
+                Interlocked.Exchange(ref _sleeping[index], 1);
                 if (Volatile.Read(ref _generation) != seen || _stopping)
                 {
                     // If Run already claimed the flag it will release the semaphore: consume that.
