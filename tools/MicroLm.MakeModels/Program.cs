@@ -7,7 +7,7 @@ using MicroLm.Tensors;
 if (args.Length < 2)
 {
     Console.Error.WriteLine("usage: MicroLm.MakeModels OUT_DIR SHARED_DIR [NAME...]");
-    Console.Error.WriteLine("models: " + string.Join(", ", Models.Names.Concat(FalconH1Models.Names).Concat(LlamaModels.Names).Concat(Models.HfNames)));
+    Console.Error.WriteLine("models: " + string.Join(", ", Models.Names.Concat(FalconH1Models.Names).Concat(LlamaModels.Names).Concat(LlamaModels.BenchNames).Concat(Models.HfNames)));
     return 2;
 }
 string outDir = args[0], shared = args[1];
@@ -27,7 +27,7 @@ foreach (var name in names)
     }
     string path = Path.Combine(outDir, name + ".gguf"), temp = path + ".tmp";
     if (FalconH1Models.Names.Contains(name)) SyntheticFalconH1.Write(temp, FalconH1Models.Get(name));
-    else if (LlamaModels.Names.Contains(name)) SyntheticLlama.Write(temp, LlamaModels.Get(name));
+    else if (LlamaModels.Names.Contains(name) || LlamaModels.BenchNames.Contains(name)) SyntheticLlama.Write(temp, LlamaModels.Get(name));
     else SyntheticGptNeoX.Write(temp, Models.Get(name, Path.Combine(shared, "tokenizer-vectors", "ggml-vocab-gpt-neox.gguf")));
     File.Move(temp, path, overwrite: true);
     Console.WriteLine($"wrote {path} ({new FileInfo(path).Length:N0} bytes)");
@@ -106,12 +106,18 @@ internal static class FalconH1Models
 internal static class LlamaModels
 {
     public static readonly string[] Names = ["llama-256-synthetic-F32"];
+    /// <summary>Written only when named (63 MB): a shape big enough for matmuls to dominate a token, for kernel speed.</summary>
+    public static readonly string[] BenchNames = ["llama-512-synthetic-F32"];
 
     public static SyntheticLlamaOptions Get(string name) => name switch
     {
         "llama-256-synthetic-F32" => new()
         {
             Dim = 256, HiddenDim = 768, Layers = 2, Heads = 4, KvHeads = 2, ContextLength = 256, VocabSize = 512, Seed = 256,
+        },
+        "llama-512-synthetic-F32" => new()
+        {
+            Dim = 512, HiddenDim = 1536, Layers = 4, Heads = 8, KvHeads = 8, ContextLength = 512, VocabSize = 2048, Seed = 512,
         },
         _ => throw new ArgumentException($"unknown model '{name}'"),
     };
