@@ -72,7 +72,7 @@ public sealed class HfConvertTests(ITestOutputHelper log) : IDisposable
     // rounding of ~10^3 float additions per logit stays below 1e-4 of logits of magnitude ~1–10.
     private const double F32Tolerance = 1e-4;
 
-    [Fact]
+    [SharedFact]
     public void GptNeo_F32_with_prompt_longer_than_window_matches_float64_reference()
     {
         var o = new SyntheticHfOptions { Family = "gptneo", TokenizerGguf = Gpt2Vocab, Window = 8, Layers = 4, ContextLength = 64, Seed = 3 };
@@ -86,7 +86,7 @@ public sealed class HfConvertTests(ITestOutputHelper log) : IDisposable
         GreedyAgrees(gguf, reference, ids[..20], 4);
     }
 
-    [Fact]
+    [SharedFact]
     public void GptNeo_untied_sharded_with_buffers_matches_reference()
     {
         var o = new SyntheticHfOptions
@@ -104,7 +104,7 @@ public sealed class HfConvertTests(ITestOutputHelper log) : IDisposable
 
     /// <summary>F16 checkpoint kept F16: the weights are the same values in the reference and the file, and the
     /// runtime widens F16 weights to F32 before its F32 dot products, so the F32 tolerance holds (measured 1.4e-5).</summary>
-    [Fact]
+    [SharedFact]
     public void GptNeo_F16_matches_reference_within_F16_tolerance()
     {
         var o = new SyntheticHfOptions { Family = "gptneo", TokenizerGguf = Gpt2Vocab, Window = 8, DType = "F16", Seed = 4 };
@@ -121,7 +121,7 @@ public sealed class HfConvertTests(ITestOutputHelper log) : IDisposable
     /// rounded to F16 (1-D tensors stay F32, as the converter keeps them) the F32 tolerance holds; against the
     /// unrounded F32 model the logits move by the rounding itself (relative 2^-11 per weight), which this
     /// shape measures at ~4e-2 — the tolerance F16 output needs against an F32 reference.</summary>
-    [Fact]
+    [SharedFact]
     public void GptNeo_F32_checkpoint_as_F16_file_matches_the_rounded_reference()
     {
         var o = new SyntheticHfOptions { Family = "gptneo", TokenizerGguf = Gpt2Vocab, Window = 8, Seed = 8 };
@@ -141,7 +141,7 @@ public sealed class HfConvertTests(ITestOutputHelper log) : IDisposable
         Assert.True(maxF32 < 1e-1, $"F16 rounding moved logits by {maxF32}");
     }
 
-    [Fact]
+    [SharedFact]
     public void GptNeo_threads_and_batches_give_identical_bits_across_the_window_edge()
     {
         var o = new SyntheticHfOptions { Family = "gptneo", TokenizerGguf = Gpt2Vocab, Window = 6, ContextLength = 64, Seed = 11 };
@@ -162,7 +162,7 @@ public sealed class HfConvertTests(ITestOutputHelper log) : IDisposable
             Assert.True(expected.AsSpan().SequenceEqual(Run(t, b)), $"threads {t} batch {b}");
     }
 
-    [Fact]
+    [SharedFact]
     public void Session_reset_reproduces_and_memory_counts_the_window_ring()
     {
         var o = new SyntheticHfOptions { Family = "gptneo", TokenizerGguf = Gpt2Vocab, Window = 8, ContextLength = 128, Seed = 2 };
@@ -179,7 +179,7 @@ public sealed class HfConvertTests(ITestOutputHelper log) : IDisposable
         Assert.Equal(first, s.Evaluate(ids).ToArray());
     }
 
-    [Fact]
+    [SharedFact]
     public void Llama_F32_GQA_untied_sharded_matches_reference()
     {
         var o = new SyntheticHfOptions { Family = "llama", TokenizerGguf = SpmVocab, Heads = 4, KvHeads = 2, Tied = false, Shards = 2, Seed = 21, Hidden = 160 };
@@ -191,7 +191,7 @@ public sealed class HfConvertTests(ITestOutputHelper log) : IDisposable
         Assert.True(same);
     }
 
-    [Fact]
+    [SharedFact]
     public void Llama_BF16_tied_converts_to_bf16_and_matches_reference()
     {
         var o = new SyntheticHfOptions { Family = "llama", TokenizerGguf = SpmVocab, Heads = 8, KvHeads = 8, Tied = true, DType = "BF16", Seed = 23 };
@@ -208,7 +208,7 @@ public sealed class HfConvertTests(ITestOutputHelper log) : IDisposable
         Assert.True(same);
     }
 
-    [Theory]
+    [SharedTheory]
     [InlineData(true)]
     [InlineData(false)]
     public void GptNeoX_F32_with_Pythia_buffers_matches_reference(bool parallel)
@@ -220,6 +220,194 @@ public sealed class HfConvertTests(ITestOutputHelper log) : IDisposable
         log.WriteLine($"max |diff| {max:E3}");
         Assert.True(max < F32Tolerance, $"max |diff| {max}");
         Assert.True(same);
+    }
+
+    /// <summary>The user's path end to end: `microlm convert hf DIR -o OUT.gguf`, then `microlm verify -m OUT.gguf
+    /// --ids ... -n N --dump-logits`; every dumped position's logits against the float64 reference of the sequence
+    /// the trace lists (the prompt, then verify's greedy tokens), and each greedy token the reference's argmax.</summary>
+    private (double MaxDiff, int Positions) ConvertAndVerifyWithCli(SyntheticHfCheckpoint ck, SyntheticHfOptions o, int[] prompt, int n, string outType = "f32")
+    {
+        string gguf = Path.Combine(_dir, Path.GetFileName(ck.Directory) + "-cli.gguf"), dump = gguf + ".logits";
+        var stdout = new StringWriter(); var stderr = new StringWriter();
+        Assert.True(CliMain.Run(["convert", "hf", ck.Directory, "-o", gguf, "--outtype", outType], stdout, stderr) == 0, stderr.ToString());
+        stdout = new StringWriter(); stderr = new StringWriter();
+        int code = CliMain.Run(["verify", "-m", gguf, "--temp", "0", "--ids", string.Join(' ', prompt), "-n", n.ToString(System.Globalization.CultureInfo.InvariantCulture), "--dump-logits", dump], stdout, stderr);
+        Assert.True(code == 0, stderr.ToString());
+        var lines = stdout.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries).Where(l => !l.StartsWith("trace", StringComparison.Ordinal)).ToArray();
+        var tokens = lines.Select(l => int.Parse(l.Split('\t')[1], System.Globalization.CultureInfo.InvariantCulture)).ToArray();
+        Assert.Equal(prompt, tokens[..prompt.Length]);
+        Assert.Equal(prompt.Length + n, tokens.Length);
+        var logits = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(File.ReadAllBytes(dump)).ToArray();
+        var reference = new HfReference(ck, o).Logits(tokens);
+        int vocab = reference[0].Length;
+        Assert.Equal(tokens.Length * vocab, logits.Length);
+        double max = 0;
+        for (int p = 0; p < tokens.Length; p++)
+        {
+            var row = logits.AsSpan(p * vocab, vocab);
+            for (int i = 0; i < vocab; i++) max = System.Math.Max(max, System.Math.Abs(row[i] - reference[p][i]));
+            if (p >= prompt.Length - 1 && p + 1 < tokens.Length)
+                Assert.True(tokens[p + 1] == Array.IndexOf(reference[p], reference[p].Max()), $"greedy token at position {p + 1}");
+        }
+        return (max, tokens.Length);
+    }
+
+    [Theory]
+    [InlineData("gptneo")]
+    [InlineData("llama")]
+    [InlineData("gptneox")]
+    [InlineData("falconh1")]
+    public void Cli_convert_then_verify_ids_matches_float64_reference(string family)
+    {
+        var o = family switch
+        {
+            "gptneo" => new SyntheticHfOptions { Family = family, TokenizerGguf = Gpt2Vocab, Window = 6, Layers = 2, ContextLength = 64, Tied = false, Seed = 41 },
+            "llama" => new SyntheticHfOptions { Family = family, TokenizerGguf = SpmVocab, Heads = 4, KvHeads = 1, Layers = 2, Seed = 42, Hidden = 96 },
+            "gptneox" => new SyntheticHfOptions { Family = family, TokenizerGguf = NeoxVocab, Layers = 2, ExtraBuffers = true, Seed = 43 },
+            _ => new SyntheticHfOptions { Family = family, TokenizerGguf = Gpt2Vocab, Layers = 2, Heads = 4, KvHeads = 2, Hidden = 96, Seed = 44 },
+        };
+        var ck = SyntheticHf.Write(Path.Combine(_dir, "cli-" + family), o);
+        int vocab; using (var v = MicroLm.Gguf.GgufFile.Open(o.TokenizerGguf)) vocab = (int)v.Get("tokenizer.ggml.tokens").Count;
+        var (max, positions) = ConvertAndVerifyWithCli(ck, o, Ids(14, vocab, 45), 6);
+        log.WriteLine($"{family}: max |diff| {max:E3} over {positions} positions");
+        Assert.True(max < F32Tolerance, $"max |diff| {max}");
+    }
+
+    private static SyntheticHfOptions FalconH1Options(ulong seed) =>
+        new() { Family = "falconh1", TokenizerGguf = Gpt2Vocab, Layers = 3, Heads = 4, KvHeads = 2, Hidden = 160, ContextLength = 64, Seed = seed };
+
+    /// <summary>Falcon-H1 with every µP multiplier distinct from 1 (folded into the weights by the converter, applied
+    /// where transformers applies them by the reference): GQA, two SSM groups with grouped RMSNorm, untied.</summary>
+    [Fact]
+    public void FalconH1_F32_with_multipliers_matches_float64_reference()
+    {
+        var o = FalconH1Options(51);
+        var (ck, gguf) = Make("h1", o, "f32");
+        using (var m = Model.Load(gguf))
+        {
+            Assert.Equal("falcon-h1", m.Config.Architecture);
+            Assert.NotNull(m.File.FindTensor("blk.0.ffn_norm")); // the spelling llama.cpp's loader asks for
+            Assert.Equal("F32", m.File.FindTensor("blk.0.ssm_conv1d.weight")!.Type.Name);
+        }
+        var ids = Ids(24, 50257, 52);
+        var reference = new HfReference(ck, o);
+        var (max, same) = Compare(gguf, reference.Logits(ids), ids);
+        log.WriteLine($"max |diff| {max:E3}");
+        Assert.True(max < F32Tolerance, $"max |diff| {max}");
+        Assert.True(same);
+        GreedyAgrees(gguf, reference, ids[..12], 4);
+    }
+
+    /// <summary>Another shape: multi-query attention with head_dim ≠ hidden / heads, one SSM group, no mamba norm,
+    /// kernel 3, tied classifier (written as its own tensor: the embedding multiplier is not the classifier's),
+    /// rope base 10^4, sharded F16 checkpoint. Written as F32 the F16 weights widen exactly and each folded product
+    /// rounds once to F32, so the F32 tolerance holds. Kept F16 (auto), each folded product rounds to F16 (2^-11
+    /// relative per weight, as llama.cpp's converter multiplies in the checkpoint's dtype): measured 2.0e-2 against
+    /// the reference of the unrounded products, hence 5e-2 for that file, with identical greedy choices.</summary>
+    [Fact]
+    public void FalconH1_tied_MQA_one_group_F16_sharded_matches_reference()
+    {
+        var o = FalconH1Options(53) with
+        {
+            Heads = 4, KvHeads = 1, HeadDim = 24, SsmInner = 96, SsmHeadDim = 8, SsmGroups = 1, SsmState = 8, ConvKernel = 3,
+            SsmNorm = false, Tied = true, RopeTheta = 10000f, Shards = 2, DType = "F16",
+        };
+        var (ck, gguf) = Make("h1-tied", o, "f32");
+        using (var m = Model.Load(gguf))
+        {
+            Assert.NotNull(m.File.FindTensor("output.weight"));
+            Assert.Null(m.File.FindTensor("blk.0.ssm_norm.weight"));
+        }
+        var ids = Ids(20, 50257, 54);
+        var reference = new HfReference(ck, o).Logits(ids);
+        var (max, same) = Compare(gguf, reference, ids);
+        log.WriteLine($"as F32: max |diff| {max:E3}");
+        Assert.True(max < F32Tolerance, $"max |diff| {max}");
+        Assert.True(same);
+
+        string f16 = Path.Combine(_dir, "h1-tied-f16.gguf");
+        HfConverter.Convert(ck.Directory, f16, "auto");
+        using (var m = Model.Load(f16)) Assert.Equal("F16", m.File.FindTensor("blk.0.ssm_in.weight")!.Type.Name);
+        var (max16, same16) = Compare(f16, reference, ids);
+        log.WriteLine($"as F16: max |diff| {max16:E3}");
+        Assert.True(max16 < 5e-2, $"max |diff| {max16}");
+        Assert.True(same16);
+    }
+
+    /// <summary>Multipliers all 1 and a tied classifier: nothing to fold, so the classifier stays the embedding.</summary>
+    [Fact]
+    public void FalconH1_without_multipliers_keeps_the_tied_embedding()
+    {
+        var o = FalconH1Options(55) with
+        {
+            Tied = true, EmbeddingMultiplier = 1, LmHeadMultiplier = 1, AttentionInMultiplier = 1, AttentionOutMultiplier = 1,
+            KeyMultiplier = 1, SsmInMultiplier = 1, SsmOutMultiplier = 1, MlpMultipliers = [1, 1], SsmMultipliers = [1, 1, 1, 1, 1],
+        };
+        var (ck, gguf) = Make("h1-plain", o, "f32");
+        using (var m = Model.Load(gguf)) Assert.Null(m.File.FindTensor("output.weight"));
+        var ids = Ids(16, 50257, 56);
+        var (max, same) = Compare(gguf, new HfReference(ck, o).Logits(ids), ids);
+        log.WriteLine($"max |diff| {max:E3}");
+        Assert.True(max < F32Tolerance, $"max |diff| {max}");
+        Assert.True(same);
+    }
+
+    private string SmallH1(string name, Func<SyntheticHfOptions, SyntheticHfOptions>? change = null)
+    {
+        var o = FalconH1Options(57) with { Layers = 1, Dim = 32, Heads = 2, KvHeads = 1, Hidden = 64, SsmInner = 32, SsmHeadDim = 8, SsmState = 4, ContextLength = 16 };
+        return SyntheticHf.Write(Path.Combine(_dir, name), change?.Invoke(o) ?? o).Directory;
+    }
+
+    private static void EditConfig(string dir, string from, string to)
+    {
+        string cfg = Path.Combine(dir, "config.json"), text = File.ReadAllText(cfg);
+        Assert.Contains(from, text, StringComparison.Ordinal);
+        File.WriteAllText(cfg, text.Replace(from, to, StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void FalconH1_missing_ssm_tensor_fails_cleanly() =>
+        AssertFails(SmallH1("h1-missing", o => o with { Omit = new HashSet<string> { "model.layers.0.mamba.A_log" } }), "missing tensor 'model.layers.0.mamba.A_log'");
+
+    [Fact]
+    public void FalconH1_inner_size_disagreeing_with_tensors_fails_cleanly()
+    {
+        string dir = SmallH1("h1-inner");
+        EditConfig(dir, "\"mamba_d_ssm\": 32", "\"mamba_d_ssm\": 48");
+        EditConfig(dir, "\"mamba_n_heads\": 4", "\"mamba_n_heads\": 6");
+        AssertFails(dir, "config.json implies");
+    }
+
+    [Fact]
+    public void FalconH1_inner_size_not_a_multiple_of_head_size_fails_cleanly()
+    {
+        string dir = SmallH1("h1-headdim");
+        EditConfig(dir, "\"mamba_d_head\": 8", "\"mamba_d_head\": 12");
+        AssertFails(dir, "mamba_d_ssm 32 is not a multiple of mamba_d_head 12");
+    }
+
+    [Fact]
+    public void FalconH1_head_count_disagreeing_fails_cleanly()
+    {
+        string dir = SmallH1("h1-heads");
+        EditConfig(dir, "\"mamba_n_heads\": 4", "\"mamba_n_heads\": 8");
+        AssertFails(dir, "mamba_n_heads 8 disagrees");
+    }
+
+    [Fact]
+    public void FalconH1_group_count_not_dividing_heads_fails_cleanly()
+    {
+        string dir = SmallH1("h1-groups");
+        EditConfig(dir, "\"mamba_n_groups\": 2", "\"mamba_n_groups\": 3");
+        AssertFails(dir, "not a multiple of mamba_n_groups 3");
+    }
+
+    [Fact]
+    public void FalconH1_group_count_disagreeing_with_tensors_fails_cleanly()
+    {
+        string dir = SmallH1("h1-groups4");
+        EditConfig(dir, "\"mamba_n_groups\": 2", "\"mamba_n_groups\": 4");
+        AssertFails(dir, "config.json implies");
     }
 
     // Bad checkpoints: one error line from the CLI, exit code 1, no output file (nor its temporary).
@@ -242,7 +430,7 @@ public sealed class HfConvertTests(ITestOutputHelper log) : IDisposable
         return SyntheticHf.Write(Path.Combine(_dir, name), change?.Invoke(o) ?? o).Directory;
     }
 
-    [Fact]
+    [SharedFact]
     public void Truncated_safetensors_fails_cleanly()
     {
         string dir = Small("trunc");
@@ -252,7 +440,7 @@ public sealed class HfConvertTests(ITestOutputHelper log) : IDisposable
         AssertFails(dir, "bytes");
     }
 
-    [Fact]
+    [SharedFact]
     public void Hostile_header_length_fails_without_allocating()
     {
         string dir = Small("hostile");
@@ -263,7 +451,7 @@ public sealed class HfConvertTests(ITestOutputHelper log) : IDisposable
         AssertFails(dir, "header length");
     }
 
-    [Fact]
+    [SharedFact]
     public void Unknown_dtype_fails_cleanly()
     {
         string dir = Small("dtype");
@@ -276,11 +464,11 @@ public sealed class HfConvertTests(ITestOutputHelper log) : IDisposable
         AssertFails(dir, "unknown dtype 'Q32'");
     }
 
-    [Fact]
+    [SharedFact]
     public void Missing_tensor_fails_cleanly() =>
         AssertFails(Small("missing", o => o with { Omit = new HashSet<string> { "transformer.h.1.mlp.c_fc.bias" } }), "missing tensor 'transformer.h.1.mlp.c_fc.bias'");
 
-    [Fact]
+    [SharedFact]
     public void Config_disagreeing_with_tensors_fails_cleanly()
     {
         string dir = Small("mismatch");
@@ -289,7 +477,7 @@ public sealed class HfConvertTests(ITestOutputHelper log) : IDisposable
         AssertFails(dir, "config.json implies");
     }
 
-    [Fact]
+    [SharedFact]
     public void Unknown_architecture_fails_cleanly()
     {
         string dir = Small("arch");

@@ -77,7 +77,7 @@ public class KernelOrderTests
         Assert.Equal(BitConverter.SingleToInt32Bits(expected), BitConverter.SingleToInt32Bits(Kernels.Dot(a, b)));
     }
 
-    [Fact]
+    [SharedFact]
     public void ADifferentReductionOrderChangesTheTraceAndExpectNamesThePosition()
     {
         string model = SharedData.Path("models", "gguf", "stories260K-F32.gguf");
@@ -103,7 +103,7 @@ public class KernelOrderTests
         finally { File.Delete(golden); }
     }
 
-    [Fact]
+    [SharedFact]
     public void ScalarPathGivesTheSameTraceAsTheVectorPath()
     {
         string model = SharedData.Path("models", "gguf", "stories260K-Q8_0.gguf");
@@ -212,6 +212,15 @@ public class QuantizedKernelPathTests
                     for (int t = 0; t < count; t++)
                         for (int k = 0; k < 2; k++)
                             Assert.Equal(BitConverter.SingleToInt32Bits(kernel.Dot(rows.AsSpan(k * row.Length, row.Length), xs[t])), BitConverter.SingleToInt32Bits(two[t * 2 + k]));
+                }
+                // Four rows against a batch (prefill, float kernels): each dot equals Dot, where the kernel takes it.
+                foreach (int count in new[] { tokens, 5 })
+                {
+                    var many = new float[count * 4];
+                    if (!kernel.DotManyRows4(rows, row.Length, xs, count, many, 4, 0)) continue;
+                    for (int t = 0; t < count; t++)
+                        for (int k = 0; k < 4; k++)
+                            Assert.Equal(BitConverter.SingleToInt32Bits(kernel.Dot(rows.AsSpan(k * row.Length, row.Length), xs[t])), BitConverter.SingleToInt32Bits(many[t * 4 + k]));
                 }
                 var four = new float[4];
                 kernel.Dot4Rows(rows, row.Length, xs[0], four);
