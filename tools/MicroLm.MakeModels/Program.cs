@@ -105,7 +105,7 @@ internal static class FalconH1Models
 /// the end-to-end check of those types' kernels, natively and in WebAssembly.</summary>
 internal static class LlamaModels
 {
-    public static readonly string[] Names = ["llama-256-synthetic-F32"];
+    public static readonly string[] Names = ["llama-256-synthetic-F32", "llama-256-synthetic-mixed"];
     /// <summary>Written only when named (63 MB): a shape big enough for matmuls to dominate a token, for kernel speed.</summary>
     public static readonly string[] BenchNames = ["llama-512-synthetic-F32"];
 
@@ -114,6 +114,20 @@ internal static class LlamaModels
         "llama-256-synthetic-F32" => new()
         {
             Dim = 256, HiddenDim = 768, Layers = 2, Heads = 4, KvHeads = 2, ContextLength = 256, VocabSize = 512, Seed = 256,
+        },
+        // Every type the runtime computes with, each as a matmul weight (golden traces of every kernel, C# and compiled).
+        "llama-256-synthetic-mixed" => Get("llama-256-synthetic-F32") with
+        {
+            EmbeddingType = GgmlType.Q4_K, OutputType = GgmlType.Q6_K,
+            TypeOverrides = new Dictionary<string, GgmlType>
+            {
+                ["blk.0.attn_q.weight"] = GgmlType.BF16, ["blk.0.attn_k.weight"] = GgmlType.Q4_1, ["blk.0.attn_v.weight"] = GgmlType.Q5_0,
+                ["blk.0.attn_output.weight"] = GgmlType.Q5_1, ["blk.0.ffn_gate.weight"] = GgmlType.IQ4_NL, ["blk.0.ffn_up.weight"] = GgmlType.Q2_K,
+                ["blk.0.ffn_down.weight"] = GgmlType.Q3_K,
+                ["blk.1.attn_q.weight"] = GgmlType.Q4_K, ["blk.1.attn_k.weight"] = GgmlType.Q5_K, ["blk.1.attn_v.weight"] = GgmlType.IQ4_XS,
+                ["blk.1.attn_output.weight"] = GgmlType.Q4_0, ["blk.1.ffn_gate.weight"] = GgmlType.Q8_0, ["blk.1.ffn_up.weight"] = GgmlType.F16,
+                ["blk.1.ffn_down.weight"] = GgmlType.F32,
+            },
         },
         "llama-512-synthetic-F32" => new()
         {
