@@ -63,6 +63,7 @@ namespace MicroLm.Bench
               --isa         the instruction-set level of both engines: MicroLm's JIT (avx2 sets DOTNET_EnableAVX512=0 in a
                             child run) and LLamaSharp's matching llama.cpp build; native (default) is the best this CPU runs
               --write-docs  put the table into docs/performance.md between <!-- bench:begin --> and <!-- bench:end -->
+                            (--isa avx2 / avx512: the bench-avx2 / bench-avx512 markers)
               --profile     where decode time goes (stories15M shape, F32 and Q8_0, 1 thread; --formats/--shapes apply)
               --write-models  only write the synthetic models of --shapes × --formats (if missing) and print their paths
               --determinism-cost  the runtime's kernels against non-deterministic ones (FMA, Vector512.Sum, float exp),
@@ -266,10 +267,12 @@ namespace MicroLm.Bench
     /// <summary>Writes the table into docs/performance.md between the markers, keeping the rest of the file.</summary>
     internal static class Docs
     {
-        public const string Begin = "<!-- bench:begin -->", End = "<!-- bench:end -->";
+        /// <summary>One block per ISA level, so both tables live side by side: bench (native), bench-avx2, bench-avx512.</summary>
+        private static string Marker(IsaLevel isa) => isa == IsaLevel.Native ? "bench" : "bench-" + isa.ToString().ToLowerInvariant();
 
         public static void Write(List<string> rows, BenchArgs a, DateTime started, TimeSpan elapsed, List<string> bandwidths)
         {
+            string Begin = $"<!-- {Marker(a.Isa)}:begin -->", End = $"<!-- {Marker(a.Isa)}:end -->";
             string path = Path.Combine(Repo.Root, "docs", "performance.md");
             var block = new StringBuilder();
             block.AppendLine(Begin);
@@ -286,8 +289,9 @@ namespace MicroLm.Bench
             text = b >= 0 && e > b
                 ? text[..b] + block + text[(e + End.Length)..]
                 : text.TrimEnd() + "\n\n" + block + "\n";
-            File.WriteAllText(path, text);
-            Console.Error.WriteLine($"wrote the table into {path}");
+            File.WriteAllText(path + ".tmp", text);
+            File.Move(path + ".tmp", path, overwrite: true);
+            Console.Error.WriteLine($"wrote the table into {path} ({Begin})");
         }
     }
 
