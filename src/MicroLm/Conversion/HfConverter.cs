@@ -38,7 +38,9 @@ internal static class HfConverter
         // Every mapping reads config.json and the tokenizer files by type (GetInt32, GetString, ...); a value of another
         // type throws InvalidOperationException from System.Text.Json wherever it is read. Found by fuzzing (tests/fuzz/regressions/hf).
         try { return BuildChecked(dir, outType, progress); }
-        catch (InvalidOperationException e) when (e.Source?.StartsWith("System.Text.Json", StringComparison.Ordinal) == true) // its Source is "System.Text.Json.Rethrowable"
+        // (and FormatException for a number that is not of the type asked for, such as 1.5 or 1e10 for GetInt32)
+        catch (Exception e) when (e is InvalidOperationException or FormatException
+                                  && e.Source?.StartsWith("System.Text.Json", StringComparison.Ordinal) == true) // its Source is "System.Text.Json.Rethrowable"
         {
             throw new MicroLmException($"{dir}: a value in the checkpoint's JSON files has the wrong type ({e.Message})");
         }
