@@ -81,6 +81,30 @@ public sealed class WasmKernelTests
             return (MemoryMarshal.Cast<byte, float>(_memory.GetSpan(ps, 4 * count)).ToArray(), MemoryMarshal.Cast<byte, float>(_memory.GetSpan(po, 4 * hd)).ToArray());
         }
 
+        private long _next = 8;
+
+        /// <summary>Copies data into the instance's memory at a 4-byte (not 16-byte) aligned address, as the .NET heap may give.</summary>
+        public int Place<T>(ReadOnlySpan<T> data) where T : unmanaged
+        {
+            var bytes = MemoryMarshal.AsBytes(data);
+            _next = (_next + 15) / 16 * 16 + 4;
+            long address = _next;
+            bytes.CopyTo(_memory.GetSpan(address, bytes.Length));
+            _next += bytes.Length + 4;
+            return (int)address;
+        }
+
+        public T[] Read<T>(int address, int count) where T : unmanaged =>
+            MemoryMarshal.Cast<byte, T>(_memory.GetSpan(address, count * System.Runtime.CompilerServices.Unsafe.SizeOf<T>())).ToArray();
+
+        /// <summary>Calls a utility export (<see cref="Utility"/>) by its name in the module.</summary>
+        public int Call(Utility u, int a, int b, int c = 0, int d = 0)
+        {
+            var name = CompiledKernels.UtilityNames.Split(' ')[(int)u];
+            var f = _instance.GetFunction(name) ?? throw new InvalidOperationException($"no export {name}");
+            return (int)f.Invoke(a, b, c, d)!;
+        }
+
         public void Dispose() { _store.Dispose(); _engine.Dispose(); }
     }
 
@@ -229,6 +253,65 @@ public sealed class WasmKernelTests
                     cases++;
                 }
         Assert.Equal(8 * 7 * 3, cases);
+    }
+
+    /// <summary>Greedy sampling's argmax: the index, compared with <see cref="Kernels.ArgMax"/> (no host installed,
+    /// so the C# loop) on spreads with ties, ±0, ±∞ and NaNs (first, last, everywhere).</summary>
+    [Fact]
+    public void TheArgMaxAndFiniteKernelsGiveTheCSharpAnswers()
+    {
+        using var wasm = new Harness(CompiledKernels.Module().Bytes);
+        var rng = new Random(5);
+        int cases = 0;
+        foreach (int n in new[] { 1, 2, 3, 4, 5, 7, 16, 17, 63, 64, 65, 100, 1000, 32000 })
+            for (int kind = 0; kind < 8; kind++)
+            {
+                var x = new float[n];
+                for (int i = 0; i < n; i++) x[i] = kind == 1 ? (float)rng.Next(-3, 3) : Spread(rng, edges: kind >= 2);   // kind 1: many ties
+                if (kind == 3) x[0] = float.NaN;
+                if (kind == 4) x[n - 1] = float.PositiveInfinity;
+                if (kind == 5) Array.Fill(x, float.NaN);
+                if (kind == 6) { Array.Fill(x, -0f); x[rng.Next(n)] = 0f; }
+                if (kind == 7) x[rng.Next(n)] = float.NegativeInfinity;
+                int address = wasm.Place<float>(x);
+                Assert.True(Kernels.ArgMax(x) == wasm.Call(Utility.ArgMax, address, n), $"argmax, n {n}, kind {kind}");
+                Assert.True(Kernels.AllFinite(x) == (wasm.Call(Utility.AllFinite, address, n) != 0), $"all finite, n {n}, kind {kind}");
+                cases++;
+            }
+        // AllFinite on every position of a bad value, for short and odd lengths
+        foreach (int n in new[] { 0, 1, 3, 4, 5, 9, 70 })
+            for (int at = 0; at < n; at++)
+                foreach (float bad in new[] { float.NaN, float.PositiveInfinity, float.NegativeInfinity })
+                {
+                    var x = Enumerable.Range(0, n).Select(i => (float)i - 2.5f).ToArray();
+                    x[at] = bad;
+                    Assert.Equal(0, wasm.Call(Utility.AllFinite, wasm.Place<float>(x), n));
+                    x[at] = float.MaxValue;
+                    Assert.Equal(1, wasm.Call(Utility.AllFinite, wasm.Place<float>(x), n));
+                }
+        Assert.Equal(14 * 8, cases);
+    }
+
+    /// <summary>SwiGLU's gating against <see cref="DetMath.SiluTimes"/>'s C# path (DetMath.Silu, then the product):
+    /// inputs over the whole float range (exp clamp on both sides), ±0, ±∞, NaN, subnormals, odd lengths.</summary>
+    [Fact]
+    public void TheSiluGatingKernelGivesTheBitsOfTheCSharpSteps()
+    {
+        using var wasm = new Harness(CompiledKernels.Module().Bytes);
+        var rng = new Random(17);
+        foreach (int n in new[] { 1, 3, 4, 15, 16, 17, 288, 769 })
+            foreach (bool edges in new[] { false, true })
+            {
+                var gate = Enumerable.Range(0, n).Select(_ => rng.Next(3) == 0 ? Spread(rng, edges) : (float)((rng.NextDouble() * 2 - 1) * System.Math.Pow(2, rng.Next(-12, 8)))).ToArray();
+                var up = Enumerable.Range(0, n).Select(_ => Spread(rng, edges)).ToArray();
+                if (edges) { gate[0] = float.NegativeInfinity; gate[n / 2] = float.PositiveInfinity; gate[n - 1] = -0f; }
+                var expected = new float[n];
+                DetMath.SiluTimes(gate, up, expected);
+                int g = wasm.Place<float>(gate), u = wasm.Place<float>(up), o = wasm.Place<float>(new float[n]);
+                wasm.Call(Utility.SiluTimes, g, u, o, n);
+                var diffs = Differences(expected, wasm.Read<float>(o, n));
+                Assert.True(diffs.Count == 0, $"n {n}, edges {edges}: {string.Join("; ", diffs.Take(3))}");
+            }
     }
 
     [Fact]

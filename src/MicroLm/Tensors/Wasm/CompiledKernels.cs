@@ -19,6 +19,22 @@ internal interface IKernelHost
 
     /// <summary>Calls the module's <c>attention</c> export (see <see cref="CompiledKernels.EmitAttention"/>).</summary>
     void Attention(int q, int keys, int values, int scores, int output, int count, int headDim, float scale);
+
+    /// <summary>Calls utility export <paramref name="function"/> (an index into <see cref="CompiledKernels.UtilityNames"/>)
+    /// with four i32 arguments; returns its i32 result.</summary>
+    int Call(int function, int a, int b, int c, int d);
+}
+
+/// <summary>The module's small exports besides the matmuls and attention, in export order (the host
+/// resolves them by <see cref="CompiledKernels.UtilityNames"/>). Each takes four i32 and returns an i32.</summary>
+internal enum Utility
+{
+    /// <summary>(x, n) → index of the largest of n floats, as <see cref="Math.Kernels.ArgMax"/>.</summary>
+    ArgMax,
+    /// <summary>(x, n) → 1 if every one of n floats is finite, as <see cref="Math.Kernels.AllFinite"/>.</summary>
+    AllFinite,
+    /// <summary>(gate, up, out, n) → 0: out = silu(gate) ⊙ up, as <see cref="Math.DetMath.SiluTimes"/>.</summary>
+    SiluTimes,
 }
 
 /// <summary>The runtime's WebAssembly SIMD kernels: one module, generated here from the kernel definitions
@@ -56,7 +72,41 @@ internal static class CompiledKernels
             types.Add(info.Type);
         }
         module.AddFunction("attention", [WasmType.I32, WasmType.I32, WasmType.I32, WasmType.I32, WasmType.I32, WasmType.I32, WasmType.I32, WasmType.F32], [], EmitAttention);
+        foreach (var u in Enum.GetValues<Utility>())
+            module.AddFunction(UtilityName(u), UtilityParams, [WasmType.I32], f => EmitUtility(f, u));
         return (module.ToBytes(), types.ToArray());
+    }
+
+    public static readonly WasmType[] UtilityParams = [WasmType.I32, WasmType.I32, WasmType.I32, WasmType.I32];
+
+    /// <summary>The utility exports' names in <see cref="Utility"/> order (space-separated for the host).</summary>
+    public static string UtilityNames => string.Join(' ', Enum.GetValues<Utility>().Select(UtilityName));
+
+    private static string UtilityName(Utility u) => u switch
+    {
+        Utility.ArgMax => "argmax",
+        Utility.AllFinite => "all_finite",
+        Utility.SiluTimes => "silu_times",
+        _ => throw new ArgumentOutOfRangeException(nameof(u)),
+    };
+
+    private static void EmitUtility(WasmFunction f, Utility u)
+    {
+        var p = f.Params;
+        switch (u)
+        {
+            case Utility.ArgMax: Math.Kernels.EmitArgMax(f, p[0], p[1]); break;
+            case Utility.AllFinite: Math.Kernels.EmitAllFinite(f, p[0], p[1]); break;
+            case Utility.SiluTimes: Math.DetMath.EmitSiluTimes(f, p[0], p[1], p[2], p[3]); f.I32Const(0); break;
+        }
+    }
+
+    /// <summary>Runs a utility through the host; null means the C# path must run.</summary>
+    public static int? TryCall(Utility u, int a, int b, int c = 0, int d = 0)
+    {
+        var host = _host;
+        if (host == null) return null;
+        return host.Call((int)u, a, b, c, d);
     }
 
     /// <summary>One query head over positions 0..count−1 of its (head-major) KV cache, as

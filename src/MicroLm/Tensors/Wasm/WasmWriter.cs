@@ -207,6 +207,7 @@ internal sealed class WasmFunction
     public WasmFunction F32Sub() => Op(0x93);
     public WasmFunction F32Mul() => Op(0x94);
     public WasmFunction F32Div() => Op(0x95);
+    public WasmFunction F64Neg() => Op(0x9A);
     public WasmFunction F64Add() => Op(0xA0);
     public WasmFunction F64Sub() => Op(0xA1);
     public WasmFunction F64Mul() => Op(0xA2);
@@ -232,6 +233,9 @@ internal sealed class WasmFunction
     public WasmFunction F32x4ExtractLane(byte lane) { Simd(0x1F); _code.Byte(lane); return this; }
     public WasmFunction F32x4ReplaceLane(byte lane) { Simd(0x20); _code.Byte(lane); return this; }
     public WasmFunction V128And() => Simd(0x4E);
+    public WasmFunction V128Or() => Simd(0x50);
+    public WasmFunction V128AnyTrue() => Simd(0x53);
+    public WasmFunction I32x4Eq() => Simd(0x37);
     public WasmFunction I8x16ShrU() => Simd(0x6D);
     public WasmFunction I8x16Sub() => Simd(0x71);
     public WasmFunction I16x8ExtendLowI8x16S() => Simd(0x87);
