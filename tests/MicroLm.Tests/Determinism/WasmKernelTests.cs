@@ -208,7 +208,7 @@ public sealed class WasmKernelTests
         var rng = new Random(1234 + (int)type);
         int checkedValues = 0;
         foreach (int n in lengths)
-            foreach (int rows in new[] { 1, 3, 4, 7 })
+            foreach (int rows in new[] { 1, 3, 4, 5, 7, 8, 9 })
                 foreach (int tokens in new[] { 1, 3 })
                     foreach (bool edges in new[] { false, true })
                     {

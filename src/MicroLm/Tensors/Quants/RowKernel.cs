@@ -23,6 +23,11 @@ internal abstract class RowKernel
     /// beside the C# kernel; null where the type has none yet (the C# kernel then runs in the browser too).</summary>
     internal virtual Wasm.WasmDot? WasmDot => null;
 
+    /// <summary>Optional: this type's dot for several rows at once in WebAssembly (the activation loaded once
+    /// for all of them), each row's result with exactly the bits of <see cref="WasmDot"/>. Null: the compiled
+    /// matmul runs <see cref="WasmDot"/> row by row.</summary>
+    internal virtual Wasm.WasmDotRows? WasmDotRows => null;
+
     /// <summary>Checks a whole tensor once at load, for kernels that rely on a property of the data.</summary>
     public virtual void Validate(string tensor, ReadOnlySpan<byte> data) { }
 

@@ -9,6 +9,12 @@ namespace MicroLm.Tensors.Wasm;
 /// quantized types) with its block scales at <c>scales</c>, <c>n</c> values; leaves the f32 on the stack.</summary>
 internal delegate void WasmDot(WasmFunction f, Local row, Local x, Local scales, Local n);
 
+/// <summary>Emits <see cref="CompiledKernels.RowsPerPass"/> dot products at once: weight rows at the addresses in
+/// <c>rows</c>, one activation (as <see cref="WasmDot"/>); sets each f32 of <c>results</c> to its row's dot, with
+/// the bits <see cref="WasmDot"/> gives for that row (each row keeps its own lanes and order; only loads and the
+/// activation's unpacking are shared).</summary>
+internal delegate void WasmDotRows(WasmFunction f, Local[] rows, Local x, Local scales, Local n, Local[] results);
+
 /// <summary>Where a host (the browser page) runs the compiled kernels. Addresses are offsets into the
 /// WebAssembly memory the .NET runtime itself runs in, which the kernel module imports.</summary>
 internal interface IKernelHost
@@ -68,7 +74,8 @@ internal static class CompiledKernels
         foreach (var info in TensorTypes.All)
         {
             if (info.Kernel?.WasmDot is not { } dot) continue;
-            module.AddFunction(info.Name, MatMulParams, [], f => EmitMatMul(f, dot));
+            var dotRows = info.Kernel.WasmDotRows;
+            module.AddFunction(info.Name, MatMulParams, [], f => EmitMatMul(f, dot, dotRows));
             types.Add(info.Type);
         }
         module.AddFunction("attention", [WasmType.I32, WasmType.I32, WasmType.I32, WasmType.I32, WasmType.I32, WasmType.I32, WasmType.I32, WasmType.F32], [], EmitAttention);
@@ -194,9 +201,13 @@ internal static class CompiledKernels
     private static unsafe int Address<T>(T[] pinned) where T : unmanaged =>
         (int)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(pinned));
 
-    /// <summary>The loops shared by every type: rows outside, tokens inside (a row is read from memory once
-    /// and reused from cache for each token), the type's dot in the middle.</summary>
-    private static void EmitMatMul(WasmFunction f, WasmDot dot)
+    /// <summary>Rows computed per pass by a type's <see cref="WasmDotRows"/>.</summary>
+    public const int RowsPerPass = 4;
+
+    /// <summary>The loops shared by every type: rows outside, tokens inside (rows are read from memory once
+    /// and reused from cache for each token), the type's dot in the middle — <see cref="RowsPerPass"/> rows
+    /// per pass through <paramref name="dotRows"/> where the type has it, the remaining rows one by one.</summary>
+    private static void EmitMatMul(WasmFunction f, WasmDot dot, WasmDotRows? dotRows)
     {
         var p = f.Params;
         Local w = p[0], rowBytes = p[1], rows = p[2], n = p[3], xs = p[4], count = p[5], output = p[6], stride = p[7];
@@ -206,26 +217,55 @@ internal static class CompiledKernels
         var x = f.Local(WasmType.I32);
         var scales = f.Local(WasmType.I32);
         var entry = f.Local(WasmType.I32);
+        var at = f.Local(WasmType.I32);
 
+        int none = f.Block();
+        f.Get(count).I32Eqz().BrIf(none);
+        if (dotRows != null)
+        {
+            var rowAt = Enumerable.Range(0, RowsPerPass).Select(_ => f.Local(WasmType.I32)).ToArray();
+            var results = Enumerable.Range(0, RowsPerPass).Select(_ => f.Local(WasmType.F32)).ToArray();
+            int groupsDone = f.Block();
+            f.Get(rows).I32Const(RowsPerPass).I32LtS().BrIf(groupsDone);
+            int groupLoop = f.Loop();
+            f.Get(w).Get(r).Get(rowBytes).I32Mul().I32Add().Set(rowAt[0]);
+            for (int k = 1; k < RowsPerPass; k++) f.Get(rowAt[k - 1]).Get(rowBytes).I32Add().Set(rowAt[k]);
+            f.I32Const(0).Set(t);
+            int groupTokens = f.Loop();
+            EmitTokenEntry(f, xs, t, entry, x, scales);
+            dotRows(f, rowAt, x, scales, n, results);
+            // out[t·stride + r + k]
+            f.Get(output).Get(t).Get(stride).I32Mul().Get(r).I32Add().I32Const(2).I32Shl().I32Add().Set(at);
+            for (int k = 0; k < RowsPerPass; k++) f.Get(at).Get(results[k]).F32Store((uint)(4 * k));
+            f.Get(t).I32Const(1).I32Add().Tee(t).Get(count).I32LtS().BrIf(groupTokens);
+            f.End();
+            f.Get(r).I32Const(RowsPerPass).I32Add().Tee(r).I32Const(RowsPerPass).I32Add().Get(rows).I32LeS().BrIf(groupLoop);
+            f.End();
+            f.End();
+        }
         int rowsDone = f.Block();
-        f.Get(rows).I32Eqz().BrIf(rowsDone);
+        f.Get(r).Get(rows).I32GeS().BrIf(rowsDone);
         int rowLoop = f.Loop();
         f.Get(w).Get(r).Get(rowBytes).I32Mul().I32Add().Set(row);
         f.I32Const(0).Set(t);
-        int tokensDone = f.Block();
-        f.Get(count).I32Eqz().BrIf(tokensDone);
         int tokenLoop = f.Loop();
-        f.Get(xs).Get(t).I32Const(3).I32Shl().I32Add().Tee(entry).I32Load().Set(x);
-        f.Get(entry).I32Load(4).Set(scales);
+        EmitTokenEntry(f, xs, t, entry, x, scales);
         // address of out[t·stride + r], then the dot, then the store
         f.Get(output).Get(t).Get(stride).I32Mul().Get(r).I32Add().I32Const(2).I32Shl().I32Add();
         dot(f, row, x, scales, n);
         f.F32Store();
         f.Get(t).I32Const(1).I32Add().Tee(t).Get(count).I32LtS().BrIf(tokenLoop);
         f.End();
-        f.End();
         f.Get(r).I32Const(1).I32Add().Tee(r).Get(rows).I32LtS().BrIf(rowLoop);
         f.End();
         f.End();
+        f.End();
+    }
+
+    /// <summary>x and scales of token t from the token table (two i32 per token).</summary>
+    private static void EmitTokenEntry(WasmFunction f, Local xs, Local t, Local entry, Local x, Local scales)
+    {
+        f.Get(xs).Get(t).I32Const(3).I32Shl().I32Add().Tee(entry).I32Load().Set(x);
+        f.Get(entry).I32Load(4).Set(scales);
     }
 }

@@ -185,6 +185,7 @@ internal sealed class WasmFunction
     public WasmFunction I32Ne() => Op(0x47);
     public WasmFunction I32LtS() => Op(0x48);
     public WasmFunction I32LtU() => Op(0x49);
+    public WasmFunction I32LeS() => Op(0x4C);
     public WasmFunction I32GeS() => Op(0x4E);
     public WasmFunction I32Add() => Op(0x6A);
     public WasmFunction I32Sub() => Op(0x6B);
@@ -229,6 +230,7 @@ internal sealed class WasmFunction
     }
     public WasmFunction I8x16Splat() => Simd(0x0F);
     public WasmFunction I32x4Splat() => Simd(0x11);
+    public WasmFunction I32x4ReplaceLane(byte lane) { Simd(0x1C); _code.Byte(lane); return this; }
     public WasmFunction F32x4Splat() => Simd(0x13);
     public WasmFunction F32x4ExtractLane(byte lane) { Simd(0x1F); _code.Byte(lane); return this; }
     public WasmFunction F32x4ReplaceLane(byte lane) { Simd(0x20); _code.Byte(lane); return this; }
@@ -242,7 +244,11 @@ internal sealed class WasmFunction
     public WasmFunction I16x8ExtendHighI8x16S() => Simd(0x88);
     public WasmFunction I32x4ExtendLowI16x8S() => Simd(0xA7);
     public WasmFunction I32x4ExtendHighI16x8S() => Simd(0xA8);
+    public WasmFunction I16x8Shl() => Simd(0x8B);
+    public WasmFunction I16x8ShrS() => Simd(0x8C);
     public WasmFunction I32x4Shl() => Simd(0xAB);
+    public WasmFunction I32x4ShrS() => Simd(0xAC);
+    public WasmFunction V128Bitselect() => Simd(0x52);
     public WasmFunction I32x4Add() => Simd(0xAE);
     public WasmFunction I32x4DotI16x8S() => Simd(0xBA);
     public WasmFunction F32x4Add() => Simd(0xE4);
