@@ -16,7 +16,7 @@ internal sealed class SyntheticHfCheckpoint
     public required Dictionary<string, (long[] Shape, float[] Values)> Weights { get; init; }
 }
 
-/// <summary>The shape of a synthetic checkpoint. Family: "gptneo", "llama" or "gptneox".</summary>
+/// <summary>The shape of a synthetic checkpoint. Family: "gptneo", "llama", "gptneox" or "falconh1".</summary>
 internal sealed record SyntheticHfOptions
 {
     public required string Family { get; init; }
@@ -44,6 +44,28 @@ internal sealed record SyntheticHfOptions
     public required string TokenizerGguf { get; init; }
     /// <summary>Tensors left out (error tests).</summary>
     public IReadOnlySet<string>? Omit { get; init; }
+
+    // Falcon-H1: attention head size (0: Dim / Heads), the Mamba2 mixer's sizes and the µP multipliers. The
+    // defaults are distinct, not 1, and keep activations O(1), so a multiplier folded into the wrong
+    // tensor or the wrong in_proj block moves the logits.
+    public int HeadDim { get; init; }
+    public int SsmInner { get; init; } = 128;
+    public int SsmHeadDim { get; init; } = 16;
+    public int SsmGroups { get; init; } = 2;
+    public int SsmState { get; init; } = 16;
+    public int ConvKernel { get; init; } = 4;
+    public bool SsmNorm { get; init; } = true;
+    public float RopeTheta { get; init; } = 1e11f;
+    public double EmbeddingMultiplier { get; init; } = 5.656854249492381;
+    public double LmHeadMultiplier { get; init; } = 1.7;
+    public double AttentionInMultiplier { get; init; } = 1.3;
+    public double AttentionOutMultiplier { get; init; } = 0.9375;
+    public double KeyMultiplier { get; init; } = 0.390625;
+    public double SsmInMultiplier { get; init; } = 1.25;
+    public double SsmOutMultiplier { get; init; } = 0.8;
+    public double[] MlpMultipliers { get; init; } = [0.8838834764831844, 1.6];
+    /// <summary>z, x, B, C, dt blocks of in_proj's output.</summary>
+    public double[] SsmMultipliers { get; init; } = [0.35355339059327373, 1.5, 0.7, 2.0, 0.6];
 }
 
 internal static class SyntheticHf
@@ -69,6 +91,9 @@ internal static class SyntheticHf
                     'n' => 1f + 0.1f * r.NextNormal(),  // norm weight
                     'b' => 0.1f * r.NextNormal(),       // bias
                     'e' => 0.5f * r.NextNormal(),       // embedding
+                    'a' => -2.3f + 4.4f * r.NextFloat(), // A_log: A = −exp(·) ∈ [−8, −0.1], fast to slow decays
+                    't' => -1.5f + 0.5f * r.NextNormal(), // dt_bias: Δ = softplus(dt + bias) mostly 0.05–1.5
+                    'd' => 1f + 0.1f * r.NextNormal(),  // D skip
                     _ => scale * r.NextNormal(),
                 };
             Round(v, o.DType);
@@ -155,6 +180,31 @@ internal static class SyntheticHf
                 t.Add(("gpt_neox.final_layer_norm.weight", [d], 'n')); t.Add(("gpt_neox.final_layer_norm.bias", [d], 'b'));
                 t.Add(("embed_out.weight", [vocab, d], 'w'));
                 break;
+            case "falconh1":
+            {
+                int hdA = o.HeadDim > 0 ? o.HeadDim : d / o.Heads, q = o.Heads * hdA, kvA = o.KvHeads * hdA;
+                int ssmHeads = o.SsmInner / o.SsmHeadDim, conv = o.SsmInner + 2 * o.SsmGroups * o.SsmState;
+                int proj = o.SsmInner + conv + ssmHeads;
+                t.Add(("model.embed_tokens.weight", [vocab, d], 'e'));
+                for (int l = 0; l < o.Layers; l++)
+                {
+                    string p = $"model.layers.{l}.", m = p + "mamba.";
+                    t.Add((p + "input_layernorm.weight", [d], 'n'));
+                    t.Add((p + "self_attn.q_proj.weight", [q, d], 'w')); t.Add((p + "self_attn.k_proj.weight", [kvA, d], 'w'));
+                    t.Add((p + "self_attn.v_proj.weight", [kvA, d], 'w')); t.Add((p + "self_attn.o_proj.weight", [d, q], 'w'));
+                    t.Add((m + "in_proj.weight", [proj, d], 'w'));
+                    t.Add((m + "conv1d.weight", [conv, 1, o.ConvKernel], 'w')); t.Add((m + "conv1d.bias", [conv], 'b'));
+                    t.Add((m + "dt_bias", [ssmHeads], 't')); t.Add((m + "A_log", [ssmHeads], 'a')); t.Add((m + "D", [ssmHeads], 'd'));
+                    if (o.SsmNorm) t.Add((m + "norm.weight", [o.SsmInner], 'n'));
+                    t.Add((m + "out_proj.weight", [d, o.SsmInner], 'w'));
+                    t.Add((p + "pre_ff_layernorm.weight", [d], 'n'));
+                    t.Add((p + "feed_forward.gate_proj.weight", [h, d], 'w')); t.Add((p + "feed_forward.up_proj.weight", [h, d], 'w'));
+                    t.Add((p + "feed_forward.down_proj.weight", [d, h], 'w'));
+                }
+                t.Add(("model.final_layernorm.weight", [d], 'n'));
+                if (!o.Tied) t.Add(("lm_head.weight", [vocab, d], 'w'));
+                break;
+            }
             default: throw new ArgumentException($"unknown family {o.Family}");
         }
         return t;
@@ -201,6 +251,27 @@ internal static class SyntheticHf
                     j.WriteNumber("rotary_pct", o.RotaryPct); j.WriteNumber("rotary_emb_base", 10000);
                     j.WriteBoolean("use_parallel_residual", o.ParallelResidual); j.WriteNumber("layer_norm_eps", 1e-5);
                     j.WriteBoolean("tie_word_embeddings", false);
+                    break;
+                case "falconh1":
+                    j.WriteStartArray("architectures"); j.WriteStringValue("FalconH1ForCausalLM"); j.WriteEndArray();
+                    j.WriteString("model_type", "falcon_h1"); j.WriteString("hidden_act", "silu");
+                    j.WriteNumber("hidden_size", o.Dim); j.WriteNumber("num_hidden_layers", o.Layers); j.WriteNumber("num_attention_heads", o.Heads);
+                    j.WriteNumber("num_key_value_heads", o.KvHeads); j.WriteNumber("head_dim", o.HeadDim > 0 ? o.HeadDim : o.Dim / o.Heads);
+                    j.WriteNumber("intermediate_size", o.Hidden); j.WriteNumber("max_position_embeddings", o.ContextLength);
+                    j.WriteNumber("rope_theta", o.RopeTheta); j.WriteNull("rope_scaling"); j.WriteNumber("rms_norm_eps", 1e-5);
+                    j.WriteBoolean("tie_word_embeddings", o.Tied);
+                    j.WriteNumber("mamba_d_ssm", o.SsmInner); j.WriteNumber("mamba_n_heads", o.SsmInner / o.SsmHeadDim);
+                    j.WriteNumber("mamba_d_head", o.SsmHeadDim); j.WriteNumber("mamba_n_groups", o.SsmGroups);
+                    j.WriteNumber("mamba_d_state", o.SsmState); j.WriteNumber("mamba_d_conv", o.ConvKernel); j.WriteNumber("mamba_expand", 2);
+                    j.WriteNumber("mamba_chunk_size", 128); j.WriteBoolean("mamba_conv_bias", true); j.WriteBoolean("mamba_proj_bias", false);
+                    j.WriteBoolean("mamba_rms_norm", o.SsmNorm); j.WriteBoolean("mamba_norm_before_gate", false);
+                    j.WriteBoolean("attention_bias", false); j.WriteBoolean("mlp_bias", false); j.WriteBoolean("projectors_bias", false);
+                    j.WriteNumber("embedding_multiplier", o.EmbeddingMultiplier); j.WriteNumber("lm_head_multiplier", o.LmHeadMultiplier);
+                    j.WriteNumber("attention_in_multiplier", o.AttentionInMultiplier); j.WriteNumber("attention_out_multiplier", o.AttentionOutMultiplier);
+                    j.WriteNumber("key_multiplier", o.KeyMultiplier); j.WriteNumber("ssm_in_multiplier", o.SsmInMultiplier);
+                    j.WriteNumber("ssm_out_multiplier", o.SsmOutMultiplier);
+                    j.WriteStartArray("mlp_multipliers"); foreach (var v in o.MlpMultipliers) j.WriteNumberValue(v); j.WriteEndArray();
+                    j.WriteStartArray("ssm_multipliers"); foreach (var v in o.SsmMultipliers) j.WriteNumberValue(v); j.WriteEndArray();
                     break;
             }
             j.WriteNumber("vocab_size", vocab);

@@ -8,12 +8,12 @@ namespace MicroLm.Conversion;
 
 /// <summary>`microlm convert hf`: a Hugging Face checkpoint directory → one GGUF file. The family is
 /// chosen by config.json's "architectures"; each family's mapping (keys, tensor names, re-layouts)
-/// is one file (HfLlama, HfGptNeoX, HfGptNeo). The output is written to a temporary file beside it (IO.SafeFile) and renamed
+/// is one file (HfLlama, HfGptNeoX, HfGptNeo, HfFalconH1). The output is written to a temporary file beside it (IO.SafeFile) and renamed
 /// only when complete and loadable.</summary>
 internal static class HfConverter
 {
     /// <summary>The families, by the Hugging Face class name in config.json's "architectures".</summary>
-    public static readonly HfFamily[] Families = [new HfLlama(), new HfGptNeoX(), new HfGptNeo()];
+    public static readonly HfFamily[] Families = [new HfLlama(), new HfGptNeoX(), new HfGptNeo(), new HfFalconH1()];
 
     public static readonly string[] OutTypes = ["f32", "f16", "bf16", "q8_0", "auto"];
 
@@ -109,6 +109,10 @@ internal sealed class HfOutput(string architecture, GgmlType matrixType, Action<
     }
 
     public void Vector(string name, float[] values) => Add(name, GgmlType.F32, [values.Length], values, values.Length);
+
+    /// <summary>An F32 tensor of any GGUF shape (innermost first), kept F32 whatever the output type (as llama.cpp
+    /// keeps the SSM's convolution and per-head vectors).</summary>
+    public void Floats(string name, float[] values, long[] shape) => Add(name, GgmlType.F32, shape, values, (int)shape[0]);
 
     private void Add(string name, GgmlType type, long[] shape, float[] values, int rowLength)
     {

@@ -222,6 +222,194 @@ public sealed class HfConvertTests(ITestOutputHelper log) : IDisposable
         Assert.True(same);
     }
 
+    /// <summary>The user's path end to end: `microlm convert hf DIR -o OUT.gguf`, then `microlm verify -m OUT.gguf
+    /// --ids ... -n N --dump-logits`; every dumped position's logits against the float64 reference of the sequence
+    /// the trace lists (the prompt, then verify's greedy tokens), and each greedy token the reference's argmax.</summary>
+    private (double MaxDiff, int Positions) ConvertAndVerifyWithCli(SyntheticHfCheckpoint ck, SyntheticHfOptions o, int[] prompt, int n, string outType = "f32")
+    {
+        string gguf = Path.Combine(_dir, Path.GetFileName(ck.Directory) + "-cli.gguf"), dump = gguf + ".logits";
+        var stdout = new StringWriter(); var stderr = new StringWriter();
+        Assert.True(CliMain.Run(["convert", "hf", ck.Directory, "-o", gguf, "--outtype", outType], stdout, stderr) == 0, stderr.ToString());
+        stdout = new StringWriter(); stderr = new StringWriter();
+        int code = CliMain.Run(["verify", "-m", gguf, "--temp", "0", "--ids", string.Join(' ', prompt), "-n", n.ToString(System.Globalization.CultureInfo.InvariantCulture), "--dump-logits", dump], stdout, stderr);
+        Assert.True(code == 0, stderr.ToString());
+        var lines = stdout.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries).Where(l => !l.StartsWith("trace", StringComparison.Ordinal)).ToArray();
+        var tokens = lines.Select(l => int.Parse(l.Split('\t')[1], System.Globalization.CultureInfo.InvariantCulture)).ToArray();
+        Assert.Equal(prompt, tokens[..prompt.Length]);
+        Assert.Equal(prompt.Length + n, tokens.Length);
+        var logits = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(File.ReadAllBytes(dump)).ToArray();
+        var reference = new HfReference(ck, o).Logits(tokens);
+        int vocab = reference[0].Length;
+        Assert.Equal(tokens.Length * vocab, logits.Length);
+        double max = 0;
+        for (int p = 0; p < tokens.Length; p++)
+        {
+            var row = logits.AsSpan(p * vocab, vocab);
+            for (int i = 0; i < vocab; i++) max = System.Math.Max(max, System.Math.Abs(row[i] - reference[p][i]));
+            if (p >= prompt.Length - 1 && p + 1 < tokens.Length)
+                Assert.True(tokens[p + 1] == Array.IndexOf(reference[p], reference[p].Max()), $"greedy token at position {p + 1}");
+        }
+        return (max, tokens.Length);
+    }
+
+    [Theory]
+    [InlineData("gptneo")]
+    [InlineData("llama")]
+    [InlineData("gptneox")]
+    [InlineData("falconh1")]
+    public void Cli_convert_then_verify_ids_matches_float64_reference(string family)
+    {
+        var o = family switch
+        {
+            "gptneo" => new SyntheticHfOptions { Family = family, TokenizerGguf = Gpt2Vocab, Window = 6, Layers = 2, ContextLength = 64, Tied = false, Seed = 41 },
+            "llama" => new SyntheticHfOptions { Family = family, TokenizerGguf = SpmVocab, Heads = 4, KvHeads = 1, Layers = 2, Seed = 42, Hidden = 96 },
+            "gptneox" => new SyntheticHfOptions { Family = family, TokenizerGguf = NeoxVocab, Layers = 2, ExtraBuffers = true, Seed = 43 },
+            _ => new SyntheticHfOptions { Family = family, TokenizerGguf = Gpt2Vocab, Layers = 2, Heads = 4, KvHeads = 2, Hidden = 96, Seed = 44 },
+        };
+        var ck = SyntheticHf.Write(Path.Combine(_dir, "cli-" + family), o);
+        int vocab; using (var v = MicroLm.Gguf.GgufFile.Open(o.TokenizerGguf)) vocab = (int)v.Get("tokenizer.ggml.tokens").Count;
+        var (max, positions) = ConvertAndVerifyWithCli(ck, o, Ids(14, vocab, 45), 6);
+        log.WriteLine($"{family}: max |diff| {max:E3} over {positions} positions");
+        Assert.True(max < F32Tolerance, $"max |diff| {max}");
+    }
+
+    private static SyntheticHfOptions FalconH1Options(ulong seed) =>
+        new() { Family = "falconh1", TokenizerGguf = Gpt2Vocab, Layers = 3, Heads = 4, KvHeads = 2, Hidden = 160, ContextLength = 64, Seed = seed };
+
+    /// <summary>Falcon-H1 with every µP multiplier distinct from 1 (folded into the weights by the converter, applied
+    /// where transformers applies them by the reference): GQA, two SSM groups with grouped RMSNorm, untied.</summary>
+    [Fact]
+    public void FalconH1_F32_with_multipliers_matches_float64_reference()
+    {
+        var o = FalconH1Options(51);
+        var (ck, gguf) = Make("h1", o, "f32");
+        using (var m = Model.Load(gguf))
+        {
+            Assert.Equal("falcon-h1", m.Config.Architecture);
+            Assert.NotNull(m.File.FindTensor("blk.0.ffn_norm")); // the spelling llama.cpp's loader asks for
+            Assert.Equal("F32", m.File.FindTensor("blk.0.ssm_conv1d.weight")!.Type.Name);
+        }
+        var ids = Ids(24, 50257, 52);
+        var reference = new HfReference(ck, o);
+        var (max, same) = Compare(gguf, reference.Logits(ids), ids);
+        log.WriteLine($"max |diff| {max:E3}");
+        Assert.True(max < F32Tolerance, $"max |diff| {max}");
+        Assert.True(same);
+        GreedyAgrees(gguf, reference, ids[..12], 4);
+    }
+
+    /// <summary>Another shape: multi-query attention with head_dim ≠ hidden / heads, one SSM group, no mamba norm,
+    /// kernel 3, tied classifier (written as its own tensor: the embedding multiplier is not the classifier's),
+    /// rope base 10^4, sharded F16 checkpoint. Written as F32 the F16 weights widen exactly and each folded product
+    /// rounds once to F32, so the F32 tolerance holds. Kept F16 (auto), each folded product rounds to F16 (2^-11
+    /// relative per weight, as llama.cpp's converter multiplies in the checkpoint's dtype): measured 2.0e-2 against
+    /// the reference of the unrounded products, hence 5e-2 for that file, with identical greedy choices.</summary>
+    [Fact]
+    public void FalconH1_tied_MQA_one_group_F16_sharded_matches_reference()
+    {
+        var o = FalconH1Options(53) with
+        {
+            Heads = 4, KvHeads = 1, HeadDim = 24, SsmInner = 96, SsmHeadDim = 8, SsmGroups = 1, SsmState = 8, ConvKernel = 3,
+            SsmNorm = false, Tied = true, RopeTheta = 10000f, Shards = 2, DType = "F16",
+        };
+        var (ck, gguf) = Make("h1-tied", o, "f32");
+        using (var m = Model.Load(gguf))
+        {
+            Assert.NotNull(m.File.FindTensor("output.weight"));
+            Assert.Null(m.File.FindTensor("blk.0.ssm_norm.weight"));
+        }
+        var ids = Ids(20, 50257, 54);
+        var reference = new HfReference(ck, o).Logits(ids);
+        var (max, same) = Compare(gguf, reference, ids);
+        log.WriteLine($"as F32: max |diff| {max:E3}");
+        Assert.True(max < F32Tolerance, $"max |diff| {max}");
+        Assert.True(same);
+
+        string f16 = Path.Combine(_dir, "h1-tied-f16.gguf");
+        HfConverter.Convert(ck.Directory, f16, "auto");
+        using (var m = Model.Load(f16)) Assert.Equal("F16", m.File.FindTensor("blk.0.ssm_in.weight")!.Type.Name);
+        var (max16, same16) = Compare(f16, reference, ids);
+        log.WriteLine($"as F16: max |diff| {max16:E3}");
+        Assert.True(max16 < 5e-2, $"max |diff| {max16}");
+        Assert.True(same16);
+    }
+
+    /// <summary>Multipliers all 1 and a tied classifier: nothing to fold, so the classifier stays the embedding.</summary>
+    [Fact]
+    public void FalconH1_without_multipliers_keeps_the_tied_embedding()
+    {
+        var o = FalconH1Options(55) with
+        {
+            Tied = true, EmbeddingMultiplier = 1, LmHeadMultiplier = 1, AttentionInMultiplier = 1, AttentionOutMultiplier = 1,
+            KeyMultiplier = 1, SsmInMultiplier = 1, SsmOutMultiplier = 1, MlpMultipliers = [1, 1], SsmMultipliers = [1, 1, 1, 1, 1],
+        };
+        var (ck, gguf) = Make("h1-plain", o, "f32");
+        using (var m = Model.Load(gguf)) Assert.Null(m.File.FindTensor("output.weight"));
+        var ids = Ids(16, 50257, 56);
+        var (max, same) = Compare(gguf, new HfReference(ck, o).Logits(ids), ids);
+        log.WriteLine($"max |diff| {max:E3}");
+        Assert.True(max < F32Tolerance, $"max |diff| {max}");
+        Assert.True(same);
+    }
+
+    private string SmallH1(string name, Func<SyntheticHfOptions, SyntheticHfOptions>? change = null)
+    {
+        var o = FalconH1Options(57) with { Layers = 1, Dim = 32, Heads = 2, KvHeads = 1, Hidden = 64, SsmInner = 32, SsmHeadDim = 8, SsmState = 4, ContextLength = 16 };
+        return SyntheticHf.Write(Path.Combine(_dir, name), change?.Invoke(o) ?? o).Directory;
+    }
+
+    private static void EditConfig(string dir, string from, string to)
+    {
+        string cfg = Path.Combine(dir, "config.json"), text = File.ReadAllText(cfg);
+        Assert.Contains(from, text, StringComparison.Ordinal);
+        File.WriteAllText(cfg, text.Replace(from, to, StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void FalconH1_missing_ssm_tensor_fails_cleanly() =>
+        AssertFails(SmallH1("h1-missing", o => o with { Omit = new HashSet<string> { "model.layers.0.mamba.A_log" } }), "missing tensor 'model.layers.0.mamba.A_log'");
+
+    [Fact]
+    public void FalconH1_inner_size_disagreeing_with_tensors_fails_cleanly()
+    {
+        string dir = SmallH1("h1-inner");
+        EditConfig(dir, "\"mamba_d_ssm\": 32", "\"mamba_d_ssm\": 48");
+        EditConfig(dir, "\"mamba_n_heads\": 4", "\"mamba_n_heads\": 6");
+        AssertFails(dir, "config.json implies");
+    }
+
+    [Fact]
+    public void FalconH1_inner_size_not_a_multiple_of_head_size_fails_cleanly()
+    {
+        string dir = SmallH1("h1-headdim");
+        EditConfig(dir, "\"mamba_d_head\": 8", "\"mamba_d_head\": 12");
+        AssertFails(dir, "mamba_d_ssm 32 is not a multiple of mamba_d_head 12");
+    }
+
+    [Fact]
+    public void FalconH1_head_count_disagreeing_fails_cleanly()
+    {
+        string dir = SmallH1("h1-heads");
+        EditConfig(dir, "\"mamba_n_heads\": 4", "\"mamba_n_heads\": 8");
+        AssertFails(dir, "mamba_n_heads 8 disagrees");
+    }
+
+    [Fact]
+    public void FalconH1_group_count_not_dividing_heads_fails_cleanly()
+    {
+        string dir = SmallH1("h1-groups");
+        EditConfig(dir, "\"mamba_n_groups\": 2", "\"mamba_n_groups\": 3");
+        AssertFails(dir, "not a multiple of mamba_n_groups 3");
+    }
+
+    [Fact]
+    public void FalconH1_group_count_disagreeing_with_tensors_fails_cleanly()
+    {
+        string dir = SmallH1("h1-groups4");
+        EditConfig(dir, "\"mamba_n_groups\": 2", "\"mamba_n_groups\": 4");
+        AssertFails(dir, "config.json implies");
+    }
+
     // Bad checkpoints: one error line from the CLI, exit code 1, no output file (nor its temporary).
     private void AssertFails(string dir, string expected)
     {

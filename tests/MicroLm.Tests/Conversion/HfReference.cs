@@ -2,7 +2,7 @@ using MicroLm.Synthetic;
 
 namespace MicroLm.Tests.Conversion;
 
-/// <summary>Float64 forward passes of GPT-Neo, LLaMA and GPT-NeoX written from the semantics of Hugging Face
+/// <summary>Float64 forward passes of GPT-Neo, LLaMA, GPT-NeoX and Falcon-H1 written from the semantics of Hugging Face
 /// transformers' modeling code (PyTorch layouts, HF's own rotary halves and fused-QKV order), over the
 /// weights a synthetic checkpoint stored. Every logit of every position.</summary>
 internal sealed class HfReference(SyntheticHfCheckpoint ck, SyntheticHfOptions o)
@@ -15,6 +15,7 @@ internal sealed class HfReference(SyntheticHfCheckpoint ck, SyntheticHfOptions o
         "gptneo" => GptNeo(tokens),
         "llama" => Llama(tokens),
         "gptneox" => GptNeoX(tokens),
+        "falconh1" => FalconH1(tokens),
         _ => throw new ArgumentException(o.Family),
     };
 
@@ -184,5 +185,110 @@ internal sealed class HfReference(SyntheticHfCheckpoint ck, SyntheticHfOptions o
             }
         }
         return x.Select(v => MatVec(W("embed_out.weight"), Rows("embed_out.weight"), LayerNorm(v, W("gpt_neox.final_layer_norm.weight"), W("gpt_neox.final_layer_norm.bias"), 1e-5))).ToArray();
+    }
+
+    private static double Silu(double v) => v / (1 + System.Math.Exp(-v));
+    private static double Softplus(double v) => System.Math.Log(1 + System.Math.Exp(v));
+    private static double[] Scale(double[] x, double f) => x.Select(v => v * f).ToArray();
+
+    /// <summary>Falcon-H1 as transformers' modeling_falcon_h1 computes it, with its multipliers applied where the
+    /// model applies them (not folded): embedding × embedding_multiplier; per layer one RMSNorm feeding the Mamba2
+    /// mixer (input × ssm_in_multiplier, in_proj × µP vector, z | xBC | dt, causal depthwise conv + bias, SiLU,
+    /// Δ = softplus(dt + dt_bias), the recurrence s ← s·exp(Δ·A) + Δ·B·x with A = −exp(A_log), y = s·C + D·x,
+    /// y·SiLU(z), grouped RMSNorm if mamba_rms_norm, out_proj × ssm_out_multiplier) and attention (input ×
+    /// attention_in_multiplier, k × key_multiplier, rotate_half rotary with head_dim, 1/√head_dim,
+    /// o_proj × attention_out_multiplier); their sum added to the residual; SwiGLU with gate × mlp[0] and down ×
+    /// mlp[1]; final norm; lm_head × lm_head_multiplier. The recurrence is the SSD's sequential form.</summary>
+    private double[][] FalconH1(int[] tokens)
+    {
+        int d = o.Dim, hd = o.HeadDim > 0 ? o.HeadDim : d / o.Heads, qDim = o.Heads * hd, kvDim = o.KvHeads * hd, n = tokens.Length;
+        int group = o.Heads / o.KvHeads, inner = o.SsmInner, P = o.SsmHeadDim, H = inner / P, G = o.SsmGroups, N = o.SsmState, K = o.ConvKernel;
+        int conv = inner + 2 * G * N, proj = inner + conv + H;
+        var mup = new double[proj];
+        for (int i = 0; i < proj; i++)
+            mup[i] = o.SsmMultipliers[i < inner ? 0 : i < 2 * inner ? 1 : i < 2 * inner + G * N ? 2 : i < 2 * inner + 2 * G * N ? 3 : 4];
+        var x = tokens.Select(tok => Enumerable.Range(0, d).Select(i => W("model.embed_tokens.weight")[(long)tok * d + i] * o.EmbeddingMultiplier).ToArray()).ToArray();
+        for (int l = 0; l < o.Layers; l++)
+        {
+            string pre = $"model.layers.{l}.", m = pre + "mamba.";
+            var keys = new List<double[]>[o.KvHeads]; var vals = new List<double[]>[o.KvHeads];
+            for (int h = 0; h < o.KvHeads; h++) { keys[h] = []; vals[h] = []; }
+            var convIn = new List<double[]>(); // xBC of every position so far
+            var state = new double[H, P, N];
+            var convW = W(m + "conv1d.weight"); var convB = W(m + "conv1d.bias");
+            var aLog = W(m + "A_log"); var dtBias = W(m + "dt_bias"); var dSkip = W(m + "D");
+            for (int t = 0; t < n; t++)
+            {
+                var hN = RmsNorm(x[t], W(pre + "input_layernorm.weight"), 1e-5);
+
+                // Mamba2 mixer.
+                var zxbcdt = MatVec(W(m + "in_proj.weight"), proj, Scale(hN, o.SsmInMultiplier));
+                for (int i = 0; i < proj; i++) zxbcdt[i] *= mup[i];
+                convIn.Add(Slice(zxbcdt, inner, conv));
+                var xbc = new double[conv];
+                for (int c = 0; c < conv; c++)
+                {
+                    double sum = convB[c];
+                    for (int k = 0; k < K; k++)
+                    {
+                        int src = t - (K - 1) + k; // tap k sees position t − K + 1 + k (zeros before the start)
+                        if (src >= 0) sum += convW[c * K + k] * convIn[src][c];
+                    }
+                    xbc[c] = Silu(sum);
+                }
+                var y = new double[inner];
+                for (int hh = 0; hh < H; hh++)
+                {
+                    int g = hh / (H / G);
+                    double delta = Softplus(zxbcdt[inner + conv + hh] + dtBias[hh]);
+                    double decay = System.Math.Exp(delta * -System.Math.Exp(aLog[hh]));
+                    for (int p = 0; p < P; p++)
+                    {
+                        double xv = xbc[hh * P + p], acc = 0;
+                        for (int s = 0; s < N; s++)
+                        {
+                            state[hh, p, s] = state[hh, p, s] * decay + delta * xbc[inner + g * N + s] * xv;
+                            acc += state[hh, p, s] * xbc[inner + G * N + g * N + s];
+                        }
+                        y[hh * P + p] = acc + dSkip[hh] * xv;
+                    }
+                }
+                for (int i = 0; i < inner; i++) y[i] *= Silu(zxbcdt[i]);
+                if (o.SsmNorm)
+                {
+                    var w = W(m + "norm.weight");
+                    int gsz = inner / G;
+                    for (int g = 0; g < G; g++)
+                    {
+                        double ms = 0;
+                        for (int i = 0; i < gsz; i++) ms += y[g * gsz + i] * y[g * gsz + i];
+                        double inv = 1 / System.Math.Sqrt(ms / gsz + 1e-5);
+                        for (int i = 0; i < gsz; i++) y[g * gsz + i] *= inv * w[g * gsz + i];
+                    }
+                }
+                var mixer = Scale(MatVec(W(m + "out_proj.weight"), d, y), o.SsmOutMultiplier);
+
+                // Attention.
+                var aIn = Scale(hN, o.AttentionInMultiplier);
+                var q = MatVec(W(pre + "self_attn.q_proj.weight"), qDim, aIn);
+                var k2 = Scale(MatVec(W(pre + "self_attn.k_proj.weight"), kvDim, aIn), o.KeyMultiplier);
+                var v = MatVec(W(pre + "self_attn.v_proj.weight"), kvDim, aIn);
+                for (int h = 0; h < o.Heads; h++) Rotate(q, h * hd, hd, t, o.RopeTheta);
+                for (int h = 0; h < o.KvHeads; h++) { Rotate(k2, h * hd, hd, t, o.RopeTheta); keys[h].Add(Slice(k2, h * hd, hd)); vals[h].Add(Slice(v, h * hd, hd)); }
+                var merged = new double[qDim];
+                for (int h = 0; h < o.Heads; h++)
+                    Attend(Slice(q, h * hd, hd), keys[h / group], vals[h / group], 0, t, 1 / System.Math.Sqrt(hd)).CopyTo(merged, h * hd);
+                var attn = Scale(MatVec(W(pre + "self_attn.o_proj.weight"), d, merged), o.AttentionOutMultiplier);
+
+                for (int i = 0; i < d; i++) x[t][i] += mixer[i] + attn[i];
+                var h2 = RmsNorm(x[t], W(pre + "pre_ff_layernorm.weight"), 1e-5);
+                var gate = MatVec(W(pre + "feed_forward.gate_proj.weight"), o.Hidden, h2);
+                var up = MatVec(W(pre + "feed_forward.up_proj.weight"), o.Hidden, h2);
+                var act = gate.Select((gv, i) => Silu(gv * o.MlpMultipliers[0]) * up[i]).ToArray();
+                Add(x[t], Scale(MatVec(W(pre + "feed_forward.down_proj.weight"), d, act), o.MlpMultipliers[1]));
+            }
+        }
+        string head = o.Tied ? "model.embed_tokens.weight" : "lm_head.weight";
+        return x.Select(v => Scale(MatVec(W(head), Rows(head), RmsNorm(v, W("model.final_layernorm.weight"), 1e-5)), o.LmHeadMultiplier)).ToArray();
     }
 }
