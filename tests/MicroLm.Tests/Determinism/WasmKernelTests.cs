@@ -314,6 +314,79 @@ public sealed class WasmKernelTests
             }
     }
 
+    /// <summary>The trace's hash: messages of many lengths, padded as FIPS 180-4 says, compressed by the kernel from the
+    /// initial state; the digest must equal the runtime's C# SHA-256 and the platform's.</summary>
+    [Fact]
+    public void TheSha256KernelGivesTheDigestOfTheCSharpHash()
+    {
+        using var wasm = new Harness(CompiledKernels.Module().Bytes);
+        var rng = new Random(3);
+        uint[] initial = [0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19];
+        foreach (int length in new[] { 0, 1, 55, 56, 63, 64, 65, 119, 120, 128, 1000, 4096, 128000 })
+        {
+            var message = new byte[length];
+            rng.NextBytes(message);
+            int padded = (length + 9 + 63) / 64 * 64;
+            var blocks = new byte[padded];
+            message.CopyTo(blocks, 0);
+            blocks[length] = 0x80;
+            System.Buffers.Binary.BinaryPrimitives.WriteUInt64BigEndian(blocks.AsSpan(padded - 8), (ulong)length * 8);
+            int state = wasm.Place<uint>(initial), data = wasm.Place<byte>(blocks);
+            wasm.Call(Utility.Sha256Blocks, state, data, padded / 64);
+            var words = wasm.Read<uint>(state, 8);
+            var digest = new byte[32];
+            for (int i = 0; i < 8; i++) System.Buffers.Binary.BinaryPrimitives.WriteUInt32BigEndian(digest.AsSpan(4 * i), words[i]);
+            Assert.Equal(MicroLm.Generation.Sha256.HashData(message), digest);
+            Assert.Equal(System.Security.Cryptography.SHA256.HashData(message), digest);
+        }
+    }
+
+    /// <summary>The activation's Q8_0 form against <see cref="Activation.EnsureQ8"/>'s C# loop: quants, f16-rounded
+    /// scales, scaled sums and group sums, bit for bit, on finite values from subnormal to near float's largest
+    /// (scales that round to f16 subnormals, ties, and overflow to ∞), all-zero blocks and ±0.</summary>
+    [Fact]
+    public void TheQuantizeKernelGivesTheCSharpQ8Form()
+    {
+        using var wasm = new Harness(CompiledKernels.Module().Bytes);
+        var rng = new Random(11);
+        int blocksChecked = 0;
+        foreach (int blocks in new[] { 1, 2, 9, 24, 64 })
+            for (int kind = 0; kind < 6; kind++)
+            {
+                int n = blocks * Activation.Q8Block;
+                var a = new Activation(n);
+                for (int i = 0; i < n; i++)
+                {
+                    double magnitude = kind switch
+                    {
+                        0 => System.Math.Pow(2, rng.Next(-8, 8)),
+                        1 => System.Math.Pow(2, rng.Next(-30, -10)),     // scales near and below f16's normal range
+                        2 => System.Math.Pow(2, rng.Next(10, 20)),       // scales near f16's largest (65504) and beyond
+                        3 => System.Math.Pow(2, rng.Next(-149, 127)),    // anything finite
+                        _ => System.Math.Pow(2, rng.Next(-4, 4)),
+                    };
+                    a.Values[i] = (float)((rng.NextDouble() * 2 - 1) * magnitude);
+                }
+                if (kind == 4) { a.Values.AsSpan(0, 32).Clear(); a.Values[n - 1] = -0f; }
+                if (kind == 5)
+                    for (int b = 0; b < blocks; b++)  // amax/127 exactly halfway between two halves, or at 65520·127
+                        a.Values[b * 32 + rng.Next(32)] = b % 2 == 0 ? 127f * (1f + 1f / 2048f) * MathF.Pow(2, rng.Next(-14, 15)) : 65520f * 127f;
+                var values = a.Values.ToArray();
+                a.EnsureQ8();
+                int pv = wasm.Place<float>(values);
+                int q = wasm.Place(new byte[n]), sc = wasm.Place(new float[blocks]), ss = wasm.Place(new float[blocks]), gs = wasm.Place(new int[8 * blocks]);
+                int outputs = wasm.Place<int>([q, sc, ss, gs]);
+                wasm.Call(Utility.QuantizeQ8, pv, blocks, outputs);
+                Assert.Equal(a.Q8.AsSpan(0, n).ToArray(), wasm.Read<sbyte>(q, n));
+                var diffs = Differences(a.Q8Scales.AsSpan(0, blocks).ToArray(), wasm.Read<float>(sc, blocks))
+                    .Concat(Differences(a.Q8ScaledSums.AsSpan(0, blocks).ToArray(), wasm.Read<float>(ss, blocks))).ToList();
+                Assert.True(diffs.Count == 0, $"{blocks} blocks, kind {kind}: {string.Join("; ", diffs.Take(3))}");
+                Assert.Equal(a.Q8GroupSums8.AsSpan(0, 8 * blocks).ToArray(), wasm.Read<int>(gs, 8 * blocks));
+                blocksChecked += blocks;
+            }
+        Assert.Equal(6 * (1 + 2 + 9 + 24 + 64), blocksChecked);
+    }
+
     [Fact]
     public void TheModuleIsTheSameBytesEveryTimeAndCoversTheFirstTypes()
     {

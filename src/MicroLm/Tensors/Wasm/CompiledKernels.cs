@@ -41,6 +41,10 @@ internal enum Utility
     AllFinite,
     /// <summary>(gate, up, out, n) → 0: out = silu(gate) ⊙ up, as <see cref="Math.DetMath.SiluTimes"/>.</summary>
     SiluTimes,
+    /// <summary>(state, data, blocks) → 0: SHA-256 compression of 64-byte blocks (the trace's hash), as <see cref="Generation.Sha256"/>.</summary>
+    Sha256Blocks,
+    /// <summary>(values, blocks, outputs) → 0: the activation's Q8_0 form, as <see cref="Activation.EnsureQ8"/>.</summary>
+    QuantizeQ8,
 }
 
 /// <summary>The runtime's WebAssembly SIMD kernels: one module, generated here from the kernel definitions
@@ -94,6 +98,8 @@ internal static class CompiledKernels
         Utility.ArgMax => "argmax",
         Utility.AllFinite => "all_finite",
         Utility.SiluTimes => "silu_times",
+        Utility.Sha256Blocks => "sha256_blocks",
+        Utility.QuantizeQ8 => "quantize_q8",
         _ => throw new ArgumentOutOfRangeException(nameof(u)),
     };
 
@@ -105,6 +111,8 @@ internal static class CompiledKernels
             case Utility.ArgMax: Math.Kernels.EmitArgMax(f, p[0], p[1]); break;
             case Utility.AllFinite: Math.Kernels.EmitAllFinite(f, p[0], p[1]); break;
             case Utility.SiluTimes: Math.DetMath.EmitSiluTimes(f, p[0], p[1], p[2], p[3]); f.I32Const(0); break;
+            case Utility.Sha256Blocks: Generation.Sha256.EmitCompressBlocks(f, p[0], p[1], p[2]); break;
+            case Utility.QuantizeQ8: Activation.EmitQuantize(f, p[0], p[1], p[2]); break;
         }
     }
 
