@@ -3,6 +3,7 @@ using System.Net;
 using System.Net.Http.Headers;
 using System.Security.Cryptography;
 using System.Text.Json;
+using MicroLm.IO;
 
 namespace MicroLm.Cli;
 
@@ -115,7 +116,7 @@ public sealed class ModelDownloader(string cacheDirectory, string endpoint, stri
         CheckRelative(pick);
         string choice = ChoicePath(repo, tag);
         Directory.CreateDirectory(Path.GetDirectoryName(choice)!);
-        File.WriteAllText(choice, pick + "\n");
+        SafeFile.WriteAllBytes(choice, System.Text.Encoding.UTF8.GetBytes(pick + "\n"));
         return pick;
     }
 
@@ -211,8 +212,8 @@ public sealed class ModelDownloader(string cacheDirectory, string endpoint, stri
                 long size = new FileInfo(part).Length;
                 if (published.Size is { } expectedSize && size != expectedSize)
                     throw new IOException($"{what}: got {size} bytes, the server announced {expectedSize}");
-                Verify(part, sha, what);
-                File.Move(part, target, overwrite: true);
+                // Flushed, verified (a mismatch deletes it), then atomically renamed: a file in the cache is whole.
+                SafeFile.Promote(part, target, check: p => Verify(p, sha, what));
                 return;
             }
             catch (Exception e) when (e is IOException or HttpRequestException or TaskCanceledException && attempt < Attempts)
@@ -267,9 +268,6 @@ public sealed class ModelDownloader(string cacheDirectory, string endpoint, stri
         string actual;
         using (var fs = File.OpenRead(part)) actual = Convert.ToHexStringLower(SHA256.HashData(fs));
         if (actual != sha)
-        {
-            File.Delete(part);
             throw new MicroLmException($"{what}: checksum mismatch (SHA-256 {actual}, the server published {sha}); the download was discarded");
-        }
     }
 }

@@ -1,4 +1,5 @@
 using System.Globalization;
+using MicroLm.IO;
 using MicroLm.Train;
 
 namespace MicroLm.Cli;
@@ -39,6 +40,7 @@ public static class TrainCommand
     public static int Run(Options o, TextWriter stdout, TextWriter stderr)
     {
         string output = o.Require("OUT.gguf", "-o", "--output");
+        SafeFile.CheckTarget(output); // before training, not after half an hour of it
         var defaults = new TrainOptions();
         var model = new TrainConfig();
         model = model with
@@ -70,7 +72,7 @@ public static class TrainCommand
         if (o.Get("--corpus-out") is { } corpusPath)
         {
             var (train, held) = Training.Corpus(options);
-            Training.WriteAtomically(corpusPath, System.Text.Encoding.UTF8.GetBytes(string.Join('\n', train.Concat(held)) + "\n"));
+            SafeFile.WriteAllBytes(corpusPath, System.Text.Encoding.UTF8.GetBytes(string.Join('\n', train.Concat(held)) + "\n"));
         }
         var run = new Training(options, stderr);
         var bytes = run.Run(output);

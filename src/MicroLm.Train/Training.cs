@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using MicroLm.Gguf;
+using MicroLm.IO;
 using MicroLm.Tensors;
 
 namespace MicroLm.Train;
@@ -125,14 +126,14 @@ internal sealed class Training(TrainOptions o, TextWriter log)
                     $"step {step,5}/{o.Steps}  loss {loss:F4} (avg {smoothed:F4})  |g| {norm:F3}  lr {lr:E2}  {perStep:F2} s/step  {T / perStep:F0} tok/s  eta {TimeSpan.FromSeconds(perStep * (o.Steps - step)):hh\\:mm\\:ss}"));
             }
             if (o.CheckpointEvery > 0 && step % o.CheckpointEvery == 0 && step < o.Steps)
-                WriteAtomically(output, ToGguf(model, vocab, layout, w, step, double.NaN));
+                WriteModel(output, ToGguf(model, vocab, layout, w, step, double.NaN));
         }
 
         HeldOutLoss = Evaluate(net, layout, w, wt, heldIds, model.SeqLen, T);
         log.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"microlm: held-out loss {HeldOutLoss:F4} over {System.Math.Min(o.EvalBatches * T, heldIds.Length - 1):N0} tokens; training took {sw.Elapsed.TotalMinutes:F1} min"));
         var bytes = ToGguf(model, vocab, layout, w, o.Steps, HeldOutLoss);
-        WriteAtomically(output, bytes);
+        WriteModel(output, bytes);
         return bytes;
     }
 
@@ -206,15 +207,8 @@ internal sealed class Training(TrainOptions o, TextWriter log)
         return g.ToArray();
     }
 
-    public static void WriteAtomically(string path, byte[] bytes)
-    {
-        string full = Path.GetFullPath(path);
-        string temp = full + $".tmp-{Environment.ProcessId}";
-        try
-        {
-            File.WriteAllBytes(temp, bytes);
-            File.Move(temp, full, overwrite: true);
-        }
-        finally { if (File.Exists(temp)) File.Delete(temp); }
-    }
+    /// <summary>Writes a checkpoint or the final model through SafeFile (temporary file beside it, flushed, loaded
+    /// back as a model, then renamed): a failed write leaves an existing file as it was.</summary>
+    public static void WriteModel(string path, byte[] bytes) =>
+        SafeFile.WriteAllBytes(path, bytes, check: temp => Model.Load(temp).Dispose());
 }

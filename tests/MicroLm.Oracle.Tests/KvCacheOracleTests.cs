@@ -8,7 +8,7 @@ namespace MicroLm.Oracle.Tests;
 /// <summary>`-ctk f16 -ctv f16` against llama.cpp's F16 KV cache on the same file and tokens.</summary>
 public sealed class KvCacheOracleTests(ITestOutputHelper output)
 {
-    [Fact]
+    [SharedFact]
     public void F16_cache_agrees_with_llama_cpp_f16_cache()
     {
         string path = OracleFiles.Shared("gguf/stories260K-F32.gguf");

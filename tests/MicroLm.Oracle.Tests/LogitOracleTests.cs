@@ -120,7 +120,7 @@ public class LogitOracleTests(OracleFiles files, ITestOutputHelper output) : ICl
         return new Result(maxAbs, maxLogit, worst, agree, exact, tokens.Length, ours, theirs);
     }
 
-    [Theory]
+    [SharedTheory]
     [InlineData("stories260K-F32.gguf", Tolerance.F32)]
     [InlineData("stories260K-F16.gguf", Tolerance.F16)]
     [InlineData("stories260K-Q8_0.gguf", Tolerance.MixedWithF16)]
@@ -128,7 +128,7 @@ public class LogitOracleTests(OracleFiles files, ITestOutputHelper output) : ICl
     [InlineData("stories260K-Q4_K_M-fallback.gguf", Tolerance.MixedWithF16)]
     public void Stories260K(string file, Tolerance tolerance) => Run(OracleFiles.Shared("gguf/" + file), tolerance);
 
-    [Theory]
+    [SharedTheory]
     [InlineData("mha-f32-untied", Tolerance.F32)]
     [InlineData("gqa-f32-tied", Tolerance.F32)]
     [InlineData("mqa-f32-rope500k", Tolerance.F32)]
@@ -164,7 +164,7 @@ public class LogitOracleTests(OracleFiles files, ITestOutputHelper output) : ICl
         Run(path, Tolerance.Q8KActivations);
     }
 
-    [Theory]
+    [SharedTheory]
     [InlineData("pythia14m-parallel-f32", Tolerance.GeluF16Table)]
     [InlineData("pythia14m-sequential-f32", Tolerance.GeluF16Table)]
     [InlineData("pythia14m-parallel-f16", Tolerance.GeluF16Table)]
@@ -177,7 +177,7 @@ public class LogitOracleTests(OracleFiles files, ITestOutputHelper output) : ICl
     /// <summary>Our llama2.c → GGUF conversion of stories260K.bin + tok512.bin loads in llama.cpp, and
     /// llama.cpp computes bit for bit the logits it computes from its own conversion (stories260K-F32.gguf,
     /// made by llama-convert-llama2c-to-ggml): the converter writes valid llama.cpp files with the same weights.</summary>
-    [Fact]
+    [SharedFact]
     public void Converted_llama2c_checkpoint_is_a_valid_llama_cpp_file()
     {
         var converted = Run(files.ConvertedStories260K(), Tolerance.F32);

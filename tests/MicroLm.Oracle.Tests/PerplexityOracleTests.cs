@@ -72,7 +72,7 @@ public sealed class PerplexityOracleTests(ITestOutputHelper output) : IDisposabl
         return logits[token] - max - System.Math.Log(sum);
     }
 
-    [Fact]
+    [SharedFact]
     public void Perplexity_and_kl_divergence_agree_with_llama_cpp()
     {
         string f32 = OracleFiles.Shared("gguf/stories260K-F32.gguf");
@@ -136,7 +136,7 @@ public sealed class PerplexityOracleTests(ITestOutputHelper output) : IDisposabl
         }
     }
 
-    [Fact]
+    [SharedFact]
     public void Same_bits_for_any_thread_count_and_batch()
     {
         string f32 = OracleFiles.Shared("gguf/stories260K-F32.gguf");

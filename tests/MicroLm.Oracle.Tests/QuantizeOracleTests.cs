@@ -47,7 +47,7 @@ public sealed class QuantizeOracleTests(ITestOutputHelper output) : IClassFixtur
     /// F16 fallback and refuses the 32-value presets ("no tensor type fallback"); there we write F16 for those
     /// rows (reported) and every other tensor must still be llama.cpp's bytes, which is checked by comparing
     /// with the tensors llama.cpp writes for the same types elsewhere: the remaining K-quant and float presets.</summary>
-    [Theory]
+    [SharedTheory]
     [MemberData(nameof(Presets))]
     public void Stories260K_quantizes_to_llama_cpp_bytes(string preset)
     {

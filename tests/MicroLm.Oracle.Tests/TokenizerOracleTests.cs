@@ -42,13 +42,13 @@ public class TokenizerOracleTests(OracleFiles files, ITestOutputHelper output) :
         output.WriteLine($"{Path.GetFileName(path)}: {checkedTexts} texts tokenized identically (vocabulary {model.Config.VocabSize})");
     }
 
-    [Fact]
+    [SharedFact]
     public void Stories260K_vocabulary() => Compare(OracleFiles.Shared("gguf/stories260K-F32.gguf"));
 
-    [Fact]
+    [SharedFact]
     public void Converted_tok512_vocabulary() => Compare(files.ConvertedStories260K());
 
-    [Fact]
+    [SharedFact]
     public void Llama2_32000_vocabulary() => Compare(files.Synthetic("stories15M-f32-tied", () => SyntheticCases.Get("stories15M-f32-tied")));
 
     [Fact]

@@ -2,27 +2,66 @@ namespace MicroLm.Tests;
 
 /// <summary>Finds the shared data folder (models, tokenizer vectors) that sits beside the repository:
 /// walks up from the test assembly's directory to the first ancestor with a child folder named
-/// <c>shared</c> that contains <c>models</c>. CI lays out &lt;root&gt;/repo and &lt;root&gt;/shared.</summary>
+/// <c>shared</c> that contains <c>models</c>. CI lays out &lt;root&gt;/repo and &lt;root&gt;/shared.
+/// A clone with nothing beside it still runs the tests: those that read the folder are marked
+/// <see cref="SharedFactAttribute"/> / <see cref="SharedTheoryAttribute"/> and are skipped, with the reason
+/// shown, when it is absent — unless <c>CI</c> or <c>MICROLM_REQUIRE_SHARED</c> is set, where they run and fail,
+/// so CI cannot pass by skipping them.</summary>
 public static class SharedData
 {
-    private static readonly Lazy<string> LazyRoot = new(Find);
+    private static readonly string? Found = Find();
+
+    /// <summary>Whether the shared folder is beside the repository.</summary>
+    public static bool Available => Found != null;
+
+    /// <summary>Whether tests must not be skipped for want of the folder (CI; or MICROLM_REQUIRE_SHARED=1).</summary>
+    public static bool Required => IsSet("MICROLM_REQUIRE_SHARED") || IsSet("CI");
+
+    /// <summary>Why a test that reads the folder is skipped, or null when it runs (folder present, or required).</summary>
+    public static string? SkipReason => Available || Required
+        ? null
+        : "needs the shared test data (../shared beside the repository: real models, tokenizer vectors); not found, so skipped";
 
     /// <summary>Absolute path of the shared folder; throws with the searched path if there is none.</summary>
-    public static string Root => LazyRoot.Value;
+    public static string Root => Found ?? throw new DirectoryNotFoundException(
+        $"no folder named 'shared' containing 'models' beside any ancestor of {AppContext.BaseDirectory}; " +
+        "clone the repository next to the shared data (<root>/repo and <root>/shared)" +
+        (Required ? " (CI/MICROLM_REQUIRE_SHARED is set, so the tests that need it fail instead of being skipped)" : ""));
 
     /// <summary>A path inside the shared folder, e.g. <c>Path("models", "gguf", "stories260K-F32.gguf")</c>.</summary>
     public static string Path(params string[] parts) => System.IO.Path.Combine([Root, .. parts]);
 
-    private static string Find()
+    private static bool IsSet(string name) =>
+        Environment.GetEnvironmentVariable(name) is { Length: > 0 } v && v != "0" && !v.Equals("false", StringComparison.OrdinalIgnoreCase);
+
+    private static string? Find()
     {
-        string start = AppContext.BaseDirectory;
-        for (var dir = new DirectoryInfo(start); dir != null; dir = dir.Parent)
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir != null; dir = dir.Parent)
         {
             string candidate = System.IO.Path.Combine(dir.FullName, "shared");
             if (Directory.Exists(System.IO.Path.Combine(candidate, "models"))) return candidate;
         }
-        throw new DirectoryNotFoundException(
-            $"no folder named 'shared' containing 'models' beside any ancestor of {start}; " +
-            "clone the repository next to the shared data (<root>/repo and <root>/shared)");
+        return null;
+    }
+}
+
+/// <summary>A fact that reads the shared data: skipped with the reason shown when the folder is absent
+/// (and not required; see <see cref="SharedData"/>).</summary>
+public sealed class SharedFactAttribute : FactAttribute
+{
+    public SharedFactAttribute()
+    {
+        if (SharedData.SkipReason is { } reason) Skip = reason;
+    }
+}
+
+/// <summary>A theory that reads the shared data (its data too may come from there): skipped with the reason
+/// shown when the folder is absent (and not required; see <see cref="SharedData"/>). A skipped theory's data
+/// is not enumerated.</summary>
+public sealed class SharedTheoryAttribute : TheoryAttribute
+{
+    public SharedTheoryAttribute()
+    {
+        if (SharedData.SkipReason is { } reason) Skip = reason;
     }
 }

@@ -27,6 +27,34 @@ public static class FuzzSeeds
         Put("llama2c", "legacy-shared", Llama2c(8, 16, 1, 2, 1, 32, 16));
         Put("llama2c", "legacy-separate", Llama2c(8, 16, 1, 2, 2, -32, 8));
 
+        // Hugging Face checkpoints of each family, tiny, with a 32-token vocabulary (tokenizer.json from its GGUF keys).
+        string vocabGguf = Path.Combine(Path.GetTempPath(), $"microlm-seed-vocab-{Environment.ProcessId}.gguf");
+        string hfDir = Directory.CreateTempSubdirectory("microlm-seed-hf-").FullName;
+        try
+        {
+            File.WriteAllBytes(vocabGguf, SyntheticLlama.ToBytes(new SyntheticLlamaOptions
+            { Dim = 8, HiddenDim = 16, Layers = 1, Heads = 2, KvHeads = 1, ContextLength = 16, Vocabulary = vocab, VocabSize = 32, TiedOutput = true }));
+            SyntheticHfOptions[] shapes =
+            [
+                new() { Family = "llama", Dim = 8, Hidden = 8, Layers = 1, Heads = 2, KvHeads = 1, ContextLength = 16, TokenizerGguf = vocabGguf },
+                new() { Family = "gptneox", Dim = 8, Hidden = 8, RotaryPct = 0.5f, Layers = 1, Heads = 2, KvHeads = 2, ContextLength = 16, DType = "F16", ExtraBuffers = true, TokenizerGguf = vocabGguf },
+                new() { Family = "gptneo", Dim = 8, Hidden = 8, Layers = 2, Heads = 2, KvHeads = 2, ContextLength = 16, Window = 4, DType = "BF16", Tied = false, Shards = 2, TokenizerGguf = vocabGguf },
+                new() { Family = "falconh1", Dim = 8, Hidden = 8, Layers = 1, Heads = 2, KvHeads = 1, ContextLength = 16, SsmInner = 8, SsmHeadDim = 4,
+                        SsmGroups = 1, SsmState = 4, TokenizerGguf = vocabGguf },
+            ];
+            foreach (var o in shapes)
+            {
+                string d = Path.Combine(hfDir, o.Family);
+                SyntheticHf.Write(d, o);
+                Put("hf", o.Family, HfBundle.Join(Directory.GetFiles(d).Order(StringComparer.Ordinal).Select(f => (Path.GetFileName(f), File.ReadAllBytes(f)))));
+            }
+        }
+        finally
+        {
+            File.Delete(vocabGguf);
+            Directory.Delete(hfDir, true);
+        }
+
         string[] texts = ["Once upon a time, there was a little girl.", "Hello world! 123 + 4.5e6 = ?", " ünïcödé 日本語 🙂\n\ttabs  and   spaces",
                           "<s>[INST] special </s> tokens", "don't we'll I'm", "\u0000\u0001 \u00ff"];
         for (int i = 0; i < texts.Length; i++) Put("tokenizer", $"text{i}", [(byte)(i * 37 % 256), .. Encoding.UTF8.GetBytes(texts[i])]);

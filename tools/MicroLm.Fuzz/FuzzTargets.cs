@@ -1,5 +1,6 @@
 using System.Text;
 using MicroLm.Cli;
+using MicroLm.Conversion;
 using MicroLm.Generation;
 using MicroLm.Gguf;
 using MicroLm.Models;
@@ -14,7 +15,7 @@ namespace MicroLm.Fuzz;
 /// that replay the corpus and past findings.</summary>
 public static class FuzzTargets
 {
-    public static readonly string[] Names = ["gguf", "tokenizer", "llama2c", "cli"];
+    public static readonly string[] Names = ["gguf", "tokenizer", "llama2c", "cli", "hf"];
 
     /// <summary>Exceptions that mean "this input is invalid", reported to the user as one line.</summary>
     public static bool IsExpected(Exception e) => e is GgufFormatException or MicroLmException or UsageException or KeyNotFoundException;
@@ -25,6 +26,7 @@ public static class FuzzTargets
         "tokenizer" => Tokenizers(shared),
         "llama2c" => Llama2c(shared),
         "cli" => Cli,
+        "hf" => HuggingFace(),
         _ => throw new ArgumentException($"unknown target {name}; targets: {string.Join(", ", Names)}"),
     };
 
@@ -95,6 +97,34 @@ public static class FuzzTargets
         };
     }
 
+    /// <summary>A Hugging Face checkpoint folder as one input (<see cref="HfBundle"/>: config.json, model.safetensors or
+    /// an index and shards, tokenizer files; an optional "outtype" entry picks the output type): convert it in memory,
+    /// load the GGUF, generate four tokens. The files go to a private temporary folder (under /dev/shm when there is one), emptied before each input.</summary>
+    public static Action<byte[]> HuggingFace()
+    {
+        string? dir = null;
+        return input =>
+        {
+            // In memory where there is a tmpfs: on a disk file system, creating and deleting the files costs ten times the conversion.
+            dir ??= Directory.Exists("/dev/shm") ? Directory.CreateDirectory(Path.Combine("/dev/shm", $"microlm-fuzz-hf-{Environment.ProcessId}")).FullName
+                : Directory.CreateTempSubdirectory("microlm-fuzz-hf-").FullName;
+            string made = dir;
+            AppDomain.CurrentDomain.ProcessExit += (_, _) => { try { Directory.Delete(made, true); } catch (IOException) { } };
+            foreach (var f in Directory.GetFiles(dir)) File.Delete(f);
+            string outType = "auto";
+            foreach (var (name, bytes) in HfBundle.Split(input))
+            {
+                if (name == "outtype") outType = HfConverter.OutTypes[(bytes.Length > 0 ? bytes[0] : 0) % HfConverter.OutTypes.Length];
+                else File.WriteAllBytes(Path.Combine(dir, name), bytes);
+            }
+            var writer = HfConverter.Build(dir, outType);
+            var gguf = new MemoryStream();
+            writer.WriteTo(gguf);
+            using var model = Model.Load(gguf.ToArray());
+            Generate(model);
+        };
+    }
+
     /// <summary>A command line (words separated by NUL; the first picks the command): parse it against the
     /// command's declared flags, then read every declared flag as the command would.</summary>
     public static void Cli(byte[] input)
@@ -118,5 +148,46 @@ public static class FuzzTargets
             }
         }
         if (CommonFlags.Sampling.All(f => spec.Find(f.Name) != null)) Commands.Sampling(o);
+    }
+}
+
+/// <summary>Several named files in one fuzz input: each entry is the marker "\0FILE ", a plain file name, a newline,
+/// then the file's bytes up to the next marker. Bytes before the first marker, and entries whose names are not plain
+/// file names (letters, digits, '.', '_', '-'; at most 64), are ignored: the target is the reader, not the file system.</summary>
+public static class HfBundle
+{
+    private static readonly byte[] Marker = "\0FILE "u8.ToArray();
+
+    public static List<(string Name, byte[] Bytes)> Split(byte[] input)
+    {
+        var files = new List<(string, byte[])>();
+        var span = input.AsSpan();
+        int at = span.IndexOf(Marker);
+        while (at >= 0)
+        {
+            int nameStart = at + Marker.Length;
+            int newline = span[nameStart..].IndexOf((byte)'\n');
+            if (newline < 0) break;
+            int bodyStart = nameStart + newline + 1;
+            int next = span[bodyStart..].IndexOf(Marker);
+            int bodyEnd = next < 0 ? span.Length : bodyStart + next;
+            string name = Encoding.UTF8.GetString(input, nameStart, newline);
+            if (name.Length is > 0 and <= 64 && name is not ("." or "..") && name.All(c => char.IsAsciiLetterOrDigit(c) || c is '.' or '_' or '-'))
+                files.Add((name, input[bodyStart..bodyEnd]));
+            at = next < 0 ? -1 : bodyStart + next;
+        }
+        return files;
+    }
+
+    public static byte[] Join(IEnumerable<(string Name, byte[] Bytes)> files)
+    {
+        var ms = new MemoryStream();
+        foreach (var (name, bytes) in files)
+        {
+            ms.Write(Marker);
+            ms.Write(Encoding.UTF8.GetBytes(name + "\n"));
+            ms.Write(bytes);
+        }
+        return ms.ToArray();
     }
 }

@@ -126,9 +126,35 @@ internal sealed class HfCheckpoint : IDisposable
         try
         {
             using var doc = JsonDocument.Parse(File.ReadAllBytes(path), new JsonDocumentOptions { MaxDepth = 64, AllowTrailingCommas = true, CommentHandling = JsonCommentHandling.Skip });
+            CheckText(doc.RootElement, path);
             return doc.RootElement.Clone();
         }
         catch (JsonException e) { throw new MicroLmException($"{path} is not valid JSON ({e.Message})"); }
+    }
+
+    /// <summary>Every name and string of a parsed document must be text. Parsing checks only the structure: a
+    /// string of invalid UTF-8 or with a lone surrogate escape ("\ud800") throws InvalidOperationException
+    /// whenever it is read later, wherever that is; reading each once here makes it one clear error instead.</summary>
+    internal static void CheckText(JsonElement e, string where)
+    {
+        try { Walk(e); }
+        catch (InvalidOperationException) { throw new MicroLmException($"{where}: a JSON string is not valid text (invalid UTF-8 or a lone surrogate escape)"); }
+
+        static void Walk(JsonElement e)
+        {
+            switch (e.ValueKind)
+            {
+                case JsonValueKind.Object:
+                    foreach (var p in e.EnumerateObject()) { _ = p.Name; Walk(p.Value); }
+                    break;
+                case JsonValueKind.Array:
+                    foreach (var x in e.EnumerateArray()) Walk(x);
+                    break;
+                case JsonValueKind.String:
+                    _ = e.GetString();
+                    break;
+            }
+        }
     }
 
     public void Dispose()

@@ -98,6 +98,7 @@ internal sealed class SafetensorsFile : IDisposable
         catch (JsonException e) { throw new MicroLmException($"{path}: the header is not valid JSON ({e.Message})"); }
         using var _ = doc;
         if (doc.RootElement.ValueKind != JsonValueKind.Object) throw new MicroLmException($"{path}: the header is not a JSON object");
+        HfCheckpoint.CheckText(doc.RootElement, $"{path}: the header");
         var metadata = new Dictionary<string, string>(StringComparer.Ordinal);
         var names = new HashSet<string>(StringComparer.Ordinal);
         var pending = new List<(string Name, string DType, long[] Shape, long Begin, long End)>();

@@ -5,7 +5,8 @@ namespace MicroLm.IO;
 /// disk, optionally checked (e.g. loaded back), and only then renamed over the target. If anything
 /// fails — a full disk, a crash of the writer, a check that refuses the result — the temporary file is
 /// deleted and an existing target is untouched. Every file the project writes goes through here
-/// (GGUF output of convert and quantize, logit dumps, checkpoints).
+/// (GGUF output of convert, convert hf and quantize, training checkpoints and models, logit dumps, perplexity
+/// baselines, downloads through <see cref="Promote"/>).
 /// <code>
 /// using (var f = SafeFile.Create(path)) { f.Stream.Write(bytes); f.Commit(); }
 /// SafeFile.WriteAllBytes(path, bytes, check: tmp => Model.Load(tmp).Dispose());
@@ -34,11 +35,7 @@ internal sealed class SafeFile : IDisposable
     /// a failing stream between the writer and the file.</summary>
     public static SafeFile Create(string path, Func<Stream, Stream>? wrap = null)
     {
-        if (string.IsNullOrEmpty(path)) throw new IOException("the output path is empty");
-        string full = System.IO.Path.GetFullPath(path);
-        if (Directory.Exists(full)) throw new IOException($"{path} is a folder, not a file");
-        string dir = System.IO.Path.GetDirectoryName(full) ?? throw new IOException($"{path} has no folder");
-        if (!Directory.Exists(dir)) throw new DirectoryNotFoundException($"the folder {dir} does not exist");
+        string full = CheckTarget(path), dir = System.IO.Path.GetDirectoryName(full)!;
         string name = System.IO.Path.GetFileName(full);
         if (name.Length > 200) name = name[..200];
         string temp = System.IO.Path.Combine(dir, $".{name}.{Guid.NewGuid():N}.tmp");
@@ -49,6 +46,43 @@ internal sealed class SafeFile : IDisposable
             file.Dispose();
             TryDelete(temp);
             throw;
+        }
+    }
+
+    /// <summary>Checks that <paramref name="path"/> can be a file's name (not empty, not a folder, in a folder that
+    /// exists) and returns it in full: commands that work long before they write call it first.</summary>
+    public static string CheckTarget(string path)
+    {
+        if (string.IsNullOrEmpty(path)) throw new IOException("the output path is empty");
+        string full = System.IO.Path.GetFullPath(path);
+        if (Directory.Exists(full)) throw new IOException($"{path} is a folder, not a file");
+        string dir = System.IO.Path.GetDirectoryName(full) ?? throw new IOException($"{path} has no folder");
+        if (!Directory.Exists(dir)) throw new DirectoryNotFoundException($"the folder {dir} does not exist");
+        return full;
+    }
+
+    /// <summary>Gives a file that was written elsewhere by other means (a download's resumable <c>.part</c> file,
+    /// which must survive between runs) its final name the same way <see cref="Commit"/> does: flushed to disk,
+    /// checked (an exception from <paramref name="check"/>, e.g. a checksum mismatch, deletes it), then renamed
+    /// over <paramref name="path"/>. <paramref name="temp"/> must be in the target's folder, so the rename is atomic.</summary>
+    public static void Promote(string temp, string path, Action<string>? check = null)
+    {
+        string full = CheckTarget(path);
+        if (!string.Equals(System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(temp)), System.IO.Path.GetDirectoryName(full), StringComparison.Ordinal))
+            throw new ArgumentException($"{temp} is not in the folder of {path}: the rename would not be atomic", nameof(temp));
+        bool done = false;
+        try
+        {
+            using (var f = new FileStream(temp, FileMode.Open, FileAccess.ReadWrite, FileShare.None)) f.Flush(flushToDisk: true);
+            check?.Invoke(temp);
+            if (!OperatingSystem.IsWindows() && !OperatingSystem.IsBrowser() && !OperatingSystem.IsWasi() && File.Exists(full))
+                File.SetUnixFileMode(temp, File.GetUnixFileMode(full));
+            File.Move(temp, full, overwrite: true);
+            done = true;
+        }
+        finally
+        {
+            if (!done) TryDelete(temp);
         }
     }
 

@@ -32,7 +32,7 @@ public class ChatClientTests
         new(ChatRole.User, "What next?"),
     ];
 
-    [Theory]
+    [SharedTheory]
     [InlineData(false)]
     [InlineData(true)]
     public async Task Streaming_and_whole_answers_agree_and_follow_the_seed(bool synthetic)
@@ -72,7 +72,7 @@ public class ChatClientTests
         Assert.NotEqual(whole.Text, other.Text);
     }
 
-    [Fact]
+    [SharedFact]
     public async Task Stop_sequences_and_token_limits_are_mapped()
     {
         using var model = Stories();

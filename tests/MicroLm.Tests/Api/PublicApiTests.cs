@@ -11,7 +11,7 @@ public class PublicApiTests
 {
     private static string Stories => SharedData.Path("models", "gguf", "stories260K-F32.gguf");
 
-    [Fact]
+    [SharedFact]
     public void Generate_gives_the_generators_tokens_for_a_seed()
     {
         using var model = Model.Load(Stories);
@@ -24,7 +24,7 @@ public class PublicApiTests
         Assert.Equal(b.Position, b.Tokens.Count);
     }
 
-    [Fact]
+    [SharedFact]
     public async Task Async_stream_equals_the_synchronous_one_and_text_joins()
     {
         using var model = Model.Load(File.OpenRead(Stories));
@@ -39,7 +39,7 @@ public class PublicApiTests
         Assert.Equal(string.Concat(sync.Select(t => t.Text)), s3.GenerateText("Lily", o));
     }
 
-    [Fact]
+    [SharedFact]
     public void Stop_sequence_ends_the_text_just_before_it()
     {
         using var model = Model.Load(Stories);
@@ -60,7 +60,7 @@ public class PublicApiTests
         Assert.NotEqual(StopReason.StopSequence, s.StopReason);
     }
 
-    [Fact]
+    [SharedFact]
     public void Fork_continues_exactly_as_the_original()
     {
         using var model = Model.Load(Stories);
@@ -75,7 +75,7 @@ public class PublicApiTests
         Assert.Equal(a, b);
     }
 
-    [Fact]
+    [SharedFact]
     public void Cancellation_stops_the_stream_and_limits_are_checked()
     {
         using var model = Model.Load(Stories);

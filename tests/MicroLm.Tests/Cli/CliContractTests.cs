@@ -34,7 +34,7 @@ public class CliContractTests
             _ => a,
         })];
 
-    [Theory, MemberData(nameof(CommandFlags))]
+    [SharedTheory, MemberData(nameof(CommandFlags))]
     public void Every_value_of_every_flag_gives_an_exit_code_and_at_most_one_error_line(string command, string flagName)
     {
         var spec = CliMain.Find(command)!;
@@ -70,7 +70,7 @@ public class CliContractTests
         finally { Directory.Delete(dir, true); }
     }
 
-    [Theory, MemberData(nameof(Commands))]
+    [SharedTheory, MemberData(nameof(Commands))]
     public void Unknown_flags_and_stray_words_are_rejected(string command)
     {
         var spec = CliMain.Find(command)!;

@@ -17,7 +17,7 @@ public class ConvertAndLoadReproductionTests
         return b;
     }
 
-    [Fact] // 9
+    [SharedFact] // 9
     public void A_llama2c_vocab_of_minus_two_to_the_31_is_an_invalid_header()
     {
         string dir = TempDir();
@@ -32,7 +32,7 @@ public class ConvertAndLoadReproductionTests
         finally { Directory.Delete(dir, true); }
     }
 
-    [Fact] // 10
+    [SharedFact] // 10
     public void An_unloadable_conversion_writes_nothing_and_keeps_an_existing_output()
     {
         string dir = TempDir();
@@ -56,7 +56,7 @@ public class ConvertAndLoadReproductionTests
         finally { Directory.Delete(dir, true); }
     }
 
-    [Fact] // 10, the good case: the output loads and replaces an existing file
+    [SharedFact] // 10, the good case: the output loads and replaces an existing file
     public void A_conversion_replaces_the_output_only_when_complete()
     {
         string dir = TempDir();
@@ -73,7 +73,7 @@ public class ConvertAndLoadReproductionTests
         finally { Directory.Delete(dir, true); }
     }
 
-    [Fact] // 12
+    [SharedFact] // 12
     public void With_no_mmap_a_model_survives_its_file_being_truncated()
     {
         string dir = TempDir();

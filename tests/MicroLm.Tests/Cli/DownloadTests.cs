@@ -181,6 +181,25 @@ public sealed class DownloadTests : IDisposable
         Assert.Empty(CacheFiles());
     }
 
+    /// <summary>A cache on a file system that fills up mid-download (a 128 KiB tmpfs, the file is 300,000 bytes): one
+    /// error, and no file under the model's name (the .part is kept for a resume once there is room).</summary>
+    [Fact]
+    public void AFullDiskMidDownloadIsOneErrorAndLeavesNoModelFile()
+    {
+        Directory.CreateDirectory(_cache);
+        if (!SafeFileTests.TryMount(_cache, "128k")) return;
+        try
+        {
+            using var hub = Hub();
+            var e = Assert.Throws<MicroLmException>(() => Downloader(hub).FromHuggingFace("owner/repo:tiny-Q8_0.gguf"));
+            Assert.Contains("No space left on device", e.Message);
+            Assert.DoesNotContain('\n', e.Message);
+            Assert.All(CacheFiles(), f => Assert.EndsWith(".part", f));
+            Assert.False(File.Exists(Path.Combine(_cache, "hf", "owner", "repo", "tiny-Q8_0.gguf")));
+        }
+        finally { SafeFileTests.Unmount(_cache); }
+    }
+
     [Fact]
     public void NotFoundIsOneErrorAndLeavesNoFile()
     {

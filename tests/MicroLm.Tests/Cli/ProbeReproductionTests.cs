@@ -7,7 +7,7 @@ namespace MicroLm.Tests.Cli;
 /// <summary>Issue #18's reproductions, one test each (numbers as in the issue's table), run in-process.</summary>
 public class ProbeReproductionTests
 {
-    [Fact] // 1
+    [SharedFact] // 1
     public void Empty_paths_are_one_line_errors()
     {
         AssertError(Run("run", "-m", "", "-p", "Once"), "-m needs a non-empty FILE");
@@ -16,7 +16,7 @@ public class ProbeReproductionTests
         AssertError(Run("inspect", ""), "no such file");
     }
 
-    [Fact] // 2
+    [SharedFact] // 2
     public void A_huge_repeat_window_costs_no_memory()
     {
         long before = GC.GetAllocatedBytesForCurrentThread();
@@ -26,7 +26,7 @@ public class ProbeReproductionTests
         Assert.Equal(0, Run("run", "-m", ModelPath, "-p", "Once", "-n", "4", "--repeat-last-n", "-1", "--repeat-penalty", "1.1").Code);
     }
 
-    [Theory] // 3, 4
+    [SharedTheory] // 3, 4
     [InlineData("100000000")]
     [InlineData("2147483647")]
     [InlineData("1000000")]
@@ -40,7 +40,7 @@ public class ProbeReproductionTests
         Assert.Equal(Run("run", "-m", ModelPath, "-p", "Once upon a time", "-n", "4", "--temp", "0").Out, r.Out);
     }
 
-    [Fact] // 5
+    [SharedFact] // 5
     public void A_huge_thread_count_is_capped_and_finishes_with_the_same_bits()
     {
         var sw = Stopwatch.StartNew();
@@ -54,14 +54,14 @@ public class ProbeReproductionTests
         Assert.Equal(MicroLm.Generation.ThreadTeam.MaxParts, session.Team.Count);
     }
 
-    [Fact] // 6
+    [SharedFact] // 6
     public void Unknown_flags_and_stray_words_are_rejected()
     {
         Assert.Contains("did you mean --temp?", AssertError(Run("run", "-m", ModelPath, "-p", "Once", "-n", "4", "--tmp", "0"), "unknown option --tmp"));
         AssertError(Run("run", "-m", ModelPath, "-p", "Once", "upon", "-n", "4"), "'upon'");
     }
 
-    [Fact] // 7
+    [SharedFact] // 7
     public void A_switch_does_not_swallow_the_next_flag()
     {
         var r = Run("verify", "-m", ModelPath, "-p", "Once", "--ignore-eos", "-n", "3");
@@ -70,7 +70,7 @@ public class ProbeReproductionTests
         Assert.Equal(2 + 3 + 1, r.Out.TrimEnd('\n').Split('\n').Length);
     }
 
-    [Theory] // 8
+    [SharedTheory] // 8
     [InlineData("--temp", "NaN")]
     [InlineData("--top-p", "NaN")]
     [InlineData("--min-p", "NaN")]
@@ -90,20 +90,20 @@ public class ProbeReproductionTests
         Assert.Throws<MicroLmException>(() => new MicroLm.Sampling.Sampler(o, 10));
     }
 
-    [Fact] // minor: a sampling error is the only output
+    [SharedFact] // minor: a sampling error is the only output
     public void A_sampling_error_prints_nothing_before_it()
     {
         AssertError(Run("run", "-m", ModelPath, "-p", "Once upon", "-n", "4", "--top-p", "0"), "top-p must be in (0, 1]");
     }
 
-    [Fact] // minor: a folder as -m
+    [SharedFact] // minor: a folder as -m
     public void A_folder_as_the_model_says_so()
     {
         AssertError(Run("run", "-m", SharedData.Path("models"), "-p", "Once"), "is a folder, not a model file");
         AssertError(Run("inspect", SharedData.Path("models")), "is a folder");
     }
 
-    [Fact] // minor: past the trained context
+    [SharedFact] // minor: past the trained context
     public void Running_past_the_trained_context_warns()
     {
         var r = Run("run", "-m", ModelPath, "-p", "Once", "-n", "200", "--temp", "0", "--ignore-eos");

@@ -125,7 +125,7 @@ public class SafeFileTests
     /// <summary>A real full file system: a 256 KiB tmpfs (needs mount rights, as CI's root has; elsewhere the
     /// failing stream above stands in). Converting onto it over an existing good GGUF fails with one error
     /// line, and the good file is intact.</summary>
-    [Fact]
+    [SharedFact]
     public void Convert_onto_a_full_tmpfs_keeps_the_existing_file()
     {
         string mnt = CliRun.TempDir();
@@ -140,23 +140,117 @@ public class SafeFileTests
             Assert.Equal(good, File.ReadAllBytes(target));
             Assert.Equal(["out.gguf"], Directory.GetFiles(mnt).Select(Path.GetFileName));
         }
-        finally
-        {
-            Process.Start("umount", mnt)!.WaitForExit();
-            Directory.Delete(mnt, true);
-        }
+        finally { Unmount(mnt); }
     }
 
-    private static bool TryMount(string dir)
+    /// <summary>Mounts a tmpfs of <paramref name="size"/> on <paramref name="dir"/> (Linux, with mount rights: root,
+    /// as in CI). False where that is not possible; then the failing-stream tests stand in.</summary>
+    internal static bool TryMount(string dir, string size = "256k")
     {
         if (!OperatingSystem.IsLinux()) return false;
         try
         {
-            var p = Process.Start(new ProcessStartInfo("mount", ["-t", "tmpfs", "-o", "size=256k", "tmpfs", dir])
+            var p = Process.Start(new ProcessStartInfo("mount", ["-t", "tmpfs", "-o", $"size={size}", "tmpfs", dir])
                 { RedirectStandardError = true, RedirectStandardOutput = true })!;
             p.WaitForExit();
             return p.ExitCode == 0;
         }
         catch (System.ComponentModel.Win32Exception) { return false; }
+    }
+
+    internal static void Unmount(string dir)
+    {
+        Process.Start("umount", dir)!.WaitForExit();
+        Directory.Delete(dir, true);
+    }
+
+    private static readonly string[] TinyTraining = ["--steps", "2", "--batch", "1", "--seq", "8", "--dim", "8", "--hidden", "8",
+        "--layers", "1", "--heads", "2", "--vocab", "400", "--corpus-bytes", "20000", "-t", "1", "--checkpoint-every", "1"];
+
+    /// <summary>A training run whose checkpoint cannot be written (a full tmpfs) fails with one line, and the model
+    /// that was there before is intact, with no temporary file beside it.</summary>
+    [Fact]
+    public void Train_onto_a_full_tmpfs_keeps_the_existing_file()
+    {
+        string mnt = CliRun.TempDir();
+        if (!TryMount(mnt)) { Directory.Delete(mnt); return; }
+        try
+        {
+            string target = Path.Combine(mnt, "model.gguf");
+            var good = Bytes(248 * 1024, 7); // leaves 8 KiB: less than the tiny model's GGUF (its vocabulary alone is more)
+            File.WriteAllBytes(target, good);
+            var r = CliRun.Run(["train", "-o", target, .. TinyTraining]);
+            // train reports its progress on stderr; the failure is its last line, and the only error.
+            Assert.Equal(1, r.Code);
+            var error = Assert.Single(CliRun.ErrorLines(r.Err));
+            Assert.Equal(error, r.Err.TrimEnd('\n').Split('\n')[^1]);
+            Assert.StartsWith("microlm: error: ", error, StringComparison.Ordinal);
+            Assert.Contains("No space left on device", error, StringComparison.Ordinal);
+            Assert.DoesNotContain("   at ", r.Err, StringComparison.Ordinal);
+            Assert.Equal(good, File.ReadAllBytes(target));
+            Assert.Equal(["model.gguf"], Directory.GetFiles(mnt).Select(Path.GetFileName));
+        }
+        finally { Unmount(mnt); }
+    }
+
+    /// <summary>The output is checked before training starts, not after it: a missing folder is one line at once.</summary>
+    [Fact]
+    public void Train_into_a_missing_folder_fails_before_training()
+    {
+        string dir = CliRun.TempDir();
+        try
+        {
+            var r = CliRun.Run(["train", "-o", Path.Combine(dir, "no", "such", "m.gguf"), .. TinyTraining, "--steps", "100000"]);
+            CliRun.AssertError(r, "does not exist");
+            Assert.Empty(Directory.GetFileSystemEntries(dir));
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
+    /// <summary>Training's checkpoints and final model go through SafeFile: the result replaces the old file whole
+    /// (and loads), and nothing else is left in the folder.</summary>
+    [Fact]
+    public void Train_replaces_its_output_whole_and_leaves_no_temporary()
+    {
+        string dir = CliRun.TempDir();
+        try
+        {
+            string target = Path.Combine(dir, "model.gguf");
+            File.WriteAllBytes(target, Bytes(1000, 3));
+            var r = CliRun.Run(["train", "-o", target, .. TinyTraining]);
+            Assert.True(r.Code == 0, r.Err);
+            using (var model = Model.Load(target)) Assert.Equal(8, model.Config.Dim);
+            Assert.Equal(["model.gguf"], Directory.GetFiles(dir).Select(Path.GetFileName));
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
+    /// <summary>SafeFile.Promote (a download's .part file becoming the cached model): a check that refuses the file
+    /// deletes it and keeps the existing target; a temporary in another folder is refused (the rename would not be atomic).</summary>
+    [Fact]
+    public void Promote_checks_then_renames_or_deletes()
+    {
+        string dir = CliRun.TempDir();
+        try
+        {
+            string target = Path.Combine(dir, "m.gguf"), part = target + ".part";
+            var old = Bytes(100, 1);
+            File.WriteAllBytes(target, old);
+            File.WriteAllBytes(part, Bytes(200, 2));
+            Assert.Throws<MicroLmException>(() => SafeFile.Promote(part, target, check: _ => throw new MicroLmException("checksum mismatch")));
+            Assert.Equal(old, File.ReadAllBytes(target));
+            Assert.False(File.Exists(part));
+
+            File.WriteAllBytes(part, Bytes(200, 2));
+            SafeFile.Promote(part, target, check: p => Assert.Equal(200, new FileInfo(p).Length));
+            Assert.Equal(Bytes(200, 2), File.ReadAllBytes(target));
+            Assert.Equal(["m.gguf"], Directory.GetFiles(dir).Select(Path.GetFileName));
+
+            string elsewhere = Path.Combine(CliRun.TempDir(), "x.part");
+            File.WriteAllBytes(elsewhere, Bytes(10, 3));
+            Assert.Throws<ArgumentException>(() => SafeFile.Promote(elsewhere, target));
+            Directory.Delete(Path.GetDirectoryName(elsewhere)!, true);
+        }
+        finally { Directory.Delete(dir, true); }
     }
 }

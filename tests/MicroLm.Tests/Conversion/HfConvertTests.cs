@@ -72,7 +72,7 @@ public sealed class HfConvertTests(ITestOutputHelper log) : IDisposable
     // rounding of ~10^3 float additions per logit stays below 1e-4 of logits of magnitude ~1–10.
     private const double F32Tolerance = 1e-4;
 
-    [Fact]
+    [SharedFact]
     public void GptNeo_F32_with_prompt_longer_than_window_matches_float64_reference()
     {
         var o = new SyntheticHfOptions { Family = "gptneo", TokenizerGguf = Gpt2Vocab, Window = 8, Layers = 4, ContextLength = 64, Seed = 3 };
@@ -86,7 +86,7 @@ public sealed class HfConvertTests(ITestOutputHelper log) : IDisposable
         GreedyAgrees(gguf, reference, ids[..20], 4);
     }
 
-    [Fact]
+    [SharedFact]
     public void GptNeo_untied_sharded_with_buffers_matches_reference()
     {
         var o = new SyntheticHfOptions
@@ -104,7 +104,7 @@ public sealed class HfConvertTests(ITestOutputHelper log) : IDisposable
 
     /// <summary>F16 checkpoint kept F16: the weights are the same values in the reference and the file, and the
     /// runtime widens F16 weights to F32 before its F32 dot products, so the F32 tolerance holds (measured 1.4e-5).</summary>
-    [Fact]
+    [SharedFact]
     public void GptNeo_F16_matches_reference_within_F16_tolerance()
     {
         var o = new SyntheticHfOptions { Family = "gptneo", TokenizerGguf = Gpt2Vocab, Window = 8, DType = "F16", Seed = 4 };
@@ -121,7 +121,7 @@ public sealed class HfConvertTests(ITestOutputHelper log) : IDisposable
     /// rounded to F16 (1-D tensors stay F32, as the converter keeps them) the F32 tolerance holds; against the
     /// unrounded F32 model the logits move by the rounding itself (relative 2^-11 per weight), which this
     /// shape measures at ~4e-2 — the tolerance F16 output needs against an F32 reference.</summary>
-    [Fact]
+    [SharedFact]
     public void GptNeo_F32_checkpoint_as_F16_file_matches_the_rounded_reference()
     {
         var o = new SyntheticHfOptions { Family = "gptneo", TokenizerGguf = Gpt2Vocab, Window = 8, Seed = 8 };
@@ -141,7 +141,7 @@ public sealed class HfConvertTests(ITestOutputHelper log) : IDisposable
         Assert.True(maxF32 < 1e-1, $"F16 rounding moved logits by {maxF32}");
     }
 
-    [Fact]
+    [SharedFact]
     public void GptNeo_threads_and_batches_give_identical_bits_across_the_window_edge()
     {
         var o = new SyntheticHfOptions { Family = "gptneo", TokenizerGguf = Gpt2Vocab, Window = 6, ContextLength = 64, Seed = 11 };
@@ -162,7 +162,7 @@ public sealed class HfConvertTests(ITestOutputHelper log) : IDisposable
             Assert.True(expected.AsSpan().SequenceEqual(Run(t, b)), $"threads {t} batch {b}");
     }
 
-    [Fact]
+    [SharedFact]
     public void Session_reset_reproduces_and_memory_counts_the_window_ring()
     {
         var o = new SyntheticHfOptions { Family = "gptneo", TokenizerGguf = Gpt2Vocab, Window = 8, ContextLength = 128, Seed = 2 };
@@ -179,7 +179,7 @@ public sealed class HfConvertTests(ITestOutputHelper log) : IDisposable
         Assert.Equal(first, s.Evaluate(ids).ToArray());
     }
 
-    [Fact]
+    [SharedFact]
     public void Llama_F32_GQA_untied_sharded_matches_reference()
     {
         var o = new SyntheticHfOptions { Family = "llama", TokenizerGguf = SpmVocab, Heads = 4, KvHeads = 2, Tied = false, Shards = 2, Seed = 21, Hidden = 160 };
@@ -191,7 +191,7 @@ public sealed class HfConvertTests(ITestOutputHelper log) : IDisposable
         Assert.True(same);
     }
 
-    [Fact]
+    [SharedFact]
     public void Llama_BF16_tied_converts_to_bf16_and_matches_reference()
     {
         var o = new SyntheticHfOptions { Family = "llama", TokenizerGguf = SpmVocab, Heads = 8, KvHeads = 8, Tied = true, DType = "BF16", Seed = 23 };
@@ -208,7 +208,7 @@ public sealed class HfConvertTests(ITestOutputHelper log) : IDisposable
         Assert.True(same);
     }
 
-    [Theory]
+    [SharedTheory]
     [InlineData(true)]
     [InlineData(false)]
     public void GptNeoX_F32_with_Pythia_buffers_matches_reference(bool parallel)
@@ -430,7 +430,7 @@ public sealed class HfConvertTests(ITestOutputHelper log) : IDisposable
         return SyntheticHf.Write(Path.Combine(_dir, name), change?.Invoke(o) ?? o).Directory;
     }
 
-    [Fact]
+    [SharedFact]
     public void Truncated_safetensors_fails_cleanly()
     {
         string dir = Small("trunc");
@@ -440,7 +440,7 @@ public sealed class HfConvertTests(ITestOutputHelper log) : IDisposable
         AssertFails(dir, "bytes");
     }
 
-    [Fact]
+    [SharedFact]
     public void Hostile_header_length_fails_without_allocating()
     {
         string dir = Small("hostile");
@@ -451,7 +451,7 @@ public sealed class HfConvertTests(ITestOutputHelper log) : IDisposable
         AssertFails(dir, "header length");
     }
 
-    [Fact]
+    [SharedFact]
     public void Unknown_dtype_fails_cleanly()
     {
         string dir = Small("dtype");
@@ -464,11 +464,11 @@ public sealed class HfConvertTests(ITestOutputHelper log) : IDisposable
         AssertFails(dir, "unknown dtype 'Q32'");
     }
 
-    [Fact]
+    [SharedFact]
     public void Missing_tensor_fails_cleanly() =>
         AssertFails(Small("missing", o => o with { Omit = new HashSet<string> { "transformer.h.1.mlp.c_fc.bias" } }), "missing tensor 'transformer.h.1.mlp.c_fc.bias'");
 
-    [Fact]
+    [SharedFact]
     public void Config_disagreeing_with_tensors_fails_cleanly()
     {
         string dir = Small("mismatch");
@@ -477,7 +477,7 @@ public sealed class HfConvertTests(ITestOutputHelper log) : IDisposable
         AssertFails(dir, "config.json implies");
     }
 
-    [Fact]
+    [SharedFact]
     public void Unknown_architecture_fails_cleanly()
     {
         string dir = Small("arch");

@@ -26,7 +26,7 @@ public sealed class HfTokenizerTests(ITestOutputHelper log) : IDisposable
         return Tokenizer.Load(converted);
     }
 
-    [Theory]
+    [SharedTheory]
     [InlineData("gpt-2", "gpt2", "gpt-2")]        // GPT-2 / GPT-Neo (TinyStories)
     [InlineData("mpt", "gpt2", "gpt-2")]          // GPT-NeoX-20B / Pythia
     [InlineData("llama-spm", "llama", "default")] // LLaMA's SentencePiece BPE
@@ -49,7 +49,7 @@ public sealed class HfTokenizerTests(ITestOutputHelper log) : IDisposable
         Assert.Equal(0, failed);
     }
 
-    [Fact]
+    [SharedFact]
     public void Own_cases_and_special_tokens()
     {
         var gpt2 = Convert("gpt-2", out var file);

@@ -77,7 +77,7 @@ public class KernelOrderTests
         Assert.Equal(BitConverter.SingleToInt32Bits(expected), BitConverter.SingleToInt32Bits(Kernels.Dot(a, b)));
     }
 
-    [Fact]
+    [SharedFact]
     public void ADifferentReductionOrderChangesTheTraceAndExpectNamesThePosition()
     {
         string model = SharedData.Path("models", "gguf", "stories260K-F32.gguf");
@@ -103,7 +103,7 @@ public class KernelOrderTests
         finally { File.Delete(golden); }
     }
 
-    [Fact]
+    [SharedFact]
     public void ScalarPathGivesTheSameTraceAsTheVectorPath()
     {
         string model = SharedData.Path("models", "gguf", "stories260K-Q8_0.gguf");

@@ -26,7 +26,7 @@ public class TraceTests
         return o.ToString();
     }
 
-    [Fact]
+    [SharedFact]
     public void ThreadCountAndPrefillBatchDoNotChangeTheTrace()
     {
         string reference = Verify("-t", "1", "--batch", "1");
@@ -35,7 +35,7 @@ public class TraceTests
         Assert.Equal(reference, Verify("-t", "3", "--batch", "64"));
     }
 
-    [Fact]
+    [SharedFact]
     public void TraceHasOneLinePerPositionAndAFinalHash()
     {
         var lines = Verify().TrimEnd('\n').Split('\n');
@@ -48,7 +48,7 @@ public class TraceTests
         }
     }
 
-    [Fact]
+    [SharedFact]
     public void IdsPromptAndDumpLogits()
     {
         string model = SharedData.Path("models", "gguf", "stories260K-F32.gguf");

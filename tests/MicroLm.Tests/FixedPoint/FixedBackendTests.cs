@@ -31,7 +31,7 @@ public class FixedBackendTests
         ? Model.Load(SyntheticGptNeoX.ToBytes(SmallPythia), backend)
         : Model.Load(Stories(name["stories260K-".Length..]), backend);
 
-    [Theory]
+    [SharedTheory]
     [MemberData(nameof(Models))]
     public void Threads_and_batch_sizes_give_identical_bits(string name)
     {
@@ -51,7 +51,7 @@ public class FixedBackendTests
     /// per step) and the 16-bit weight blocks (2⁻¹⁶ of a block's largest weight); measured max |Δlogit|
     /// 0.0022 on 6 prompts × 64 tokens (docs/determinism.md), so 0.02 leaves room for other prompts
     /// while a wrong step (a misplaced shift, a wrong rotation) moves logits by 0.1 to several units.</summary>
-    [Fact]
+    [SharedFact]
     public void Logits_follow_the_float_backend_for_F32_weights()
     {
         using var floatModel = Model.Load(Stories("F32"));
@@ -67,7 +67,7 @@ public class FixedBackendTests
         }
     }
 
-    [Fact]
+    [SharedFact]
     public void GptNeoX_fixed_follows_float()
     {
         var bytes = SyntheticGptNeoX.ToBytes(SmallPythia with { ParallelResidual = true });
@@ -103,14 +103,14 @@ public class FixedBackendTests
         using var floatModel = Model.Load(bytes); // the float backend takes it
     }
 
-    [Fact]
+    [SharedFact]
     public void Unsupported_weight_types_are_named()
     {
         var e = Assert.Throws<MicroLmException>(() => Model.Load(Stories("Q4_K_M-fallback"), Backend.Fixed));
         Assert.Contains("the fixed-point backend reads F32, F16, BF16, Q8_0 and Q4_0 weights", e.Message);
     }
 
-    [Fact]
+    [SharedFact]
     public void Reset_session_repeats_its_bits()
     {
         using var model = Model.Load(Stories("Q8_0"), Backend.Fixed);
@@ -122,7 +122,7 @@ public class FixedBackendTests
         Assert.True(first.AsSpan().SequenceEqual(again));
     }
 
-    [Fact]
+    [SharedFact]
     public void Cli_accepts_backend_fixed_and_refuses_other_values()
     {
         var output = new StringWriter(); var error = new StringWriter();

@@ -24,7 +24,7 @@ public class GgufInspectCliTests
         return (code, stdout.ToString(), stderr.ToString());
     }
 
-    [Theory, MemberData(nameof(SharedFiles))]
+    [SharedTheory, MemberData(nameof(SharedFiles))]
     public void InspectPrintsTheTensorCount(string rel)
     {
         string path = Path.Combine(SharedData.Root, rel);
@@ -42,7 +42,7 @@ public class GgufInspectCliTests
         }
     }
 
-    [Theory, MemberData(nameof(SharedFiles))]
+    [SharedTheory, MemberData(nameof(SharedFiles))]
     public void InspectJsonParses(string rel)
     {
         string path = Path.Combine(SharedData.Root, rel);
@@ -79,7 +79,7 @@ public class GgufInspectCliTests
         Assert.Equal("", output);
     }
 
-    [Theory]
+    [SharedTheory]
     [InlineData(100)]
     [InlineData(14000)]
     [InlineData(200_000)]
@@ -98,7 +98,7 @@ public class GgufInspectCliTests
         finally { File.Delete(path); }
     }
 
-    [Fact]
+    [SharedFact]
     public void NonGgufFileIsOneErrorLine()
     {
         var (code, output, err) = Run("inspect", SharedData.Path("tokenizer-vectors", "README.md"));

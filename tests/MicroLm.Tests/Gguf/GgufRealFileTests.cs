@@ -16,7 +16,7 @@ public class GgufRealFileTests
         { "stories260K-Q4_K_M-fallback.gguf", 304096, 15, 21, "F16 5, F32 11, Q5_0 29, Q8_0 3" },
     };
 
-    [Fact]
+    [SharedFact]
     public void ModelTableCoversEveryModelFile()
     {
         var listed = Models.Select(r => (string)r[0]).Order().ToArray();
@@ -24,7 +24,7 @@ public class GgufRealFileTests
         Assert.Equal(listed, present);
     }
 
-    [Theory, MemberData(nameof(Models))]
+    [SharedTheory, MemberData(nameof(Models))]
     public void ModelFileMatchesSources(string name, long bytes, long? fileType, int keys, string typeCounts)
     {
         using var f = GgufFile.Open(SharedData.Path("models", "gguf", name));
@@ -95,7 +95,7 @@ public class GgufRealFileTests
         foreach (var t in f.Tensors) Assert.Equal(t.ByteSize, f.GetTensorData(t).Length);
     }
 
-    [Fact]
+    [SharedFact]
     public void OutputIsACopyOfTheEmbeddingInTheF32File()
     {
         using var f = GgufFile.Open(SharedData.Path("models", "gguf", "stories260K-F32.gguf"));
@@ -121,7 +121,7 @@ public class GgufRealFileTests
         { "ggml-vocab-starcoder.gguf", 1719346, "gpt2", "starcoder", 49152, 48872, "starcoder2", "1:49114 3:38" },
     };
 
-    [Fact]
+    [SharedFact]
     public void VocabTableCoversEveryTopLevelVocabFile()
     {
         var listed = Vocabs.Select(r => (string)r[0]).Order().ToArray();
@@ -130,7 +130,7 @@ public class GgufRealFileTests
         Assert.Equal(listed, present);
     }
 
-    [Theory, MemberData(nameof(Vocabs))]
+    [SharedTheory, MemberData(nameof(Vocabs))]
     public void VocabFileMatchesReadme(string name, long bytes, string model, string? pre, int tokens, int merges, string arch, string tokenTypes)
     {
         using var f = GgufFile.Open(SharedData.Path("tokenizer-vectors", name));
@@ -156,7 +156,7 @@ public class GgufRealFileTests
         foreach (var (_, v) in f.Metadata) Assert.NotEmpty(v.ToDisplayString());
     }
 
-    [Fact]
+    [SharedFact]
     public void GptNeoxAndMptShareTheirArrays()
     {
         using var a = GgufFile.Open(SharedData.Path("tokenizer-vectors", "ggml-vocab-gpt-neox.gguf"));

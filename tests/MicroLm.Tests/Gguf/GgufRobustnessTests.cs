@@ -78,7 +78,7 @@ public class GgufRobustnessTests(ITestOutputHelper output)
 
     private static byte[] Q8 => File.ReadAllBytes(SharedData.Path("models", "gguf", "stories260K-Q8_0.gguf"));
 
-    [Fact]
+    [SharedFact]
     public void EveryPrefixOfTheQ8HeaderFails()
     {
         var bytes = Q8;
@@ -105,7 +105,7 @@ public class GgufRobustnessTests(ITestOutputHelper output)
         Assert.Equal(1, stats.Parsed);
     }
 
-    [Fact]
+    [SharedFact]
     public void PrefixesOfAVocabFileFail()
     {
         // Every prefix of a 627 KB file is ~2*10^11 bytes of parsing; instead every prefix of the first
@@ -160,7 +160,7 @@ public class GgufRobustnessTests(ITestOutputHelper output)
         return w.ToArray();
     }
 
-    [Fact]
+    [SharedFact]
     public void RandomMutationsParseOrFailCleanly()
     {
         var sw = Stopwatch.StartNew();

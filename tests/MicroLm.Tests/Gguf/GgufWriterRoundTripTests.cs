@@ -215,7 +215,7 @@ public class GgufWriterRoundTripTests
         finally { File.Delete(path); }
     }
 
-    [Theory]
+    [SharedTheory]
     [InlineData("models/gguf/stories260K-Q4_K_M-fallback.gguf")]
     [InlineData("models/gguf/stories260K-F32.gguf")]
     [InlineData("tokenizer-vectors/ggml-vocab-llama-spm.gguf")]

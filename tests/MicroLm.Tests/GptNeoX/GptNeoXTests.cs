@@ -10,14 +10,16 @@ namespace MicroLm.Tests.GptNeoX;
 public sealed class Pythia14MFixture
 {
     public static string TokenizerFile => SharedData.Path("tokenizer-vectors", "ggml-vocab-gpt-neox.gguf");
-    public byte[] Bytes { get; } = SyntheticGptNeoX.ToBytes(SyntheticGptNeoX.Pythia("14M", TokenizerFile, GgmlType.Q8_0, seed: 7) with { ContextLength = 128 });
+    // Made on first use: the fixture is created even when its tests are skipped (no ../shared).
+    private readonly Lazy<byte[]> _bytes = new(() => SyntheticGptNeoX.ToBytes(SyntheticGptNeoX.Pythia("14M", TokenizerFile, GgmlType.Q8_0, seed: 7) with { ContextLength = 128 }));
+    public byte[] Bytes => _bytes.Value;
 }
 
 public class GptNeoXTests(Pythia14MFixture fixture) : IClassFixture<Pythia14MFixture>
 {
     private const string Prompt = "Once upon a time, there was a little girl named Lily.";
 
-    [Fact]
+    [SharedFact]
     public void Pythia14M_loads_with_llama_cpp_hyperparameters()
     {
         using var model = Model.Load(fixture.Bytes);
@@ -30,7 +32,7 @@ public class GptNeoXTests(Pythia14MFixture fixture) : IClassFixture<Pythia14MFix
         Assert.Equal("[PAD50303]", model.Tokenizer.TokenText(50303));
     }
 
-    [Fact]
+    [SharedFact]
     public void Greedy_generation_is_finite_and_repeatable()
     {
         using var model = Model.Load(fixture.Bytes);
@@ -52,7 +54,7 @@ public class GptNeoXTests(Pythia14MFixture fixture) : IClassFixture<Pythia14MFix
         Assert.False(string.IsNullOrEmpty(model.Tokenizer.DecodeAll(first)));
     }
 
-    [Fact]
+    [SharedFact]
     public void Threads_and_batch_sizes_give_identical_logits()
     {
         using var model = Model.Load(fixture.Bytes);
@@ -82,7 +84,7 @@ public class GptNeoXTests(Pythia14MFixture fixture) : IClassFixture<Pythia14MFix
         Dim = 32, HiddenDim = 64, Layers = 1, Heads = 2, ContextLength = 32, TokenizerFile = Pythia14MFixture.TokenizerFile,
     };
 
-    [Fact]
+    [SharedFact]
     public void Missing_bias_is_named()
     {
         var bytes = SyntheticGptNeoX.ToBytes(Tiny with { OmitTensors = new HashSet<string> { "blk.0.attn_qkv.bias" } });
@@ -90,7 +92,7 @@ public class GptNeoXTests(Pythia14MFixture fixture) : IClassFixture<Pythia14MFix
         Assert.Contains("missing tensor 'blk.0.attn_qkv.bias'", e.Message);
     }
 
-    [Fact]
+    [SharedFact]
     public void Wrong_qkv_shape_is_named_with_the_expected_shape()
     {
         var w = SyntheticGptNeoX.Build(Tiny with { OmitTensors = new HashSet<string> { "blk.0.attn_qkv.weight" } });
@@ -100,7 +102,7 @@ public class GptNeoXTests(Pythia14MFixture fixture) : IClassFixture<Pythia14MFix
         Assert.Contains("expected [32, 96]", e.Message);
     }
 
-    [Fact]
+    [SharedFact]
     public void Missing_classifier_is_named()
     {
         var bytes = SyntheticGptNeoX.ToBytes(Tiny with { OmitTensors = new HashSet<string> { "output.weight" } });

@@ -87,7 +87,7 @@ public class Llama2cVersionTests(ITestOutputHelper output)
         return rows.ToArray();
     }
 
-    [Fact]
+    [SharedFact]
     public void Version1GivesTheLegacyCheckpointsLogitsBitForBit()
     {
         var legacy = Logits(File.ReadAllBytes(Bin), 6);
@@ -96,7 +96,7 @@ public class Llama2cVersionTests(ITestOutputHelper output)
             Assert.Equal(legacy[p].Select(BitConverter.SingleToInt32Bits), v1[p].Select(BitConverter.SingleToInt32Bits));
     }
 
-    [Fact]
+    [SharedFact]
     public void Version2Int8IsReadWithItsGroupScales()
     {
         var legacy = Logits(File.ReadAllBytes(Bin), 6);
@@ -115,7 +115,7 @@ public class Llama2cVersionTests(ITestOutputHelper output)
         Assert.True(worst > 0, "int8 weights should not reproduce float32 logits exactly");
     }
 
-    [Fact]
+    [SharedFact]
     public void TruncatedCheckpointIsAClearError()
     {
         var v1 = V1(ReadLegacy());

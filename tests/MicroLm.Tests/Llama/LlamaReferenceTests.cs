@@ -31,7 +31,7 @@ public class LlamaReferenceTests(ITestOutputHelper output)
         { "bin", 60, "stories260K_once_upon_a_time_greedy_n64.txt" },
     };
 
-    [Theory]
+    [SharedTheory]
     [MemberData(nameof(GreedyCases))]
     public void GreedyRunPrintsExactlyWhatLlama2cPrints(string format, int n, string reference)
     {
@@ -41,7 +41,7 @@ public class LlamaReferenceTests(ITestOutputHelper output)
         Assert.Equal(File.ReadAllText(Ref(reference)), stdout);
     }
 
-    [Fact]
+    [SharedFact]
     public void ConvertedCheckpointRunsLikeLlama2c()
     {
         string gguf = System.IO.Path.Combine(System.IO.Path.GetTempPath(), $"microlm-{Guid.NewGuid():N}.gguf");
@@ -59,7 +59,7 @@ public class LlamaReferenceTests(ITestOutputHelper output)
     private static int[] ReferenceTokens() => File.ReadAllLines(Ref("stories260K_once_tokens.txt"))
         .Where(l => l.Length > 0 && l[0] != '#').Select(l => int.Parse(l, CultureInfo.InvariantCulture)).ToArray();
 
-    [Theory]
+    [SharedTheory]
     [InlineData("F32")]
     [InlineData("F16")]
     public void PromptAndGeneratedIdsMatch(string format)
@@ -74,7 +74,7 @@ public class LlamaReferenceTests(ITestOutputHelper output)
         Assert.Equal(expected[5..], ids);
     }
 
-    [Theory]
+    [SharedTheory]
     [InlineData("F32")]
     [InlineData("bin")]
     public void LogitsWithin1e4OfLlama2c(string format)

@@ -30,14 +30,14 @@ public class RobustnessTests
         return w.ToArray();
     }
 
-    [Fact]
+    [SharedFact]
     public void MissingTensorIsNamed()
     {
         var e = Assert.Throws<MicroLmException>(() => Model.Load(Rewrite(keepTensor: n => n != "blk.3.ffn_up.weight")));
         Assert.Contains("blk.3.ffn_up.weight", e.Message);
     }
 
-    [Fact]
+    [SharedFact]
     public void WrongShapeIsNamed()
     {
         var bytes = Rewrite(reshape: (n, s) => n == "blk.1.attn_k.weight" ? [32, 64] : s);
@@ -46,14 +46,14 @@ public class RobustnessTests
         Assert.Contains("shape", e.Message);
     }
 
-    [Fact]
+    [SharedFact]
     public void UnknownArchitectureIsNamed()
     {
         var e = Assert.Throws<MicroLmException>(() => Model.Load(Rewrite(strings: new() { ["general.architecture"] = "mystery" })));
         Assert.Contains("mystery", e.Message);
     }
 
-    [Fact]
+    [SharedFact]
     public void PromptLongerThanTheContextIsAClearError()
     {
         var o = new StringWriter(); var e = new StringWriter();
@@ -65,7 +65,7 @@ public class RobustnessTests
         Assert.Single(e.ToString().TrimEnd('\n').Split('\n'));
     }
 
-    [Fact]
+    [SharedFact]
     public void GenerationStopsAtTheEndOfTheContext()
     {
         using var model = Model.Load(F32);
@@ -76,7 +76,7 @@ public class RobustnessTests
         Assert.Equal(20 - 5 + 1, tokens.Count); // the last token is sampled from the final position's logits
     }
 
-    [Fact]
+    [SharedFact]
     public void DecodeLoopAllocatesNothingPerToken()
     {
         using var model = Model.Load(SharedData.Path("models", "gguf", "stories260K-Q8_0.gguf"));

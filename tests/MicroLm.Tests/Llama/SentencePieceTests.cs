@@ -9,7 +9,7 @@ namespace MicroLm.Tests.Llama;
 
 public class SentencePieceTests(ITestOutputHelper output)
 {
-    [Theory]
+    [SharedTheory]
     [InlineData("encode_tok512.txt", "tok512.bin", 512)]
     [InlineData("encode_tok32000.txt", "tokenizer.bin", 32000)]
     public void EncodesLikeLlama2c(string reference, string tokenizerFile, int vocab)
@@ -29,7 +29,7 @@ public class SentencePieceTests(ITestOutputHelper output)
         Assert.True(cases >= 3);
     }
 
-    [Theory]
+    [SharedTheory]
     [InlineData("ggml-vocab-llama-spm.gguf")]
     [InlineData("ggml-vocab-phi-3.gguf")]
     public void MatchesLlamaCppVectors(string vocab)
@@ -50,7 +50,7 @@ public class SentencePieceTests(ITestOutputHelper output)
         Assert.Equal(46, inputs.Length);
     }
 
-    [Fact]
+    [SharedFact]
     public void DecodingDropsTheSpaceAfterBosAndRoundTrips()
     {
         using var file = GgufFile.Open(SharedData.Path("tokenizer-vectors", "ggml-vocab-llama-spm.gguf"));

@@ -153,7 +153,7 @@ public class QuantizerTests
 
     /// <summary>The stories260K files were made by llama-quantize from the F32 file, with ggml's reference
     /// quantizers: quantizing the F32 weights here must give the same bytes.</summary>
-    [Theory]
+    [SharedTheory]
     [InlineData("stories260K-F16.gguf")]
     [InlineData("stories260K-Q8_0.gguf")]
     [InlineData("stories260K-Q4_0.gguf")]

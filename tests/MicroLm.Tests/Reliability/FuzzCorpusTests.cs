@@ -19,7 +19,7 @@ public class FuzzCorpusTests
 
     public static TheoryData<string> Targets() => [.. FuzzTargets.Names];
 
-    [Theory, MemberData(nameof(Targets))]
+    [SharedTheory, MemberData(nameof(Targets))]
     public void Seeds_and_past_findings_are_accepted_or_rejected_cleanly(string target)
     {
         var run = FuzzTargets.Get(target, SharedData.Root);

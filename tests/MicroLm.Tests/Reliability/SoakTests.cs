@@ -38,7 +38,7 @@ public class SoakTests
         return generated;
     }
 
-    [Fact]
+    [SharedFact]
     public void A_hundred_thousand_tokens_with_resets_keep_memory_flat()
     {
         using var model = Model.Load(ModelPath);
@@ -64,7 +64,7 @@ public class SoakTests
 
     /// <summary>What a session allocates (the model's weights are mapped, not on the heap): its KV cache plus
     /// per-token scratch and logits for min(batch, context) tokens plus a constant, whatever batch is asked for.</summary>
-    [Fact]
+    [SharedFact]
     public void A_session_costs_its_cache_and_min_batch_context_scratch()
     {
         using var model = Model.Load(ModelPath);

@@ -18,7 +18,7 @@ public class ThreadingTests
         return [.. g.Generate(model.Tokenizer.Encode("Once upon a time", true), tokens).Select(t => t.Id)];
     }
 
-    [Theory]
+    [SharedTheory]
     [InlineData(1)]
     [InlineData(2)]
     [InlineData(3)]
@@ -40,7 +40,7 @@ public class ThreadingTests
         Assert.Equal(Greedy(model, 1, 24), Greedy(model, threads, 24));
     }
 
-    [Fact]
+    [SharedFact]
     public async Task Four_sessions_with_two_threads_each_on_one_model_finish_with_the_same_tokens()
     {
         using var model = Model.Load(ModelPath);
@@ -53,7 +53,7 @@ public class ThreadingTests
         Assert.True(sw.Elapsed.TotalSeconds < 60, $"took {sw.Elapsed.TotalSeconds:F1} s");
     }
 
-    [Fact]
+    [SharedFact]
     public void A_session_used_by_two_threads_at_once_is_a_clear_error()
     {
         using var model = Model.Load(ModelPath);

@@ -5,7 +5,7 @@ namespace MicroLm.Tests.Sessions;
 /// <summary>`microlm bench` runs end to end and prints llama-bench's table; bad arguments are usage errors.</summary>
 public class BenchCommandTests
 {
-    [Fact]
+    [SharedFact]
     public void Bench_prints_a_row_per_thread_count_and_test()
     {
         var stdout = new StringWriter();
@@ -21,7 +21,7 @@ public class BenchCommandTests
         Assert.Contains(lines, l => l.StartsWith("peak working set: ", StringComparison.Ordinal));
     }
 
-    [Theory]
+    [SharedTheory]
     [InlineData("-t", "0")]
     [InlineData("-t", "a,b")]
     [InlineData("-r", "0")]

@@ -66,7 +66,7 @@ public sealed class KvCacheTypeTests
         Assert.NotEqual(a.AsSpan(..320).ToArray(), new float[320]);
     }
 
-    [Fact]
+    [SharedFact]
     public void Unknown_cache_type_is_one_clear_error()
     {
         var o = new StringWriter();

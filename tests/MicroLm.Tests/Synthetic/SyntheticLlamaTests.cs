@@ -7,7 +7,7 @@ namespace MicroLm.Tests.Synthetic;
 
 public class SyntheticLlamaTests
 {
-    [Fact]
+    [SharedFact]
     public void Stories15M_shaped_model_loads_and_generates_with_finite_logits()
     {
         var vocab = SyntheticVocabulary.FromLlama2c(SharedData.Path("models", "llama2c", "tokenizer.bin"), 32000);

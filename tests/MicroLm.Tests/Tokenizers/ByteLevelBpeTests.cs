@@ -64,7 +64,7 @@ public sealed class ByteLevelBpeTests(ITestOutputHelper output)
         Assert.True(failures.Count == 0, $"{failures.Count} of {cases.Length} cases differ:\n{string.Join('\n', failures)}");
     }
 
-    [Theory]
+    [SharedTheory]
     [InlineData("gpt-2")]
     [InlineData("mpt")]
     [InlineData("falcon")]
@@ -76,10 +76,10 @@ public sealed class ByteLevelBpeTests(ITestOutputHelper output)
 
     /// <summary>gpt-neox has no tokenizer.ggml.pre; it is the same tokenizer as mpt, and a missing key means
     /// GPT-2/NeoX rules here.</summary>
-    [Fact]
+    [SharedFact]
     public void GptNeoxWithoutPreKeyMatchesMptVectors() => CheckVectors("gpt-neox", "mpt");
 
-    [Theory]
+    [SharedTheory]
     [InlineData("gpt-2")]
     [InlineData("mpt")]
     [InlineData("falcon")]
@@ -95,7 +95,7 @@ public sealed class ByteLevelBpeTests(ITestOutputHelper output)
             Assert.Equal(text, tokenizer.DecodeAll(tokenizer.Encode(text, addBos: false)));
     }
 
-    [Fact]
+    [SharedFact]
     public void LoadsMetadata()
     {
         var gpt2 = Load("gpt-2");
@@ -114,7 +114,7 @@ public sealed class ByteLevelBpeTests(ITestOutputHelper output)
         Assert.Equal("ü"u8.ToArray(), coder.Decode(-1, 32009).ToArray());      // user-defined: its text
     }
 
-    [Fact]
+    [SharedFact]
     public void LoadingTheLargestVocabIsFast()
     {
         string path = Path.Combine(VectorsDirectory(), "ggml-vocab-deepseek-llm.gguf");
@@ -127,7 +127,7 @@ public sealed class ByteLevelBpeTests(ITestOutputHelper output)
         Assert.True(sw.Elapsed < TimeSpan.FromSeconds(2), $"load took {sw.Elapsed}");
     }
 
-    [Theory]
+    [SharedTheory]
     [InlineData("gpt-2")]
     [InlineData("deepseek-llm")]
     public void TokenizesAMegabyteInLinearMemory(string vocab)
@@ -164,7 +164,7 @@ public sealed class ByteLevelBpeTests(ITestOutputHelper output)
 
     /// <summary>llama.cpp falls back to its "default" list when the pre key is missing; per the vectors'
     /// README its test passes 33 of the 46 mpt cases on gpt-neox that way. The same 13 must fail here.</summary>
-    [Fact]
+    [SharedFact]
     public void DefaultPreTokenizerFailsTheSameMptCasesAsLlamaCpp()
     {
         string dir = VectorsDirectory();
@@ -183,7 +183,7 @@ public sealed class ByteLevelBpeTests(ITestOutputHelper output)
         Assert.Equal([0, 19, 22, 29, 30, 32, 37, 38, 39, 40, 41, 42, 45], failing);
     }
 
-    [Fact]
+    [SharedFact]
     public void LongWordsAndWhitespaceRunsStayLinear()
     {
         var tokenizer = Load("gpt-2");

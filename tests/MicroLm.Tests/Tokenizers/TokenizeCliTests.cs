@@ -22,10 +22,10 @@ public sealed class TokenizeCliTests
         return data;
     }
 
-    [Fact]
+    [SharedFact]
     public void EveryVocabularyFileIsListed() => Assert.Equal(12, VocabFiles().Count);
 
-    [Theory]
+    [SharedTheory]
     [MemberData(nameof(VocabFiles))]
     public void TokenizeNeedsOnlyTheVocabulary(string name)
     {
