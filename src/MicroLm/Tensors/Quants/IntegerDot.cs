@@ -19,8 +19,10 @@ internal static class IntegerDot
 {
     private static readonly bool UseX86 = Avx2.IsSupported && Vector256.IsHardwareAccelerated;
 
-    /// <summary>Widest path used: 256 (x86 AVX2/VNNI) or 128. Tests lower it to compare paths.</summary>
-    internal static int VectorBits = UseX86 ? 256 : 128;
+    /// <summary>Widest path used: 256 (x86 AVX2/VNNI) or 128, following the runtime's one width switch
+    /// <see cref="Math.Kernels.VectorBits"/> (tests lower that to compare paths; below 256 the integer dots take
+    /// the 128-bit path, which also serves the scalar setting: it has no narrower form).</summary>
+    internal static int VectorBits => UseX86 && Math.Kernels.VectorBits >= 256 ? 256 : 128;
 
     /// <summary>The 8 group sums of w·x over 32 signed bytes, as two 4-lane halves.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
