@@ -14,6 +14,8 @@ try
     if (args.Length > 0 && args[0] == "fixed") return FixedReport.Run(args[1..]);
     var a = BenchArgs.Parse(args);
     if (a.Help) { Console.WriteLine(BenchArgs.Usage); return 0; }
+    // --isa applies to every mode that times MicroLm (the JIT's level is fixed at start-up: a child run).
+    if ((a.Profile || a.DeterminismCost) && Isa.RunInChildIfNeeded(a.Isa, args) is int childExit) return childExit;
     if (a.Profile) { DecodeProfile.Run(a, Console.Out); return 0; }
     if (a.DeterminismCost) { DeterminismCost.Run(a, Console.Out); return 0; }
     if (a.WriteModels)
@@ -41,10 +43,12 @@ namespace MicroLm.Bench
             new("15M", 288, 768, 6, 6),
             new("110M", 768, 2048, 12, 12),
         ];
-        /// <summary>Shapes run only when named: Falcon-H1-Tiny-90M (attention + Mamba2, see SyntheticFalconH1.Tiny90M).</summary>
+        /// <summary>Shapes run only when named: Falcon-H1-Tiny-90M (attention + Mamba2, see SyntheticFalconH1.Tiny90M), Pythia-14M and -70M (GPT-NeoX).</summary>
         public static readonly Shape[] Named =
         [
             new("H1-90M", 512, 768, 24, 8, Family: "falcon-h1"),
+            new("P14M", 128, 512, 6, 4, Family: "gptneox"),
+            new("P70M", 512, 2048, 6, 8, Family: "gptneox"),
         ];
         public static Shape Find(string name) =>
             All.Concat(Named).FirstOrDefault(s => s.Name.Equals(name, StringComparison.OrdinalIgnoreCase))
@@ -54,11 +58,12 @@ namespace MicroLm.Bench
     internal sealed class BenchArgs
     {
         public const string Usage = """
-            usage: dotnet run -c Release --project bench/MicroLm.Bench -- [--shapes 15M,110M,H1-90M] [--formats F32,F16,Q8_0,Q4_0]
+            usage: dotnet run -c Release --project bench/MicroLm.Bench -- [--shapes 15M,110M,H1-90M,P14M,P70M] [--formats F32,F16,Q8_0,Q4_0]
                    [--threads 1,2] [--reps N] [-p 128] [-n 128] [--isa avx2|avx512|native] [--write-docs] [--profile] [--determinism-cost]
               --isa         the instruction-set level of both engines: MicroLm's JIT (avx2 sets DOTNET_EnableAVX512=0 in a
                             child run) and LLamaSharp's matching llama.cpp build; native (default) is the best this CPU runs
               --write-docs  put the table into docs/performance.md between <!-- bench:begin --> and <!-- bench:end -->
+                            (--isa avx2 / avx512: the bench-avx2 / bench-avx512 markers)
               --profile     where decode time goes (stories15M shape, F32 and Q8_0, 1 thread; --formats/--shapes apply)
               --write-models  only write the synthetic models of --shapes × --formats (if missing) and print their paths
               --determinism-cost  the runtime's kernels against non-deterministic ones (FMA, Vector512.Sum, float exp),
@@ -197,11 +202,25 @@ namespace MicroLm.Bench
             return path;
         }
 
+        /// <summary>Pythia-14M/70M's shape (GPT-NeoX, parallel residual, 50304-row vocabulary) with random weights.</summary>
+        private static string EnsurePythia(string dir, Shape s, GgmlType format, TextWriter log)
+        {
+            var options = MicroLm.Synthetic.SyntheticGptNeoX.Pythia(s.Name[1..], Repo.Shared("tokenizer-vectors", "ggml-vocab-gpt-neox.gguf"), format, seed: 1);
+            string path = Path.Combine(dir, $"gptneox-{s.Name}-d{options.Dim}-f{options.HiddenDim}-l{options.Layers}-h{options.Heads}-seed1-{format}.gguf");
+            if (File.Exists(path)) return path;
+            log.WriteLine($"  writing {Path.GetFileName(path)} ...");
+            string tmp = path + ".tmp";
+            MicroLm.Synthetic.SyntheticGptNeoX.Write(tmp, options);
+            File.Move(tmp, path, overwrite: true);
+            return path;
+        }
+
         public static string Ensure(Shape s, GgmlType format, TextWriter log)
         {
             string dir = Path.Combine(Repo.Root, "artifacts", "bench-models");
             Directory.CreateDirectory(dir);
             if (s.Family == "falcon-h1") return EnsureFalconH1(dir, s, format, log);
+            if (s.Family == "gptneox") return EnsurePythia(dir, s, format, log);
             string path = Path.Combine(dir, $"llama-{s.Name}-d{s.Dim}-f{s.Hidden}-l{s.Layers}-h{s.Heads}-v{Shape.Vocab}-tied-seed1-{format}.gguf");
             if (File.Exists(path)) return path;
             log.WriteLine($"  writing {Path.GetFileName(path)} ...");
@@ -248,10 +267,12 @@ namespace MicroLm.Bench
     /// <summary>Writes the table into docs/performance.md between the markers, keeping the rest of the file.</summary>
     internal static class Docs
     {
-        public const string Begin = "<!-- bench:begin -->", End = "<!-- bench:end -->";
+        /// <summary>One block per ISA level, so both tables live side by side: bench (native), bench-avx2, bench-avx512.</summary>
+        private static string Marker(IsaLevel isa) => isa == IsaLevel.Native ? "bench" : "bench-" + isa.ToString().ToLowerInvariant();
 
         public static void Write(List<string> rows, BenchArgs a, DateTime started, TimeSpan elapsed, List<string> bandwidths)
         {
+            string Begin = $"<!-- {Marker(a.Isa)}:begin -->", End = $"<!-- {Marker(a.Isa)}:end -->";
             string path = Path.Combine(Repo.Root, "docs", "performance.md");
             var block = new StringBuilder();
             block.AppendLine(Begin);
@@ -268,8 +289,9 @@ namespace MicroLm.Bench
             text = b >= 0 && e > b
                 ? text[..b] + block + text[(e + End.Length)..]
                 : text.TrimEnd() + "\n\n" + block + "\n";
-            File.WriteAllText(path, text);
-            Console.Error.WriteLine($"wrote the table into {path}");
+            File.WriteAllText(path + ".tmp", text);
+            File.Move(path + ".tmp", path, overwrite: true);
+            Console.Error.WriteLine($"wrote the table into {path} ({Begin})");
         }
     }
 

@@ -128,6 +128,7 @@ internal static class Kernels
 
     /// <summary>Four dot products of one row with four vectors (batched prefill): each result has
     /// exactly the bits of <see cref="Dot"/>; the row is only loaded once per chunk.</summary>
+    [SkipLocalsInit] // the lanes are stored whole before the tail reads them; zeroing them cost a fifth of a short call
     public static void Dot4(ReadOnlySpan<float> w, ReadOnlySpan<float> x0, ReadOnlySpan<float> x1,
         ReadOnlySpan<float> x2, ReadOnlySpan<float> x3, Span<float> results)
     {

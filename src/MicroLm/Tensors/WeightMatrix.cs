@@ -58,6 +58,9 @@ internal sealed class WeightMatrix
             }
         }
         if (count > 1)
+            for (; rowStart + 4 <= rowEnd; rowStart += 4)
+                if (!_kernel.DotManyRows4(data.Slice(rowStart * RowBytes, 4 * RowBytes), RowBytes, xs, count, output, Rows, rowStart)) break;
+        if (count > 1)
             for (; rowStart + 2 <= rowEnd; rowStart += 2)
                 _kernel.DotMany2(data.Slice(rowStart * RowBytes, 2 * RowBytes), RowBytes, xs, count, output, Rows, rowStart);
         for (int r = rowStart; r < rowEnd; r++)

@@ -213,6 +213,15 @@ public class QuantizedKernelPathTests
                         for (int k = 0; k < 2; k++)
                             Assert.Equal(BitConverter.SingleToInt32Bits(kernel.Dot(rows.AsSpan(k * row.Length, row.Length), xs[t])), BitConverter.SingleToInt32Bits(two[t * 2 + k]));
                 }
+                // Four rows against a batch (prefill, float kernels): each dot equals Dot, where the kernel takes it.
+                foreach (int count in new[] { tokens, 5 })
+                {
+                    var many = new float[count * 4];
+                    if (!kernel.DotManyRows4(rows, row.Length, xs, count, many, 4, 0)) continue;
+                    for (int t = 0; t < count; t++)
+                        for (int k = 0; k < 4; k++)
+                            Assert.Equal(BitConverter.SingleToInt32Bits(kernel.Dot(rows.AsSpan(k * row.Length, row.Length), xs[t])), BitConverter.SingleToInt32Bits(many[t * 4 + k]));
+                }
                 var four = new float[4];
                 kernel.Dot4Rows(rows, row.Length, xs[0], four);
                 for (int k = 0; k < 4; k++)

@@ -6,14 +6,24 @@ using MicroLm.Math;
 
 namespace MicroLm.Tensors.Quants;
 
-/// <summary>When the float kernels decode four rows per pass (their 512-bit paths only).</summary>
+/// <summary>When the float kernels decode four rows per pass (256- and 512-bit paths).</summary>
 internal static class FloatRows
 {
     /// <summary>Measured: on 4 KB rows (2048 F16 values) four row streams ran at half the speed of one (the
     /// rows share L1 sets 4 KB apart); on 1.5 KB rows they were ~10 % faster.</summary>
     public const int MaxFourRowBytes = 2048;
 
-    public static bool PrefersFour(int rowBytes) => Kernels.VectorBits >= 512 && rowBytes <= MaxFourRowBytes;
+
+    /// <summary>Prefill's four rows (as floats) share L1 with the token being read: at most half of a 32 KB L1.</summary>
+    public const int MaxManyRowsBytes = 16384;
+
+    /// <summary>output[t·stride + rowIndex + k] = dot(row k, token t) for four float rows, each in Dot's order.</summary>
+    public static void DotManyRows4(ReadOnlySpan<float> w0, ReadOnlySpan<float> w1, ReadOnlySpan<float> w2, ReadOnlySpan<float> w3,
+        Activation[] xs, int count, Span<float> output, int stride, int rowIndex)
+    {
+        for (int t = 0; t < count; t++)
+            Kernels.Dot4(xs[t].Span, w0, w1, w2, w3, output.Slice(t * stride + rowIndex, 4));
+    }
 }
 
 internal sealed partial class F32Kernel : RowKernel
@@ -29,15 +39,56 @@ internal sealed partial class F32Kernel : RowKernel
     protected override void Dot4(ReadOnlySpan<byte> row, Activation a, Activation b, Activation c, Activation d, Span<float> results) =>
         Kernels.Dot4(MemoryMarshal.Cast<byte, float>(row), a.Span, b.Span, c.Span, d.Span, results);
 
+    /// <summary>Dot4Rows on 256-bit vectors: each row's 16 lanes are two accumulators, as in Kernels.Dot's 256-bit path.</summary>
+    private static void Dot4Rows256(ReadOnlySpan<byte> rows, int rowBytes, Activation x, Span<float> results)
+    {
+        int n = x.Length;
+        ref byte start = ref MemoryMarshal.GetReference(rows);
+        ref float w0 = ref Unsafe.As<byte, float>(ref start);
+        ref float w1 = ref Unsafe.Add(ref w0, rowBytes / 4);
+        ref float w2 = ref Unsafe.Add(ref w1, rowBytes / 4);
+        ref float w3 = ref Unsafe.Add(ref w2, rowBytes / 4);
+        ref float xv = ref MemoryMarshal.GetArrayDataReference(x.Values);
+        int ahead = 8 * rowBytes;
+        var a0 = Vector256<float>.Zero; var b0 = Vector256<float>.Zero; var a1 = Vector256<float>.Zero; var b1 = Vector256<float>.Zero;
+        var a2 = Vector256<float>.Zero; var b2 = Vector256<float>.Zero; var a3 = Vector256<float>.Zero; var b3 = Vector256<float>.Zero;
+        for (int i = 0; i < n; i += 16)
+        {
+            int p = ahead + 16 * i;
+            IntegerDot.Prefetch(ref start, p); IntegerDot.Prefetch(ref start, p + 64);
+            IntegerDot.Prefetch(ref start, p + 128); IntegerDot.Prefetch(ref start, p + 192);
+            var xa = Vector256.LoadUnsafe(ref xv, (nuint)i);
+            var xb = Vector256.LoadUnsafe(ref xv, (nuint)i + 8);
+            a0 += Vector256.LoadUnsafe(ref w0, (nuint)i) * xa; b0 += Vector256.LoadUnsafe(ref w0, (nuint)i + 8) * xb;
+            a1 += Vector256.LoadUnsafe(ref w1, (nuint)i) * xa; b1 += Vector256.LoadUnsafe(ref w1, (nuint)i + 8) * xb;
+            a2 += Vector256.LoadUnsafe(ref w2, (nuint)i) * xa; b2 += Vector256.LoadUnsafe(ref w2, (nuint)i + 8) * xb;
+            a3 += Vector256.LoadUnsafe(ref w3, (nuint)i) * xa; b3 += Vector256.LoadUnsafe(ref w3, (nuint)i + 8) * xb;
+        }
+        Kernels.ReduceLanes4(Vector512.Create(a0, b0), Vector512.Create(a1, b1), Vector512.Create(a2, b2), Vector512.Create(a3, b3), results);
+    }
+
+    /// <summary>Prefill, four rows per pass over the tokens: a token's dots with the four rows are
+    /// <see cref="Kernels.Dot4"/> of the token with the rows (a product's bits do not depend on the order of
+    /// its factors), so each equals Dot. The four rows must stay in L1 (<see cref="FloatRows.MaxManyRowsBytes"/>).</summary>
+    public override bool DotManyRows4(ReadOnlySpan<byte> rows, int rowBytes, Activation[] xs, int count, Span<float> output, int stride, int rowIndex)
+    {
+        if (Kernels.VectorBits < 256 || 4 * rowBytes > FloatRows.MaxManyRowsBytes) return false;
+        int n = xs[0].Length;
+        var w = MemoryMarshal.Cast<byte, float>(rows);
+        FloatRows.DotManyRows4(w[..n], w.Slice(rowBytes / 4, n), w.Slice(rowBytes / 2, n), w.Slice(3 * rowBytes / 4, n), xs, count, output, stride, rowIndex);
+        return true;
+    }
+
     /// <summary>Decode over four short rows at once (512-bit path), prefetching the rows two passes ahead:
     /// four independent 16-lane sums, each with Dot's operations, so the bits are Dot's. Long rows
     /// stream one at a time (see <see cref="FloatRows.MaxFourRowBytes"/>).</summary>
-    public override bool PrefersFourRows(int rowBytes) => FloatRows.PrefersFour(rowBytes);
+    public override bool PrefersFourRows(int rowBytes) => Kernels.VectorBits >= 256 && rowBytes <= FloatRows.MaxFourRowBytes;
 
     public override void Dot4Rows(ReadOnlySpan<byte> rows, int rowBytes, Activation x, Span<float> results)
     {
         int n = x.Length;
-        if (Kernels.VectorBits < 512 || (n & 15) != 0) { base.Dot4Rows(rows, rowBytes, x, results); return; }
+        if (Kernels.VectorBits < 256 || (n & 15) != 0) { base.Dot4Rows(rows, rowBytes, x, results); return; }
+        if (Kernels.VectorBits < 512) { Dot4Rows256(rows, rowBytes, x, results); return; }
         ref byte start = ref MemoryMarshal.GetReference(rows);
         ref float w0 = ref Unsafe.As<byte, float>(ref start);
         ref float w1 = ref Unsafe.Add(ref w0, rowBytes / 4);
@@ -104,9 +155,8 @@ internal sealed partial class F16Kernel : RowKernel
             var acc0 = Vector256<float>.Zero; var acc1 = Vector256<float>.Zero;
             for (; i < full; i += 16)
             {
-                var (lo, hi) = Vector256.Widen(Vector256.LoadUnsafe(ref h, (nuint)i));
-                acc0 += ToSingle(lo) * Vector256.LoadUnsafe(ref xv, (nuint)i);
-                acc1 += ToSingle(hi) * Vector256.LoadUnsafe(ref xv, (nuint)i + 8);
+                acc0 += LoadSingle256(ref h, i) * Vector256.LoadUnsafe(ref xv, (nuint)i);
+                acc1 += LoadSingle256(ref h, i + 8) * Vector256.LoadUnsafe(ref xv, (nuint)i + 8);
             }
             acc0.StoreUnsafe(ref l); acc1.StoreUnsafe(ref l, 8);
         }
@@ -134,12 +184,13 @@ internal sealed partial class F16Kernel : RowKernel
     /// <summary>Decode over four rows at once (512-bit path): four independent 16-lane sums keep the adder
     /// busy where one row's sum waits on its previous add, and the rows two passes ahead are prefetched.
     /// Each row's operations are Dot's, so the bits are the same.</summary>
-    public override bool PrefersFourRows(int rowBytes) => FloatRows.PrefersFour(rowBytes);
+    public override bool PrefersFourRows(int rowBytes) => Kernels.VectorBits >= 256 && rowBytes <= FloatRows.MaxFourRowBytes;
 
     public override void Dot4Rows(ReadOnlySpan<byte> rows, int rowBytes, Activation x, Span<float> results)
     {
         int n = x.Length;
-        if (Kernels.VectorBits < 512 || (n & 15) != 0) { base.Dot4Rows(rows, rowBytes, x, results); return; }
+        if (Kernels.VectorBits < 256 || (n & 15) != 0) { base.Dot4Rows(rows, rowBytes, x, results); return; }
+        if (Kernels.VectorBits < 512) { Dot4Rows256(rows, rowBytes, x, results); return; }
         ref byte start = ref MemoryMarshal.GetReference(rows);
         ref ushort h0 = ref Unsafe.As<byte, ushort>(ref start);
         ref ushort h1 = ref Unsafe.Add(ref h0, rowBytes / 2);
@@ -160,6 +211,46 @@ internal sealed partial class F16Kernel : RowKernel
             a3 += LoadSingle512(ref h3, i) * xs;
         }
         Kernels.ReduceLanes4(a0, a1, a2, a3, results);
+    }
+
+    /// <summary>Prefill, four rows per pass: the rows are converted once (exactly) and dotted with every token
+    /// as F32 (<see cref="FloatRows.DotManyRows4"/>), which has this kernel's bits.</summary>
+    public override bool DotManyRows4(ReadOnlySpan<byte> rows, int rowBytes, Activation[] xs, int count, Span<float> output, int stride, int rowIndex)
+    {
+        int n = xs[0].Length;
+        if (Kernels.VectorBits < 256 || 16 * n > FloatRows.MaxManyRowsBytes) return false;
+        Span<float> w = stackalloc float[4 * n];
+        var h = MemoryMarshal.Cast<byte, ushort>(rows);
+        for (int k = 0; k < 4; k++) ToSingle(h.Slice(k * rowBytes / 2, n), w.Slice(k * n, n));
+        FloatRows.DotManyRows4(w[..n], w.Slice(n, n), w.Slice(2 * n, n), w.Slice(3 * n, n), xs, count, output, stride, rowIndex);
+        return true;
+    }
+
+    /// <summary>Dot4Rows on 256-bit vectors: each row's 16 lanes are two accumulators, as in Dot's 256-bit path.</summary>
+    private static void Dot4Rows256(ReadOnlySpan<byte> rows, int rowBytes, Activation x, Span<float> results)
+    {
+        int n = x.Length;
+        ref byte start = ref MemoryMarshal.GetReference(rows);
+        ref ushort h0 = ref Unsafe.As<byte, ushort>(ref start);
+        ref ushort h1 = ref Unsafe.Add(ref h0, rowBytes / 2);
+        ref ushort h2 = ref Unsafe.Add(ref h1, rowBytes / 2);
+        ref ushort h3 = ref Unsafe.Add(ref h2, rowBytes / 2);
+        ref float xv = ref MemoryMarshal.GetArrayDataReference(x.Values);
+        int ahead = 8 * rowBytes;
+        var a0 = Vector256<float>.Zero; var b0 = Vector256<float>.Zero; var a1 = Vector256<float>.Zero; var b1 = Vector256<float>.Zero;
+        var a2 = Vector256<float>.Zero; var b2 = Vector256<float>.Zero; var a3 = Vector256<float>.Zero; var b3 = Vector256<float>.Zero;
+        for (int i = 0; i < n; i += 16)
+        {
+            IntegerDot.Prefetch(ref start, ahead + 8 * i);
+            IntegerDot.Prefetch(ref start, ahead + 8 * i + 64);
+            var xa = Vector256.LoadUnsafe(ref xv, (nuint)i);
+            var xb = Vector256.LoadUnsafe(ref xv, (nuint)i + 8);
+            a0 += LoadSingle256(ref h0, i) * xa; b0 += LoadSingle256(ref h0, i + 8) * xb;
+            a1 += LoadSingle256(ref h1, i) * xa; b1 += LoadSingle256(ref h1, i + 8) * xb;
+            a2 += LoadSingle256(ref h2, i) * xa; b2 += LoadSingle256(ref h2, i + 8) * xb;
+            a3 += LoadSingle256(ref h3, i) * xa; b3 += LoadSingle256(ref h3, i + 8) * xb;
+        }
+        Kernels.ReduceLanes4(Vector512.Create(a0, b0), Vector512.Create(a1, b1), Vector512.Create(a2, b2), Vector512.Create(a3, b3), results);
     }
 
     /// <summary>Prefill: the row is converted once (exactly) and dotted with every token as F32, which
@@ -219,6 +310,15 @@ internal sealed partial class F16Kernel : RowKernel
         var wide = Vector512.WidenLower(Vector256.LoadUnsafe(ref Unsafe.As<ushort, short>(ref h), (nuint)i).ToVector512Unsafe());
         var v = Vector512.ShiftLeft(wide, 13) & Vector512.Create(unchecked((int)0x8FFFFFFF));
         return v.AsSingle() * Vector512.Create(TwoPow112);
+    }
+
+    /// <summary>8 halves at h[i] as floats (LoadSingle512's conversion: sign-extending load, shift by 13).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> LoadSingle256(ref ushort h, int i)
+    {
+        var wide = Vector256.WidenLower(Vector128.LoadUnsafe(ref Unsafe.As<ushort, short>(ref h), (nuint)i).ToVector256Unsafe());
+        var v = Vector256.ShiftLeft(wide, 13) & Vector256.Create(unchecked((int)0x8FFFFFFF));
+        return v.AsSingle() * Vector256.Create(TwoPow112);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -56,6 +56,11 @@ internal abstract class RowKernel
         DotMany(rows.Slice(rowBytes, rowBytes), xs, count, output, stride, rowIndex + 1);
     }
 
+    /// <summary>Prefill over four consecutive rows: each token's activation is read once for four rows, so a
+    /// batch whose activations outgrow L1 streams them a quarter as often. False means the kernel has no such
+    /// path for rows of this size (the caller then uses <see cref="DotMany2"/>). Same bits as <see cref="Dot"/>.</summary>
+    public virtual bool DotManyRows4(ReadOnlySpan<byte> rows, int rowBytes, Activation[] xs, int count, Span<float> output, int stride, int rowIndex) => false;
+
     /// <summary>Whether decode should call <see cref="Dot4Rows"/> for rows of <paramref name="rowBytes"/>:
     /// the kernels that override it load the activation once per four rows and prefetch the rows ahead
     /// (measurements in docs/performance.md).</summary>
