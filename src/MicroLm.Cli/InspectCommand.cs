@@ -58,6 +58,11 @@ public static class InspectCommand
             w.WriteLine($"  weights        {weights,14:N0} bytes (read in place from the file)");
             w.WriteLine($"  KV cache F32   {kv32,14:N0} bytes");
             w.WriteLine($"  KV cache F16   {kv16,14:N0} bytes");
+            int local = Enumerable.Range(0, c.Layers).Count(l => c.AttentionWindow(l) > 0);
+            if (local > 0) // a sliding-window layer keeps a ring of its window (+ a batch), not the whole context
+                w.WriteLine($"                 ({local} of {c.Layers} layers local: window {c.AttentionWindows.Where(x => x > 0).Max()}, " +
+                            $"{KvCache.Rows(c.ContextLength, c.AttentionWindows.Where(x => x > 0).Max(), 32):N0} rows each at batch 32; " +
+                            $"{c.Layers - local} global: {c.ContextLength:N0} rows)");
             if (ssm > 0) w.WriteLine($"  SSM state      {ssm,14:N0} bytes (convolution windows and scan states, F32; constant)");
             w.WriteLine($"  scratch        {scratch,14:N0} bytes");
             w.WriteLine($"  total (F32 KV) {weights + kv32 + ssm + scratch,14:N0} bytes");
@@ -107,6 +112,7 @@ public static class InspectCommand
                 j.WriteNumber("kv_cache_f32", c.KvCacheBytes(c.ContextLength, 4));
                 j.WriteNumber("kv_cache_f16", c.KvCacheBytes(c.ContextLength, 2));
                 j.WriteNumber("ssm_state", c.RecurrentStateBytes);
+                j.WriteNumber("sliding_window_layers", Enumerable.Range(0, c.Layers).Count(l => c.AttentionWindow(l) > 0));
                 j.WriteNumber("scratch", c.ScratchBytes(c.ContextLength));
                 j.WriteNumber("total_f32_kv", WeightBytes(f) + c.KvCacheBytes(c.ContextLength, 4) + c.RecurrentStateBytes + c.ScratchBytes(c.ContextLength));
                 j.WriteEndObject();

@@ -49,7 +49,7 @@ public class HfConvertOracleTests(OracleFiles files, ITestOutputHelper output) :
         F16WithGeluTable,
     }
 
-    [Theory]
+    [SharedTheory]
     [InlineData("llama-gqa-untied-f32", ConvertedTolerance.F32)]
     [InlineData("llama-mha-tied-f32", ConvertedTolerance.F32)]
     [InlineData("llama-mqa-tied-f16", ConvertedTolerance.F16)]

@@ -36,6 +36,8 @@ internal sealed record SyntheticHfOptions
     public string DType { get; init; } = "F32";
     public ulong Seed { get; init; } = 1;
     public float WeightScale { get; init; } = 1f;
+    /// <summary>Standard deviation of embedding values (token and position tables).</summary>
+    public float EmbeddingScale { get; init; } = 0.5f;
     /// <summary>Pythia's non-weight buffers (attention masks, rotary tables) in the checkpoint.</summary>
     public bool ExtraBuffers { get; init; }
     /// <summary>Split the tensors into this many shards with an index.</summary>
@@ -44,6 +46,9 @@ internal sealed record SyntheticHfOptions
     public required string TokenizerGguf { get; init; }
     /// <summary>Tensors left out (error tests).</summary>
     public IReadOnlySet<string>? Omit { get; init; }
+    /// <summary>Write "intermediate_size": null (GPT-Neo's real configs do; the model then uses 4 × hidden_size,
+    /// which <see cref="Hidden"/> must equal).</summary>
+    public bool IntermediateSizeNull { get; init; }
 
     // Falcon-H1: attention head size (0: Dim / Heads), the Mamba2 mixer's sizes and the µP multipliers. The
     // defaults are distinct, not 1, and keep activations O(1), so a multiplier folded into the wrong
@@ -70,6 +75,21 @@ internal sealed record SyntheticHfOptions
 
 internal static class SyntheticHf
 {
+    /// <summary>roneneldan/TinyStories-1M's config.json: GPTNeoForCausalLM, hidden_size 64, num_layers 8, num_heads 16,
+    /// attention_types [[["global", "local"], 4]], window_size 256, max_position_embeddings 2048, vocab_size 50257,
+    /// intermediate_size null (4 × 64), gelu_new, layer_norm_epsilon 1e-5, tied classifier. Weights are ours.</summary>
+    public static SyntheticHfOptions TinyStories1M(string gpt2Tokenizer, ulong seed = 1) => TinyStories(gpt2Tokenizer, 64, 8, seed);
+
+    /// <summary>roneneldan/TinyStories-33M's config.json: as <see cref="TinyStories1M"/> with hidden_size 768 and
+    /// num_layers 4 (attention_types [[["global", "local"], 2]]).</summary>
+    public static SyntheticHfOptions TinyStories33M(string gpt2Tokenizer, ulong seed = 33) => TinyStories(gpt2Tokenizer, 768, 4, seed);
+
+    private static SyntheticHfOptions TinyStories(string tokenizer, int dim, int layers, ulong seed) => new()
+    {
+        Family = "gptneo", TokenizerGguf = tokenizer, Dim = dim, Hidden = 4 * dim, IntermediateSizeNull = true, Layers = layers,
+        Heads = 16, KvHeads = 16, ContextLength = 2048, Window = 256, AttentionPattern = ["global", "local"], Seed = seed,
+    };
+
     public static SyntheticHfCheckpoint Write(string dir, SyntheticHfOptions o)
     {
         System.IO.Directory.CreateDirectory(dir);
@@ -90,7 +110,7 @@ internal static class SyntheticHf
                 {
                     'n' => 1f + 0.1f * r.NextNormal(),  // norm weight
                     'b' => 0.1f * r.NextNormal(),       // bias
-                    'e' => 0.5f * r.NextNormal(),       // embedding
+                    'e' => o.EmbeddingScale * r.NextNormal(), // embedding
                     'a' => -2.3f + 4.4f * r.NextFloat(), // A_log: A = −exp(·) ∈ [−8, −0.1], fast to slow decays
                     't' => -1.5f + 0.5f * r.NextNormal(), // dt_bias: Δ = softplus(dt + bias) mostly 0.05–1.5
                     'd' => 1f + 0.1f * r.NextNormal(),  // D skip
@@ -230,7 +250,8 @@ internal static class SyntheticHf
                     for (int l = 0; l < o.Layers; l++) j.WriteStringValue(o.AttentionPattern[l % o.AttentionPattern.Length]);
                     j.WriteEndArray();
                     j.WriteNumber("hidden_size", o.Dim); j.WriteNumber("num_layers", o.Layers); j.WriteNumber("num_heads", o.Heads);
-                    j.WriteNumber("intermediate_size", o.Hidden); j.WriteNumber("max_position_embeddings", o.ContextLength);
+                    if (o.IntermediateSizeNull) j.WriteNull("intermediate_size"); else j.WriteNumber("intermediate_size", o.Hidden);
+                    j.WriteNumber("max_position_embeddings", o.ContextLength);
                     j.WriteNumber("window_size", o.Window); j.WriteNumber("layer_norm_epsilon", 1e-5);
                     j.WriteNumber("bos_token_id", 50256); j.WriteNumber("eos_token_id", 50256);
                     if (!o.Tied) j.WriteBoolean("tie_word_embeddings", false);

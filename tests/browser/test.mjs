@@ -21,6 +21,7 @@ const chromiumPath = arg('--chromium', process.env.CHROMIUM ?? '/usr/bin/chromiu
 const model = path.join(models, 'stories260K-Q8_0.gguf');
 const urlModel = 'stories260K-F32.gguf';
 const falconModel = arg('--falcon', '') || null;
+const gptneoModel = arg('--gptneo', '') || null;
 const prompt = 'Once upon a time';
 fs.mkdirSync(out, { recursive: true });
 
@@ -151,6 +152,16 @@ try {
     const rf = await generate(24);
     check(`a falcon-h1 model loads and generates (${path.basename(falconModel)}, trace equals native)`,
       rf.trace === expectedFalcon && !rf.error, `page: ${rf.trace} ${rf.error}\n     native: ${expectedFalcon}`);
+  }
+
+  // 6. A GPT-Neo model (converted from a Hugging Face checkpoint by `convert hf`; local layers with a 16-position
+  // window, so 24 tokens after the prompt cross the window's edge), when given.
+  if (gptneoModel) {
+    const expectedNeo = nativeTrace(gptneoModel, 24);
+    await pickFile(gptneoModel);
+    const rn = await generate(24);
+    check(`a gptneo model loads and generates past its window (${path.basename(gptneoModel)}, trace equals native)`,
+      rn.trace === expectedNeo && !rn.error, `page: ${rn.trace} ${rn.error}\n     native: ${expectedNeo}`);
   }
 
   check('no errors in the browser console', consoleErrors.length === 0, consoleErrors.join('\n     '));

@@ -48,16 +48,10 @@ internal static class Models
 
     public static SyntheticHfOptions GetHf(string name, string tokenizer) => name switch
     {
-        "tinystories-1m-synthetic-hf" => TinyStories(tokenizer, 64, 8, 1),
-        "tinystories-33m-synthetic-hf" => TinyStories(tokenizer, 768, 4, 33),
-        "gptneo-window16-synthetic-hf" => TinyStories(tokenizer, 64, 8, 16) with { Window = 16 },
+        "tinystories-1m-synthetic-hf" => SyntheticHf.TinyStories1M(tokenizer, 1),
+        "tinystories-33m-synthetic-hf" => SyntheticHf.TinyStories33M(tokenizer, 33),
+        "gptneo-window16-synthetic-hf" => SyntheticHf.TinyStories1M(tokenizer, 16) with { Window = 16 },
         _ => throw new ArgumentException($"unknown checkpoint '{name}'"),
-    };
-
-    private static SyntheticHfOptions TinyStories(string tokenizer, int dim, int layers, ulong seed) => new()
-    {
-        Family = "gptneo", TokenizerGguf = tokenizer, Dim = dim, Hidden = 4 * dim, Layers = layers, Heads = 16, KvHeads = 16,
-        ContextLength = 2048, Window = 256, AttentionPattern = ["global", "local"], Seed = seed,
     };
 
     /// <summary>Pythia's shapes with the real GPT-NeoX tokenizer (50304 tokens, padded as Pythia's files are).</summary>

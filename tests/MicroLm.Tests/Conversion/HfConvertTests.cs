@@ -179,6 +179,64 @@ public sealed class HfConvertTests(ITestOutputHelper log) : IDisposable
         Assert.Equal(first, s.Evaluate(ids).ToArray());
     }
 
+    /// <summary>TinyStories-1M's real configuration (SyntheticHf.TinyStories1M: d 64, 8 layers alternating global and
+    /// local, window 256, context 2048, intermediate_size null) converted and run on a 300-token prompt, so the local
+    /// layers' window is crossed, against the float64 reference; then greedy steps.</summary>
+    [SharedFact]
+    public void TinyStories_1M_configuration_converts_and_runs_past_its_window()
+    {
+        var o = SyntheticHf.TinyStories1M(Gpt2Vocab, seed: 71);
+        var (ck, gguf) = Make("ts1m", o, "auto");
+        using (var m = Model.Load(gguf))
+        {
+            Assert.Equal(256, m.Config.HiddenDim);
+            Assert.Equal([0, 256, 0, 256, 0, 256, 0, 256], m.Config.AttentionWindows.ToArray());
+        }
+        var ids = Ids(300, 50257, 72);
+        var reference = new HfReference(ck, o);
+        var (max, same) = Compare(gguf, reference.Logits(ids), ids, batch: 64);
+        log.WriteLine($"TinyStories-1M shape, 300 positions: max |diff| {max:E3}");
+        Assert.True(max < F32Tolerance, $"max |diff| {max}");
+        Assert.True(same);
+    }
+
+    /// <summary>TinyStories-33M's real configuration (d 768, 4 layers, 16 heads, window 256, context 2048): converted,
+    /// run on a short prompt against the float64 reference, greedy steps identical. Embedding std 0.05 keeps the tied
+    /// classifier's logits O(1–10) as a trained model's are; with the default 0.5 they reach ~60 over 768 dimensions
+    /// and the same F32 rounding (relative ~1e-6) measured 8.4e-5 absolute.</summary>
+    [SharedFact]
+    public void TinyStories_33M_configuration_converts_and_runs()
+    {
+        var o = SyntheticHf.TinyStories33M(Gpt2Vocab, seed: 73) with { EmbeddingScale = 0.05f };
+        var (ck, gguf) = Make("ts33m", o, "auto");
+        using (var m = Model.Load(gguf)) Assert.Equal(3072, m.Config.HiddenDim);
+        var ids = Ids(8, 50257, 74);
+        var reference = new HfReference(ck, o);
+        var (max, same) = Compare(gguf, reference.Logits(ids), ids);
+        log.WriteLine($"TinyStories-33M shape: max |diff| {max:E3}");
+        Assert.True(max < F32Tolerance, $"max |diff| {max}");
+        Assert.True(same);
+        GreedyAgrees(gguf, reference, ids, 2);
+    }
+
+    /// <summary>`inspect`'s memory envelope counts a local layer's ring, not the whole context, and says so.</summary>
+    [SharedFact]
+    public void Inspect_shows_the_windowed_KV_cache_size()
+    {
+        var o = new SyntheticHfOptions { Family = "gptneo", TokenizerGguf = Gpt2Vocab, Window = 8, Layers = 4, ContextLength = 128, Seed = 2 };
+        var (_, gguf) = Make("neo-inspect", o, "f32");
+        var stdout = new StringWriter(); var stderr = new StringWriter();
+        Assert.Equal(0, CliMain.Run(["inspect", gguf], stdout, stderr));
+        // 2 global layers × 128 rows + 2 local layers × a ring of 8 + 32 − 1 = 39 slots, stored twice.
+        long perRow = 2L * o.Dim * sizeof(float), expected = 2 * 128 * perRow + 2 * 78 * perRow;
+        Assert.Contains($"KV cache F32   {expected,14:N0} bytes", stdout.ToString());
+        Assert.Contains("(2 of 4 layers local: window 8, 78 rows each at batch 32; 2 global: 128 rows)", stdout.ToString());
+        stdout = new StringWriter();
+        Assert.Equal(0, CliMain.Run(["inspect", gguf, "--json"], stdout, stderr));
+        Assert.Contains($"\"kv_cache_f32\": {expected}", stdout.ToString());
+        Assert.Contains("\"sliding_window_layers\": 2", stdout.ToString());
+    }
+
     [SharedFact]
     public void Llama_F32_GQA_untied_sharded_matches_reference()
     {
@@ -230,6 +288,8 @@ public sealed class HfConvertTests(ITestOutputHelper log) : IDisposable
         string gguf = Path.Combine(_dir, Path.GetFileName(ck.Directory) + "-cli.gguf"), dump = gguf + ".logits";
         var stdout = new StringWriter(); var stderr = new StringWriter();
         Assert.True(CliMain.Run(["convert", "hf", ck.Directory, "-o", gguf, "--outtype", outType], stdout, stderr) == 0, stderr.ToString());
+        using (var m = Model.Load(gguf)) // auto keeps the checkpoint's 16-bit type
+            Assert.Equal(outType == "auto" ? o.DType : outType.ToUpperInvariant(), m.File.Tensors.First(t => t.Shape.Length == 2).Type.Name);
         stdout = new StringWriter(); stderr = new StringWriter();
         int code = CliMain.Run(["verify", "-m", gguf, "--temp", "0", "--ids", string.Join(' ', prompt), "-n", n.ToString(System.Globalization.CultureInfo.InvariantCulture), "--dump-logits", dump], stdout, stderr);
         Assert.True(code == 0, stderr.ToString());
@@ -252,24 +312,32 @@ public sealed class HfConvertTests(ITestOutputHelper log) : IDisposable
         return (max, tokens.Length);
     }
 
-    [Theory]
-    [InlineData("gptneo")]
-    [InlineData("llama")]
-    [InlineData("gptneox")]
-    [InlineData("falconh1")]
-    public void Cli_convert_then_verify_ids_matches_float64_reference(string family)
+    /// <summary>F16 checkpoints are converted with --outtype auto (kept F16): the runtime widens F16 weights exactly
+    /// and sums in F32, so against the reference of the same (F16-valued) weights the F32 tolerance holds.</summary>
+    [SharedTheory]
+    [InlineData("gptneo", "F32")]
+    [InlineData("gptneo", "F16")]
+    [InlineData("llama", "F32")]
+    [InlineData("llama", "F16")]
+    [InlineData("gptneox", "F32")]
+    [InlineData("gptneox", "F16")]
+    [InlineData("falconh1", "F32")]
+    public void Cli_convert_then_verify_ids_matches_float64_reference(string family, string dtype)
     {
         var o = family switch
         {
-            "gptneo" => new SyntheticHfOptions { Family = family, TokenizerGguf = Gpt2Vocab, Window = 6, Layers = 2, ContextLength = 64, Tied = false, Seed = 41 },
-            "llama" => new SyntheticHfOptions { Family = family, TokenizerGguf = SpmVocab, Heads = 4, KvHeads = 1, Layers = 2, Seed = 42, Hidden = 96 },
+            // untied, window 6 < the 20 positions
+            "gptneo" => new SyntheticHfOptions { Family = family, TokenizerGguf = Gpt2Vocab, Window = 6, Layers = 2, ContextLength = 64, Tied = dtype == "F16", Seed = 41 },
+            // MQA; untied as F32, tied as F16
+            "llama" => new SyntheticHfOptions { Family = family, TokenizerGguf = SpmVocab, Heads = 4, KvHeads = dtype == "F16" ? 2 : 1, Tied = dtype == "F16", Layers = 2, Seed = 42, Hidden = 96 },
             "gptneox" => new SyntheticHfOptions { Family = family, TokenizerGguf = NeoxVocab, Layers = 2, ExtraBuffers = true, Seed = 43 },
             _ => new SyntheticHfOptions { Family = family, TokenizerGguf = Gpt2Vocab, Layers = 2, Heads = 4, KvHeads = 2, Hidden = 96, Seed = 44 },
         };
-        var ck = SyntheticHf.Write(Path.Combine(_dir, "cli-" + family), o);
+        o = o with { DType = dtype };
+        var ck = SyntheticHf.Write(Path.Combine(_dir, $"cli-{family}-{dtype}"), o);
         int vocab; using (var v = MicroLm.Gguf.GgufFile.Open(o.TokenizerGguf)) vocab = (int)v.Get("tokenizer.ggml.tokens").Count;
-        var (max, positions) = ConvertAndVerifyWithCli(ck, o, Ids(14, vocab, 45), 6);
-        log.WriteLine($"{family}: max |diff| {max:E3} over {positions} positions");
+        var (max, positions) = ConvertAndVerifyWithCli(ck, o, Ids(14, vocab, 45), 6, dtype == "F16" ? "auto" : "f32");
+        log.WriteLine($"{family} {dtype}: max |diff| {max:E3} over {positions} positions");
         Assert.True(max < F32Tolerance, $"max |diff| {max}");
     }
 
@@ -278,7 +346,7 @@ public sealed class HfConvertTests(ITestOutputHelper log) : IDisposable
 
     /// <summary>Falcon-H1 with every µP multiplier distinct from 1 (folded into the weights by the converter, applied
     /// where transformers applies them by the reference): GQA, two SSM groups with grouped RMSNorm, untied.</summary>
-    [Fact]
+    [SharedFact]
     public void FalconH1_F32_with_multipliers_matches_float64_reference()
     {
         var o = FalconH1Options(51);
@@ -304,7 +372,7 @@ public sealed class HfConvertTests(ITestOutputHelper log) : IDisposable
     /// rounds once to F32, so the F32 tolerance holds. Kept F16 (auto), each folded product rounds to F16 (2^-11
     /// relative per weight, as llama.cpp's converter multiplies in the checkpoint's dtype): measured 2.0e-2 against
     /// the reference of the unrounded products, hence 5e-2 for that file, with identical greedy choices.</summary>
-    [Fact]
+    [SharedFact]
     public void FalconH1_tied_MQA_one_group_F16_sharded_matches_reference()
     {
         var o = FalconH1Options(53) with
@@ -335,7 +403,7 @@ public sealed class HfConvertTests(ITestOutputHelper log) : IDisposable
     }
 
     /// <summary>Multipliers all 1 and a tied classifier: nothing to fold, so the classifier stays the embedding.</summary>
-    [Fact]
+    [SharedFact]
     public void FalconH1_without_multipliers_keeps_the_tied_embedding()
     {
         var o = FalconH1Options(55) with
@@ -365,11 +433,11 @@ public sealed class HfConvertTests(ITestOutputHelper log) : IDisposable
         File.WriteAllText(cfg, text.Replace(from, to, StringComparison.Ordinal));
     }
 
-    [Fact]
+    [SharedFact]
     public void FalconH1_missing_ssm_tensor_fails_cleanly() =>
         AssertFails(SmallH1("h1-missing", o => o with { Omit = new HashSet<string> { "model.layers.0.mamba.A_log" } }), "missing tensor 'model.layers.0.mamba.A_log'");
 
-    [Fact]
+    [SharedFact]
     public void FalconH1_inner_size_disagreeing_with_tensors_fails_cleanly()
     {
         string dir = SmallH1("h1-inner");
@@ -378,7 +446,7 @@ public sealed class HfConvertTests(ITestOutputHelper log) : IDisposable
         AssertFails(dir, "config.json implies");
     }
 
-    [Fact]
+    [SharedFact]
     public void FalconH1_inner_size_not_a_multiple_of_head_size_fails_cleanly()
     {
         string dir = SmallH1("h1-headdim");
@@ -386,7 +454,7 @@ public sealed class HfConvertTests(ITestOutputHelper log) : IDisposable
         AssertFails(dir, "mamba_d_ssm 32 is not a multiple of mamba_d_head 12");
     }
 
-    [Fact]
+    [SharedFact]
     public void FalconH1_head_count_disagreeing_fails_cleanly()
     {
         string dir = SmallH1("h1-heads");
@@ -394,7 +462,7 @@ public sealed class HfConvertTests(ITestOutputHelper log) : IDisposable
         AssertFails(dir, "mamba_n_heads 8 disagrees");
     }
 
-    [Fact]
+    [SharedFact]
     public void FalconH1_group_count_not_dividing_heads_fails_cleanly()
     {
         string dir = SmallH1("h1-groups");
@@ -402,7 +470,7 @@ public sealed class HfConvertTests(ITestOutputHelper log) : IDisposable
         AssertFails(dir, "not a multiple of mamba_n_groups 3");
     }
 
-    [Fact]
+    [SharedFact]
     public void FalconH1_group_count_disagreeing_with_tensors_fails_cleanly()
     {
         string dir = SmallH1("h1-groups4");

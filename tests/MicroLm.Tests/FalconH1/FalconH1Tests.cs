@@ -16,7 +16,7 @@ public class FalconH1Tests(ITestOutputHelper output)
     // GQA, 2 SSM groups with grouped RMSNorm, a 4-tap convolution.
     private static readonly SyntheticFalconH1Options Small = new() { Seed = 5, ContextLength = 160, MatrixType = GgmlType.Q8_0 };
     private static readonly byte[] SmallBytes = SyntheticFalconH1.ToBytes(Small);
-    private static readonly int[] Prompt = [5, 77, 200, 13, 9, 301, 42, 42, 7, 150, 64, 3, 99, 250, 18, 111, 6, 280, 33];
+    internal static readonly int[] Prompt = [5, 77, 200, 13, 9, 301, 42, 42, 7, 150, 64, 3, 99, 250, 18, 111, 6, 280, 33];
 
     [Fact]
     public void Loads_llama_cpp_hyperparameters_and_the_ssm_shape()
@@ -119,73 +119,6 @@ public class FalconH1Tests(ITestOutputHelper output)
         session.Reset();
         var second = Continue(session, batch: 4, lastOnly: false, generate: 20);
         for (int p = 0; p < first.Length; p++) Assert.True(first[p].AsSpan().SequenceEqual(second[p]), $"position {p} differs after Reset");
-    }
-
-    /// <summary>Greedy decoding far past the prompt: nothing is allocated per token and the process does not grow
-    /// (the KV cache is allocated once for the context, the convolution window and SSM state are constant-size);
-    /// Session.Reset then reproduces the whole trace. CI runs 1,500 tokens; FALCON_SOAK_TOKENS=100000 is the long
-    /// run (docs/falcon-h1.md has its numbers).</summary>
-    [Fact]
-    public void Long_generation_keeps_memory_flat_and_Reset_reproduces_its_trace()
-    {
-        int tokens = int.TryParse(Environment.GetEnvironmentVariable("FALCON_SOAK_TOKENS"), out var n) ? n : 1500;
-        var options = new SyntheticFalconH1Options
-        {
-            // One attention head of 8 in one layer: attention over 10^5 positions is O(n²) work, the mixer is O(n).
-            Dim = 32, HiddenDim = 64, Layers = 1, Heads = 1, KvHeads = 1, HeadDim = 8, SsmInner = 64, SsmHeads = 4, SsmGroups = 2, SsmState = 16,
-            ContextLength = tokens + 8, VocabSize = 300, Seed = 9,
-        };
-        using var model = Model.Load(SyntheticFalconH1.ToBytes(options));
-        using var session = model.CreateSession(contextLength: tokens + 8, threads: 1, maxBatch: 8);
-        (string Hash, long Allocated, long[] Rss) Trace()
-        {
-            var sha = new Sha256();
-            var one = new int[1];
-            var logits = session.Evaluate(Prompt.AsSpan(0, 4));
-            var rss = new List<long>();
-            long allocated = 0;
-            for (int i = 0; i < tokens; i++)
-            {
-                one[0] = Kernels.ArgMax(logits);
-                sha.Append(System.Runtime.InteropServices.MemoryMarshal.AsBytes(logits));
-                if (i == 64) allocated = -GC.GetAllocatedBytesForCurrentThread(); // after warm-up (JIT tiers, first calls)
-                logits = session.Evaluate(one);
-                if ((i + 1) % (tokens / 10) == 0)
-                {
-                    long before = GC.GetAllocatedBytesForCurrentThread();
-                    rss.Add(Rss());
-                    if (i > 64) allocated -= GC.GetAllocatedBytesForCurrentThread() - before; // the measurement's own
-                }
-            }
-            allocated += GC.GetAllocatedBytesForCurrentThread();
-            var digest = new byte[32];
-            sha.Finish(digest);
-            return (Convert.ToHexString(digest), allocated, rss.ToArray());
-        }
-        var first = Trace();
-        output.WriteLine($"{tokens} tokens: allocated after warm-up {first.Allocated:N0} bytes; RSS at each tenth (MiB): " +
-                         string.Join(" ", first.Rss.Select(r => (r / 1048576.0).ToString("F1"))) +
-                         $"; managed heap {GC.GetTotalMemory(false) / 1048576.0:F1} MiB; trace {first.Hash[..16]}");
-        Assert.True(first.Allocated < 16 * 1024, $"{first.Allocated} bytes allocated while decoding: the decode loop must not allocate per token");
-        // Growth from the first to the last tenth: nothing but the page cache of the preallocated KV cache being touched.
-        long kvBytes = model.Config.KvCacheBytes(tokens + 8, 4);
-        Assert.True(first.Rss[^1] - first.Rss[0] <= kvBytes + 16 * 1048576L, $"RSS grew {first.Rss[^1] - first.Rss[0]:N0} bytes");
-        session.Reset();
-        var second = Trace();
-        Assert.Equal(first.Hash, second.Hash);
-        Assert.True(second.Rss[^1] - first.Rss[^1] <= 16 * 1048576L, "the second run must not grow the process");
-    }
-
-    private static long Rss()
-    {
-        // VmRSS from /proc (Linux); elsewhere the working set.
-        try
-        {
-            foreach (var line in File.ReadLines("/proc/self/status"))
-                if (line.StartsWith("VmRSS:")) return long.Parse(line[6..].Trim().Split(' ')[0]) * 1024;
-        }
-        catch (IOException) { }
-        return Process.GetCurrentProcess().WorkingSet64;
     }
 
     // ---------------------------------------------------------------- bad files: one clear line each
@@ -303,5 +236,82 @@ public class FalconH1Tests(ITestOutputHelper output)
         Assert.True(float.IsNaN(DetMath.Softplus(float.NaN)));
         Assert.Equal(25f, DetMath.Softplus(25f));
         Assert.Equal((float)System.Math.Log(2), DetMath.Softplus(0f));
+    }
+}
+
+/// <summary>The long Falcon-H1 generation measures the process's RSS, so it runs alone (the "memory" collection is not
+/// run in parallel with other tests, whose allocations would show in the same process).</summary>
+[Collection("memory")]
+public class FalconH1MemoryTests(ITestOutputHelper output)
+{
+    /// <summary>Greedy decoding far past the prompt: nothing is allocated per token and the process does not grow
+    /// (the KV cache is allocated once for the context, the convolution window and SSM state are constant-size);
+    /// Session.Reset then reproduces the whole trace. CI runs 1,500 tokens; FALCON_SOAK_TOKENS=100000 is the long
+    /// run (docs/falcon-h1.md has its numbers).</summary>
+    [Fact]
+    public void Long_generation_keeps_memory_flat_and_Reset_reproduces_its_trace()
+    {
+        int tokens = int.TryParse(Environment.GetEnvironmentVariable("FALCON_SOAK_TOKENS"), out var n) ? n : 1500;
+        var options = new SyntheticFalconH1Options
+        {
+            // One attention head of 8 in one layer: attention over 10^5 positions is O(n²) work, the mixer is O(n).
+            Dim = 32, HiddenDim = 64, Layers = 1, Heads = 1, KvHeads = 1, HeadDim = 8, SsmInner = 64, SsmHeads = 4, SsmGroups = 2, SsmState = 16,
+            ContextLength = tokens + 8, VocabSize = 300, Seed = 9,
+        };
+        using var model = Model.Load(SyntheticFalconH1.ToBytes(options));
+        using var session = model.CreateSession(contextLength: tokens + 8, threads: 1, maxBatch: 8);
+        (string Hash, long Allocated, long[] Rss, long ManagedStart, long ManagedEnd) Trace()
+        {
+            var sha = new Sha256();
+            var one = new int[1];
+            var logits = session.Evaluate(FalconH1Tests.Prompt.AsSpan(0, 4));
+            var rss = new List<long>();
+            long allocated = 0, managedStart = 0;
+            for (int i = 0; i < tokens; i++)
+            {
+                one[0] = Kernels.ArgMax(logits);
+                sha.Append(System.Runtime.InteropServices.MemoryMarshal.AsBytes(logits));
+                if (i == 64)
+                {
+                    managedStart = GC.GetTotalMemory(false);
+                    allocated = -GC.GetAllocatedBytesForCurrentThread(); // after warm-up (JIT tiers, first calls)
+                }
+                logits = session.Evaluate(one);
+                if ((i + 1) % (tokens / 10) == 0)
+                {
+                    long before = GC.GetAllocatedBytesForCurrentThread();
+                    rss.Add(Rss());
+                    if (i > 64) allocated -= GC.GetAllocatedBytesForCurrentThread() - before; // the measurement's own
+                }
+            }
+            allocated += GC.GetAllocatedBytesForCurrentThread();
+            var digest = new byte[32];
+            sha.Finish(digest);
+            return (Convert.ToHexString(digest), allocated, rss.ToArray(), managedStart, GC.GetTotalMemory(false));
+        }
+        var first = Trace();
+        output.WriteLine($"{tokens} tokens: allocated after warm-up {first.Allocated:N0} bytes; RSS at each tenth (MiB): " +
+                         string.Join(" ", first.Rss.Select(r => (r / 1048576.0).ToString("F1"))) +
+                         $"; managed heap {first.ManagedStart / 1048576.0:F2} MiB after warm-up, {first.ManagedEnd / 1048576.0:F2} MiB at the end; trace {first.Hash[..16]}");
+        Assert.True(first.Allocated < 16 * 1024, $"{first.Allocated} bytes allocated while decoding: the decode loop must not allocate per token");
+        // Growth from the first to the last tenth: nothing but the page cache of the preallocated KV cache being touched.
+        long kvBytes = model.Config.KvCacheBytes(tokens + 8, 4);
+        Assert.True(first.Rss[^1] - first.Rss[0] <= kvBytes + 16 * 1048576L, $"RSS grew {first.Rss[^1] - first.Rss[0]:N0} bytes");
+        session.Reset();
+        var second = Trace();
+        Assert.Equal(first.Hash, second.Hash);
+        Assert.True(second.Rss[^1] - first.Rss[^1] <= 16 * 1048576L, "the second run must not grow the process");
+    }
+
+    private static long Rss()
+    {
+        // VmRSS from /proc (Linux); elsewhere the working set.
+        try
+        {
+            foreach (var line in File.ReadLines("/proc/self/status"))
+                if (line.StartsWith("VmRSS:")) return long.Parse(line[6..].Trim().Split(' ')[0]) * 1024;
+        }
+        catch (IOException) { }
+        return Process.GetCurrentProcess().WorkingSet64;
     }
 }
