@@ -7,12 +7,12 @@ using MicroLm.Tensors;
 if (args.Length < 2)
 {
     Console.Error.WriteLine("usage: MicroLm.MakeModels OUT_DIR SHARED_DIR [NAME...]");
-    Console.Error.WriteLine("models: " + string.Join(", ", Models.Names.Concat(FalconH1Models.Names).Concat(Models.HfNames)));
+    Console.Error.WriteLine("models: " + string.Join(", ", Models.Names.Concat(FalconH1Models.Names).Concat(LlamaModels.Names).Concat(LlamaModels.BenchNames).Concat(Models.HfNames)));
     return 2;
 }
 string outDir = args[0], shared = args[1];
 Directory.CreateDirectory(outDir);
-var names = args.Length > 2 ? args[2..] : [.. Models.Names, .. FalconH1Models.Names];
+var names = args.Length > 2 ? args[2..] : [.. Models.Names, .. FalconH1Models.Names, .. LlamaModels.Names];
 foreach (var name in names)
 {
     // Hugging Face checkpoints (a folder; `microlm convert hf` turns them into GGUF).
@@ -27,6 +27,7 @@ foreach (var name in names)
     }
     string path = Path.Combine(outDir, name + ".gguf"), temp = path + ".tmp";
     if (FalconH1Models.Names.Contains(name)) SyntheticFalconH1.Write(temp, FalconH1Models.Get(name));
+    else if (LlamaModels.Names.Contains(name) || LlamaModels.BenchNames.Contains(name)) SyntheticLlama.Write(temp, LlamaModels.Get(name));
     else SyntheticGptNeoX.Write(temp, Models.Get(name, Path.Combine(shared, "tokenizer-vectors", "ggml-vocab-gpt-neox.gguf")));
     File.Move(temp, path, overwrite: true);
     Console.WriteLine($"wrote {path} ({new FileInfo(path).Length:N0} bytes)");
@@ -89,6 +90,43 @@ internal static class FalconH1Models
         "falcon-h1-synthetic-Q8_0" => Small(GgmlType.Q8_0),
         "falcon-h1-tiny90m-synthetic-F32" => SyntheticFalconH1.Tiny90M(GgmlType.F32),
         "falcon-h1-tiny90m-synthetic-Q8_0" => SyntheticFalconH1.Tiny90M(GgmlType.Q8_0),
+        _ => throw new ArgumentException($"unknown model '{name}'"),
+    };
+}
+
+/// <summary>LLaMA with every row length a multiple of 256 (dim 256, FFN 768), so that `microlm quantize` writes
+/// real K-quant and IQ4_XS tensors (llama-quantize's rules fall back to 32-value types for other widths):
+/// the end-to-end check of those types' kernels, natively and in WebAssembly.</summary>
+internal static class LlamaModels
+{
+    public static readonly string[] Names = ["llama-256-synthetic-F32", "llama-256-synthetic-mixed"];
+    /// <summary>Written only when named (63 MB): a shape big enough for matmuls to dominate a token, for kernel speed.</summary>
+    public static readonly string[] BenchNames = ["llama-512-synthetic-F32"];
+
+    public static SyntheticLlamaOptions Get(string name) => name switch
+    {
+        "llama-256-synthetic-F32" => new()
+        {
+            Dim = 256, HiddenDim = 768, Layers = 2, Heads = 4, KvHeads = 2, ContextLength = 256, VocabSize = 512, Seed = 256,
+        },
+        // Every type the runtime computes with, each as a matmul weight (golden traces of every kernel, C# and compiled).
+        "llama-256-synthetic-mixed" => Get("llama-256-synthetic-F32") with
+        {
+            EmbeddingType = GgmlType.Q4_K, OutputType = GgmlType.Q6_K,
+            TypeOverrides = new Dictionary<string, GgmlType>
+            {
+                ["blk.0.attn_q.weight"] = GgmlType.BF16, ["blk.0.attn_k.weight"] = GgmlType.Q4_1, ["blk.0.attn_v.weight"] = GgmlType.Q5_0,
+                ["blk.0.attn_output.weight"] = GgmlType.Q5_1, ["blk.0.ffn_gate.weight"] = GgmlType.IQ4_NL, ["blk.0.ffn_up.weight"] = GgmlType.Q2_K,
+                ["blk.0.ffn_down.weight"] = GgmlType.Q3_K,
+                ["blk.1.attn_q.weight"] = GgmlType.Q4_K, ["blk.1.attn_k.weight"] = GgmlType.Q5_K, ["blk.1.attn_v.weight"] = GgmlType.IQ4_XS,
+                ["blk.1.attn_output.weight"] = GgmlType.Q4_0, ["blk.1.ffn_gate.weight"] = GgmlType.Q8_0, ["blk.1.ffn_up.weight"] = GgmlType.F16,
+                ["blk.1.ffn_down.weight"] = GgmlType.F32,
+            },
+        },
+        "llama-512-synthetic-F32" => new()
+        {
+            Dim = 512, HiddenDim = 1536, Layers = 4, Heads = 8, KvHeads = 8, ContextLength = 512, VocabSize = 2048, Seed = 512,
+        },
         _ => throw new ArgumentException($"unknown model '{name}'"),
     };
 }

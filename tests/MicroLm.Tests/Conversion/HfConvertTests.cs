@@ -433,6 +433,15 @@ public sealed class HfConvertTests(ITestOutputHelper log) : IDisposable
         File.WriteAllText(cfg, text.Replace(from, to, StringComparison.Ordinal));
     }
 
+    /// <summary>A checkpoint with only PyTorch's pickle (pytorch_model.bin) is refused by name, never unpickled.</summary>
+    [SharedFact]
+    public void Pickle_only_checkpoint_fails_cleanly()
+    {
+        string dir = Small("pickle");
+        File.Move(Path.Combine(dir, "model.safetensors"), Path.Combine(dir, "pytorch_model.bin"));
+        AssertFails(dir, "only safetensors checkpoints are read");
+    }
+
     [SharedFact]
     public void FalconH1_missing_ssm_tensor_fails_cleanly() =>
         AssertFails(SmallH1("h1-missing", o => o with { Omit = new HashSet<string> { "model.layers.0.mamba.A_log" } }), "missing tensor 'model.layers.0.mamba.A_log'");

@@ -39,7 +39,7 @@ public sealed class WasmKernelTests
         public float[] MatMul(GgmlType type, byte[] weights, int rows, int columns, Activation[] xs)
         {
             var info = TensorTypes.Get(type);
-            bool q8 = info.Kernel!.UsesQ8Activation;
+            bool q8 = info.Kernel!.UsesQ8Activation, q8k = info.Kernel.UsesQ8KActivation;
             long at = 8;
             long Place(ReadOnlySpan<byte> bytes, int misalign = 0)
             {
@@ -54,6 +54,13 @@ public sealed class WasmKernelTests
             var table = new int[2 * xs.Length];
             for (int t = 0; t < xs.Length; t++)
             {
+                if (q8k)
+                {
+                    // the Q8_K form: quants, and its Blocks buffer (d per super-block, then the per-16 sums)
+                    table[2 * t] = (int)Place(MemoryMarshal.AsBytes(xs[t].Q8K!.Q.AsSpan()));
+                    table[2 * t + 1] = (int)Place(MemoryMarshal.AsBytes(xs[t].Q8K!.Blocks.AsSpan()), 4);
+                    continue;
+                }
                 table[2 * t] = (int)(q8 ? Place(MemoryMarshal.AsBytes(xs[t].Q8.AsSpan())) : Place(MemoryMarshal.AsBytes(xs[t].Values.AsSpan(0, columns))));
                 table[2 * t + 1] = q8 ? (int)Place(MemoryMarshal.AsBytes(xs[t].Q8Scales.AsSpan())) : 0;
             }
@@ -146,14 +153,37 @@ public sealed class WasmKernelTests
         return (float)((rng.NextDouble() * 2 - 1) * System.Math.Pow(2, rng.Next(-30, 30)));
     }
 
-    private static Activation Vector(Random rng, int n, bool edges, bool quantize)
+    private static Activation Vector(Random rng, int n, bool edges, bool quantize, bool q8k = false)
     {
         var a = new Activation(n);
+        quantize |= q8k;
         for (int i = 0; i < n; i++) a.Values[i] = quantize ? (float)((rng.NextDouble() * 2 - 1) * System.Math.Pow(2, rng.Next(-8, 8))) : Spread(rng, edges);
-        if (quantize && rng.Next(4) == 0) a.Values.AsSpan(0, System.Math.Min(n, 32)).Clear(); // an all-zero block: scale 0
-        if (quantize) a.EnsureQ8();
+        // Half the time, positive values of one magnitude: large quants of one sign, so block sums use many bits
+        // and a reassociated float step (isum·d)·d_x vs isum·(d·d_x) would round differently.
+        if (quantize && rng.Next(2) == 0)
+            for (int i = 0; i < n; i++) a.Values[i] = (float)(0.5 + 0.5 * rng.NextDouble());
+        if (quantize && rng.Next(4) == 0) a.Values.AsSpan(0, System.Math.Min(n, q8k ? 256 : 32)).Clear(); // an all-zero block: scale 0
+        if (quantize && edges && n > 32)
+        {
+            // a block of extreme magnitude: huge (scale near the float range) or subnormal (scale subnormal or 0)
+            int start = (rng.Next(n) / 32) * 32;
+            float by = rng.Next(2) == 0 ? MathF.Pow(2, 110) : MathF.Pow(2, -140);
+            for (int i = start; i < start + 32; i++) a.Values[i] *= by;
+        }
+        if (q8k) a.EnsureQ8K();
+        else if (quantize) a.EnsureQ8();
         return a;
     }
+
+    /// <summary>Where each block format keeps its f16 scales (d, and dmin or m), so the tests can set them.</summary>
+    private static int[] ScaleOffsets(GgmlType type) => type switch
+    {
+        GgmlType.Q4_1 or GgmlType.Q5_1 or GgmlType.Q4_K or GgmlType.Q5_K => [0, 2],
+        GgmlType.Q2_K => [80, 82],
+        GgmlType.Q3_K => [108],
+        GgmlType.Q6_K => [208],
+        _ => [0],
+    };
 
     private static byte[] Weights(GgmlType type, Random rng, int rows, int columns, bool edges)
     {
@@ -176,15 +206,22 @@ public sealed class WasmKernelTests
                     h[i] = v;
                 }
                 break;
+            case GgmlType.BF16:
+                // Any bfloat16 (the kernel validates nothing): the top halves of spread floats, NaN, ±∞, subnormals, −0 among them.
+                var bf = MemoryMarshal.Cast<byte, ushort>(bytes.AsSpan());
+                for (int i = 0; i < bf.Length; i++) bf[i] = (ushort)(BitConverter.SingleToUInt32Bits(Spread(rng, edges)) >> 16);
+                if (edges) bf[rng.Next(bf.Length)] = (ushort)(rng.Next(2) == 0 ? 0x0001 : 0x807F); // the smallest and a large subnormal
+                break;
             default:
                 rng.NextBytes(bytes);
                 for (int b = 0; b < bytes.Length / info.BytesPerBlock; b++)
-                {
-                    // A realistic scale most of the time; sometimes a subnormal, ±0, ±∞ or NaN one.
-                    ushort d = (ushort)(rng.Next(0x1800, 0x2C00) | (rng.Next(2) << 15));
-                    if (edges && rng.Next(12) == 0) d = rng.Next(5) switch { 0 => 0x7C00, 1 => 0xFC00, 2 => 0x7E01, 3 => 0x8000, _ => (ushort)rng.Next(1, 0x3FF) };
-                    BitConverter.TryWriteBytes(bytes.AsSpan(b * info.BytesPerBlock), d);
-                }
+                    foreach (int offset in ScaleOffsets(type))
+                    {
+                        // A realistic scale most of the time; sometimes a subnormal, ±0, ±∞, NaN or the largest half.
+                        ushort d = (ushort)(rng.Next(0x1800, 0x2C00) | (rng.Next(2) << 15));
+                        if (edges && rng.Next(12) == 0) d = rng.Next(7) switch { 0 => 0x7C00, 1 => 0xFC00, 2 => 0x7E01, 3 => 0x8000, 4 => 0x7BFF, 5 => 0xFBFF, _ => (ushort)rng.Next(1, 0x3FF) };
+                        BitConverter.TryWriteBytes(bytes.AsSpan(b * info.BytesPerBlock + offset), d);
+                    }
                 break;
         }
         return bytes;
@@ -203,8 +240,8 @@ public sealed class WasmKernelTests
     {
         using var wasm = new Harness(CompiledKernels.Module().Bytes);
         var info = TensorTypes.Get(type);
-        bool quantized = info.BlockSize > 1;
-        int[] lengths = quantized ? [32, 64, 96, 288, 768, 32 * 33] : [1, 3, 15, 16, 17, 31, 33, 64, 100, 288, 289];
+        bool quantized = info.BlockSize > 1, q8k = info.Kernel!.UsesQ8KActivation;
+        int[] lengths = q8k ? [256, 512, 768, 256 * 5] : quantized ? [32, 64, 96, 288, 768, 32 * 33] : [1, 3, 15, 16, 17, 31, 33, 64, 100, 288, 289];
         var rng = new Random(1234 + (int)type);
         int checkedValues = 0;
         foreach (int n in lengths)
@@ -213,7 +250,7 @@ public sealed class WasmKernelTests
                     foreach (bool edges in new[] { false, true })
                     {
                         var w = Weights(type, rng, rows, n, edges);
-                        var xs = Enumerable.Range(0, tokens).Select(_ => Vector(rng, n, edges, info.Kernel!.UsesQ8Activation)).ToArray();
+                        var xs = Enumerable.Range(0, tokens).Select(_ => Vector(rng, n, edges, info.Kernel!.UsesQ8Activation, q8k)).ToArray();
                         var expected = Reference(type, w, rows, n, xs);
                         var actual = wasm.MatMul(type, w, rows, n, xs);
                         var diffs = Differences(expected, actual);
@@ -388,12 +425,14 @@ public sealed class WasmKernelTests
     }
 
     [Fact]
-    public void TheModuleIsTheSameBytesEveryTimeAndCoversTheFirstTypes()
+    public void TheModuleIsTheSameBytesEveryTimeAndCoversEveryType()
     {
         var (a, types) = CompiledKernels.Module();
         var (b, _) = CompiledKernels.Module();
         Assert.Equal(a, b);
-        foreach (var t in new[] { GgmlType.F32, GgmlType.F16, GgmlType.Q8_0, GgmlType.Q4_0 }) Assert.Contains(t, types);
+        // every type the runtime computes with has a compiled kernel
+        foreach (var info in TensorTypes.All)
+            if (info.Kernel != null) Assert.Contains(info.Type, types);
         Assert.True(a.Length < 64 * 1024, $"module is {a.Length} bytes");
     }
 
@@ -409,7 +448,7 @@ public sealed class WasmKernelTests
         Assert.NotEqual(CompiledKernels.Module().Bytes, other);
         using var wasm = new Harness(other);
         var rng = new Random(7);
-        foreach (var type in new[] { GgmlType.F32, GgmlType.F16 })
+        foreach (var type in new[] { GgmlType.F32, GgmlType.F16, GgmlType.BF16 })
         {
             var w = Weights(type, rng, 8, 256, edges: false);
             var xs = new[] { Vector(rng, 256, edges: false, quantize: false) };

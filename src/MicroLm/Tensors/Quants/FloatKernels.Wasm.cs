@@ -39,3 +39,13 @@ internal sealed partial class F16Kernel
         f.Get(h).I32Const(0x7C00).I32And().I32Const(0x7C00).I32Ne().Select();
     }
 }
+
+internal sealed partial class BF16Kernel
+{
+    /// <summary>The C# dot is <see cref="RowKernel.DotByDequantizing"/>, i.e. the 16-lane dot of the decoded row;
+    /// a bfloat16 is the top half of its float, so decoding is a 16-bit shift (exact for every value, NaN and ∞ too).</summary>
+    internal override WasmDot WasmDot => static (f, row, x, scales, n) =>
+        Kernels.EmitDot(f, row, x, n, TensorTypes.Get(GgmlType.BF16).BytesPerBlock,
+            static (f, p, offset) => f.Get(p).V128Load64Zero(offset).I32x4ExtendLowI16x8S().I32Const(16).I32x4Shl(),
+            static (f, p, offset) => f.Get(p).I32Load16U(offset).I32Const(16).I32Shl().F32ReinterpretI32());
+}

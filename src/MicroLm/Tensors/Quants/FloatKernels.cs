@@ -346,7 +346,7 @@ internal sealed partial class F16Kernel : RowKernel
     }
 }
 
-internal sealed class BF16Kernel : RowKernel
+internal sealed partial class BF16Kernel : RowKernel
 {
     public static readonly BF16Kernel Instance = new();
 

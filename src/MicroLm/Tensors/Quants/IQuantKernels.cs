@@ -20,7 +20,7 @@ internal static class IQ4
     public static ReadOnlySpan<sbyte> Values => [-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113];
 }
 
-internal sealed class IQ4_NLKernel : RowKernel
+internal sealed partial class IQ4_NLKernel : RowKernel
 {
     public static readonly IQ4_NLKernel Instance = new();
     public override bool UsesQ8Activation => true;
@@ -57,7 +57,7 @@ internal sealed class IQ4_NLKernel : RowKernel
     }
 }
 
-internal sealed class IQ4_XSKernel : KQuantKernel
+internal sealed partial class IQ4_XSKernel : KQuantKernel
 {
     public static readonly IQ4_XSKernel Instance = new();
     protected override int BytesPerBlock => 136;

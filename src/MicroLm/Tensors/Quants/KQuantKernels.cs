@@ -72,17 +72,20 @@ internal sealed class Q8KForm
 {
     public int Length { get; }
     public sbyte[] Q { get; }
-    public float[] D { get; }
+    /// <summary>Per super-block d, then per 16 values Σ q, in one pinned buffer (<see cref="D"/>, <see cref="Sums16"/>)
+    /// so that a compiled kernel reaches both from one address (Wasm.CompiledKernels passes it with <see cref="Q"/>).</summary>
+    internal int[] Blocks { get; }
+    public Span<float> D => MemoryMarshal.Cast<int, float>(Blocks.AsSpan(0, Length / KBlock.N));
     /// <summary>Σ q over each 16 values.</summary>
-    public int[] Sums16 { get; }
+    public Span<int> Sums16 => Blocks.AsSpan(Length / KBlock.N);
 
     internal Q8KForm(int length)
     {
         KBlock.CheckLength(length);
         Length = length;
-        Q = new sbyte[length];
-        D = new float[length / KBlock.N];
-        Sums16 = new int[length / 16];
+        // Pinned: a host's compiled kernels read them by address.
+        Q = GC.AllocateArray<sbyte>(length, pinned: true);
+        Blocks = GC.AllocateArray<int>(length / KBlock.N + length / 16, pinned: true);
     }
 
     /// <summary>The Q8_K form of <paramref name="values"/> (no caching).</summary>
@@ -109,7 +112,7 @@ internal sealed class Q8KForm
             {
                 D[b] = 0;
                 q.Clear();
-                Sums16.AsSpan(b * 16, 16).Clear();
+                Sums16.Slice(b * 16, 16).Clear();
                 continue;
             }
             float iscale = -127f / max;
@@ -155,12 +158,12 @@ internal abstract class KQuantKernel : RowKernel
         int bpb = BytesPerBlock;
         float sum = 0;
         for (int b = 0; b < x.Length / KBlock.N; b++)
-            sum += BlockDot(row.Slice(b * bpb, bpb), x.Q.AsSpan(b * KBlock.N, KBlock.N), x.Sums16.AsSpan(b * 16, 16), x.D[b]);
+            sum += BlockDot(row.Slice(b * bpb, bpb), x.Q.AsSpan(b * KBlock.N, KBlock.N), x.Sums16.Slice(b * 16, 16), x.D[b]);
         return sum;
     }
 }
 
-internal sealed class Q2_KKernel : KQuantKernel
+internal sealed partial class Q2_KKernel : KQuantKernel
 {
     public static readonly Q2_KKernel Instance = new();
     protected override int BytesPerBlock => 84;
@@ -196,7 +199,7 @@ internal sealed class Q2_KKernel : KQuantKernel
     }
 }
 
-internal sealed class Q3_KKernel : KQuantKernel
+internal sealed partial class Q3_KKernel : KQuantKernel
 {
     public static readonly Q3_KKernel Instance = new();
     protected override int BytesPerBlock => 110;
@@ -234,7 +237,7 @@ internal sealed class Q3_KKernel : KQuantKernel
     }
 }
 
-internal sealed class Q4_KKernel : KQuantKernel
+internal sealed partial class Q4_KKernel : KQuantKernel
 {
     public static readonly Q4_KKernel Instance = new();
     protected override int BytesPerBlock => 144;
@@ -278,7 +281,7 @@ internal sealed class Q4_KKernel : KQuantKernel
     }
 }
 
-internal sealed class Q5_KKernel : KQuantKernel
+internal sealed partial class Q5_KKernel : KQuantKernel
 {
     public static readonly Q5_KKernel Instance = new();
     protected override int BytesPerBlock => 176;
@@ -325,7 +328,7 @@ internal sealed class Q5_KKernel : KQuantKernel
     }
 }
 
-internal sealed class Q6_KKernel : KQuantKernel
+internal sealed partial class Q6_KKernel : KQuantKernel
 {
     public static readonly Q6_KKernel Instance = new();
     protected override int BytesPerBlock => 210;

@@ -363,7 +363,7 @@ internal sealed partial class Q4_0Kernel : RowKernel
     }
 }
 
-internal sealed class Q4_1Kernel : RowKernel
+internal sealed partial class Q4_1Kernel : RowKernel
 {
     public static readonly Q4_1Kernel Instance = new();
     public override bool UsesQ8Activation => true;
@@ -398,7 +398,7 @@ internal sealed class Q4_1Kernel : RowKernel
     }
 }
 
-internal sealed class Q5_0Kernel : RowKernel
+internal sealed partial class Q5_0Kernel : RowKernel
 {
     public static readonly Q5_0Kernel Instance = new();
     public override bool UsesQ8Activation => true;
@@ -434,7 +434,7 @@ internal sealed class Q5_0Kernel : RowKernel
     }
 }
 
-internal sealed class Q5_1Kernel : RowKernel
+internal sealed partial class Q5_1Kernel : RowKernel
 {
     public static readonly Q5_1Kernel Instance = new();
     public override bool UsesQ8Activation => true;

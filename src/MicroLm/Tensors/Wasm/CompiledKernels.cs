@@ -54,7 +54,8 @@ internal enum Utility
 /// Every exported function has the signature of <see cref="MatMulParams"/>:
 /// <c>(w, rowBytes, rows, n, xs, count, out, stride)</c> — for r &lt; rows and t &lt; count,
 /// <c>out[t·stride + r] = dot(row r at w + r·rowBytes, token t)</c>, where <c>xs</c> holds per token two i32
-/// addresses: the activation's values (float types) or Q8_0 quants, and its Q8_0 block scales.
+/// addresses: the activation's values (float types) or Q8_0 quants, and its Q8_0 block scales; for the types that
+/// read the Q8_K form (K-quants, IQ4_XS) its quants and its <see cref="Q8KForm.Blocks"/> (d's, then per-16 sums).
 /// Each dot follows the documented order of its C# twin exactly, so the bits are the same.</summary>
 internal static class CompiledKernels
 {
@@ -190,8 +191,10 @@ internal static class CompiledKernels
         if (function < 0) return false;
         // Activations are allocated pinned (Activation's constructor), so their addresses stay valid.
         Span<int> table = count <= 256 ? stackalloc int[2 * count] : new int[2 * count];
+        bool q8k = w.Type.Kernel!.UsesQ8KActivation;
         for (int t = 0; t < count; t++)
         {
+            if (q8k) { table[2 * t] = Address(xs[t].Q8K!.Q); table[2 * t + 1] = Address(xs[t].Q8K!.Blocks); continue; }
             table[2 * t] = q8 ? Address(xs[t].Q8) : Address(xs[t].Values);
             table[2 * t + 1] = q8 ? Address(xs[t].Q8Scales) : 0;
         }

@@ -161,6 +161,8 @@ internal sealed class WasmFunction
     public WasmFunction F32Load(uint offset = 0) => Mem(0x2A, offset);
     public WasmFunction I32Load16U(uint offset = 0) => Mem(0x2F, offset);
     public WasmFunction I32Load16S(uint offset = 0) => Mem(0x2E, offset);
+    public WasmFunction I32Load8U(uint offset = 0) => Mem(0x2D, offset);
+    public WasmFunction I32Load8S(uint offset = 0) => Mem(0x2C, offset);
     public WasmFunction F32Store(uint offset = 0) => Mem(0x38, offset);
     public WasmFunction I32Store(uint offset = 0) => Mem(0x36, offset);
 
@@ -267,4 +269,23 @@ internal sealed class WasmFunction
     public WasmFunction F32x4Mul() => Simd(0xE6);
     public WasmFunction I32x4TruncSatF32x4S() => Simd(0xF8);
     public WasmFunction F32x4ConvertI32x4S() => Simd(0xFA);
+
+    // SIMD used by the block formats' unpacking (K-quants, IQ4, Q4_1/Q5_x).
+    public WasmFunction V128Const(params ReadOnlySpan<byte> bytes)
+    {
+        if (bytes.Length != 16) throw new ArgumentException("a v128 constant is 16 bytes");
+        Simd(0x0C); _code.Bytes(bytes); return this;
+    }
+    /// <summary>8 signed bytes from memory, each widened to 16 bits (v128.load8x8_s).</summary>
+    public WasmFunction V128Load8x8S(uint offset = 0) => SimdMem(0x01, offset);
+    public WasmFunction I8x16Swizzle() => Simd(0x0E);
+    public WasmFunction I8x16Eq() => Simd(0x23);
+    public WasmFunction V128Or() => Simd(0x50);
+    public WasmFunction I8x16Shl() => Simd(0x6B);
+    public WasmFunction I8x16Add() => Simd(0x6E);
+    public WasmFunction I16x8ExtaddPairwiseI8x16S() => Simd(0x7C);
+    public WasmFunction I32x4ExtaddPairwiseI16x8S() => Simd(0x7E);
+    public WasmFunction I16x8Add() => Simd(0x8E);
+    public WasmFunction I32x4Mul() => Simd(0xB5);
+    public WasmFunction I32x4ExtractLane(byte lane) { Simd(0x1B); _code.Byte(lane); return this; }
 }
