@@ -280,12 +280,10 @@ internal sealed class WasmFunction
     public WasmFunction V128Load8x8S(uint offset = 0) => SimdMem(0x01, offset);
     public WasmFunction I8x16Swizzle() => Simd(0x0E);
     public WasmFunction I8x16Eq() => Simd(0x23);
-    public WasmFunction V128Or() => Simd(0x50);
     public WasmFunction I8x16Shl() => Simd(0x6B);
     public WasmFunction I8x16Add() => Simd(0x6E);
     public WasmFunction I16x8ExtaddPairwiseI8x16S() => Simd(0x7C);
     public WasmFunction I32x4ExtaddPairwiseI16x8S() => Simd(0x7E);
     public WasmFunction I16x8Add() => Simd(0x8E);
     public WasmFunction I32x4Mul() => Simd(0xB5);
-    public WasmFunction I32x4ExtractLane(byte lane) { Simd(0x1B); _code.Byte(lane); return this; }
 }
