@@ -204,6 +204,10 @@ public static partial class Api
     [JSExport]
     public static string KernelNames() => string.Join(' ', CompiledKernels.Module().Types.Select(t => TensorTypes.Get(t).Name));
 
+    /// <summary>The module's utility exports (argmax, SiLU gating, …) in the order the runtime calls them by, space-separated.</summary>
+    [JSExport]
+    public static string KernelUtilities() => CompiledKernels.UtilityNames;
+
     /// <summary>Switches matmuls to the compiled kernels (kernels.js has installed "microlm-kernels".matmul)
     /// or back to the C# kernels (same bits either way). Returns the path now running.</summary>
     [JSExport]

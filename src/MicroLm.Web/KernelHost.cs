@@ -14,6 +14,11 @@ internal sealed partial class KernelHost : IKernelHost
     public void Attention(int q, int keys, int values, int scores, int output, int count, int headDim, float scale) =>
         CallAttention(q, keys, values, scores, output, count, headDim, scale);
 
+    public int Call(int function, int a, int b, int c, int d) => CallUtility(function, a, b, c, d);
+
+    [JSImport("call", "microlm-kernels")]
+    private static partial int CallUtility(int function, int a, int b, int c, int d);
+
     [JSImport("attention", "microlm-kernels")]
     private static partial void CallAttention(int q, int keys, int values, int scores, int output, int count, int headDim, float scale);
 

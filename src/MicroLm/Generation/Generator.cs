@@ -36,7 +36,8 @@ internal sealed class Generator
         var utf8 = new Utf8Stream();
         var promptArray = prompt as int[] ?? prompt.ToArray();
         foreach (int t in promptArray) _sampler.Accept(t);
-        s.Evaluate(promptArray, _batch, OnLogits);
+        // Without a logits handler only the last prompt position's logits are needed (the first sample).
+        s.Evaluate(promptArray, _batch, OnLogits, lastLogitsOnly: OnLogits == null);
         int previous = promptArray[^1];
         var one = new int[1];
         StopReason = StopReason.MaxTokens;

@@ -5,7 +5,7 @@ namespace MicroLm.Generation;
 
 /// <summary>SHA-256 (FIPS 180-4) in managed code: traces must hash the same everywhere, including
 /// under qemu and in the browser where the platform's crypto library may be missing or asynchronous.</summary>
-internal sealed class Sha256
+internal sealed partial class Sha256
 {
     private static readonly uint[] K =
     [
@@ -40,6 +40,11 @@ internal sealed class Sha256
         _totalBytes += (ulong)data.Length;
         while (data.Length > 0)
         {
+            if (_blockLength == 0 && data.Length >= 64 && CompressCompiled(data[..(data.Length & ~63)]))
+            {
+                data = data[(data.Length & ~63)..];
+                continue;
+            }
             int n = System.Math.Min(64 - _blockLength, data.Length);
             data[..n].CopyTo(_block.AsSpan(_blockLength));
             _blockLength += n;
@@ -74,6 +79,15 @@ internal sealed class Sha256
         var digest = new byte[32];
         HashData(data, digest);
         return digest;
+    }
+
+    /// <summary>Whole blocks straight from the caller's data through the compiled kernel (<see cref="EmitCompressBlocks"/>),
+    /// where a host installed one; false: the C# loop runs.</summary>
+    private unsafe bool CompressCompiled(ReadOnlySpan<byte> blocks)
+    {
+        fixed (uint* h = _h)
+        fixed (byte* p = blocks)
+            return Tensors.Wasm.CompiledKernels.TryCall(Tensors.Wasm.Utility.Sha256Blocks, (int)h, (int)p, blocks.Length / 64) is not null;
     }
 
     private void Compress(ReadOnlySpan<byte> block)

@@ -27,6 +27,20 @@ internal static partial class DetMath
         else SiluScalarPath(x, y);
     }
 
+    /// <summary>output[i] = Silu(gate[i]) · up[i] (SwiGLU's gating; the product rounded to float). Runs as the
+    /// compiled WebAssembly kernel where a host installed one (<see cref="EmitSiluTimes"/>, same bits).</summary>
+    public static unsafe void SiluTimes(ReadOnlySpan<float> gate, ReadOnlySpan<float> up, Span<float> output)
+    {
+        CheckLengths(gate, output);
+        CheckLengths(up, output);
+        fixed (float* g = gate)
+        fixed (float* u = up)
+        fixed (float* o = output)
+            if (Tensors.Wasm.CompiledKernels.TryCall(Tensors.Wasm.Utility.SiluTimes, (int)g, (int)u, (int)o, output.Length) is not null) return;
+        Silu(gate, output);
+        for (int i = 0; i < output.Length; i++) output[i] *= up[i];
+    }
+
     /// <summary>y[i] = GeluTanh(x[i]). Same span rules as <see cref="Exp(ReadOnlySpan{float}, Span{float})"/>.</summary>
     public static void GeluTanh(ReadOnlySpan<float> x, Span<float> y)
     {

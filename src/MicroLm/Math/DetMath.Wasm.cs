@@ -101,4 +101,28 @@ internal static partial class DetMath
         f.End();
         f.End();
     }
+
+    /// <summary><see cref="SiluTimes"/> in WebAssembly, one value at a time as <see cref="Silu(float)"/>:
+    /// −∞ gives −0, otherwise x / (1 + e^(−x)) in binary64 (exp clamped as <see cref="ClampSmall"/>) rounded
+    /// to float; then times up[i]. (A NaN gives a NaN, as in C#; its payload is unspecified.)</summary>
+    internal static void EmitSiluTimes(WasmFunction f, Local gate, Local up, Local output, Local n)
+    {
+        const WasmType I = WasmType.I32, F = WasmType.F32, D = WasmType.F64;
+        Local i = f.Local(I), g = f.Local(F), x = f.Local(D), t = f.Local(D), kd = f.Local(D), r = f.Local(D), kbits = f.Local(WasmType.I64);
+        int done = f.Block();
+        f.Get(n).I32Eqz().BrIf(done);
+        int each = f.Loop();
+        f.Get(output).Get(i).I32Add();                                   // store address
+        f.F32Const(-0f);
+        f.Get(gate).Get(i).I32Add().F32Load().Tee(g).F64PromoteF32().Tee(x);
+        f.F64Const(1.0);
+        f.Get(x).F64Neg().Set(t);                                        // −x
+        EmitExpCoreSmallClamped(f, t, kd, r, kbits);
+        f.F64Add().F64Div().F32DemoteF64();
+        f.Get(g).F32Const(float.NegativeInfinity).F32Eq().Select();
+        f.Get(up).Get(i).I32Add().F32Load().F32Mul().F32Store();
+        f.Get(i).I32Const(4).I32Add().Tee(i).Get(n).I32Const(2).I32Shl().I32LtS().BrIf(each);
+        f.End();
+        f.End();
+    }
 }

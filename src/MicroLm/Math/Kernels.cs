@@ -398,17 +398,77 @@ internal static class Kernels
         f.End();
     }
 
-    /// <summary>Index of the largest value (the first on ties); NaN never wins.</summary>
-    public static int ArgMax(ReadOnlySpan<float> x)
+    /// <summary>Index of the largest value (the first on ties); NaN never wins (and a NaN first value
+    /// is never replaced, since nothing compares greater than it).</summary>
+    public static unsafe int ArgMax(ReadOnlySpan<float> x)
     {
+        if (x.Length > 1)
+            fixed (float* p = x)
+                if (Tensors.Wasm.CompiledKernels.TryCall(Tensors.Wasm.Utility.ArgMax, (int)p, x.Length) is { } compiled) return compiled;
         int best = 0;
         for (int i = 1; i < x.Length; i++) if (x[i] > x[best]) best = i;
         return best;
     }
 
-    public static bool AllFinite(ReadOnlySpan<float> x)
+    /// <summary><see cref="ArgMax"/> in WebAssembly over n floats at <paramref name="x"/>: the same scalar
+    /// comparisons in the same order (the best value kept in a local); leaves the index (i32) on the stack.</summary>
+    internal static void EmitArgMax(Tensors.Wasm.WasmFunction f, Tensors.Wasm.Local x, Tensors.Wasm.Local n)
     {
+        const Tensors.Wasm.WasmType I = Tensors.Wasm.WasmType.I32;
+        var i = f.Local(I); var best = f.Local(I); var p = f.Local(I); var v = f.Local(Tensors.Wasm.WasmType.F32); var bv = f.Local(Tensors.Wasm.WasmType.F32);
+        int done = f.Block();
+        f.Get(n).I32Const(2).I32LtS().BrIf(done);
+        f.Get(x).F32Load().Set(bv);
+        f.Get(x).Set(p);
+        f.I32Const(1).Set(i);
+        int each = f.Loop();
+        f.Get(p).F32Load(4).Tee(v).Get(bv).F32Gt().If();
+        f.Get(i).Set(best);
+        f.Get(v).Set(bv);
+        f.End();
+        f.Get(p).I32Const(4).I32Add().Set(p);
+        f.Get(i).I32Const(1).I32Add().Tee(i).Get(n).I32LtS().BrIf(each);
+        f.End();
+        f.End();
+        f.Get(best);
+    }
+
+    public static unsafe bool AllFinite(ReadOnlySpan<float> x)
+    {
+        if (x.Length >= 64)
+            fixed (float* p = x)
+                if (Tensors.Wasm.CompiledKernels.TryCall(Tensors.Wasm.Utility.AllFinite, (int)p, x.Length) is { } compiled) return compiled != 0;
         foreach (float v in x) if (!float.IsFinite(v)) return false;
         return true;
+    }
+
+    /// <summary><see cref="AllFinite"/> in WebAssembly: a value is finite unless its exponent bits are all
+    /// ones; four at a time, then one by one. Leaves 1 (all finite) or 0 on the stack.</summary>
+    internal static void EmitAllFinite(Tensors.Wasm.WasmFunction f, Tensors.Wasm.Local x, Tensors.Wasm.Local n)
+    {
+        const Tensors.Wasm.WasmType I = Tensors.Wasm.WasmType.I32;
+        var p = f.Local(I); var end = f.Local(I); var bad = f.Local(I); var any = f.Local(Tensors.Wasm.WasmType.V128); var mask = f.Local(Tensors.Wasm.WasmType.V128);
+        const int Exponent = 0x7F800000;
+        f.I32Const(Exponent).I32x4Splat().Set(mask);
+        f.I32Const(0).I32x4Splat().Set(any);
+        f.Get(x).Set(p);
+        f.Get(x).Get(n).I32Const(-4).I32And().I32Const(2).I32Shl().I32Add().Set(end);
+        int vectorsDone = f.Block();
+        f.Get(p).Get(end).I32GeS().BrIf(vectorsDone);
+        int vectors = f.Loop();
+        f.Get(any).Get(p).V128Load().Get(mask).V128And().Get(mask).I32x4Eq().V128Or().Set(any);
+        f.Get(p).I32Const(16).I32Add().Tee(p).Get(end).I32LtS().BrIf(vectors);
+        f.End();
+        f.End();
+        f.Get(any).V128AnyTrue().Set(bad);
+        f.Get(x).Get(n).I32Const(2).I32Shl().I32Add().Set(end);
+        int scalarsDone = f.Block();
+        f.Get(p).Get(end).I32GeS().BrIf(scalarsDone);
+        int scalars = f.Loop();
+        f.Get(bad).Get(p).I32Load().I32Const(Exponent).I32And().I32Const(Exponent).I32Eq().I32Or().Set(bad);
+        f.Get(p).I32Const(4).I32Add().Tee(p).Get(end).I32LtS().BrIf(scalars);
+        f.End();
+        f.End();
+        f.Get(bad).I32Eqz();
     }
 }

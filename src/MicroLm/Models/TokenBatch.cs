@@ -65,10 +65,7 @@ internal sealed class TokenBatch
         _gelu = t => { DetMath.GeluTanh(Row(_buffer, t, _width), _output[t].Span); _output[t].Invalidate(); };
         _swiGlu = t =>
         {
-            var h = _output[t].Span;
-            DetMath.Silu(Row(_buffer, t, _width), h);
-            var up = Row(_buffer2, t, _width);
-            for (int i = 0; i < _width; i++) h[i] *= up[i];
+            DetMath.SiluTimes(Row(_buffer, t, _width), Row(_buffer2, t, _width), _output[t].Span);
             _output[t].Invalidate();
         };
     }

@@ -88,6 +88,30 @@ public sealed class WasmKernelTests
             return (MemoryMarshal.Cast<byte, float>(_memory.GetSpan(ps, 4 * count)).ToArray(), MemoryMarshal.Cast<byte, float>(_memory.GetSpan(po, 4 * hd)).ToArray());
         }
 
+        private long _next = 8;
+
+        /// <summary>Copies data into the instance's memory at a 4-byte (not 16-byte) aligned address, as the .NET heap may give.</summary>
+        public int Place<T>(ReadOnlySpan<T> data) where T : unmanaged
+        {
+            var bytes = MemoryMarshal.AsBytes(data);
+            _next = (_next + 15) / 16 * 16 + 4;
+            long address = _next;
+            bytes.CopyTo(_memory.GetSpan(address, bytes.Length));
+            _next += bytes.Length + 4;
+            return (int)address;
+        }
+
+        public T[] Read<T>(int address, int count) where T : unmanaged =>
+            MemoryMarshal.Cast<byte, T>(_memory.GetSpan(address, count * System.Runtime.CompilerServices.Unsafe.SizeOf<T>())).ToArray();
+
+        /// <summary>Calls a utility export (<see cref="Utility"/>) by its name in the module.</summary>
+        public int Call(Utility u, int a, int b, int c = 0, int d = 0)
+        {
+            var name = CompiledKernels.UtilityNames.Split(' ')[(int)u];
+            var f = _instance.GetFunction(name) ?? throw new InvalidOperationException($"no export {name}");
+            return (int)f.Invoke(a, b, c, d)!;
+        }
+
         public void Dispose() { _store.Dispose(); _engine.Dispose(); }
     }
 
@@ -221,7 +245,7 @@ public sealed class WasmKernelTests
         var rng = new Random(1234 + (int)type);
         int checkedValues = 0;
         foreach (int n in lengths)
-            foreach (int rows in new[] { 1, 3, 4, 7 })
+            foreach (int rows in new[] { 1, 3, 4, 5, 7, 8, 9 })
                 foreach (int tokens in new[] { 1, 3 })
                     foreach (bool edges in new[] { false, true })
                     {
@@ -266,6 +290,138 @@ public sealed class WasmKernelTests
                     cases++;
                 }
         Assert.Equal(8 * 7 * 3, cases);
+    }
+
+    /// <summary>Greedy sampling's argmax: the index, compared with <see cref="Kernels.ArgMax"/> (no host installed,
+    /// so the C# loop) on spreads with ties, ±0, ±∞ and NaNs (first, last, everywhere).</summary>
+    [Fact]
+    public void TheArgMaxAndFiniteKernelsGiveTheCSharpAnswers()
+    {
+        using var wasm = new Harness(CompiledKernels.Module().Bytes);
+        var rng = new Random(5);
+        int cases = 0;
+        foreach (int n in new[] { 1, 2, 3, 4, 5, 7, 16, 17, 63, 64, 65, 100, 1000, 32000 })
+            for (int kind = 0; kind < 8; kind++)
+            {
+                var x = new float[n];
+                for (int i = 0; i < n; i++) x[i] = kind == 1 ? (float)rng.Next(-3, 3) : Spread(rng, edges: kind >= 2);   // kind 1: many ties
+                if (kind == 3) x[0] = float.NaN;
+                if (kind == 4) x[n - 1] = float.PositiveInfinity;
+                if (kind == 5) Array.Fill(x, float.NaN);
+                if (kind == 6) { Array.Fill(x, -0f); x[rng.Next(n)] = 0f; }
+                if (kind == 7) x[rng.Next(n)] = float.NegativeInfinity;
+                int address = wasm.Place<float>(x);
+                Assert.True(Kernels.ArgMax(x) == wasm.Call(Utility.ArgMax, address, n), $"argmax, n {n}, kind {kind}");
+                Assert.True(Kernels.AllFinite(x) == (wasm.Call(Utility.AllFinite, address, n) != 0), $"all finite, n {n}, kind {kind}");
+                cases++;
+            }
+        // AllFinite on every position of a bad value, for short and odd lengths
+        foreach (int n in new[] { 0, 1, 3, 4, 5, 9, 70 })
+            for (int at = 0; at < n; at++)
+                foreach (float bad in new[] { float.NaN, float.PositiveInfinity, float.NegativeInfinity })
+                {
+                    var x = Enumerable.Range(0, n).Select(i => (float)i - 2.5f).ToArray();
+                    x[at] = bad;
+                    Assert.Equal(0, wasm.Call(Utility.AllFinite, wasm.Place<float>(x), n));
+                    x[at] = float.MaxValue;
+                    Assert.Equal(1, wasm.Call(Utility.AllFinite, wasm.Place<float>(x), n));
+                }
+        Assert.Equal(14 * 8, cases);
+    }
+
+    /// <summary>SwiGLU's gating against <see cref="DetMath.SiluTimes"/>'s C# path (DetMath.Silu, then the product):
+    /// inputs over the whole float range (exp clamp on both sides), ±0, ±∞, NaN, subnormals, odd lengths.</summary>
+    [Fact]
+    public void TheSiluGatingKernelGivesTheBitsOfTheCSharpSteps()
+    {
+        using var wasm = new Harness(CompiledKernels.Module().Bytes);
+        var rng = new Random(17);
+        foreach (int n in new[] { 1, 3, 4, 15, 16, 17, 288, 769 })
+            foreach (bool edges in new[] { false, true })
+            {
+                var gate = Enumerable.Range(0, n).Select(_ => rng.Next(3) == 0 ? Spread(rng, edges) : (float)((rng.NextDouble() * 2 - 1) * System.Math.Pow(2, rng.Next(-12, 8)))).ToArray();
+                var up = Enumerable.Range(0, n).Select(_ => Spread(rng, edges)).ToArray();
+                if (edges) { gate[0] = float.NegativeInfinity; gate[n / 2] = float.PositiveInfinity; gate[n - 1] = -0f; }
+                var expected = new float[n];
+                DetMath.SiluTimes(gate, up, expected);
+                int g = wasm.Place<float>(gate), u = wasm.Place<float>(up), o = wasm.Place<float>(new float[n]);
+                wasm.Call(Utility.SiluTimes, g, u, o, n);
+                var diffs = Differences(expected, wasm.Read<float>(o, n));
+                Assert.True(diffs.Count == 0, $"n {n}, edges {edges}: {string.Join("; ", diffs.Take(3))}");
+            }
+    }
+
+    /// <summary>The trace's hash: messages of many lengths, padded as FIPS 180-4 says, compressed by the kernel from the
+    /// initial state; the digest must equal the runtime's C# SHA-256 and the platform's.</summary>
+    [Fact]
+    public void TheSha256KernelGivesTheDigestOfTheCSharpHash()
+    {
+        using var wasm = new Harness(CompiledKernels.Module().Bytes);
+        var rng = new Random(3);
+        uint[] initial = [0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19];
+        foreach (int length in new[] { 0, 1, 55, 56, 63, 64, 65, 119, 120, 128, 1000, 4096, 128000 })
+        {
+            var message = new byte[length];
+            rng.NextBytes(message);
+            int padded = (length + 9 + 63) / 64 * 64;
+            var blocks = new byte[padded];
+            message.CopyTo(blocks, 0);
+            blocks[length] = 0x80;
+            System.Buffers.Binary.BinaryPrimitives.WriteUInt64BigEndian(blocks.AsSpan(padded - 8), (ulong)length * 8);
+            int state = wasm.Place<uint>(initial), data = wasm.Place<byte>(blocks);
+            wasm.Call(Utility.Sha256Blocks, state, data, padded / 64);
+            var words = wasm.Read<uint>(state, 8);
+            var digest = new byte[32];
+            for (int i = 0; i < 8; i++) System.Buffers.Binary.BinaryPrimitives.WriteUInt32BigEndian(digest.AsSpan(4 * i), words[i]);
+            Assert.Equal(MicroLm.Generation.Sha256.HashData(message), digest);
+            Assert.Equal(System.Security.Cryptography.SHA256.HashData(message), digest);
+        }
+    }
+
+    /// <summary>The activation's Q8_0 form against <see cref="Activation.EnsureQ8"/>'s C# loop: quants, f16-rounded
+    /// scales, scaled sums and group sums, bit for bit, on finite values from subnormal to near float's largest
+    /// (scales that round to f16 subnormals, ties, and overflow to ∞), all-zero blocks and ±0.</summary>
+    [Fact]
+    public void TheQuantizeKernelGivesTheCSharpQ8Form()
+    {
+        using var wasm = new Harness(CompiledKernels.Module().Bytes);
+        var rng = new Random(11);
+        int blocksChecked = 0;
+        foreach (int blocks in new[] { 1, 2, 9, 24, 64 })
+            for (int kind = 0; kind < 6; kind++)
+            {
+                int n = blocks * Activation.Q8Block;
+                var a = new Activation(n);
+                for (int i = 0; i < n; i++)
+                {
+                    double magnitude = kind switch
+                    {
+                        0 => System.Math.Pow(2, rng.Next(-8, 8)),
+                        1 => System.Math.Pow(2, rng.Next(-30, -10)),     // scales near and below f16's normal range
+                        2 => System.Math.Pow(2, rng.Next(10, 20)),       // scales near f16's largest (65504) and beyond
+                        3 => System.Math.Pow(2, rng.Next(-149, 127)),    // anything finite
+                        _ => System.Math.Pow(2, rng.Next(-4, 4)),
+                    };
+                    a.Values[i] = (float)((rng.NextDouble() * 2 - 1) * magnitude);
+                }
+                if (kind == 4) { a.Values.AsSpan(0, 32).Clear(); a.Values[n - 1] = -0f; }
+                if (kind == 5)
+                    for (int b = 0; b < blocks; b++)  // amax/127 exactly halfway between two halves, or at 65520·127
+                        a.Values[b * 32 + rng.Next(32)] = b % 2 == 0 ? 127f * (1f + 1f / 2048f) * MathF.Pow(2, rng.Next(-14, 15)) : 65520f * 127f;
+                var values = a.Values.ToArray();
+                a.EnsureQ8();
+                int pv = wasm.Place<float>(values);
+                int q = wasm.Place(new byte[n]), sc = wasm.Place(new float[blocks]), ss = wasm.Place(new float[blocks]), gs = wasm.Place(new int[8 * blocks]);
+                int outputs = wasm.Place<int>([q, sc, ss, gs]);
+                wasm.Call(Utility.QuantizeQ8, pv, blocks, outputs);
+                Assert.Equal(a.Q8.AsSpan(0, n).ToArray(), wasm.Read<sbyte>(q, n));
+                var diffs = Differences(a.Q8Scales.AsSpan(0, blocks).ToArray(), wasm.Read<float>(sc, blocks))
+                    .Concat(Differences(a.Q8ScaledSums.AsSpan(0, blocks).ToArray(), wasm.Read<float>(ss, blocks))).ToList();
+                Assert.True(diffs.Count == 0, $"{blocks} blocks, kind {kind}: {string.Join("; ", diffs.Take(3))}");
+                Assert.Equal(a.Q8GroupSums8.AsSpan(0, 8 * blocks).ToArray(), wasm.Read<int>(gs, 8 * blocks));
+                blocksChecked += blocks;
+            }
+        Assert.Equal(6 * (1 + 2 + 9 + 24 + 64), blocksChecked);
     }
 
     [Fact]

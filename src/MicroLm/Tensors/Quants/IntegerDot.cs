@@ -19,8 +19,10 @@ internal static class IntegerDot
 {
     private static readonly bool UseX86 = Avx2.IsSupported && Vector256.IsHardwareAccelerated;
 
-    /// <summary>Widest path used: 256 (x86 AVX2/VNNI) or 128. Tests lower it to compare paths.</summary>
-    internal static int VectorBits = UseX86 ? 256 : 128;
+    /// <summary>Widest path used: 256 (x86 AVX2/VNNI) or 128, following the runtime's one width switch
+    /// <see cref="Math.Kernels.VectorBits"/> (tests lower that to compare paths; below 256 the integer dots take
+    /// the 128-bit path, which also serves the scalar setting: it has no narrower form).</summary>
+    internal static int VectorBits => UseX86 && Math.Kernels.VectorBits >= 256 ? 256 : 128;
 
     /// <summary>The 8 group sums of w·x over 32 signed bytes, as two 4-lane halves.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -100,16 +102,24 @@ internal static class IntegerDot
         f.Get(lo).F32x4ExtractLane(0).Get(lo).F32x4ExtractLane(1).F32Add();
     }
 
-    /// <summary>The 4 group sums (values 4j..4j+3) of 16 signed bytes <paramref name="w"/> · <paramref name="x"/>
-    /// in WebAssembly, as an i32x4 on the stack: widened to 16 bits, pair sums by i32x4.dot_i16x8_s, then
-    /// neighbouring pairs added (exact integers, as every C# path).</summary>
-    internal static void EmitGroups(Wasm.WasmFunction f, Wasm.Local w, Wasm.Local x, Wasm.Local pairsLo, Wasm.Local pairsHi)
+    /// <summary>The 4 group sums (values 4j..4j+3) of 16 signed bytes <paramref name="w"/> · x in WebAssembly, as an
+    /// i32x4 on the stack, with x given as its even- and odd-indexed bytes sign-extended to 16 bits
+    /// (<see cref="EmitEvenOdd"/>): w's even bytes (each i16 lane shifted up and back) dotted with x's even
+    /// bytes gives per lane j the products of values 4j and 4j+2, the odd bytes those of 4j+1 and 4j+3; their
+    /// sum is group j. Exact integers (|w·x| ≤ 128·127), as every C# path; no shuffles needed.</summary>
+    internal static void EmitGroups(Wasm.WasmFunction f, Wasm.Local w, Wasm.Local xEven, Wasm.Local xOdd)
     {
-        f.Get(w).I16x8ExtendLowI8x16S().Get(x).I16x8ExtendLowI8x16S().I32x4DotI16x8S().Set(pairsLo);   // pairs 0..3 (values 0..7)
-        f.Get(w).I16x8ExtendHighI8x16S().Get(x).I16x8ExtendHighI8x16S().I32x4DotI16x8S().Set(pairsHi); // pairs 4..7 (values 8..15)
-        f.Get(pairsLo).Get(pairsHi).I8x16Shuffle(0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27);
-        f.Get(pairsLo).Get(pairsHi).I8x16Shuffle(4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31);
+        f.Get(w).I32Const(8).I16x8Shl().I32Const(8).I16x8ShrS().Get(xEven).I32x4DotI16x8S();
+        f.Get(w).I32Const(8).I16x8ShrS().Get(xOdd).I32x4DotI16x8S();
         f.I32x4Add();
+    }
+
+    /// <summary>Sets <paramref name="even"/>/<paramref name="odd"/> to the even-/odd-indexed signed bytes of the
+    /// v128 on the stack, each sign-extended into its 16-bit lane (the form <see cref="EmitGroups"/> reads).</summary>
+    internal static void EmitEvenOdd(Wasm.WasmFunction f, Wasm.Local even, Wasm.Local odd)
+    {
+        f.Tee(odd).I32Const(8).I16x8Shl().I32Const(8).I16x8ShrS().Set(even);
+        f.Get(odd).I32Const(8).I16x8ShrS().Set(odd);
     }
 
     /// <summary>A row of 32-value blocks (f16 scale first, <paramref name="blockBytes"/> each) dotted with a
@@ -120,37 +130,68 @@ internal static class IntegerDot
     internal static void EmitBlockDot(Wasm.WasmFunction f, Wasm.Local row, Wasm.Local x, Wasm.Local scales, Wasm.Local n, int blockBytes,
         Action<Wasm.WasmFunction, Wasm.Local, Wasm.Local, Wasm.Local> unpack)
     {
+        var result = f.Local(Wasm.WasmType.F32);
+        EmitBlockDotRows(f, [row], x, scales, n, blockBytes, unpack, [result]);
+        f.Get(result);
+    }
+
+    /// <summary><see cref="EmitBlockDot"/> for one to four rows at once (addresses in <paramref name="rows"/>),
+    /// results into <paramref name="results"/>: per block the activation is loaded and split into even and odd
+    /// bytes once for every row, and each row adds its own 8 lanes with its own scale d_w·d_x by the same
+    /// operations — so each result has the bits of that row's single dot.</summary>
+    internal static void EmitBlockDotRows(Wasm.WasmFunction f, Wasm.Local[] rows, Wasm.Local x, Wasm.Local scales, Wasm.Local n, int blockBytes,
+        Action<Wasm.WasmFunction, Wasm.Local, Wasm.Local, Wasm.Local> unpack, Wasm.Local[] results)
+    {
         const Wasm.WasmType V = Wasm.WasmType.V128, I = Wasm.WasmType.I32;
-        Wasm.Local lo = f.Local(V), hi = f.Local(V), w0 = f.Local(V), w1 = f.Local(V), xv = f.Local(V), p0 = f.Local(V), p1 = f.Local(V);
-        Wasm.Local wp = f.Local(I), xp = f.Local(I), sp = f.Local(I), end = f.Local(I), h = f.Local(I);
-        var scale = f.Local(Wasm.WasmType.F32);
-        f.F32Const(0).F32x4Splat().Set(lo);
-        f.F32Const(0).F32x4Splat().Set(hi);
-        f.Get(row).Set(wp);
+        int count = rows.Length;
+        if (count is < 1 or > 4 || results.Length != count) throw new ArgumentException("one to four rows, one result each");
+        var lo = new Wasm.Local[count]; var hi = new Wasm.Local[count]; var wp = new Wasm.Local[count];
+        for (int k = 0; k < count; k++) { lo[k] = f.Local(V); hi[k] = f.Local(V); wp[k] = f.Local(I); }
+        Wasm.Local w0 = f.Local(V), w1 = f.Local(V), scale = f.Local(V);
+        Wasm.Local x0 = f.Local(V), x1 = f.Local(V), x2 = f.Local(V), x3 = f.Local(V); // even, odd bytes of values 0–15, 16–31
+        Wasm.Local xp = f.Local(I), sp = f.Local(I), end = f.Local(I), h = f.Local(I);
+        var dx = f.Local(Wasm.WasmType.F32);
+        for (int k = 0; k < count; k++)
+        {
+            f.F32Const(0).F32x4Splat().Set(lo[k]);
+            f.F32Const(0).F32x4Splat().Set(hi[k]);
+            f.Get(rows[k]).Set(wp[k]);
+        }
         f.Get(x).Set(xp);
         f.Get(scales).Set(sp);
         f.Get(x).Get(n).I32Add().Set(end);
         int done = f.Block();
         f.Get(xp).Get(end).I32GeS().BrIf(done);
         int block = f.Loop();
-        f.Get(wp).I32Load16U().Set(h);
-        F16Kernel.EmitHalfToSingle(f, h);
-        f.Get(sp).F32Load().F32Mul().Set(scale);                        // d_w · d_x
-        unpack(f, wp, w0, w1);
-        f.Get(xp).V128Load().Set(xv);
-        f.Get(lo);
-        EmitGroups(f, w0, xv, p0, p1);
-        f.F32x4ConvertI32x4S().Get(scale).F32x4Splat().F32x4Mul().F32x4Add().Set(lo);
-        f.Get(xp).V128Load(16).Set(xv);
-        f.Get(hi);
-        EmitGroups(f, w1, xv, p0, p1);
-        f.F32x4ConvertI32x4S().Get(scale).F32x4Splat().F32x4Mul().F32x4Add().Set(hi);
-        f.Get(wp).I32Const(blockBytes).I32Add().Set(wp);
+        f.Get(sp).F32Load().Set(dx);
+        f.Get(xp).V128Load();
+        EmitEvenOdd(f, x0, x1);
+        f.Get(xp).V128Load(16);
+        EmitEvenOdd(f, x2, x3);
+        for (int k = 0; k < count; k++)
+        {
+            // d_w · d_x: the half converted in scalar registers (idle beside the vector work), then one splat
+            f.Get(wp[k]).I32Load16U().Set(h);
+            F16Kernel.EmitHalfToSingle(f, h);
+            f.Get(dx).F32Mul().F32x4Splat().Set(scale);
+            unpack(f, wp[k], w0, w1);
+            f.Get(lo[k]);
+            EmitGroups(f, w0, x0, x1);
+            f.F32x4ConvertI32x4S().Get(scale).F32x4Mul().F32x4Add().Set(lo[k]);
+            f.Get(hi[k]);
+            EmitGroups(f, w1, x2, x3);
+            f.F32x4ConvertI32x4S().Get(scale).F32x4Mul().F32x4Add().Set(hi[k]);
+            f.Get(wp[k]).I32Const(blockBytes).I32Add().Set(wp[k]);
+        }
         f.Get(sp).I32Const(4).I32Add().Set(sp);
         f.Get(xp).I32Const(Activation.Q8Block).I32Add().Tee(xp).Get(end).I32LtS().BrIf(block);
         f.End();
         f.End();
-        EmitFold(f, lo, hi);
+        for (int k = 0; k < count; k++)
+        {
+            EmitFold(f, lo[k], hi[k]);
+            f.Set(results[k]);
+        }
     }
 
     /// <summary>The Q4_0 block's 32 values (nibble − 8) as two 16-byte halves: values 0..15, 16..31.</summary>

@@ -23,6 +23,11 @@ internal abstract class RowKernel
     /// beside the C# kernel; null where the type has none yet (the C# kernel then runs in the browser too).</summary>
     internal virtual Wasm.WasmDot? WasmDot => null;
 
+    /// <summary>Optional: this type's dot for several rows at once in WebAssembly (the activation loaded once
+    /// for all of them), each row's result with exactly the bits of <see cref="WasmDot"/>. Null: the compiled
+    /// matmul runs <see cref="WasmDot"/> row by row.</summary>
+    internal virtual Wasm.WasmDotRows? WasmDotRows => null;
+
     /// <summary>Checks a whole tensor once at load, for kernels that rely on a property of the data.</summary>
     public virtual void Validate(string tensor, ReadOnlySpan<byte> data) { }
 
@@ -99,7 +104,7 @@ internal abstract class RowKernel
 }
 
 /// <summary>An input vector of a matmul, with its Q8_0 form made at most once.</summary>
-internal sealed class Activation
+internal sealed partial class Activation
 {
     public const int Q8Block = 32;
     public float[] Values { get; }
@@ -141,10 +146,28 @@ internal sealed class Activation
         _q8kReady = true;
     }
 
+    /// <summary>The Q8_0 form through the compiled kernel (<see cref="EmitQuantize"/>, same results), where a
+    /// host installed one; false: the C# loop runs.</summary>
+    private unsafe bool QuantizeCompiled()
+    {
+        Span<int> outputs = stackalloc int[4];
+        fixed (float* values = Values)
+        fixed (sbyte* quants = Q8)
+        fixed (float* scales = Q8Scales)
+        fixed (float* scaledSums = Q8ScaledSums)
+        fixed (int* groupSums = Q8GroupSums8)
+        fixed (int* o = outputs)
+        {
+            outputs[0] = (int)quants; outputs[1] = (int)scales; outputs[2] = (int)scaledSums; outputs[3] = (int)groupSums;
+            return Wasm.CompiledKernels.TryCall(Wasm.Utility.QuantizeQ8, (int)values, Length / Q8Block, (int)o) is not null;
+        }
+    }
+
     public void EnsureQ8()
     {
         if (_q8Ready) return;
         if (Length % Q8Block != 0) throw new MicroLmException($"a quantized matmul needs a row length that is a multiple of {Q8Block}, got {Length}");
+        if (QuantizeCompiled()) { _q8Ready = true; return; }
         ref float values = ref MemoryMarshal.GetArrayDataReference(Values);
         ref sbyte quants = ref MemoryMarshal.GetArrayDataReference(Q8);
         Span<Vector128<int>> q = stackalloc Vector128<int>[8];

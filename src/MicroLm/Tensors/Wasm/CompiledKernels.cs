@@ -9,6 +9,12 @@ namespace MicroLm.Tensors.Wasm;
 /// quantized types) with its block scales at <c>scales</c>, <c>n</c> values; leaves the f32 on the stack.</summary>
 internal delegate void WasmDot(WasmFunction f, Local row, Local x, Local scales, Local n);
 
+/// <summary>Emits <see cref="CompiledKernels.RowsPerPass"/> dot products at once: weight rows at the addresses in
+/// <c>rows</c>, one activation (as <see cref="WasmDot"/>); sets each f32 of <c>results</c> to its row's dot, with
+/// the bits <see cref="WasmDot"/> gives for that row (each row keeps its own lanes and order; only loads and the
+/// activation's unpacking are shared).</summary>
+internal delegate void WasmDotRows(WasmFunction f, Local[] rows, Local x, Local scales, Local n, Local[] results);
+
 /// <summary>Where a host (the browser page) runs the compiled kernels. Addresses are offsets into the
 /// WebAssembly memory the .NET runtime itself runs in, which the kernel module imports.</summary>
 internal interface IKernelHost
@@ -19,6 +25,26 @@ internal interface IKernelHost
 
     /// <summary>Calls the module's <c>attention</c> export (see <see cref="CompiledKernels.EmitAttention"/>).</summary>
     void Attention(int q, int keys, int values, int scores, int output, int count, int headDim, float scale);
+
+    /// <summary>Calls utility export <paramref name="function"/> (an index into <see cref="CompiledKernels.UtilityNames"/>)
+    /// with four i32 arguments; returns its i32 result.</summary>
+    int Call(int function, int a, int b, int c, int d);
+}
+
+/// <summary>The module's small exports besides the matmuls and attention, in export order (the host
+/// resolves them by <see cref="CompiledKernels.UtilityNames"/>). Each takes four i32 and returns an i32.</summary>
+internal enum Utility
+{
+    /// <summary>(x, n) → index of the largest of n floats, as <see cref="Math.Kernels.ArgMax"/>.</summary>
+    ArgMax,
+    /// <summary>(x, n) → 1 if every one of n floats is finite, as <see cref="Math.Kernels.AllFinite"/>.</summary>
+    AllFinite,
+    /// <summary>(gate, up, out, n) → 0: out = silu(gate) ⊙ up, as <see cref="Math.DetMath.SiluTimes"/>.</summary>
+    SiluTimes,
+    /// <summary>(state, data, blocks) → 0: SHA-256 compression of 64-byte blocks (the trace's hash), as <see cref="Generation.Sha256"/>.</summary>
+    Sha256Blocks,
+    /// <summary>(values, blocks, outputs) → 0: the activation's Q8_0 form, as <see cref="Activation.EnsureQ8"/>.</summary>
+    QuantizeQ8,
 }
 
 /// <summary>The runtime's WebAssembly SIMD kernels: one module, generated here from the kernel definitions
@@ -53,11 +79,50 @@ internal static class CompiledKernels
         foreach (var info in TensorTypes.All)
         {
             if (info.Kernel?.WasmDot is not { } dot) continue;
-            module.AddFunction(info.Name, MatMulParams, [], f => EmitMatMul(f, dot));
+            var dotRows = info.Kernel.WasmDotRows;
+            module.AddFunction(info.Name, MatMulParams, [], f => EmitMatMul(f, dot, dotRows));
             types.Add(info.Type);
         }
         module.AddFunction("attention", [WasmType.I32, WasmType.I32, WasmType.I32, WasmType.I32, WasmType.I32, WasmType.I32, WasmType.I32, WasmType.F32], [], EmitAttention);
+        foreach (var u in Enum.GetValues<Utility>())
+            module.AddFunction(UtilityName(u), UtilityParams, [WasmType.I32], f => EmitUtility(f, u));
         return (module.ToBytes(), types.ToArray());
+    }
+
+    public static readonly WasmType[] UtilityParams = [WasmType.I32, WasmType.I32, WasmType.I32, WasmType.I32];
+
+    /// <summary>The utility exports' names in <see cref="Utility"/> order (space-separated for the host).</summary>
+    public static string UtilityNames => string.Join(' ', Enum.GetValues<Utility>().Select(UtilityName));
+
+    private static string UtilityName(Utility u) => u switch
+    {
+        Utility.ArgMax => "argmax",
+        Utility.AllFinite => "all_finite",
+        Utility.SiluTimes => "silu_times",
+        Utility.Sha256Blocks => "sha256_blocks",
+        Utility.QuantizeQ8 => "quantize_q8",
+        _ => throw new ArgumentOutOfRangeException(nameof(u)),
+    };
+
+    private static void EmitUtility(WasmFunction f, Utility u)
+    {
+        var p = f.Params;
+        switch (u)
+        {
+            case Utility.ArgMax: Math.Kernels.EmitArgMax(f, p[0], p[1]); break;
+            case Utility.AllFinite: Math.Kernels.EmitAllFinite(f, p[0], p[1]); break;
+            case Utility.SiluTimes: Math.DetMath.EmitSiluTimes(f, p[0], p[1], p[2], p[3]); f.I32Const(0); break;
+            case Utility.Sha256Blocks: Generation.Sha256.EmitCompressBlocks(f, p[0], p[1], p[2]); break;
+            case Utility.QuantizeQ8: Activation.EmitQuantize(f, p[0], p[1], p[2]); break;
+        }
+    }
+
+    /// <summary>Runs a utility through the host; null means the C# path must run.</summary>
+    public static int? TryCall(Utility u, int a, int b, int c = 0, int d = 0)
+    {
+        var host = _host;
+        if (host == null) return null;
+        return host.Call((int)u, a, b, c, d);
     }
 
     /// <summary>One query head over positions 0..count−1 of its (head-major) KV cache, as
@@ -147,9 +212,13 @@ internal static class CompiledKernels
     private static unsafe int Address<T>(T[] pinned) where T : unmanaged =>
         (int)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(pinned));
 
-    /// <summary>The loops shared by every type: rows outside, tokens inside (a row is read from memory once
-    /// and reused from cache for each token), the type's dot in the middle.</summary>
-    private static void EmitMatMul(WasmFunction f, WasmDot dot)
+    /// <summary>Rows computed per pass by a type's <see cref="WasmDotRows"/>.</summary>
+    public const int RowsPerPass = 4;
+
+    /// <summary>The loops shared by every type: rows outside, tokens inside (rows are read from memory once
+    /// and reused from cache for each token), the type's dot in the middle — <see cref="RowsPerPass"/> rows
+    /// per pass through <paramref name="dotRows"/> where the type has it, the remaining rows one by one.</summary>
+    private static void EmitMatMul(WasmFunction f, WasmDot dot, WasmDotRows? dotRows)
     {
         var p = f.Params;
         Local w = p[0], rowBytes = p[1], rows = p[2], n = p[3], xs = p[4], count = p[5], output = p[6], stride = p[7];
@@ -159,26 +228,55 @@ internal static class CompiledKernels
         var x = f.Local(WasmType.I32);
         var scales = f.Local(WasmType.I32);
         var entry = f.Local(WasmType.I32);
+        var at = f.Local(WasmType.I32);
 
+        int none = f.Block();
+        f.Get(count).I32Eqz().BrIf(none);
+        if (dotRows != null)
+        {
+            var rowAt = Enumerable.Range(0, RowsPerPass).Select(_ => f.Local(WasmType.I32)).ToArray();
+            var results = Enumerable.Range(0, RowsPerPass).Select(_ => f.Local(WasmType.F32)).ToArray();
+            int groupsDone = f.Block();
+            f.Get(rows).I32Const(RowsPerPass).I32LtS().BrIf(groupsDone);
+            int groupLoop = f.Loop();
+            f.Get(w).Get(r).Get(rowBytes).I32Mul().I32Add().Set(rowAt[0]);
+            for (int k = 1; k < RowsPerPass; k++) f.Get(rowAt[k - 1]).Get(rowBytes).I32Add().Set(rowAt[k]);
+            f.I32Const(0).Set(t);
+            int groupTokens = f.Loop();
+            EmitTokenEntry(f, xs, t, entry, x, scales);
+            dotRows(f, rowAt, x, scales, n, results);
+            // out[t·stride + r + k]
+            f.Get(output).Get(t).Get(stride).I32Mul().Get(r).I32Add().I32Const(2).I32Shl().I32Add().Set(at);
+            for (int k = 0; k < RowsPerPass; k++) f.Get(at).Get(results[k]).F32Store((uint)(4 * k));
+            f.Get(t).I32Const(1).I32Add().Tee(t).Get(count).I32LtS().BrIf(groupTokens);
+            f.End();
+            f.Get(r).I32Const(RowsPerPass).I32Add().Tee(r).I32Const(RowsPerPass).I32Add().Get(rows).I32LeS().BrIf(groupLoop);
+            f.End();
+            f.End();
+        }
         int rowsDone = f.Block();
-        f.Get(rows).I32Eqz().BrIf(rowsDone);
+        f.Get(r).Get(rows).I32GeS().BrIf(rowsDone);
         int rowLoop = f.Loop();
         f.Get(w).Get(r).Get(rowBytes).I32Mul().I32Add().Set(row);
         f.I32Const(0).Set(t);
-        int tokensDone = f.Block();
-        f.Get(count).I32Eqz().BrIf(tokensDone);
         int tokenLoop = f.Loop();
-        f.Get(xs).Get(t).I32Const(3).I32Shl().I32Add().Tee(entry).I32Load().Set(x);
-        f.Get(entry).I32Load(4).Set(scales);
+        EmitTokenEntry(f, xs, t, entry, x, scales);
         // address of out[t·stride + r], then the dot, then the store
         f.Get(output).Get(t).Get(stride).I32Mul().Get(r).I32Add().I32Const(2).I32Shl().I32Add();
         dot(f, row, x, scales, n);
         f.F32Store();
         f.Get(t).I32Const(1).I32Add().Tee(t).Get(count).I32LtS().BrIf(tokenLoop);
         f.End();
-        f.End();
         f.Get(r).I32Const(1).I32Add().Tee(r).Get(rows).I32LtS().BrIf(rowLoop);
         f.End();
         f.End();
+        f.End();
+    }
+
+    /// <summary>x and scales of token t from the token table (two i32 per token).</summary>
+    private static void EmitTokenEntry(WasmFunction f, Local xs, Local t, Local entry, Local x, Local scales)
+    {
+        f.Get(xs).Get(t).I32Const(3).I32Shl().I32Add().Tee(entry).I32Load().Set(x);
+        f.Get(entry).I32Load(4).Set(scales);
     }
 }

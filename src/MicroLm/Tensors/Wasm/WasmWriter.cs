@@ -187,6 +187,8 @@ internal sealed class WasmFunction
     public WasmFunction I32Ne() => Op(0x47);
     public WasmFunction I32LtS() => Op(0x48);
     public WasmFunction I32LtU() => Op(0x49);
+    public WasmFunction I32LeS() => Op(0x4C);
+    public WasmFunction I32GtS() => Op(0x4A);
     public WasmFunction I32GeS() => Op(0x4E);
     public WasmFunction I32Add() => Op(0x6A);
     public WasmFunction I32Sub() => Op(0x6B);
@@ -196,8 +198,11 @@ internal sealed class WasmFunction
     public WasmFunction I32Shl() => Op(0x74);
     public WasmFunction I32ShrS() => Op(0x75);
     public WasmFunction I32ShrU() => Op(0x76);
+    public WasmFunction I32Xor() => Op(0x73);
+    public WasmFunction I32Rotr() => Op(0x78);
     public WasmFunction F32Eq() => Op(0x5B);
     public WasmFunction F32Ne() => Op(0x5C);
+    public WasmFunction F32Lt() => Op(0x5D);
     public WasmFunction F32Gt() => Op(0x5E);
     public WasmFunction F64Lt() => Op(0x63);
     public WasmFunction F64Gt() => Op(0x64);
@@ -205,16 +210,19 @@ internal sealed class WasmFunction
     public WasmFunction I64Sub() => Op(0x7D);
     public WasmFunction I64Shl() => Op(0x86);
     public WasmFunction F32Abs() => Op(0x8B);
+    public WasmFunction F32Nearest() => Op(0x90);
     public WasmFunction F32Add() => Op(0x92);
     public WasmFunction F32Sub() => Op(0x93);
     public WasmFunction F32Mul() => Op(0x94);
     public WasmFunction F32Div() => Op(0x95);
+    public WasmFunction F64Neg() => Op(0x9A);
     public WasmFunction F64Add() => Op(0xA0);
     public WasmFunction F64Sub() => Op(0xA1);
     public WasmFunction F64Mul() => Op(0xA2);
     public WasmFunction F64Div() => Op(0xA3);
     public WasmFunction F32ConvertI32S() => Op(0xB2);
     public WasmFunction F32DemoteF64() => Op(0xB6);
+    public WasmFunction I32ReinterpretF32() => Op(0xBC);
     public WasmFunction F64PromoteF32() => Op(0xBB);
     public WasmFunction I64ReinterpretF64() => Op(0xBD);
     public WasmFunction F32ReinterpretI32() => Op(0xBE);
@@ -231,21 +239,35 @@ internal sealed class WasmFunction
     }
     public WasmFunction I8x16Splat() => Simd(0x0F);
     public WasmFunction I32x4Splat() => Simd(0x11);
+    public WasmFunction I32x4ReplaceLane(byte lane) { Simd(0x1C); _code.Byte(lane); return this; }
     public WasmFunction F32x4Splat() => Simd(0x13);
+    public WasmFunction I32x4ExtractLane(byte lane) { Simd(0x1B); _code.Byte(lane); return this; }
     public WasmFunction F32x4ExtractLane(byte lane) { Simd(0x1F); _code.Byte(lane); return this; }
     public WasmFunction F32x4ReplaceLane(byte lane) { Simd(0x20); _code.Byte(lane); return this; }
     public WasmFunction V128And() => Simd(0x4E);
+    public WasmFunction V128Or() => Simd(0x50);
+    public WasmFunction V128AnyTrue() => Simd(0x53);
+    public WasmFunction I32x4Eq() => Simd(0x37);
     public WasmFunction I8x16ShrU() => Simd(0x6D);
+    public WasmFunction I8x16NarrowI16x8S() => Simd(0x65);
+    public WasmFunction F32x4Nearest() => Simd(0x6A);
     public WasmFunction I8x16Sub() => Simd(0x71);
+    public WasmFunction I16x8NarrowI32x4S() => Simd(0x85);
     public WasmFunction I16x8ExtendLowI8x16S() => Simd(0x87);
     public WasmFunction I16x8ExtendHighI8x16S() => Simd(0x88);
     public WasmFunction I32x4ExtendLowI16x8S() => Simd(0xA7);
     public WasmFunction I32x4ExtendHighI16x8S() => Simd(0xA8);
+    public WasmFunction I16x8Shl() => Simd(0x8B);
+    public WasmFunction I16x8ShrS() => Simd(0x8C);
     public WasmFunction I32x4Shl() => Simd(0xAB);
+    public WasmFunction I32x4ShrS() => Simd(0xAC);
+    public WasmFunction V128Bitselect() => Simd(0x52);
     public WasmFunction I32x4Add() => Simd(0xAE);
+    public WasmFunction I32x4MaxS() => Simd(0xB8);
     public WasmFunction I32x4DotI16x8S() => Simd(0xBA);
     public WasmFunction F32x4Add() => Simd(0xE4);
     public WasmFunction F32x4Mul() => Simd(0xE6);
+    public WasmFunction I32x4TruncSatF32x4S() => Simd(0xF8);
     public WasmFunction F32x4ConvertI32x4S() => Simd(0xFA);
 
     // SIMD used by the block formats' unpacking (K-quants, IQ4, Q4_1/Q5_x).
@@ -258,12 +280,10 @@ internal sealed class WasmFunction
     public WasmFunction V128Load8x8S(uint offset = 0) => SimdMem(0x01, offset);
     public WasmFunction I8x16Swizzle() => Simd(0x0E);
     public WasmFunction I8x16Eq() => Simd(0x23);
-    public WasmFunction V128Or() => Simd(0x50);
     public WasmFunction I8x16Shl() => Simd(0x6B);
     public WasmFunction I8x16Add() => Simd(0x6E);
     public WasmFunction I16x8ExtaddPairwiseI8x16S() => Simd(0x7C);
     public WasmFunction I32x4ExtaddPairwiseI16x8S() => Simd(0x7E);
     public WasmFunction I16x8Add() => Simd(0x8E);
     public WasmFunction I32x4Mul() => Simd(0xB5);
-    public WasmFunction I32x4ExtractLane(byte lane) { Simd(0x1B); _code.Byte(lane); return this; }
 }
