@@ -106,10 +106,15 @@ public static class FuzzTargets
         return input =>
         {
             // In memory where there is a tmpfs: on a disk file system, creating and deleting the files costs ten times the conversion.
-            dir ??= Directory.Exists("/dev/shm") ? Directory.CreateDirectory(Path.Combine("/dev/shm", $"microlm-fuzz-hf-{Environment.ProcessId}")).FullName
-                : Directory.CreateTempSubdirectory("microlm-fuzz-hf-").FullName;
-            string made = dir;
-            AppDomain.CurrentDomain.ProcessExit += (_, _) => { try { Directory.Delete(made, true); } catch (IOException) { } };
+            if (dir == null)
+            {
+                dir = Directory.Exists("/dev/shm") ? Directory.CreateDirectory(Path.Combine("/dev/shm", $"microlm-fuzz-hf-{Environment.ProcessId}")).FullName
+                    : Directory.CreateTempSubdirectory("microlm-fuzz-hf-").FullName;
+                string made = dir;
+                // Once per process: a handler added per input grew the event's invocation list without bound (the heap
+                // limit ended the harness after ~2.4 million inputs, which AFL++ counted as crashes).
+                AppDomain.CurrentDomain.ProcessExit += (_, _) => { try { Directory.Delete(made, true); } catch (IOException) { } };
+            }
             foreach (var f in Directory.GetFiles(dir)) File.Delete(f);
             string outType = "auto";
             foreach (var (name, bytes) in HfBundle.Split(input))
