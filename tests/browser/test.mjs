@@ -80,6 +80,15 @@ async function pickFile(file) {
   await page.waitForFunction(() => !document.getElementById('generate').disabled || !document.getElementById('error').hidden, null, { timeout: 60_000 });
 }
 
+// A file that must fail: wait for the error itself (Generate may still be enabled by the model loaded before, so waiting
+// for "enabled or error" could return before the page has read the new file).
+async function pickBadFile(file) {
+  // A previous file's error is cleared here, so that the wait below sees this file's own error.
+  await page.evaluate(() => { const e = document.getElementById('error'); e.hidden = true; e.textContent = ''; });
+  await page.setInputFiles('#file', file);
+  await page.waitForFunction(() => !document.getElementById('error').hidden, null, { timeout: 60_000 }).catch(() => {});
+}
+
 try {
   const t0 = Date.now();
   await page.goto(base);
@@ -114,11 +123,11 @@ try {
 
   // 2. A truncated file and a file that is not GGUF: a readable message, and the page goes on.
   const bytes = fs.readFileSync(model);
-  await pickFile({ name: 'truncated.gguf', mimeType: 'application/octet-stream', buffer: bytes.subarray(0, 20000) });
+  await pickBadFile({ name: 'truncated.gguf', mimeType: 'application/octet-stream', buffer: bytes.subarray(0, 20000) });
   let error = await page.evaluate(() => document.getElementById('error').hidden ? '' : document.getElementById('error').textContent);
   check('a truncated file gives a readable error', /truncated\.gguf is not a usable model: .*more bytes than the file holds/.test(error), error);
   await page.screenshot({ path: path.join(out, 'browser-error.png'), fullPage: true });
-  await pickFile({ name: 'notes.gguf', mimeType: 'text/plain', buffer: Buffer.from('hello, world\n') });
+  await pickBadFile({ name: 'notes.gguf', mimeType: 'text/plain', buffer: Buffer.from('hello, world\n') });
   error = await page.evaluate(() => document.getElementById('error').hidden ? '' : document.getElementById('error').textContent);
   check('a file that is not GGUF gives a readable error', /notes\.gguf is not a usable model: .*GGUF/.test(error), error);
   check('generate is disabled while no model is loaded', await page.isDisabled('#generate'));
