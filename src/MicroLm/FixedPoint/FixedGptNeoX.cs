@@ -1,6 +1,7 @@
 using MicroLm.Generation;
 using MicroLm.Gguf;
 using MicroLm.Models;
+using Layer = MicroLm.Models.GptNeoXWeights<MicroLm.FixedPoint.FixedMatrix, int[]>.Layer;
 
 namespace MicroLm.FixedPoint;
 
@@ -10,12 +11,6 @@ namespace MicroLm.FixedPoint;
 /// every one in integers; only the logits become floats, exactly, at the end.</summary>
 internal sealed class FixedGptNeoX : Architecture
 {
-    private sealed class Layer
-    {
-        public required int[] AttnNorm, AttnNormBias, QkvBias, OutputBias, FfnNorm, FfnNormBias, UpBias, DownBias;
-        public required FixedMatrix Qkv, Wo, Up, Down;
-    }
-
     private readonly FixedMatrix _embedding, _output;
     private readonly int[] _outputNorm, _outputNormBias;
     private readonly Layer[] _layers;
@@ -28,33 +23,8 @@ internal sealed class FixedGptNeoX : Architecture
     {
         _parallelResidual = file.GetBool("gptneox.use_parallel_residual")
             ?? throw new MicroLmException("model is missing metadata key 'gptneox.use_parallel_residual'");
-        int qDim = c.Heads * c.HeadDim, qkv = qDim + 2 * c.KvDim;
-        FixedMatrix Matrix(string name, int cols, int rows) => new(file, Tensor(file, name, cols, rows));
-        int[] Vec(string name, int n) => FixedMatrix.Vector(file, Tensor(file, name, n), n);
-        _embedding = Matrix("token_embd.weight", c.Dim, c.VocabSize);
-        _output = Matrix("output.weight", c.Dim, c.VocabSize);
-        _outputNorm = Vec("output_norm.weight", c.Dim);
-        _outputNormBias = Vec("output_norm.bias", c.Dim);
-        _layers = new Layer[c.Layers];
-        for (int i = 0; i < c.Layers; i++)
-        {
-            string p = $"blk.{i}.";
-            _layers[i] = new Layer
-            {
-                AttnNorm = Vec(p + "attn_norm.weight", c.Dim),
-                AttnNormBias = Vec(p + "attn_norm.bias", c.Dim),
-                Qkv = Matrix(p + "attn_qkv.weight", c.Dim, qkv),
-                QkvBias = Vec(p + "attn_qkv.bias", qkv),
-                Wo = Matrix(p + "attn_output.weight", qDim, c.Dim),
-                OutputBias = Vec(p + "attn_output.bias", c.Dim),
-                FfnNorm = Vec(p + "ffn_norm.weight", c.Dim),
-                FfnNormBias = Vec(p + "ffn_norm.bias", c.Dim),
-                Up = Matrix(p + "ffn_up.weight", c.Dim, c.HiddenDim),
-                UpBias = Vec(p + "ffn_up.bias", c.HiddenDim),
-                Down = Matrix(p + "ffn_down.weight", c.HiddenDim, c.Dim),
-                DownBias = Vec(p + "ffn_down.bias", c.Dim),
-            };
-        }
+        var w = new GptNeoXWeights<FixedMatrix, int[]>(file, c, t => new FixedMatrix(file, t), (t, n) => FixedMatrix.Vector(file, t, n));
+        (_embedding, _output, _outputNorm, _outputNormBias, _layers) = (w.Embedding, w.Output, w.OutputNorm, w.OutputNormBias, w.Layers);
         _rope = new FixedRope(c.RopeDims, ropeBaseBits, neoxStyle: true);
         _attention = FixedAttentionOptions.Standard(c, _rope);
         _eps = FixedNorm.Epsilon(epsBits);

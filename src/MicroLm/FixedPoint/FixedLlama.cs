@@ -1,6 +1,7 @@
 using MicroLm.Generation;
 using MicroLm.Gguf;
 using MicroLm.Models;
+using Layer = MicroLm.Models.LlamaWeights<MicroLm.FixedPoint.FixedMatrix, int[]>.Layer;
 
 namespace MicroLm.FixedPoint;
 
@@ -9,12 +10,6 @@ namespace MicroLm.FixedPoint;
 /// integers (docs/fixed-point.md); only the logits become floats, exactly, at the end.</summary>
 internal sealed class FixedLlama : Architecture
 {
-    private sealed class Layer
-    {
-        public required int[] AttnNorm, FfnNorm;
-        public required FixedMatrix Wq, Wk, Wv, Wo, Gate, Up, Down;
-    }
-
     private readonly FixedMatrix _embedding, _output;
     private readonly int[] _outputNorm;
     private readonly Layer[] _layers;
@@ -24,29 +19,8 @@ internal sealed class FixedLlama : Architecture
 
     public FixedLlama(GgufFile file, ModelConfig c, uint epsBits, uint ropeBaseBits) : base(c)
     {
-        int qDim = c.Heads * c.HeadDim;
-        FixedMatrix Matrix(string name, int cols, int rows) => new(file, Tensor(file, name, cols, rows));
-        int[] Vec(string name) => FixedMatrix.Vector(file, Tensor(file, name, c.Dim), c.Dim);
-        _embedding = Matrix("token_embd.weight", c.Dim, c.VocabSize);
-        _output = file.FindTensor("output.weight") != null ? Matrix("output.weight", c.Dim, c.VocabSize) : _embedding;
-        _outputNorm = Vec("output_norm.weight");
-        _layers = new Layer[c.Layers];
-        for (int i = 0; i < c.Layers; i++)
-        {
-            string p = $"blk.{i}.";
-            _layers[i] = new Layer
-            {
-                AttnNorm = Vec(p + "attn_norm.weight"),
-                FfnNorm = Vec(p + "ffn_norm.weight"),
-                Wq = Matrix(p + "attn_q.weight", c.Dim, qDim),
-                Wk = Matrix(p + "attn_k.weight", c.Dim, c.KvDim),
-                Wv = Matrix(p + "attn_v.weight", c.Dim, c.KvDim),
-                Wo = Matrix(p + "attn_output.weight", qDim, c.Dim),
-                Gate = Matrix(p + "ffn_gate.weight", c.Dim, c.HiddenDim),
-                Up = Matrix(p + "ffn_up.weight", c.Dim, c.HiddenDim),
-                Down = Matrix(p + "ffn_down.weight", c.HiddenDim, c.Dim),
-            };
-        }
+        var w = new LlamaWeights<FixedMatrix, int[]>(file, c, t => new FixedMatrix(file, t), (t, n) => FixedMatrix.Vector(file, t, n));
+        (_embedding, _output, _outputNorm, _layers) = (w.Embedding, w.Output, w.OutputNorm, w.Layers);
         _rope = new FixedRope(c.RopeDims, ropeBaseBits, neoxStyle: false);
         _attention = FixedAttentionOptions.Standard(c, _rope);
         _eps = FixedNorm.Epsilon(epsBits);

@@ -3,6 +3,7 @@ using MicroLm.Generation;
 using MicroLm.Math;
 using MicroLm.Tensors;
 using MicroLm.Tensors.Quants;
+using Layer = MicroLm.Models.GptNeoXWeights<MicroLm.Tensors.WeightMatrix, System.ReadOnlyMemory<float>>.Layer;
 
 namespace MicroLm.Models;
 
@@ -15,12 +16,6 @@ namespace MicroLm.Models;
 /// (llm_build_gptneox; convert_hf_to_gguf.py already un-interleaves HF's per-head q,k,v rows).</summary>
 internal sealed class GptNeoX : Architecture
 {
-    private sealed class Layer
-    {
-        public required ReadOnlyMemory<float> AttnNorm, AttnNormBias, QkvBias, OutputBias, FfnNorm, FfnNormBias, UpBias, DownBias;
-        public required WeightMatrix Qkv, Wo, Up, Down;
-    }
-
     private readonly WeightMatrix _embedding, _output;
     private readonly ReadOnlyMemory<float> _outputNorm, _outputNormBias;
     private readonly Layer[] _layers;
@@ -34,32 +29,8 @@ internal sealed class GptNeoX : Architecture
     {
         ParallelResidual = file.GetBool("gptneox.use_parallel_residual")
             ?? throw new MicroLmException("model is missing metadata key 'gptneox.use_parallel_residual'");
-        int qDim = c.Heads * c.HeadDim, qkv = qDim + 2 * c.KvDim;
-        ReadOnlyMemory<float> Vec(string name, int n) => WeightMatrix.Vector(file, Tensor(file, name, n), n);
-        _embedding = new WeightMatrix(file, Tensor(file, "token_embd.weight", c.Dim, c.VocabSize));
-        _output = new WeightMatrix(file, Tensor(file, "output.weight", c.Dim, c.VocabSize));
-        _outputNorm = Vec("output_norm.weight", c.Dim);
-        _outputNormBias = Vec("output_norm.bias", c.Dim);
-        _layers = new Layer[c.Layers];
-        for (int i = 0; i < c.Layers; i++)
-        {
-            string p = $"blk.{i}.";
-            _layers[i] = new Layer
-            {
-                AttnNorm = Vec(p + "attn_norm.weight", c.Dim),
-                AttnNormBias = Vec(p + "attn_norm.bias", c.Dim),
-                Qkv = new WeightMatrix(file, Tensor(file, p + "attn_qkv.weight", c.Dim, qkv)),
-                QkvBias = Vec(p + "attn_qkv.bias", qkv),
-                Wo = new WeightMatrix(file, Tensor(file, p + "attn_output.weight", qDim, c.Dim)),
-                OutputBias = Vec(p + "attn_output.bias", c.Dim),
-                FfnNorm = Vec(p + "ffn_norm.weight", c.Dim),
-                FfnNormBias = Vec(p + "ffn_norm.bias", c.Dim),
-                Up = new WeightMatrix(file, Tensor(file, p + "ffn_up.weight", c.Dim, c.HiddenDim)),
-                UpBias = Vec(p + "ffn_up.bias", c.HiddenDim),
-                Down = new WeightMatrix(file, Tensor(file, p + "ffn_down.weight", c.HiddenDim, c.Dim)),
-                DownBias = Vec(p + "ffn_down.bias", c.Dim),
-            };
-        }
+        var w = new GptNeoXWeights<WeightMatrix, ReadOnlyMemory<float>>(file, c, t => new WeightMatrix(file, t), (t, n) => WeightMatrix.Vector(file, t, n));
+        (_embedding, _output, _outputNorm, _outputNormBias, _layers) = (w.Embedding, w.Output, w.OutputNorm, w.OutputNormBias, w.Layers);
         _rope = new Rope(c.RopeDims, c.RopeFreqBase, neoxStyle: true);
         _attention = AttentionOptions.Standard(c, _rope);
     }

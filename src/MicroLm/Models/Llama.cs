@@ -3,6 +3,7 @@ using MicroLm.Gguf;
 using MicroLm.Math;
 using MicroLm.Tensors;
 using MicroLm.Tensors.Quants;
+using Layer = MicroLm.Models.LlamaWeights<MicroLm.Tensors.WeightMatrix, System.ReadOnlyMemory<float>>.Layer;
 
 namespace MicroLm.Models;
 
@@ -11,12 +12,6 @@ namespace MicroLm.Models;
 /// Tensor names are llama.cpp's.</summary>
 internal sealed class Llama : Architecture
 {
-    private sealed class Layer
-    {
-        public required ReadOnlyMemory<float> AttnNorm, FfnNorm;
-        public required WeightMatrix Wq, Wk, Wv, Wo, Gate, Up, Down;
-    }
-
     private readonly WeightMatrix _embedding, _output;
     private readonly ReadOnlyMemory<float> _outputNorm;
     private readonly Layer[] _layers;
@@ -25,29 +20,8 @@ internal sealed class Llama : Architecture
 
     public Llama(GgufFile file, ModelConfig c) : base(c)
     {
-        int qDim = c.Heads * c.HeadDim;
-        _embedding = new WeightMatrix(file, Tensor(file, "token_embd.weight", c.Dim, c.VocabSize));
-        _output = file.FindTensor("output.weight") is { } o
-            ? new WeightMatrix(file, Tensor(file, "output.weight", c.Dim, c.VocabSize))
-            : _embedding; // tied classifier
-        _outputNorm = WeightMatrix.Vector(file, Tensor(file, "output_norm.weight", c.Dim), c.Dim);
-        _layers = new Layer[c.Layers];
-        for (int i = 0; i < c.Layers; i++)
-        {
-            string p = $"blk.{i}.";
-            _layers[i] = new Layer
-            {
-                AttnNorm = WeightMatrix.Vector(file, Tensor(file, p + "attn_norm.weight", c.Dim), c.Dim),
-                FfnNorm = WeightMatrix.Vector(file, Tensor(file, p + "ffn_norm.weight", c.Dim), c.Dim),
-                Wq = new WeightMatrix(file, Tensor(file, p + "attn_q.weight", c.Dim, qDim)),
-                Wk = new WeightMatrix(file, Tensor(file, p + "attn_k.weight", c.Dim, c.KvDim)),
-                Wv = new WeightMatrix(file, Tensor(file, p + "attn_v.weight", c.Dim, c.KvDim)),
-                Wo = new WeightMatrix(file, Tensor(file, p + "attn_output.weight", qDim, c.Dim)),
-                Gate = new WeightMatrix(file, Tensor(file, p + "ffn_gate.weight", c.Dim, c.HiddenDim)),
-                Up = new WeightMatrix(file, Tensor(file, p + "ffn_up.weight", c.Dim, c.HiddenDim)),
-                Down = new WeightMatrix(file, Tensor(file, p + "ffn_down.weight", c.HiddenDim, c.Dim)),
-            };
-        }
+        var w = new LlamaWeights<WeightMatrix, ReadOnlyMemory<float>>(file, c, t => new WeightMatrix(file, t), (t, n) => WeightMatrix.Vector(file, t, n));
+        (_embedding, _output, _outputNorm, _layers) = (w.Embedding, w.Output, w.OutputNorm, w.Layers);
         _rope = new Rope(c.RopeDims, c.RopeFreqBase, neoxStyle: false);
         _attention = AttentionOptions.Standard(c, _rope);
     }
