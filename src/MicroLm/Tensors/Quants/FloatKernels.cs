@@ -206,12 +206,13 @@ internal sealed partial class F16Kernel : RowKernel
             var acc2 = Vector128<float>.Zero; var acc3 = Vector128<float>.Zero;
             for (; i < full; i += 16)
             {
-                var (a, b) = Vector128.Widen(Vector128.LoadUnsafe(ref h, (nuint)i));
-                var (c, d) = Vector128.Widen(Vector128.LoadUnsafe(ref h, (nuint)i + 8));
-                acc0 += ToSingle(a) * Vector128.LoadUnsafe(ref xv, (nuint)i);
-                acc1 += ToSingle(b) * Vector128.LoadUnsafe(ref xv, (nuint)i + 4);
-                acc2 += ToSingle(c) * Vector128.LoadUnsafe(ref xv, (nuint)i + 8);
-                acc3 += ToSingle(d) * Vector128.LoadUnsafe(ref xv, (nuint)i + 12);
+                // Sign-extending widen (Load16's conversion): one shift fewer than ToSingle's, e.g. on ARM64.
+                var (a, b) = Vector128.Widen(Vector128.LoadUnsafe(ref Unsafe.As<byte, short>(ref hb), (nuint)i));
+                var (c, d) = Vector128.Widen(Vector128.LoadUnsafe(ref Unsafe.As<byte, short>(ref hb), (nuint)i + 8));
+                acc0 += Values.FromSignExtended(a) * Vector128.LoadUnsafe(ref xv, (nuint)i);
+                acc1 += Values.FromSignExtended(b) * Vector128.LoadUnsafe(ref xv, (nuint)i + 4);
+                acc2 += Values.FromSignExtended(c) * Vector128.LoadUnsafe(ref xv, (nuint)i + 8);
+                acc3 += Values.FromSignExtended(d) * Vector128.LoadUnsafe(ref xv, (nuint)i + 12);
             }
             acc0.StoreUnsafe(ref l); acc1.StoreUnsafe(ref l, 4); acc2.StoreUnsafe(ref l, 8); acc3.StoreUnsafe(ref l, 12);
         }
@@ -231,7 +232,7 @@ internal sealed partial class F16Kernel : RowKernel
         else FloatRows.Dot4Rows<Values>(rows, rowBytes, x, results);
     }
 
-    private struct Values : IFloatValues
+    internal struct Values : IFloatValues
     {
         public static int Size => 2;
 
@@ -243,6 +244,14 @@ internal sealed partial class F16Kernel : RowKernel
             var wide = Vector512.WidenLower(Vector256.LoadUnsafe(ref Unsafe.As<byte, short>(ref row), (nuint)i).ToVector512Unsafe());
             var v = Vector512.ShiftLeft(wide, 13) & Vector512.Create(unchecked((int)0x8FFFFFFF));
             return v.AsSingle() * Vector512.Create(TwoPow112);
+        }
+
+        /// <summary>4 halves already sign-extended to 32 bits, as floats (Load16's conversion).</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector128<float> FromSignExtended(Vector128<int> wide)
+        {
+            var v = Vector128.ShiftLeft(wide, 13) & Vector128.Create(unchecked((int)0x8FFFFFFF));
+            return v.AsSingle() * Vector128.Create(TwoPow112);
         }
 
         /// <summary>8 halves at row[i] as floats (Load16's conversion: sign-extending load, shift by 13).</summary>
