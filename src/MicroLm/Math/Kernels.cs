@@ -90,24 +90,53 @@ internal static class Kernels
     internal static void EmitDot(Tensors.Wasm.WasmFunction f, Tensors.Wasm.Local row, Tensors.Wasm.Local x, Tensors.Wasm.Local n, int weightBytes,
         Action<Tensors.Wasm.WasmFunction, Tensors.Wasm.Local, uint> loadFour, Action<Tensors.Wasm.WasmFunction, Tensors.Wasm.Local, uint> loadOne)
     {
-        const Tensors.Wasm.WasmType V = Tensors.Wasm.WasmType.V128, I = Tensors.Wasm.WasmType.I32;
-        Tensors.Wasm.Local[] acc = [f.Local(V), f.Local(V), f.Local(V), f.Local(V)];
-        var wp = f.Local(I); var xp = f.Local(I); var end = f.Local(I); var rest = f.Local(I);
-        foreach (var a in acc) f.F32Const(0).F32x4Splat().Set(a);
+        var result = f.Local(Tensors.Wasm.WasmType.F32);
+        EmitDotTokens(f, row, [x], n, weightBytes, loadFour, loadOne, [result]);
+        f.Get(result);
+    }
+
+    /// <summary><see cref="EmitDot"/> of one row with several activations at once (batched prefill): each chunk of
+    /// the row is loaded (and converted) once and multiplied with every activation; each activation keeps its own
+    /// four accumulators and gets exactly the operations of its single dot, in the same order, so each result in
+    /// <paramref name="results"/> has the bits of <see cref="EmitDot"/> (which is this function with one activation).
+    /// Keep the count small (two or three): four accumulators each must stay in the engine's vector registers.</summary>
+    internal static void EmitDotTokens(Tensors.Wasm.WasmFunction f, Tensors.Wasm.Local row, Tensors.Wasm.Local[] xs, Tensors.Wasm.Local n, int weightBytes,
+        Action<Tensors.Wasm.WasmFunction, Tensors.Wasm.Local, uint> loadFour, Action<Tensors.Wasm.WasmFunction, Tensors.Wasm.Local, uint> loadOne,
+        Tensors.Wasm.Local[] results)
+    {
+        const Tensors.Wasm.WasmType V = Tensors.Wasm.WasmType.V128, I = Tensors.Wasm.WasmType.I32, F = Tensors.Wasm.WasmType.F32;
+        int tokens = xs.Length;
+        if (tokens < 1 || results.Length != tokens) throw new ArgumentException("one result per activation");
+        var acc = new Tensors.Wasm.Local[tokens][];
+        var xp = new Tensors.Wasm.Local[tokens];
+        for (int j = 0; j < tokens; j++) { acc[j] = [f.Local(V), f.Local(V), f.Local(V), f.Local(V)]; xp[j] = f.Local(I); }
+        var wp = f.Local(I); var end = f.Local(I); var rest = f.Local(I);
+        var w4 = tokens > 1 ? f.Local(V) : default;
+        var w1 = tokens > 1 ? f.Local(F) : default;
+        foreach (var a in acc) foreach (var l in a) f.F32Const(0).F32x4Splat().Set(l);
         f.Get(row).Set(wp);
-        f.Get(x).Set(xp);
-        f.Get(x).Get(n).I32Const(-Lanes).I32And().I32Const(2).I32Shl().I32Add().Set(end); // end of the full chunks
+        for (int j = 0; j < tokens; j++) f.Get(xs[j]).Set(xp[j]);
+        f.Get(xs[0]).Get(n).I32Const(-Lanes).I32And().I32Const(2).I32Shl().I32Add().Set(end); // end of the full chunks of the first activation
         int chunksDone = f.Block();
-        f.Get(xp).Get(end).I32GeS().BrIf(chunksDone);
+        f.Get(xp[0]).Get(end).I32GeS().BrIf(chunksDone);
         int chunk = f.Loop();
         for (int k = 0; k < 4; k++)
         {
-            f.Get(acc[k]);
+            if (tokens == 1)
+            {
+                f.Get(acc[0][k]);
+                loadFour(f, wp, (uint)(4 * k * weightBytes));
+                f.Get(xp[0]).V128Load((uint)(16 * k)).F32x4Mul().F32x4Add().Set(acc[0][k]);
+                continue;
+            }
             loadFour(f, wp, (uint)(4 * k * weightBytes));
-            f.Get(xp).V128Load((uint)(16 * k)).F32x4Mul().F32x4Add().Set(acc[k]);
+            f.Set(w4);
+            for (int j = 0; j < tokens; j++)
+                f.Get(acc[j][k]).Get(w4).Get(xp[j]).V128Load((uint)(16 * k)).F32x4Mul().F32x4Add().Set(acc[j][k]);
         }
         f.Get(wp).I32Const(Lanes * weightBytes).I32Add().Set(wp);
-        f.Get(xp).I32Const(Lanes * 4).I32Add().Tee(xp).Get(end).I32LtS().BrIf(chunk);
+        for (int j = 1; j < tokens; j++) f.Get(xp[j]).I32Const(Lanes * 4).I32Add().Set(xp[j]);
+        f.Get(xp[0]).I32Const(Lanes * 4).I32Add().Tee(xp[0]).Get(end).I32LtS().BrIf(chunk);
         f.End();
         f.End();
         // The last n % 16 terms, term k to lane k.
@@ -116,14 +145,22 @@ internal static class Kernels
         for (int k = 0; k < Lanes - 1; k++)
         {
             f.I32Const(k).Get(rest).I32GeS().BrIf(tailDone);
-            var a = acc[k >> 2];
             byte lane = (byte)(k & 3);
-            f.Get(a).Get(a).F32x4ExtractLane(lane);
-            loadOne(f, wp, (uint)(k * weightBytes));
-            f.Get(xp).F32Load((uint)(4 * k)).F32Mul().F32Add().F32x4ReplaceLane(lane).Set(a);
+            if (tokens > 1) { loadOne(f, wp, (uint)(k * weightBytes)); f.Set(w1); }
+            for (int j = 0; j < tokens; j++)
+            {
+                var a = acc[j][k >> 2];
+                f.Get(a).Get(a).F32x4ExtractLane(lane);
+                if (tokens == 1) loadOne(f, wp, (uint)(k * weightBytes)); else f.Get(w1);
+                f.Get(xp[j]).F32Load((uint)(4 * k)).F32Mul().F32Add().F32x4ReplaceLane(lane).Set(a);
+            }
         }
         f.End();
-        EmitReduceLanes(f, acc[0], acc[1], acc[2], acc[3]);
+        for (int j = 0; j < tokens; j++)
+        {
+            EmitReduceLanes(f, acc[j][0], acc[j][1], acc[j][2], acc[j][3]);
+            f.Set(results[j]);
+        }
     }
 
     /// <summary>Four dot products of one row with four vectors (batched prefill): each result has

@@ -246,7 +246,9 @@ public sealed class WasmKernelTests
         int checkedValues = 0;
         foreach (int n in lengths)
             foreach (int rows in new[] { 1, 3, 4, 5, 7, 8, 9 })
-                foreach (int tokens in new[] { 1, 3 })
+                // float types: 1 to 7 tokens, so the token tile (CompiledKernels.TokensPerPass at a time) runs
+                // whole, with one and with two tokens left over, and not at all
+                foreach (int tokens in quantized ? new[] { 1, 3 } : new[] { 1, 2, 3, 4, 5, 7 })
                     foreach (bool edges in new[] { false, true })
                     {
                         var w = Weights(type, rng, rows, n, edges);
@@ -449,11 +451,38 @@ public sealed class WasmKernelTests
         using var wasm = new Harness(other);
         var rng = new Random(7);
         foreach (var type in new[] { GgmlType.F32, GgmlType.F16, GgmlType.BF16 })
-        {
-            var w = Weights(type, rng, 8, 256, edges: false);
-            var xs = new[] { Vector(rng, 256, edges: false, quantize: false) };
-            var diffs = Differences(Reference(type, w, 8, 256, xs), wasm.MatMul(type, w, 8, 256, xs));
-            Assert.NotEmpty(diffs);
-        }
+            foreach (int tokens in new[] { 1, CompiledKernels.TokensPerPass })
+            {
+                // one token: the single dot; TokensPerPass tokens: F32's token tile
+                var w = Weights(type, rng, 8, 256, edges: false);
+                var xs = Enumerable.Range(0, tokens).Select(_ => Vector(rng, 256, edges: false, quantize: false)).ToArray();
+                var diffs = Differences(Reference(type, w, 8, 256, xs), wasm.MatMul(type, w, 8, 256, xs));
+                Assert.NotEmpty(diffs);
+            }
+    }
+    /// <summary>The same for the quantized (8-lane integer) order: a module emitted while
+    /// <see cref="IntegerDot.EmitFold"/> combines its lanes left to right gives other bits than the C# kernels of
+    /// the types that fold that way (Q8_0, Q4_0: single rows and the four-row passes), and the check says so.</summary>
+    [Fact]
+    public void AQuantizedKernelEmittedWithAnotherLaneFoldIsCaught()
+    {
+        byte[] other;
+        IntegerDot.AlternativeEmittedFoldForTests = 1;
+        try { other = CompiledKernels.Module().Bytes; }
+        finally { IntegerDot.AlternativeEmittedFoldForTests = 0; }
+        Assert.NotEqual(CompiledKernels.Module().Bytes, other);
+        using var wasm = new Harness(other);
+        using var right = new Harness(CompiledKernels.Module().Bytes);
+        var rng = new Random(8);
+        foreach (var type in new[] { GgmlType.Q8_0, GgmlType.Q4_0 })
+            foreach (int rows in new[] { CompiledKernels.RowsPerPass - 1, CompiledKernels.RowsPerPass }) // single rows; one four-row pass
+            {
+                var w = Weights(type, rng, rows, 32 * 16, edges: false);
+                var xs = new[] { Vector(rng, 32 * 16, edges: false, quantize: true) };
+                var expected = Reference(type, w, rows, 32 * 16, xs);
+                Assert.Empty(Differences(expected, right.MatMul(type, w, rows, 32 * 16, xs)));
+                // a row's 8 lanes hold sums of different sizes, so the two orders round differently on most rows
+                Assert.NotEmpty(Differences(expected, wasm.MatMul(type, w, rows, 32 * 16, xs)));
+            }
     }
 }

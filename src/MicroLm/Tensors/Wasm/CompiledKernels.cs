@@ -15,6 +15,12 @@ internal delegate void WasmDot(WasmFunction f, Local row, Local x, Local scales,
 /// activation's unpacking are shared).</summary>
 internal delegate void WasmDotRows(WasmFunction f, Local[] rows, Local x, Local scales, Local n, Local[] results);
 
+/// <summary>Emits one row's dot products with <see cref="CompiledKernels.TokensPerPass"/> float activations at once
+/// (batched prefill of the float types): the row at <c>row</c>, the activations at the addresses in <c>xs</c>,
+/// <c>n</c> values; sets each f32 of <c>results</c> to the bits <see cref="WasmDot"/> gives for that activation
+/// (each keeps its own lanes and order; only the row's loads are shared).</summary>
+internal delegate void WasmDotTokens(WasmFunction f, Local row, Local[] xs, Local n, Local[] results);
+
 /// <summary>Where a host (the browser page) runs the compiled kernels. Addresses are offsets into the
 /// WebAssembly memory the .NET runtime itself runs in, which the kernel module imports.</summary>
 internal interface IKernelHost
@@ -80,7 +86,12 @@ internal static class CompiledKernels
         {
             if (info.Kernel?.WasmDot is not { } dot) continue;
             var dotRows = info.Kernel.WasmDotRows;
-            module.AddFunction(info.Name, MatMulParams, [], f => EmitMatMul(f, dot, dotRows));
+            // The token-tile pass is a function of its own, called by the type's matmul: inlined, its registers
+            // made V8 allocate the single-token loop (decode) worse.
+            int? tokens = info.Kernel.WasmDotTokens is { } dotTokens
+                ? module.AddFunction(info.Name + "_tokens", MatMulParams, [], f => EmitMatMulTokens(f, dotTokens))
+                : null;
+            module.AddFunction(info.Name, MatMulParams, [], f => EmitMatMul(f, dot, dotRows, tokens));
             types.Add(info.Type);
         }
         module.AddFunction("attention", [WasmType.I32, WasmType.I32, WasmType.I32, WasmType.I32, WasmType.I32, WasmType.I32, WasmType.I32, WasmType.F32], [], EmitAttention);
@@ -215,10 +226,15 @@ internal static class CompiledKernels
     /// <summary>Rows computed per pass by a type's <see cref="WasmDotRows"/>.</summary>
     public const int RowsPerPass = 4;
 
+    /// <summary>Tokens computed per pass by a type's <see cref="WasmDotTokens"/>.</summary>
+    public const int TokensPerPass = 3;
+
     /// <summary>The loops shared by every type: rows outside, tokens inside (rows are read from memory once
     /// and reused from cache for each token), the type's dot in the middle — <see cref="RowsPerPass"/> rows
-    /// per pass through <paramref name="dotRows"/> where the type has it, the remaining rows one by one.</summary>
-    private static void EmitMatMul(WasmFunction f, WasmDot dot, WasmDotRows? dotRows)
+    /// per pass through <paramref name="dotRows"/> where the type has it, the remaining rows one by one. Where the
+    /// type has a token tile (function <paramref name="tokensFunction"/>, <see cref="EmitMatMulTokens"/>), that
+    /// computes the first count − count % <see cref="TokensPerPass"/> tokens and these loops only the rest.</summary>
+    private static void EmitMatMul(WasmFunction f, WasmDot dot, WasmDotRows? dotRows, int? tokensFunction)
     {
         var p = f.Params;
         Local w = p[0], rowBytes = p[1], rows = p[2], n = p[3], xs = p[4], count = p[5], output = p[6], stride = p[7];
@@ -229,9 +245,17 @@ internal static class CompiledKernels
         var scales = f.Local(WasmType.I32);
         var entry = f.Local(WasmType.I32);
         var at = f.Local(WasmType.I32);
+        var first = f.Local(WasmType.I32); // the first token these loops compute
 
+        if (tokensFunction is { } tiled)
+        {
+            f.Get(count).Get(count).I32Const(TokensPerPass).I32RemU().I32Sub().Set(first);
+            f.Get(first).If();
+            f.Get(w).Get(rowBytes).Get(rows).Get(n).Get(xs).Get(first).Get(output).Get(stride).Call(tiled);
+            f.End();
+        }
         int none = f.Block();
-        f.Get(count).I32Eqz().BrIf(none);
+        f.Get(first).Get(count).I32GeS().BrIf(none);
         if (dotRows != null)
         {
             var rowAt = Enumerable.Range(0, RowsPerPass).Select(_ => f.Local(WasmType.I32)).ToArray();
@@ -241,7 +265,7 @@ internal static class CompiledKernels
             int groupLoop = f.Loop();
             f.Get(w).Get(r).Get(rowBytes).I32Mul().I32Add().Set(rowAt[0]);
             for (int k = 1; k < RowsPerPass; k++) f.Get(rowAt[k - 1]).Get(rowBytes).I32Add().Set(rowAt[k]);
-            f.I32Const(0).Set(t);
+            f.Get(first).Set(t);
             int groupTokens = f.Loop();
             EmitTokenEntry(f, xs, t, entry, x, scales);
             dotRows(f, rowAt, x, scales, n, results);
@@ -258,7 +282,7 @@ internal static class CompiledKernels
         f.Get(r).Get(rows).I32GeS().BrIf(rowsDone);
         int rowLoop = f.Loop();
         f.Get(w).Get(r).Get(rowBytes).I32Mul().I32Add().Set(row);
-        f.I32Const(0).Set(t);
+        f.Get(first).Set(t);
         int tokenLoop = f.Loop();
         EmitTokenEntry(f, xs, t, entry, x, scales);
         // address of out[t·stride + r], then the dot, then the store
@@ -269,6 +293,42 @@ internal static class CompiledKernels
         f.End();
         f.Get(r).I32Const(1).I32Add().Tee(r).Get(rows).I32LtS().BrIf(rowLoop);
         f.End();
+        f.End();
+        f.End();
+    }
+
+    /// <summary>The float types' token tile, with the matmul's parameters: rows outside, tokens inside,
+    /// <see cref="TokensPerPass"/> tokens per pass through <paramref name="dotTokens"/> (count must be a multiple of it).</summary>
+    private static void EmitMatMulTokens(WasmFunction f, WasmDotTokens dotTokens)
+    {
+        var p = f.Params;
+        Local w = p[0], rowBytes = p[1], rows = p[2], n = p[3], xs = p[4], count = p[5], output = p[6], stride = p[7];
+        var r = f.Local(WasmType.I32);
+        var t = f.Local(WasmType.I32);
+        var row = f.Local(WasmType.I32);
+        var at = f.Local(WasmType.I32);
+        var tx = Enumerable.Range(0, TokensPerPass).Select(_ => f.Local(WasmType.I32)).ToArray();
+        var results = Enumerable.Range(0, TokensPerPass).Select(_ => f.Local(WasmType.F32)).ToArray();
+        int none = f.Block();
+        f.Get(count).I32Eqz().BrIf(none);
+        f.Get(rows).I32Eqz().BrIf(none);
+        int rowLoop = f.Loop();
+        f.Get(w).Get(r).Get(rowBytes).I32Mul().I32Add().Set(row);
+        f.I32Const(0).Set(t);
+        int tokenLoop = f.Loop();
+        for (int j = 0; j < TokensPerPass; j++)
+            f.Get(xs).Get(t).I32Const(3).I32Shl().I32Add().I32Load((uint)(8 * j)).Set(tx[j]);
+        dotTokens(f, row, tx, n, results);
+        // out[(t + j)·stride + r]
+        f.Get(output).Get(t).Get(stride).I32Mul().Get(r).I32Add().I32Const(2).I32Shl().I32Add().Set(at);
+        for (int j = 0; j < TokensPerPass; j++)
+        {
+            f.Get(at).Get(results[j]).F32Store();
+            if (j + 1 < TokensPerPass) f.Get(at).Get(stride).I32Const(2).I32Shl().I32Add().Set(at);
+        }
+        f.Get(t).I32Const(TokensPerPass).I32Add().Tee(t).Get(count).I32LtS().BrIf(tokenLoop);
+        f.End();
+        f.Get(r).I32Const(1).I32Add().Tee(r).Get(rows).I32LtS().BrIf(rowLoop);
         f.End();
         f.End();
     }

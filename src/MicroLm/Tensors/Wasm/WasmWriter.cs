@@ -156,6 +156,8 @@ internal sealed class WasmFunction
     public WasmFunction Set(Local l) { Op(0x21); _code.U32((uint)l.Index); return this; }
     public WasmFunction Tee(Local l) { Op(0x22); _code.U32((uint)l.Index); return this; }
     public WasmFunction Select() => Op(0x1B);
+    /// <summary>Calls function <paramref name="index"/> of the module (its index from <see cref="WasmModule.AddFunction"/>).</summary>
+    public WasmFunction Call(int index) { Op(0x10); _code.U32((uint)index); return this; }
 
     public WasmFunction I32Load(uint offset = 0) => Mem(0x28, offset);
     public WasmFunction F32Load(uint offset = 0) => Mem(0x2A, offset);
@@ -193,6 +195,7 @@ internal sealed class WasmFunction
     public WasmFunction I32Add() => Op(0x6A);
     public WasmFunction I32Sub() => Op(0x6B);
     public WasmFunction I32Mul() => Op(0x6C);
+    public WasmFunction I32RemU() => Op(0x70);
     public WasmFunction I32And() => Op(0x71);
     public WasmFunction I32Or() => Op(0x72);
     public WasmFunction I32Shl() => Op(0x74);
