@@ -338,12 +338,19 @@ public sealed class WasmKernelTests
     {
         using var wasm = new Harness(CompiledKernels.Module().Bytes);
         var rng = new Random(17);
-        foreach (int n in new[] { 1, 3, 4, 15, 16, 17, 288, 769 })
+        // lengths around the kernel's four-value steps (the last n % 4 go one at a time)
+        foreach (int n in new[] { 1, 2, 3, 4, 5, 6, 7, 15, 16, 17, 288, 769 })
             foreach (bool edges in new[] { false, true })
             {
                 var gate = Enumerable.Range(0, n).Select(_ => rng.Next(3) == 0 ? Spread(rng, edges) : (float)((rng.NextDouble() * 2 - 1) * System.Math.Pow(2, rng.Next(-12, 8)))).ToArray();
                 var up = Enumerable.Range(0, n).Select(_ => Spread(rng, edges)).ToArray();
-                if (edges) { gate[0] = float.NegativeInfinity; gate[n / 2] = float.PositiveInfinity; gate[n - 1] = -0f; }
+                if (edges)
+                {
+                    // at both exp clamps (±200) and just inside, e^x near the float range's ends, NaN, subnormals
+                    float[] special = [200f, -200f, 199.99998f, -199.99998f, 88.7f, -88.7f, -103.9f, float.NaN, float.Epsilon, -float.Epsilon, 1e-40f, float.MaxValue, -float.MaxValue];
+                    for (int k = 0; k < n; k += 1 + rng.Next(3)) gate[k] = special[rng.Next(special.Length)];
+                    gate[0] = float.NegativeInfinity; gate[n / 2] = float.PositiveInfinity; gate[n - 1] = -0f;
+                }
                 var expected = new float[n];
                 DetMath.SiluTimes(gate, up, expected);
                 int g = wasm.Place<float>(gate), u = wasm.Place<float>(up), o = wasm.Place<float>(new float[n]);
