@@ -60,14 +60,41 @@ internal static partial class DetMath
         f.Br(done);
         f.End();
 
-        // e^(x − max), rounded to float
+        // e^(x − max), rounded to float: four at a time (two f64x2 halves, each lane the scalar's operations),
+        // then the last n % 4 one at a time
+        Local m2 = f.Local(V), x4 = f.Local(V), t2 = f.Local(V), kd2 = f.Local(V), r2 = f.Local(V), lo = f.Local(V), quadEnd = f.Local(I);
+        var c = EmitExpConstants(f);
+        f.Get(m).F64PromoteF32().F64x2Splat().Set(m2);
+        f.Get(x).Get(n).I32Const(-4).I32And().I32Const(2).I32Shl().I32Add().Set(quadEnd);
         f.Get(x).Set(p);
+        int quadsDone = f.Block();
+        f.Get(p).Get(quadEnd).I32GeS().BrIf(quadsDone);
+        int quad = f.Loop();
+        f.Get(p).V128Load().Set(x4);
+        f.Get(p);
+        for (int half = 0; half < 2; half++)
+        {
+            f.Get(x4);
+            if (half == 1) f.Get(x4).I8x16Shuffle(8, 9, 10, 11, 12, 13, 14, 15, 8, 9, 10, 11, 12, 13, 14, 15);
+            f.F64x2PromoteLowF32x4().Get(m2).F64x2Sub().Set(t2);
+            EmitExpCoreSmallClamped2(f, t2, kd2, r2, c);
+            f.F32x4DemoteF64x2Zero();
+            if (half == 0) f.Set(lo);
+            else f.Get(lo).I8x16Shuffle(16, 17, 18, 19, 20, 21, 22, 23, 0, 1, 2, 3, 4, 5, 6, 7);
+        }
+        f.V128Store();
+        f.Get(p).I32Const(16).I32Add().Tee(p).Get(quadEnd).I32LtS().BrIf(quad);
+        f.End();
+        f.End();
+        int singlesDone = f.Block();
+        f.Get(p).Get(end).I32GeS().BrIf(singlesDone);
         int exp = f.Loop();
         f.Get(p);
         f.Get(p).F32Load().F64PromoteF32().Get(m).F64PromoteF32().F64Sub().Set(t);
         EmitExpCoreSmallClamped(f, t, kd, r, kbits);
         f.F32DemoteF64().F32Store();
         f.Get(p).I32Const(4).I32Add().Tee(p).Get(end).I32LtS().BrIf(exp);
+        f.End();
         f.End();
 
         // Σ in 16 lanes: whole chunks as four f32x4, then the last n % 16 values lane by lane.

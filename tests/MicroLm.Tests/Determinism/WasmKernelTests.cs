@@ -112,6 +112,10 @@ public sealed class WasmKernelTests
             return (int)f.Invoke(a, b, c, d)!;
         }
 
+        /// <summary>Calls an export by name (integer and float arguments as the export declares them).</summary>
+        public void Invoke(string name, params ValueBox[] args) =>
+            (_instance.GetFunction(name) ?? throw new InvalidOperationException($"no export {name}")).Invoke(args);
+
         public void Dispose() { _store.Dispose(); _engine.Dispose(); }
     }
 
@@ -292,6 +296,71 @@ public sealed class WasmKernelTests
                     cases++;
                 }
         Assert.Equal(8 * 7 * 3, cases);
+    }
+
+    /// <summary>The batch attention export (one call per layer) against the C# steps of Models.Attention.Head for
+    /// every (token, head) pair: grouped-query heads, queries at a stride with an offset (as in a fused QKV buffer),
+    /// each token's own first row and position count (as a windowed ring gives), head dims around 16, NaN and
+    /// large scores; bits of every output.</summary>
+    [Fact]
+    public void TheBatchAttentionKernelGivesTheBitsOfTheCSharpSteps()
+    {
+        using var wasm = new Harness(CompiledKernels.Module().Bytes);
+        var rng = new Random(123);
+        int cases = 0;
+        foreach (int hd in new[] { 1, 8, 15, 16, 17, 48 })
+            foreach (var (heads, kvHeads) in new[] { (1, 1), (4, 2), (3, 3), (6, 1) })
+                foreach (int tokens in new[] { 1, 2, 5 })
+                    foreach (int edge in new[] { 0, 1, 2 })
+                    {
+                        int rows = 40, group = heads / kvHeads, qOffset = rng.Next(3), qStride = heads * hd + qOffset + rng.Next(3);
+                        float scale = 1f / MathF.Sqrt(hd);
+                        float Value() => (float)((rng.NextDouble() * 2 - 1) * System.Math.Pow(2, rng.Next(-6, 4)));
+                        var q = Enumerable.Range(0, tokens * qStride).Select(_ => Value()).ToArray();
+                        var keys = Enumerable.Range(0, kvHeads * rows * hd).Select(_ => Value()).ToArray();
+                        var values = Enumerable.Range(0, kvHeads * rows * hd).Select(_ => Value()).ToArray();
+                        if (edge == 1) keys[rng.Next(keys.Length)] = float.NaN;
+                        if (edge == 2) { q[qOffset] = 300f; values[rng.Next(values.Length)] = float.Epsilon; keys[rng.Next(keys.Length)] = -0f; }
+                        var table = new int[3 * tokens];
+                        var expected = new float[tokens * heads * hd];
+                        for (int t = 0; t < tokens; t++)
+                        {
+                            int first = rng.Next(rows - 1), count = 1 + rng.Next(rows - first);
+                            table[3 * t + 1] = first; table[3 * t + 2] = count;
+                            for (int h = 0; h < heads; h++)
+                            {
+                                int kv = h / group;
+                                var scores = new float[count];
+                                for (int i = 0; i < count; i++)
+                                    scores[i] = Kernels.Dot(q.AsSpan(t * qStride + qOffset + h * hd, hd), keys.AsSpan((kv * rows + first + i) * hd, hd)) * scale;
+                                DetMath.SoftmaxInPlace(scores);
+                                Kernels.WeightedRowSum(scores, values, (kv * rows + first) * hd, hd, expected.AsSpan((t * heads + h) * hd, hd));
+                            }
+                        }
+                        // outputs: one block per token at its own address (as each token's own Activation)
+                        var outputs = Enumerable.Range(0, tokens).Select(_ => wasm.Place<float>(new float[heads * hd])).ToArray();
+                        for (int t = 0; t < tokens; t++) table[3 * t] = outputs[t];
+                        int pq = wasm.Place<float>(q), pk = wasm.Place<float>(keys), pv = wasm.Place<float>(values), pt = wasm.Place<int>(table);
+                        int ps = wasm.Place<float>(new float[rows]);
+                        var args = new int[(int)CompiledKernels.BatchArg.Count];
+                        args[(int)CompiledKernels.BatchArg.Q] = pq + 4 * qOffset;
+                        args[(int)CompiledKernels.BatchArg.QStride] = 4 * qStride;
+                        args[(int)CompiledKernels.BatchArg.Keys] = pk;
+                        args[(int)CompiledKernels.BatchArg.Values] = pv;
+                        args[(int)CompiledKernels.BatchArg.HeadStride] = 4 * rows * hd;
+                        args[(int)CompiledKernels.BatchArg.Table] = pt;
+                        args[(int)CompiledKernels.BatchArg.Tokens] = tokens;
+                        args[(int)CompiledKernels.BatchArg.Heads] = heads;
+                        args[(int)CompiledKernels.BatchArg.Group] = group;
+                        args[(int)CompiledKernels.BatchArg.HeadDim] = hd;
+                        args[(int)CompiledKernels.BatchArg.Scores] = ps;
+                        wasm.Invoke("attention_batch", wasm.Place<int>(args), scale);
+                        var actual = outputs.SelectMany(o => wasm.Read<float>(o, heads * hd)).ToArray();
+                        var diffs = Differences(expected, actual);
+                        Assert.True(diffs.Count == 0, $"head dim {hd}, {heads}/{kvHeads} heads, {tokens} tokens, edge case {edge}: {string.Join("; ", diffs.Take(3))}");
+                        cases++;
+                    }
+        Assert.Equal(6 * 4 * 3 * 3, cases);
     }
 
     /// <summary>Greedy sampling's argmax: the index, compared with <see cref="Kernels.ArgMax"/> (no host installed,

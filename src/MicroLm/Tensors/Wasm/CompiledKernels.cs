@@ -32,6 +32,9 @@ internal interface IKernelHost
     /// <summary>Calls the module's <c>attention</c> export (see <see cref="CompiledKernels.EmitAttention"/>).</summary>
     void Attention(int q, int keys, int values, int scores, int output, int count, int headDim, float scale);
 
+    /// <summary>Calls the module's <c>attention_batch</c> export (see <see cref="CompiledKernels.EmitAttentionBatch"/>).</summary>
+    void AttentionBatch(int args, float scale);
+
     /// <summary>Calls utility export <paramref name="function"/> (an index into <see cref="CompiledKernels.UtilityNames"/>)
     /// with four i32 arguments; returns its i32 result.</summary>
     int Call(int function, int a, int b, int c, int d);
@@ -94,7 +97,8 @@ internal static class CompiledKernels
             module.AddFunction(info.Name, MatMulParams, [], f => EmitMatMul(f, dot, dotRows, tokens));
             types.Add(info.Type);
         }
-        module.AddFunction("attention", [WasmType.I32, WasmType.I32, WasmType.I32, WasmType.I32, WasmType.I32, WasmType.I32, WasmType.I32, WasmType.F32], [], EmitAttention);
+        int attention = module.AddFunction("attention", [WasmType.I32, WasmType.I32, WasmType.I32, WasmType.I32, WasmType.I32, WasmType.I32, WasmType.I32, WasmType.F32], [], EmitAttention);
+        module.AddFunction("attention_batch", [WasmType.I32, WasmType.F32], [], f => EmitAttentionBatch(f, attention));
         foreach (var u in Enum.GetValues<Utility>())
             module.AddFunction(UtilityName(u), UtilityParams, [WasmType.I32], f => EmitUtility(f, u));
         return (module.ToBytes(), types.ToArray());
@@ -160,6 +164,96 @@ internal static class CompiledKernels
         Math.DetMath.EmitSoftmaxInPlace(f, scores, count);
         Math.Kernels.EmitWeightedRowSum(f, scores, count, values, rowBytes, output, hd);
         f.End();
+    }
+
+    /// <summary>Where <see cref="EmitAttentionBatch"/> reads its i32 arguments (index into the argument block).</summary>
+    internal enum BatchArg { Q, QStride, Keys, Values, HeadStride, Table, Tokens, Heads, Group, HeadDim, Scores, Count }
+
+    /// <summary>Every (token, head) pair of a batch, each as <see cref="EmitAttention"/> (the function at
+    /// <paramref name="attention"/>, called once per pair): one host call per layer instead of one per head.
+    /// Parameters: (args, scale), args the address of <see cref="BatchArg"/>'s i32 block — q (token 0's first
+    /// query), qStride (bytes between tokens' queries), keys and values (KV head 0, row 0), headStride (bytes
+    /// between KV heads), table (per token: output address, first row, positions seen), tokens, heads, group
+    /// (query heads per KV head), headDim, scores (scratch of the most positions). Pair (t, h) reads query
+    /// q + t·qStride + h·headDim·4 and KV head h / group from its token's first row, and writes its output at
+    /// the token's output + h·headDim·4.</summary>
+    internal static void EmitAttentionBatch(WasmFunction f, int attention)
+    {
+        var p = f.Params;
+        Local args = p[0], scale = p[1];
+        var a = new Local[(int)BatchArg.Count];
+        for (int k = 0; k < a.Length; k++) { a[k] = f.Local(WasmType.I32); f.Get(args).I32Load((uint)(4 * k)).Set(a[k]); }
+        Local q = a[(int)BatchArg.Q], qStride = a[(int)BatchArg.QStride], keys = a[(int)BatchArg.Keys], values = a[(int)BatchArg.Values],
+            headStride = a[(int)BatchArg.HeadStride], table = a[(int)BatchArg.Table], tokens = a[(int)BatchArg.Tokens],
+            heads = a[(int)BatchArg.Heads], group = a[(int)BatchArg.Group], hd = a[(int)BatchArg.HeadDim], scores = a[(int)BatchArg.Scores];
+        Local t = f.Local(WasmType.I32), h = f.Local(WasmType.I32), entry = f.Local(WasmType.I32), output = f.Local(WasmType.I32),
+            first = f.Local(WasmType.I32), count = f.Local(WasmType.I32), rowBytes = f.Local(WasmType.I32), kv = f.Local(WasmType.I32);
+        f.Get(hd).I32Const(2).I32Shl().Set(rowBytes);
+        int none = f.Block();
+        f.Get(tokens).I32Eqz().BrIf(none);
+        f.Get(heads).I32Eqz().BrIf(none);
+        int eachToken = f.Loop();
+        f.Get(table).Get(t).I32Const(12).I32Mul().I32Add().Tee(entry).I32Load().Set(output);
+        f.Get(entry).I32Load(4).Get(rowBytes).I32Mul().Set(first);   // the first row's byte offset within a head
+        f.Get(entry).I32Load(8).Set(count);
+        f.I32Const(0).Set(h);
+        int eachHead = f.Loop();
+        f.Get(h).Get(group).I32DivU().Get(headStride).I32Mul().Get(first).I32Add().Set(kv);
+        f.Get(q).Get(t).Get(qStride).I32Mul().I32Add().Get(h).Get(rowBytes).I32Mul().I32Add();
+        f.Get(keys).Get(kv).I32Add();
+        f.Get(values).Get(kv).I32Add();
+        f.Get(scores);
+        f.Get(output).Get(h).Get(rowBytes).I32Mul().I32Add();
+        f.Get(count).Get(hd).Get(scale).Call(attention);
+        f.Get(h).I32Const(1).I32Add().Tee(h).Get(heads).I32LtU().BrIf(eachHead);
+        f.End();
+        f.Get(t).I32Const(1).I32Add().Tee(t).Get(tokens).I32LtU().BrIf(eachToken);
+        f.End();
+        f.End();
+    }
+
+    /// <summary>Every (token, head) pair of a batch through the host in one call (see <see cref="EmitAttentionBatch"/>);
+    /// false means the C# path must run. <paramref name="table"/> holds per token three ints: this fills the first
+    /// (the output's address, from <paramref name="outputs"/>), the caller the first row and the positions seen.
+    /// The caches are head-major, <paramref name="rows"/> rows of <paramref name="headDim"/> per KV head.</summary>
+    public static unsafe bool TryAttentionBatch(float[] q, int qStride, int qOffset, float[] keys, float[] values, int rows,
+        int[] table, Activation[] outputs, int tokens, int heads, int group, int headDim, float scale, float[] scores)
+    {
+        var host = _host;
+        if (host == null || tokens <= 0) return false;
+        if (table.Length < 3 * tokens || group <= 0 || heads % group != 0 || (long)(tokens - 1) * qStride + qOffset + heads * headDim > q.Length)
+            throw new ArgumentOutOfRangeException(nameof(tokens));
+        long kvHeads = heads / group;
+        if (kvHeads * rows * headDim > keys.Length || kvHeads * rows * headDim > values.Length) throw new ArgumentOutOfRangeException(nameof(rows));
+        for (int t = 0; t < tokens; t++)
+        {
+            int first = table[3 * t + 1], count = table[3 * t + 2];
+            if (first < 0 || count <= 0 || (long)first + count > rows || count > scores.Length || outputs[t].Values.Length < heads * headDim)
+                throw new ArgumentOutOfRangeException(nameof(table));
+            table[3 * t] = Address(outputs[t].Values); // allocated pinned (Activation's constructor)
+        }
+        Span<int> args = stackalloc int[(int)BatchArg.Count];
+        fixed (float* pq = q)
+        fixed (float* pk = keys)
+        fixed (float* pv = values)
+        fixed (float* ps = scores)
+        fixed (int* pt = table)
+        fixed (int* pa = args)
+        {
+            args[(int)BatchArg.Q] = (int)(pq + qOffset);
+            args[(int)BatchArg.QStride] = 4 * qStride;
+            args[(int)BatchArg.Keys] = (int)pk;
+            args[(int)BatchArg.Values] = (int)pv;
+            args[(int)BatchArg.HeadStride] = 4 * rows * headDim;
+            args[(int)BatchArg.Table] = (int)pt;
+            args[(int)BatchArg.Tokens] = tokens;
+            args[(int)BatchArg.Heads] = heads;
+            args[(int)BatchArg.Group] = group;
+            args[(int)BatchArg.HeadDim] = headDim;
+            args[(int)BatchArg.Scores] = (int)ps;
+            host.AttentionBatch((int)pa, scale);
+        }
+        return true;
     }
 
     /// <summary>Runs one attention head through the host (see <see cref="EmitAttention"/>); false means

@@ -210,6 +210,7 @@ internal sealed class WasmFunction
     public WasmFunction F64x2Sub() => Simd(0xF1);
     public WasmFunction F64x2Mul() => Simd(0xF2);
     public WasmFunction F64x2Div() => Simd(0xF3);
+    public WasmFunction I32DivU() => Op(0x6E);
     public WasmFunction I32RemU() => Op(0x70);
     public WasmFunction I32And() => Op(0x71);
     public WasmFunction I32Or() => Op(0x72);
