@@ -337,6 +337,82 @@ internal static class Kernels
         for (int i = 0; i < y.Length; i++) y[i] += x[i];
     }
 
+    /// <summary><see cref="Add"/> in WebAssembly over n floats at y and x: four at a time, then one at a time
+    /// (each element's own IEEE add, so the bits of the C# loop).</summary>
+    internal static void EmitAddInPlace(Tensors.Wasm.WasmFunction f, Tensors.Wasm.Local y, Tensors.Wasm.Local x, Tensors.Wasm.Local n)
+    {
+        var i = f.Local(Tensors.Wasm.WasmType.I32); var quads = f.Local(Tensors.Wasm.WasmType.I32); var bytes = f.Local(Tensors.Wasm.WasmType.I32);
+        f.Get(n).I32Const(-4).I32And().I32Const(2).I32Shl().Set(quads);
+        f.Get(n).I32Const(2).I32Shl().Set(bytes);
+        int quadsDone = f.Block();
+        f.Get(quads).I32Eqz().BrIf(quadsDone);
+        int quad = f.Loop();
+        f.Get(y).Get(i).I32Add().Get(y).Get(i).I32Add().V128Load().Get(x).Get(i).I32Add().V128Load().F32x4Add().V128Store();
+        f.Get(i).I32Const(16).I32Add().Tee(i).Get(quads).I32LtS().BrIf(quad);
+        f.End();
+        f.End();
+        int done = f.Block();
+        f.Get(i).Get(bytes).I32GeS().BrIf(done);
+        int one = f.Loop();
+        f.Get(y).Get(i).I32Add().Get(y).Get(i).I32Add().F32Load().Get(x).Get(i).I32Add().F32Load().F32Add().F32Store();
+        f.Get(i).I32Const(4).I32Add().Tee(i).Get(bytes).I32LtS().BrIf(one);
+        f.End();
+        f.End();
+    }
+
+    /// <summary>Where <see cref="EmitRmsNormRows"/> reads its arguments (i32 index into the argument block).</summary>
+    internal enum RmsNormArg { X, Length, Weight, Outputs, Count, Eps, Size }
+
+    /// <summary><see cref="RmsNorm"/> of several rows in WebAssembly, each exactly as the C# steps: ss = Dot(x, x)
+    /// (the 16-lane order, <see cref="EmitDot"/>) / n + eps, scale = 1 / √ss (f32.sqrt, correctly rounded like
+    /// MathF.Sqrt), out[i] = w[i] · (scale · x[i]). The argument block (<see cref="RmsNormArg"/>): rows at x, n
+    /// floats apart; w; a table of each row's output address; the row count; eps's bits.</summary>
+    internal static void EmitRmsNormRows(Tensors.Wasm.WasmFunction f, Tensors.Wasm.Local args)
+    {
+        const Tensors.Wasm.WasmType I = Tensors.Wasm.WasmType.I32, F = Tensors.Wasm.WasmType.F32, V = Tensors.Wasm.WasmType.V128;
+        Tensors.Wasm.Local x = f.Local(I), n = f.Local(I), w = f.Local(I), outputs = f.Local(I), count = f.Local(I), eps = f.Local(F);
+        Tensors.Wasm.Local t = f.Local(I), row = f.Local(I), output = f.Local(I), i = f.Local(I), quads = f.Local(I), bytes = f.Local(I);
+        Tensors.Wasm.Local scale = f.Local(F), scale4 = f.Local(V);
+        f.Get(args).I32Load(4 * (uint)RmsNormArg.X).Set(x);
+        f.Get(args).I32Load(4 * (uint)RmsNormArg.Length).Set(n);
+        f.Get(args).I32Load(4 * (uint)RmsNormArg.Weight).Set(w);
+        f.Get(args).I32Load(4 * (uint)RmsNormArg.Outputs).Set(outputs);
+        f.Get(args).I32Load(4 * (uint)RmsNormArg.Count).Set(count);
+        f.Get(args).F32Load(4 * (uint)RmsNormArg.Eps).Set(eps);
+        f.Get(n).I32Const(-4).I32And().I32Const(2).I32Shl().Set(quads);
+        f.Get(n).I32Const(2).I32Shl().Set(bytes);
+        int none = f.Block();
+        f.Get(count).I32Eqz().BrIf(none);
+        f.Get(n).I32Eqz().BrIf(none);
+        f.Get(x).Set(row);
+        int eachRow = f.Loop();
+        f.Get(outputs).Get(t).I32Const(2).I32Shl().I32Add().I32Load().Set(output);
+        f.F32Const(1f);
+        EmitDot(f, row, row, n, 4, static (f, p, offset) => f.Get(p).V128Load(offset), static (f, p, offset) => f.Get(p).F32Load(offset));
+        f.Get(n).F32ConvertI32S().F32Div().Get(eps).F32Add().F32Sqrt().F32Div().Tee(scale).F32x4Splat().Set(scale4);
+        f.I32Const(0).Set(i);
+        int quadsDone = f.Block();
+        f.Get(quads).I32Eqz().BrIf(quadsDone);
+        int quad = f.Loop();
+        f.Get(output).Get(i).I32Add();
+        f.Get(w).Get(i).I32Add().V128Load().Get(scale4).Get(row).Get(i).I32Add().V128Load().F32x4Mul().F32x4Mul().V128Store();
+        f.Get(i).I32Const(16).I32Add().Tee(i).Get(quads).I32LtS().BrIf(quad);
+        f.End();
+        f.End();
+        int tailDone = f.Block();
+        f.Get(i).Get(bytes).I32GeS().BrIf(tailDone);
+        int one = f.Loop();
+        f.Get(output).Get(i).I32Add();
+        f.Get(w).Get(i).I32Add().F32Load().Get(scale).Get(row).Get(i).I32Add().F32Load().F32Mul().F32Mul().F32Store();
+        f.Get(i).I32Const(4).I32Add().Tee(i).Get(bytes).I32LtS().BrIf(one);
+        f.End();
+        f.End();
+        f.Get(row).Get(bytes).I32Add().Set(row);
+        f.Get(t).I32Const(1).I32Add().Tee(t).Get(count).I32LtU().BrIf(eachRow);
+        f.End();
+        f.End();
+    }
+
     /// <summary>output[i] = Σ_t weights[t]·rows[offset + t·stride + i], summed from +0 in increasing t, each
     /// product rounded before its add (attention's weighted values). Elementwise, so the vector width
     /// does not change the bits; the output stays in registers across t.</summary>

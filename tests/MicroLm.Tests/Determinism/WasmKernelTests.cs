@@ -363,6 +363,59 @@ public sealed class WasmKernelTests
         Assert.Equal(6 * 4 * 3 * 3, cases);
     }
 
+    /// <summary>The residual add and the batch RMSNorm utilities against Kernels.Add and Kernels.RmsNorm (no host
+    /// installed, so the C# loops): lengths around the four-value steps, spreads with NaN, ±∞, subnormals, ±0 and the
+    /// largest float (sums of squares that overflow to ∞, rows of tiny values where eps decides), several eps.</summary>
+    [Fact]
+    public void TheAddAndRmsNormKernelsGiveTheBitsOfTheCSharpSteps()
+    {
+        using var wasm = new Harness(CompiledKernels.Module().Bytes);
+        var rng = new Random(31);
+        int cases = 0;
+        foreach (int n in new[] { 1, 2, 3, 4, 5, 7, 15, 16, 17, 64, 288, 289 })
+            foreach (int kind in new[] { 0, 1, 2, 3 })
+            {
+                // kind 0: ordinary values; 1: edge values among them; 2: huge rows (Σx² overflows); 3: tiny rows (eps decides)
+                float Value() => kind switch
+                {
+                    1 => Spread(rng, edges: true),
+                    2 => (float)((rng.NextDouble() * 2 - 1) * 1e30),
+                    3 => BitConverter.Int32BitsToSingle(rng.Next(0, 0x00FFFFFF)) * (rng.Next(2) == 0 ? 1 : -1),
+                    _ => (float)((rng.NextDouble() * 2 - 1) * System.Math.Pow(2, rng.Next(-8, 8))),
+                };
+                int rows = 1 + rng.Next(4);
+                float eps = kind == 3 ? 1e-6f : new[] { 1e-5f, 1e-6f, 1e-12f }[rng.Next(3)];
+                var x = Enumerable.Range(0, rows * n).Select(_ => Value()).ToArray();
+                var other = Enumerable.Range(0, rows * n).Select(_ => Value()).ToArray();
+                var w = Enumerable.Range(0, n).Select(_ => kind == 1 ? Spread(rng, edges: true) : (float)(0.5 + rng.NextDouble())).ToArray();
+
+                var sum = (float[])x.Clone();
+                Kernels.Add(sum, other);
+                int py = wasm.Place<float>(x), px = wasm.Place<float>(other);
+                wasm.Call(Utility.AddInPlace, py, px, rows * n);
+                var diffs = Differences(sum, wasm.Read<float>(py, rows * n));
+                Assert.True(diffs.Count == 0, $"add, n {n}, kind {kind}: {string.Join("; ", diffs.Take(3))}");
+
+                var expected = new float[rows * n];
+                for (int t = 0; t < rows; t++) Kernels.RmsNorm(x.AsSpan(t * n, n), w, eps, expected.AsSpan(t * n, n));
+                int xs = wasm.Place<float>(x), ws = wasm.Place<float>(w);
+                var outputs = Enumerable.Range(0, rows).Select(_ => wasm.Place<float>(new float[n])).ToArray();
+                int table = wasm.Place<int>(outputs);
+                var args = new int[(int)Kernels.RmsNormArg.Size];
+                args[(int)Kernels.RmsNormArg.X] = xs;
+                args[(int)Kernels.RmsNormArg.Length] = n;
+                args[(int)Kernels.RmsNormArg.Weight] = ws;
+                args[(int)Kernels.RmsNormArg.Outputs] = table;
+                args[(int)Kernels.RmsNormArg.Count] = rows;
+                args[(int)Kernels.RmsNormArg.Eps] = BitConverter.SingleToInt32Bits(eps);
+                wasm.Call(Utility.RmsNormRows, wasm.Place<int>(args), 0);
+                diffs = Differences(expected, outputs.SelectMany(o => wasm.Read<float>(o, n)).ToArray());
+                Assert.True(diffs.Count == 0, $"rmsnorm, n {n}, kind {kind}, {rows} rows: {string.Join("; ", diffs.Take(3))}");
+                cases++;
+            }
+        Assert.Equal(12 * 4, cases);
+    }
+
     /// <summary>Greedy sampling's argmax: the index, compared with <see cref="Kernels.ArgMax"/> (no host installed,
     /// so the C# loop) on spreads with ties, ±0, ±∞ and NaNs (first, last, everywhere).</summary>
     [Fact]

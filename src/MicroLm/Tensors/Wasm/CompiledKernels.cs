@@ -54,6 +54,10 @@ internal enum Utility
     Sha256Blocks,
     /// <summary>(values, blocks, outputs) → 0: the activation's Q8_0 form, as <see cref="Activation.EnsureQ8"/>.</summary>
     QuantizeQ8,
+    /// <summary>(y, x, n) → 0: y += x over n floats, as <see cref="Math.Kernels.Add"/>.</summary>
+    AddInPlace,
+    /// <summary>(args) → 0: <see cref="Math.Kernels.RmsNorm"/> of several rows (<see cref="Math.Kernels.EmitRmsNormRows"/>).</summary>
+    RmsNormRows,
 }
 
 /// <summary>The runtime's WebAssembly SIMD kernels: one module, generated here from the kernel definitions
@@ -116,6 +120,8 @@ internal static class CompiledKernels
         Utility.SiluTimes => "silu_times",
         Utility.Sha256Blocks => "sha256_blocks",
         Utility.QuantizeQ8 => "quantize_q8",
+        Utility.AddInPlace => "add_in_place",
+        Utility.RmsNormRows => "rms_norm_rows",
         _ => throw new ArgumentOutOfRangeException(nameof(u)),
     };
 
@@ -129,6 +135,8 @@ internal static class CompiledKernels
             case Utility.SiluTimes: Math.DetMath.EmitSiluTimes(f, p[0], p[1], p[2], p[3]); f.I32Const(0); break;
             case Utility.Sha256Blocks: Generation.Sha256.EmitCompressBlocks(f, p[0], p[1], p[2]); break;
             case Utility.QuantizeQ8: Activation.EmitQuantize(f, p[0], p[1], p[2]); break;
+            case Utility.AddInPlace: Math.Kernels.EmitAddInPlace(f, p[0], p[1], p[2]); f.I32Const(0); break;
+            case Utility.RmsNormRows: Math.Kernels.EmitRmsNormRows(f, p[0]); f.I32Const(0); break;
         }
     }
 
@@ -164,6 +172,49 @@ internal static class CompiledKernels
         Math.DetMath.EmitSoftmaxInPlace(f, scores, count);
         Math.Kernels.EmitWeightedRowSum(f, scores, count, values, rowBytes, output, hd);
         f.End();
+    }
+
+    /// <summary>y += x through the host (one call for a whole batch's residual add); false means the C# path must run.</summary>
+    public static unsafe bool TryAdd(Span<float> y, ReadOnlySpan<float> x)
+    {
+        if (_host is not { } host || y.Length == 0) return false;
+        if (x.Length != y.Length) throw new ArgumentException("lengths differ", nameof(x));
+        fixed (float* py = y)
+        fixed (float* px = x)
+            host.Call((int)Utility.AddInPlace, (int)py, (int)px, y.Length, 0);
+        return true;
+    }
+
+    private static int[] _rowTable = [];
+
+    /// <summary><see cref="Math.Kernels.RmsNorm"/> of rows 0..count−1 of <paramref name="x"/> (dim floats each) into
+    /// outputs[t].Span through the host, in one call; false means the C# path must run. The caller invalidates the
+    /// outputs' quantized forms.</summary>
+    public static unsafe bool TryRmsNormRows(float[] x, int dim, ReadOnlySpan<float> weight, float eps, Activation[] outputs, int count)
+    {
+        if (_host is not { } host || count <= 0) return false;
+        if ((long)count * dim > x.Length || weight.Length < dim || outputs.Length < count) throw new ArgumentOutOfRangeException(nameof(count));
+        if (_rowTable.Length < count) _rowTable = new int[count]; // the browser build runs one thread
+        for (int t = 0; t < count; t++)
+        {
+            if (outputs[t].Values.Length < dim) throw new ArgumentOutOfRangeException(nameof(outputs));
+            _rowTable[t] = Address(outputs[t].Values); // allocated pinned (Activation's constructor)
+        }
+        Span<int> args = stackalloc int[(int)Math.Kernels.RmsNormArg.Size];
+        fixed (float* px = x)
+        fixed (float* pw = weight)
+        fixed (int* pt = _rowTable)
+        fixed (int* pa = args)
+        {
+            args[(int)Math.Kernels.RmsNormArg.X] = (int)px;
+            args[(int)Math.Kernels.RmsNormArg.Length] = dim;
+            args[(int)Math.Kernels.RmsNormArg.Weight] = (int)pw;
+            args[(int)Math.Kernels.RmsNormArg.Outputs] = (int)pt;
+            args[(int)Math.Kernels.RmsNormArg.Count] = count;
+            args[(int)Math.Kernels.RmsNormArg.Eps] = BitConverter.SingleToInt32Bits(eps);
+            host.Call((int)Utility.RmsNormRows, (int)pa, 0, 0, 0);
+        }
+        return true;
     }
 
     /// <summary>Where <see cref="EmitAttentionBatch"/> reads its i32 arguments (index into the argument block).</summary>

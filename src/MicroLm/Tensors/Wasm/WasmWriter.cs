@@ -240,6 +240,7 @@ internal sealed class WasmFunction
     public WasmFunction F64Mul() => Op(0xA2);
     public WasmFunction F64Div() => Op(0xA3);
     public WasmFunction F32ConvertI32S() => Op(0xB2);
+    public WasmFunction F32Sqrt() => Op(0x91);
     public WasmFunction F32DemoteF64() => Op(0xB6);
     public WasmFunction I32ReinterpretF32() => Op(0xBC);
     public WasmFunction F64PromoteF32() => Op(0xBB);
