@@ -231,6 +231,76 @@ public class QuantizedKernelPathTests
         }
     }
 
+    /// <summary>Prefill through <see cref="Tensors.WeightMatrix.MatMul"/> (four-row × four-token tiles, their token
+    /// tails, two-row tiles, single rows) gives every (row, token) exactly the bits of the one-row dot at the scalar
+    /// setting, at every width: 11 rows (not a multiple of any tile), row ranges that start off the tile grid, token
+    /// counts around the four-token tile, quants at +127, −127 and −128 (Q4_0: nibbles 0 and 15), and block scales that
+    /// are NaN, ±inf, subnormal, ±0 and the largest half.</summary>
+    [Theory]
+    [InlineData(Tensors.GgmlType.Q8_0)]
+    [InlineData(Tensors.GgmlType.Q4_0)]
+    public void PrefillTilesGiveEachRowAndTokenTheBitsOfDot(Tensors.GgmlType type)
+    {
+        const int n = 96, rows = 11, maxTokens = 13;
+        var info = Tensors.TensorTypes.Get(type);
+        int rowBytes = (int)info.RowBytes(n), blocks = n / 32;
+        var rng = new Rng(31);
+        ushort[] special = [0x7E00, 0x7C00, 0xFC00, 0x0001, 0x8001, 0x03FF, 0x0000, 0x8000, 0x7BFF, 0xFBFF];
+        var data = new byte[rows * rowBytes];
+        int specials = 0;
+        for (int r = 0; r < rows; r++)
+            for (int b = 0; b < blocks; b++)
+            {
+                int at = r * rowBytes + b * info.BytesPerBlock;
+                // One block in four takes a special scale (the rest ordinary magnitudes 2^-7..2^-1), so most dots stay finite.
+                ushort h = (r * blocks + b) % 4 == 1 ? special[specials++ % special.Length] : (ushort)((0x2000 + (int)(rng.NextUInt64() % 0x1800)) | (rng.NextUInt64() % 2 == 0 ? 0 : 0x8000));
+                data[at] = (byte)h;
+                data[at + 1] = (byte)(h >> 8);
+                for (int i = 2; i < info.BytesPerBlock; i++)
+                    data[at + i] = (rng.NextUInt64() % 6) switch { 0 => 0x7F, 1 => 0x81, 2 => 0x80, 3 => 0xF0, _ => (byte)rng.NextUInt64() };
+            }
+        var file = MicroLm.Gguf.GgufFile.FromMemory(new MicroLm.Gguf.GgufWriter().Add("general.architecture", "llama").AddTensor("w", type, [n, rows], data).ToArray());
+        var matrix = new Tensors.WeightMatrix(file, file.Tensors[0]);
+        var xs = new Tensors.Quants.Activation[maxTokens];
+        for (int t = 0; t < maxTokens; t++)
+        {
+            xs[t] = new Tensors.Quants.Activation(n);
+            float magnitude = t switch { 3 => 1e-40f, 5 => 3e38f, _ => 3 };
+            for (int i = 0; i < n; i++) xs[t].Values[i] = (rng.NextFloat() - 0.5f) * magnitude;
+            xs[t].Values[(7 * t) % n] = t % 2 == 0 ? magnitude : -magnitude; // a quant at ±127 in one block
+            xs[t].EnsureQ8();
+        }
+        var kernel = info.Kernel!;
+        var reference = new int[maxTokens, rows];
+        for (int t = 0; t < maxTokens; t++)
+            for (int r = 0; r < rows; r++)
+                reference[t, r] = BitConverter.SingleToInt32Bits(DotWithBits(kernel, data.AsSpan(r * rowBytes, rowBytes).ToArray(), xs[t], 0));
+        int saved = Kernels.VectorBits;
+        try
+        {
+            foreach (int bits in new[] { 0, 128, 256, 512 })
+            {
+                if (bits > saved) continue;
+                Kernels.VectorBits = bits;
+                foreach (int count in new[] { 1, 2, 3, 4, 5, 7, 8, 9, 12, 13 })
+                    foreach (var (start, end) in new[] { (0, rows), (1, rows - 1), (2, rows), (0, 7), (3, 4) })
+                    {
+                        var output = new float[count * rows];
+                        Array.Fill(output, 12345f);
+                        matrix.MatMul(xs, count, output, start, end);
+                        for (int t = 0; t < count; t++)
+                            for (int r = 0; r < rows; r++)
+                            {
+                                int expected = r >= start && r < end ? reference[t, r] : BitConverter.SingleToInt32Bits(12345f);
+                                Assert.True(expected == BitConverter.SingleToInt32Bits(output[t * rows + r]),
+                                    $"{type} width {bits}, {count} tokens, rows [{start}, {end}): row {r} token {t} is {output[t * rows + r]}, Dot gives {BitConverter.Int32BitsToSingle(expected)}");
+                            }
+                    }
+            }
+        }
+        finally { Kernels.VectorBits = saved; }
+    }
+
     [Fact]
     public void F16TensorsWithInfinityOrNaNAreRefused()
     {

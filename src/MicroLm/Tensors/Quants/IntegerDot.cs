@@ -53,12 +53,20 @@ internal static class IntegerDot
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector256<int> Groups256(Vector256<sbyte> w, Vector256<sbyte> x)
+    public static Vector256<int> Groups256(Vector256<sbyte> w, Vector256<sbyte> x) => Groups256(Magnitudes(w), w, x);
+
+    /// <summary>|w| as unsigned bytes, the first operand of <see cref="Groups256(Vector256{byte}, Vector256{sbyte}, Vector256{sbyte})"/>
+    /// (a tile takes it once per weight block and reuses it for every token).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<byte> Magnitudes(Vector256<sbyte> w) => Avx2.Abs(w);
+
+    /// <summary><see cref="Groups256(Vector256{sbyte}, Vector256{sbyte})"/> with |w| given (<see cref="Magnitudes"/>): the same exact integers.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<int> Groups256(Vector256<byte> magnitudes, Vector256<sbyte> w, Vector256<sbyte> x)
     {
         if (AvxVnni.IsSupported)
-            return AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, Avx2.Abs(w), Avx2.Sign(x, w));
-        var pairs = Avx2.MultiplyAddAdjacent(Avx2.Abs(w), Avx2.Sign(x, w));
-        return Avx2.MultiplyAddAdjacent(pairs, Vector256<short>.One);
+            return AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, magnitudes, Avx2.Sign(x, w));
+        return Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(magnitudes, Avx2.Sign(x, w)), Vector256<short>.One);
     }
 
     /// <summary>The 8 group sums of a Q4_0 block (16 packed bytes at <paramref name="qs"/>) with x, AVX2 only:
