@@ -159,6 +159,32 @@ internal static partial class DetMath
         return c;
     }
 
+    /// <summary>Where <see cref="EmitSiluTimesRows"/> reads its i32 arguments (index into the argument block).</summary>
+    internal enum SiluRowsArg { Gate, Up, Width, Outputs, Count, Size }
+
+    /// <summary><see cref="EmitSiluTimes"/> for several rows in one call: row t of gate and up (width floats apart)
+    /// into the output at the t-th address of a table (<see cref="SiluRowsArg"/>), each row exactly as one call.</summary>
+    internal static void EmitSiluTimesRows(WasmFunction f, Local args)
+    {
+        const WasmType I = WasmType.I32;
+        Local gate = f.Local(I), up = f.Local(I), width = f.Local(I), outputs = f.Local(I), count = f.Local(I), t = f.Local(I), output = f.Local(I);
+        f.Get(args).I32Load(4 * (uint)SiluRowsArg.Gate).Set(gate);
+        f.Get(args).I32Load(4 * (uint)SiluRowsArg.Up).Set(up);
+        f.Get(args).I32Load(4 * (uint)SiluRowsArg.Width).Set(width);
+        f.Get(args).I32Load(4 * (uint)SiluRowsArg.Outputs).Set(outputs);
+        f.Get(args).I32Load(4 * (uint)SiluRowsArg.Count).Set(count);
+        int none = f.Block();
+        f.Get(count).I32Eqz().BrIf(none);
+        int each = f.Loop();
+        f.Get(outputs).Get(t).I32Const(2).I32Shl().I32Add().I32Load().Set(output);
+        EmitSiluTimes(f, gate, up, output, width);
+        f.Get(gate).Get(width).I32Const(2).I32Shl().I32Add().Set(gate);
+        f.Get(up).Get(width).I32Const(2).I32Shl().I32Add().Set(up);
+        f.Get(t).I32Const(1).I32Add().Tee(t).Get(count).I32LtU().BrIf(each);
+        f.End();
+        f.End();
+    }
+
     /// <summary><see cref="SiluTimes"/> in WebAssembly, as <see cref="Silu(float)"/> for each value:
     /// −∞ gives −0, otherwise x / (1 + e^(−x)) in binary64 (exp clamped as <see cref="ClampSmall"/>) rounded
     /// to float; then times up[i]. Four values per step (two f64x2 halves, each lane the scalar's operations),
@@ -169,7 +195,8 @@ internal static partial class DetMath
         Local i = f.Local(I), g = f.Local(F), x = f.Local(D), t = f.Local(D), kd = f.Local(D), r = f.Local(D), kbits = f.Local(WasmType.I64);
         Local g4 = f.Local(V), x2 = f.Local(V), t2 = f.Local(V), kd2 = f.Local(V), r2 = f.Local(V), lo = f.Local(V), four = f.Local(I);
         var c = EmitExpConstants(f);
-        // Four at a time while four remain (i and four are byte offsets).
+        // Four at a time while four remain (i and four are byte offsets; i set here, as this may be emitted in a loop).
+        f.I32Const(0).Set(i);
         f.Get(n).I32Const(-4).I32And().I32Const(2).I32Shl().Set(four);
         int quadsDone = f.Block();
         f.Get(four).I32Eqz().BrIf(quadsDone);

@@ -124,7 +124,16 @@ internal sealed class TokenBatch
     public void Gelu(float[] rows, int width, Activation[] output) { _buffer = rows; _width = width; _output = output; Run(_gelu); }
 
     /// <summary>output[t] = silu(gate[t]) ⊙ up[t].</summary>
-    public void SwiGlu(float[] gate, float[] up, int width, Activation[] output) { _buffer = gate; _buffer2 = up; _width = width; _output = output; Run(_swiGlu); }
+    public void SwiGlu(float[] gate, float[] up, int width, Activation[] output)
+    {
+        _buffer = gate; _buffer2 = up; _width = width; _output = output;
+        if (Tensors.Wasm.CompiledKernels.TrySiluTimesRows(gate, up, width, output, Count)) // the browser's, one call
+        {
+            for (int t = 0; t < Count; t++) output[t].Invalidate();
+            return;
+        }
+        Run(_swiGlu);
+    }
 
     /// <summary>Final norm of the rows whose logits are wanted: normed[i] = RmsNorm(x[first + i]), i &lt; count.</summary>
     public void RmsNormRows(int first, int count, ReadOnlySpan<float> weight, float eps)

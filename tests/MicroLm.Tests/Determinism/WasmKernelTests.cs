@@ -479,6 +479,22 @@ public sealed class WasmKernelTests
                 wasm.Call(Utility.SiluTimes, g, u, o, n);
                 var diffs = Differences(expected, wasm.Read<float>(o, n));
                 Assert.True(diffs.Count == 0, $"n {n}, edges {edges}: {string.Join("; ", diffs.Take(3))}");
+
+                // the rows form: the same values as two rows of n (gate and up rows n floats apart), each into its own output
+                var gate2 = gate.Concat(gate.Reverse()).ToArray();
+                var up2 = up.Concat(up.Reverse()).ToArray();
+                var expected2 = new float[2 * n];
+                DetMath.SiluTimes(gate2, up2, expected2);
+                int[] outs = [wasm.Place<float>(new float[n]), wasm.Place<float>(new float[n])];
+                var args = new int[(int)DetMath.SiluRowsArg.Size];
+                args[(int)DetMath.SiluRowsArg.Gate] = wasm.Place<float>(gate2);
+                args[(int)DetMath.SiluRowsArg.Up] = wasm.Place<float>(up2);
+                args[(int)DetMath.SiluRowsArg.Width] = n;
+                args[(int)DetMath.SiluRowsArg.Outputs] = wasm.Place<int>(outs);
+                args[(int)DetMath.SiluRowsArg.Count] = 2;
+                wasm.Call(Utility.SiluTimesRows, wasm.Place<int>(args), 0);
+                diffs = Differences(expected2, wasm.Read<float>(outs[0], n).Concat(wasm.Read<float>(outs[1], n)).ToArray());
+                Assert.True(diffs.Count == 0, $"rows, n {n}, edges {edges}: {string.Join("; ", diffs.Take(3))}");
             }
     }
 

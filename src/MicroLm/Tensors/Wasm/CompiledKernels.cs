@@ -58,6 +58,8 @@ internal enum Utility
     AddInPlace,
     /// <summary>(args) → 0: <see cref="Math.Kernels.RmsNorm"/> of several rows (<see cref="Math.Kernels.EmitRmsNormRows"/>).</summary>
     RmsNormRows,
+    /// <summary>(args) → 0: <see cref="SiluTimes"/> of several rows (<see cref="Math.DetMath.EmitSiluTimesRows"/>).</summary>
+    SiluTimesRows,
 }
 
 /// <summary>The runtime's WebAssembly SIMD kernels: one module, generated here from the kernel definitions
@@ -122,6 +124,7 @@ internal static class CompiledKernels
         Utility.QuantizeQ8 => "quantize_q8",
         Utility.AddInPlace => "add_in_place",
         Utility.RmsNormRows => "rms_norm_rows",
+        Utility.SiluTimesRows => "silu_times_rows",
         _ => throw new ArgumentOutOfRangeException(nameof(u)),
     };
 
@@ -137,6 +140,7 @@ internal static class CompiledKernels
             case Utility.QuantizeQ8: Activation.EmitQuantize(f, p[0], p[1], p[2]); break;
             case Utility.AddInPlace: Math.Kernels.EmitAddInPlace(f, p[0], p[1], p[2]); f.I32Const(0); break;
             case Utility.RmsNormRows: Math.Kernels.EmitRmsNormRows(f, p[0]); f.I32Const(0); break;
+            case Utility.SiluTimesRows: Math.DetMath.EmitSiluTimesRows(f, p[0]); f.I32Const(0); break;
         }
     }
 
@@ -213,6 +217,34 @@ internal static class CompiledKernels
             args[(int)Math.Kernels.RmsNormArg.Count] = count;
             args[(int)Math.Kernels.RmsNormArg.Eps] = BitConverter.SingleToInt32Bits(eps);
             host.Call((int)Utility.RmsNormRows, (int)pa, 0, 0, 0);
+        }
+        return true;
+    }
+
+    /// <summary>output[t] = silu(gate row t) ⊙ up row t for rows 0..count−1 (width floats each) through the host in
+    /// one call; false means the C# path must run. The caller invalidates the outputs' quantized forms.</summary>
+    public static unsafe bool TrySiluTimesRows(float[] gate, float[] up, int width, Activation[] outputs, int count)
+    {
+        if (_host is not { } host || count <= 0) return false;
+        if ((long)count * width > gate.Length || (long)count * width > up.Length || outputs.Length < count) throw new ArgumentOutOfRangeException(nameof(count));
+        if (_rowTable.Length < count) _rowTable = new int[count];
+        for (int t = 0; t < count; t++)
+        {
+            if (outputs[t].Values.Length < width) throw new ArgumentOutOfRangeException(nameof(outputs));
+            _rowTable[t] = Address(outputs[t].Values);
+        }
+        Span<int> args = stackalloc int[(int)Math.DetMath.SiluRowsArg.Size];
+        fixed (float* pg = gate)
+        fixed (float* pu = up)
+        fixed (int* pt = _rowTable)
+        fixed (int* pa = args)
+        {
+            args[(int)Math.DetMath.SiluRowsArg.Gate] = (int)pg;
+            args[(int)Math.DetMath.SiluRowsArg.Up] = (int)pu;
+            args[(int)Math.DetMath.SiluRowsArg.Width] = width;
+            args[(int)Math.DetMath.SiluRowsArg.Outputs] = (int)pt;
+            args[(int)Math.DetMath.SiluRowsArg.Count] = count;
+            host.Call((int)Utility.SiluTimesRows, (int)pa, 0, 0, 0);
         }
         return true;
     }
