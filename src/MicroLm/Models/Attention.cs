@@ -105,8 +105,9 @@ internal sealed class AttentionBatch
     {
         var o = _options;
         int hd = o.HeadDim, group = o.Heads / o.KvHeads;
-        var (start, end) = ThreadTeam.Slice(_count * o.Heads, part, parts);
-        for (int i = start; i < end; i++)
+        // Interleaved (token, head) pairs: a later token sees more positions, so contiguous slices would
+        // give the last part most of the causal work; each pair is still computed whole by one part.
+        for (int i = part; i < _count * o.Heads; i += parts)
         {
             int t = i / o.Heads, h = i % o.Heads;
             Head(_q.Row(t, o.QueryDim).Slice(h * hd, hd), h / group, _startPos + t, _scores[part], Output[t].Span.Slice(h * hd, hd));
