@@ -165,11 +165,8 @@ internal sealed partial class Q8_0Kernel : RowKernel
             d0 += Vector256.ConvertToSingle(IntegerDot.Groups256(u0, Vector256.LoadUnsafe(ref m0), x)) * Vector256.Create(Unsafe.Add(ref p, 3));
             d1 += Vector256.ConvertToSingle(IntegerDot.Groups256(u1, Vector256.LoadUnsafe(ref m1), x)) * Vector256.Create(Unsafe.Add(ref p, 7));
         }
-        ref float r = ref scratch;
-        r = IntegerDot.Fold(a0.GetLower(), a0.GetUpper()); Unsafe.Add(ref r, 1) = IntegerDot.Fold(b0.GetLower(), b0.GetUpper());
-        Unsafe.Add(ref r, 2) = IntegerDot.Fold(c0.GetLower(), c0.GetUpper()); Unsafe.Add(ref r, 3) = IntegerDot.Fold(d0.GetLower(), d0.GetUpper());
-        Unsafe.Add(ref r, 4) = IntegerDot.Fold(a1.GetLower(), a1.GetUpper()); Unsafe.Add(ref r, 5) = IntegerDot.Fold(b1.GetLower(), b1.GetUpper());
-        Unsafe.Add(ref r, 6) = IntegerDot.Fold(c1.GetLower(), c1.GetUpper()); Unsafe.Add(ref r, 7) = IntegerDot.Fold(d1.GetLower(), d1.GetUpper());
+        IntegerDot.Fold4(a0, b0, c0, d0).StoreUnsafe(ref scratch);
+        IntegerDot.Fold4(a1, b1, c1, d1).StoreUnsafe(ref scratch, 4);
     }
 
     /// <summary>Prefill tiles of four rows × four tokens, tried by <see cref="WeightMatrix.MatMul"/> before the two-row
@@ -254,15 +251,10 @@ internal sealed partial class Q8_0Kernel : RowKernel
             d2 += Vector256.ConvertToSingle(IntegerDot.Groups256(u2, v2, x)) * Vector256.Create(Unsafe.Add(ref p, 11));
             d3 += Vector256.ConvertToSingle(IntegerDot.Groups256(u3, v3, x)) * Vector256.Create(Unsafe.Add(ref p, 15));
         }
-        ref float r = ref scratch;
-        r = IntegerDot.Fold(a0.GetLower(), a0.GetUpper()); Unsafe.Add(ref r, 1) = IntegerDot.Fold(b0.GetLower(), b0.GetUpper());
-        Unsafe.Add(ref r, 2) = IntegerDot.Fold(c0.GetLower(), c0.GetUpper()); Unsafe.Add(ref r, 3) = IntegerDot.Fold(d0.GetLower(), d0.GetUpper());
-        Unsafe.Add(ref r, 4) = IntegerDot.Fold(a1.GetLower(), a1.GetUpper()); Unsafe.Add(ref r, 5) = IntegerDot.Fold(b1.GetLower(), b1.GetUpper());
-        Unsafe.Add(ref r, 6) = IntegerDot.Fold(c1.GetLower(), c1.GetUpper()); Unsafe.Add(ref r, 7) = IntegerDot.Fold(d1.GetLower(), d1.GetUpper());
-        Unsafe.Add(ref r, 8) = IntegerDot.Fold(a2.GetLower(), a2.GetUpper()); Unsafe.Add(ref r, 9) = IntegerDot.Fold(b2.GetLower(), b2.GetUpper());
-        Unsafe.Add(ref r, 10) = IntegerDot.Fold(c2.GetLower(), c2.GetUpper()); Unsafe.Add(ref r, 11) = IntegerDot.Fold(d2.GetLower(), d2.GetUpper());
-        Unsafe.Add(ref r, 12) = IntegerDot.Fold(a3.GetLower(), a3.GetUpper()); Unsafe.Add(ref r, 13) = IntegerDot.Fold(b3.GetLower(), b3.GetUpper());
-        Unsafe.Add(ref r, 14) = IntegerDot.Fold(c3.GetLower(), c3.GetUpper()); Unsafe.Add(ref r, 15) = IntegerDot.Fold(d3.GetLower(), d3.GetUpper());
+        IntegerDot.Fold4(a0, b0, c0, d0).StoreUnsafe(ref scratch);
+        IntegerDot.Fold4(a1, b1, c1, d1).StoreUnsafe(ref scratch, 4);
+        IntegerDot.Fold4(a2, b2, c2, d2).StoreUnsafe(ref scratch, 8);
+        IntegerDot.Fold4(a3, b3, c3, d3).StoreUnsafe(ref scratch, 12);
     }
 
     // Four rows per pass with the rows two passes ahead prefetched, three lines per 4-block step of 136 bytes (two
