@@ -1,18 +1,13 @@
 namespace MicroLm.Train;
 
-/// <summary>SplitMix64: a small seeded generator whose stream is fixed by the seed on every platform
-/// (integer arithmetic only). Uniform floats are built from the top 24 bits, so they are exact.</summary>
+/// <summary>SplitMix64 (the sampler's <see cref="Sampling.Rng"/>): a small seeded generator whose stream is fixed
+/// by the seed on every platform (integer arithmetic only). Uniform floats are built from the top 24 bits, so they
+/// are exact.</summary>
 internal sealed class SplitMix(ulong seed)
 {
-    private ulong _state = seed;
+    private Sampling.Rng _rng = new(seed);
 
-    public ulong Next()
-    {
-        ulong z = _state += 0x9E3779B97F4A7C15UL;
-        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
-        z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
-        return z ^ (z >> 31);
-    }
+    public ulong Next() => _rng.NextUInt64();
 
     /// <summary>0 ≤ result &lt; n (n &gt; 0), by rejection so that every value is equally likely.</summary>
     public int Below(int n)

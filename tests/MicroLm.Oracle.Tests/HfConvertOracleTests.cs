@@ -71,43 +71,30 @@ public class HfConvertOracleTests(OracleFiles files, ITestOutputHelper output) :
         Assert.Equal(prompt, LlamaCpp.Tokenize(gguf, PromptText, bos));
 
         var (tokens, ours) = OurModel.GreedyRun(gguf, prompt, Generate);
-        var theirs = LlamaCpp.Logits(gguf, tokens, prompt.Length);
-        double max = 0, maxLogit = 0;
-        int worst = 0, agree = 0;
+        var c = new LogitComparison(ours, LlamaCpp.Logits(gguf, tokens, prompt.Length), output);
         var flips = new List<string>();
         for (int p = 0; p < tokens.Length; p++)
         {
-            Assert.Equal(ours[p].Length, theirs[p].Length);
-            double positionMax = 0;
-            for (int i = 0; i < ours[p].Length; i++)
-            {
-                positionMax = System.Math.Max(positionMax, System.Math.Abs((double)ours[p][i] - theirs[p][i]));
-                maxLogit = System.Math.Max(maxLogit, System.Math.Abs(theirs[p][i]));
-            }
-            if (positionMax > max) { max = positionMax; worst = p; }
-            int a = OurModel.ArgMax(ours[p]), b = OurModel.ArgMax(theirs[p]);
-            if (a == b) agree++;
-            else
-            {
-                // A different choice is only acceptable between near-tied logits: our gap between the two tokens is
-                // within twice this position's difference.
-                double gap = ours[p][a] - ours[p][b];
-                flips.Add($"position {p}: {a} vs {b}, gap {gap:E2}");
-                Assert.True(gap <= 2 * positionMax, $"argmax differs at position {p} ({a} vs {b}) by a gap of {gap:E2}, more than 2 × |Δ| {positionMax:E2}");
-            }
+            if (c.ArgMaxAgrees(p)) continue;
+            // A different choice is only acceptable between near-tied logits: our gap between the two tokens is
+            // within twice this position's difference.
+            int a = OurModel.ArgMax(ours[p]), b = OurModel.ArgMax(c.Theirs[p]);
+            double gap = ours[p][a] - ours[p][b];
+            flips.Add($"position {p}: {a} vs {b}, gap {gap:E2}");
+            Assert.True(gap <= 2 * c.PositionMax[p], $"argmax differs at position {p} ({a} vs {b}) by a gap of {gap:E2}, more than 2 × |Δ| {c.PositionMax[p]:E2}");
         }
         double limit = tolerance switch
         {
             ConvertedTolerance.F32 => 1e-4,
-            ConvertedTolerance.F16 => System.Math.Max(2e-2, 1e-3 * maxLogit),
+            ConvertedTolerance.F16 => System.Math.Max(2e-2, 1e-3 * c.MaxAbsLogit),
             ConvertedTolerance.GeluF16Table => 1e-2,
             ConvertedTolerance.F16WithGeluTable => 3e-2,
             _ => throw new ArgumentOutOfRangeException(nameof(tolerance)),
         };
-        output.WriteLine($"{name}: prompt {prompt.Length} ids (llama.cpp tokenizes the same), max |Δlogit| {max:E2} (position {worst}), " +
-                         $"max |logit| {maxLogit:F2}, argmax agrees at {agree}/{tokens.Length}{(flips.Count > 0 ? " (near ties: " + string.Join("; ", flips) + ")" : "")}; tolerance {tolerance} = {limit:G2}");
-        Assert.True(max <= limit, $"max |Δlogit| {max:E3} at position {worst} exceeds {limit:G2}");
+        output.WriteLine($"{name}: prompt {prompt.Length} ids (llama.cpp tokenizes the same), max |Δlogit| {c.MaxAbs:E2} (position {c.Worst}), " +
+                         $"max |logit| {c.MaxAbsLogit:F2}, argmax agrees at {c.Agree}/{tokens.Length}{(flips.Count > 0 ? " (near ties: " + string.Join("; ", flips) + ")" : "")}; tolerance {tolerance} = {limit:G2}");
+        Assert.True(c.MaxAbs <= limit, $"max |Δlogit| {c.MaxAbs:E3} at position {c.Worst} exceeds {limit:G2}");
         // Greedy tokens identical wherever llama.cpp rounds no activation (F32 weights, no GELU table).
-        if (tolerance == ConvertedTolerance.F32) Assert.Equal(tokens.Length, agree);
+        if (tolerance == ConvertedTolerance.F32) Assert.Equal(tokens.Length, c.Agree);
     }
 }

@@ -69,32 +69,12 @@ public class LogitOracleTests(OracleFiles files, ITestOutputHelper output) : ICl
     private const string Prompt = "Once upon a time, there was a little girl named Lily.";
     private const int Generate = 24;
 
-    private sealed record Result(double MaxAbs, double MaxAbsLogit, int WorstPosition, int ArgMaxAgree, int ExactPositions,
-        int Positions, float[][] Ours, float[][] Theirs);
-
-    private Result Run(string path, Tolerance tolerance)
+    private LogitComparison Run(string path, Tolerance tolerance)
     {
         int[] prompt;
         using (var m = Model.Load(path)) prompt = m.Tokenizer.Encode(Prompt, addBos: true).ToArray();
         var (tokens, ours) = OurModel.GreedyRun(path, prompt, Generate);
-        var theirs = LlamaCpp.Logits(path, tokens, prompt.Length);
-        double maxAbs = 0, maxLogit = 0, firstMax = 0;
-        int worst = 0, agree = 0, exact = 0;
-        for (int p = 0; p < tokens.Length; p++)
-        {
-            Assert.Equal(ours[p].Length, theirs[p].Length);
-            double positionMax = 0;
-            for (int i = 0; i < ours[p].Length; i++)
-            {
-                positionMax = System.Math.Max(positionMax, System.Math.Abs((double)ours[p][i] - theirs[p][i]));
-                maxLogit = System.Math.Max(maxLogit, System.Math.Abs(theirs[p][i]));
-            }
-            if (p == 0) firstMax = positionMax;
-            if (Environment.GetEnvironmentVariable("ORACLE_POSITIONS") == "1") output.WriteLine($"  position {p}: max |Δ| {positionMax:E2}");
-            if (positionMax > maxAbs) { maxAbs = positionMax; worst = p; }
-            if (positionMax <= 1e-5) exact++;
-            if (OurModel.ArgMax(ours[p]) == OurModel.ArgMax(theirs[p])) agree++;
-        }
+        var c = new LogitComparison(ours, LlamaCpp.Logits(path, tokens, prompt.Length), output);
         double limit = tolerance switch
         {
             Tolerance.F32 => 1e-4,
@@ -107,17 +87,17 @@ public class LogitOracleTests(OracleFiles files, ITestOutputHelper output) : ICl
             Tolerance.Q8WithGeluF16Table => 0.25,
             _ => throw new ArgumentOutOfRangeException(nameof(tolerance)),
         };
-        output.WriteLine($"{Path.GetFileName(path)}: max |Δlogit| = {maxAbs:E2} (position {worst}); within 1e-5 at {exact}/{tokens.Length} positions " +
-                         $"(prompt {prompt.Length} as one batch, then {Generate} single steps); max |logit| {maxLogit:F2}; " +
-                         $"argmax agrees at {agree}/{tokens.Length}; tolerance {tolerance} = {limit:G2}");
-        Assert.True(maxAbs <= limit, $"max |Δlogit| {maxAbs:E3} at position {worst} exceeds the {tolerance} tolerance {limit:G2}");
+        output.WriteLine($"{Path.GetFileName(path)}: max |Δlogit| = {c.MaxAbs:E2} (position {c.Worst}); within 1e-5 at {c.Exact}/{tokens.Length} positions " +
+                         $"(prompt {prompt.Length} as one batch, then {Generate} single steps); max |logit| {c.MaxAbsLogit:F2}; " +
+                         $"argmax agrees at {c.Agree}/{tokens.Length}; tolerance {tolerance} = {limit:G2}");
+        Assert.True(c.MaxAbs <= limit, $"max |Δlogit| {c.MaxAbs:E3} at position {c.Worst} exceeds the {tolerance} tolerance {limit:G2}");
         if (tolerance == Tolerance.Q8KActivations)
-            Assert.True(firstMax <= 1e-5, $"position 0 differs by {firstMax:E2}: the kernels, not a rounding flip");
+            Assert.True(c.FirstMax <= 1e-5, $"position 0 differs by {c.FirstMax:E2}: the kernels, not a rounding flip");
         if (tolerance == Tolerance.Q8Activations)
-            Assert.True(firstMax <= 1e-5 && exact >= 0.5 * tokens.Length,
-                $"position 0 differs by {firstMax:E2}, {exact}/{tokens.Length} positions match to 1e-5: more than occasional rounding flips");
-        if (tolerance is Tolerance.F32 or Tolerance.GeluF16Table) Assert.Equal(tokens.Length, agree);
-        return new Result(maxAbs, maxLogit, worst, agree, exact, tokens.Length, ours, theirs);
+            Assert.True(c.FirstMax <= 1e-5 && c.Exact >= 0.5 * tokens.Length,
+                $"position 0 differs by {c.FirstMax:E2}, {c.Exact}/{tokens.Length} positions match to 1e-5: more than occasional rounding flips");
+        if (tolerance is Tolerance.F32 or Tolerance.GeluF16Table) Assert.Equal(tokens.Length, c.Agree);
+        return c;
     }
 
     [SharedTheory]

@@ -12,26 +12,10 @@ public sealed class OracleFiles : IDisposable
     private readonly Dictionary<string, string> _made = [];
     private readonly object _gate = new();
 
-    public static string Shared(string relative)
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir != null; dir = dir.Parent)
-        {
-            string candidate = Path.Combine(dir.FullName, "shared", "models", relative);
-            if (File.Exists(candidate)) return candidate;
-        }
-        throw new FileNotFoundException($"shared/models/{relative} not found above {AppContext.BaseDirectory}");
-    }
+    public static string Shared(string relative) => SharedData.Path("models", relative);
 
     /// <summary>A file under shared/ (e.g. "tokenizer-vectors/ggml-vocab-gpt-neox.gguf").</summary>
-    public static string SharedFile(string relative)
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir != null; dir = dir.Parent)
-        {
-            string candidate = Path.Combine(dir.FullName, "shared", relative);
-            if (File.Exists(candidate)) return candidate;
-        }
-        throw new FileNotFoundException($"shared/{relative} not found above {AppContext.BaseDirectory}");
-    }
+    public static string SharedFile(string relative) => SharedData.Path(relative);
 
     private static SyntheticVocabulary? _llama2Vocab;
     internal static SyntheticVocabulary Llama2Vocab => _llama2Vocab ??= SyntheticVocabulary.FromLlama2c(Shared("llama2c/tokenizer.bin"), 32000);

@@ -22,11 +22,64 @@ public static class SharedData
         ? null
         : "needs the shared test data (../shared beside the repository: real models, tokenizer vectors); not found, so skipped";
 
-    /// <summary>Absolute path of the shared folder; throws with the searched path if there is none.</summary>
-    public static string Root => Found ?? throw new DirectoryNotFoundException(
-        $"no folder named 'shared' containing 'models' beside any ancestor of {AppContext.BaseDirectory}; " +
-        "clone the repository next to the shared data (<root>/repo and <root>/shared)" +
-        (Required ? " (CI/MICROLM_REQUIRE_SHARED is set, so the tests that need it fail instead of being skipped)" : ""));
+    /// <summary>Absolute path of the shared folder; throws with the searched path if there is none, and throws if
+    /// the test asking is not a <see cref="SharedFactAttribute"/> / <see cref="SharedTheoryAttribute"/>
+    /// (<see cref="RequireSharedTest"/>).</summary>
+    public static string Root
+    {
+        get
+        {
+            RequireSharedTest();
+            return Found ?? throw new DirectoryNotFoundException(
+                $"no folder named 'shared' containing 'models' beside any ancestor of {AppContext.BaseDirectory}; " +
+                "clone the repository next to the shared data (<root>/repo and <root>/shared)" +
+                (Required ? " (CI/MICROLM_REQUIRE_SHARED is set, so the tests that need it fail instead of being skipped)" : ""));
+        }
+    }
+
+    /// <summary>A test that reads the folder must say so, or a clone without it fails the test instead of skipping
+    /// it: throws if the test method on the calling stack (found through async state machines, lambdas and local
+    /// functions by their names) is a plain Fact or Theory. Reads from outside a test method (class fixtures,
+    /// MemberData) have no test method on the stack and are not checked.</summary>
+    public static void RequireSharedTest()
+    {
+        foreach (var frame in new System.Diagnostics.StackTrace().GetFrames())
+        {
+            if (frame.GetMethod() is not { } method) continue;
+            foreach (var test in SourceMethods(method))
+            {
+                var fact = test.GetCustomAttributes(typeof(FactAttribute), inherit: true).FirstOrDefault();
+                if (fact is null) continue;
+                if (fact is SharedFactAttribute or SharedTheoryAttribute) return;
+                throw new InvalidOperationException(
+                    $"{test.DeclaringType?.Name}.{test.Name} reads the shared folder but is [{fact.GetType().Name.Replace("Attribute", "")}]: " +
+                    "mark it [SharedFact] or [SharedTheory], so that a clone without ../shared skips it");
+            }
+        }
+    }
+
+    /// <summary>The methods a stack frame's method was written as: itself, or for compiler-generated code
+    /// (&lt;Name&gt;d__3.MoveNext of an async method, &lt;Name&gt;b__3_0 of a lambda, &lt;Name&gt;g__Local|3_0 of a
+    /// local function) the methods called Name of the first type that is not compiler-generated.</summary>
+    private static IEnumerable<System.Reflection.MethodBase> SourceMethods(System.Reflection.MethodBase method)
+    {
+        var type = method.DeclaringType;
+        string? name = method.Name.StartsWith('<') ? Between(method.Name)
+            : type is { Name: ['<', ..] } ? Between(type.Name) : null;
+        if (name is null) return [method];
+        while (type is { Name: ['<', ..] }) type = type.DeclaringType;
+        if (type is null || name.Length == 0) return [];
+        return type.GetMethods(System.Reflection.BindingFlags.Instance | System.Reflection.BindingFlags.Static |
+                               System.Reflection.BindingFlags.Public | System.Reflection.BindingFlags.NonPublic)
+            .Where(m => m.Name == name);
+    }
+
+    private static string Between(string generated)
+    {
+        string rest = generated.TrimStart('<');
+        int end = rest.IndexOf('>');
+        return end < 0 ? "" : rest[..end];
+    }
 
     /// <summary>A path inside the shared folder, e.g. <c>Path("models", "gguf", "stories260K-F32.gguf")</c>.</summary>
     public static string Path(params string[] parts) => System.IO.Path.Combine([Root, .. parts]);

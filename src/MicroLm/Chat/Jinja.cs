@@ -535,28 +535,8 @@ internal sealed class JinjaTemplate
         return open + inner + string.Join("," + inner, items) + outer + close;
     }
 
-    private static string JsonString(string s)
-    {
-        var sb = new StringBuilder(s.Length + 2).Append('"');
-        foreach (char c in s)
-        {
-            switch (c)
-            {
-                case '"': sb.Append("\\\""); break;
-                case '\\': sb.Append("\\\\"); break;
-                case '\n': sb.Append("\\n"); break;
-                case '\r': sb.Append("\\r"); break;
-                case '\t': sb.Append("\\t"); break;
-                case '\b': sb.Append("\\b"); break;
-                case '\f': sb.Append("\\f"); break;
-                default:
-                    if (c < 0x20) sb.Append("\\u").Append(((int)c).ToString("x4", CultureInfo.InvariantCulture));
-                    else sb.Append(c);
-                    break;
-            }
-        }
-        return sb.Append('"').ToString();
-    }
+    /// <summary>A string as tojson writes it (Python's json.dumps with ensure_ascii off): only C0 controls as \uXXXX.</summary>
+    private static string JsonString(string s) => Gguf.GgufValue.Quote(s, c => c < 0x20, namedBackspaceAndFormFeed: true);
 
     // ---------------------------------------------------------------- syntax tree
 

@@ -106,6 +106,13 @@ internal sealed class HfCheckpoint : IDisposable
         return v.ValueKind == JsonValueKind.Number ? v.GetSingle() : throw new MicroLmException($"config.json: {key} is not a number");
     }
 
+    /// <summary>The key's string value; null when it is absent or not a string.</summary>
+    public string? String(string key) =>
+        Config.TryGetProperty(key, out var v) && v.ValueKind == JsonValueKind.String ? v.GetString() : null;
+
+    /// <summary>Whether the key is present with a value other than null (for options we do not support).</summary>
+    public bool IsSet(string key) => Config.TryGetProperty(key, out var v) && v.ValueKind != JsonValueKind.Null;
+
     public bool Bool(string key, bool fallback)
     {
         if (!Config.TryGetProperty(key, out var v) || v.ValueKind == JsonValueKind.Null) return fallback;

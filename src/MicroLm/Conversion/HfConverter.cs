@@ -114,6 +114,15 @@ internal sealed class HfOutput(string architecture, GgmlType matrixType, Action<
     public void Key(string key, float value) => Writer.Add($"{Architecture}.{key}", value);
     public void Key(string key, bool value) => Writer.Add($"{Architecture}.{key}", value);
 
+    /// <summary>The four sizes every family writes first, in llama.cpp's order.</summary>
+    public void Sizes(int contextLength, int embeddingLength, int blockCount, int feedForwardLength)
+    {
+        Key("context_length", (uint)contextLength);
+        Key("embedding_length", (uint)embeddingLength);
+        Key("block_count", (uint)blockCount);
+        Key("feed_forward_length", (uint)feedForwardLength);
+    }
+
     /// <summary>A weight matrix of rows × cols (PyTorch's [out, in]): GGUF shape [cols, rows].</summary>
     public void Matrix(string name, float[] values, long rows, long cols)
     {

@@ -33,9 +33,9 @@ internal sealed class HfFalconH1 : HfFamily
         int headDim = ck.Int("head_dim", dim % heads == 0 ? dim / heads : 0);
         if (headDim <= 0) throw new MicroLmException($"config.json: hidden_size {dim} is not a multiple of num_attention_heads {heads} and there is no head_dim");
         if (headDim % 2 != 0) throw new MicroLmException($"config.json: head_dim {headDim} must be even (rotary pairs)");
-        string act = Str(ck, "hidden_act") ?? "silu";
+        string act = ck.String("hidden_act") ?? "silu";
         if (act != "silu") throw new MicroLmException($"config.json: hidden_act '{act}' is not supported (Falcon-H1's silu is)");
-        if (ck.Config.TryGetProperty("rope_scaling", out var rs) && rs.ValueKind != JsonValueKind.Null)
+        if (ck.IsSet("rope_scaling"))
             throw new MicroLmException("config.json: rope_scaling is not supported");
         foreach (var flag in new[] { "attention_bias", "mlp_bias", "mamba_proj_bias", "projectors_bias" })
             if (ck.Bool(flag, false)) throw new MicroLmException($"config.json: {flag} = true is not supported (llama.cpp's falcon-h1 has no such biases)");
@@ -145,9 +145,6 @@ internal sealed class HfFalconH1 : HfFamily
         for (int i = 0; i < w.Length; i++) r[i] = (float)(w[i] * f);
         return r;
     }
-
-    private static string? Str(HfCheckpoint ck, string key) =>
-        ck.Config.TryGetProperty(key, out var v) && v.ValueKind == JsonValueKind.String ? v.GetString() : null;
 
     /// <summary>rope_theta, or rope_parameters.rope_theta as newer transformers write it (Falcon-H1 trains with 10^11).</summary>
     private static float RopeTheta(HfCheckpoint ck)

@@ -20,14 +20,11 @@ internal sealed class HfGptNeo : HfFamily
         int vocab = ck.Int("vocab_size"), ctx = ck.Int("max_position_embeddings"), window = ck.Int("window_size", 256);
         int hidden = ck.Int("intermediate_size", 4 * dim);
         if (dim % heads != 0) throw new MicroLmException($"config.json: hidden_size {dim} is not a multiple of num_heads {heads}");
-        string act = ck.Config.TryGetProperty("activation_function", out var a) && a.ValueKind == JsonValueKind.String ? a.GetString()! : "gelu_new";
+        string act = ck.String("activation_function") ?? "gelu_new";
         if (act != "gelu_new") throw new MicroLmException($"config.json: activation_function '{act}' is not supported (GPT-Neo's gelu_new is)");
         var local = AttentionLayers(ck, layers);
 
-        o.Key("context_length", (uint)ctx);
-        o.Key("embedding_length", (uint)dim);
-        o.Key("block_count", (uint)layers);
-        o.Key("feed_forward_length", (uint)hidden);
+        o.Sizes(ctx, dim, layers, hidden);
         o.Key("attention.head_count", (uint)heads);
         o.Key("attention.layer_norm_epsilon", ck.Float("layer_norm_epsilon", 1e-5f));
         o.Key("attention.sliding_window", (uint)window);

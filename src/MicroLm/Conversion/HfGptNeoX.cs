@@ -21,14 +21,11 @@ internal sealed class HfGptNeoX : HfFamily
         int headDim = dim / heads;
         int ropeDims = (int)(ck.Float("rotary_pct", 1f) * headDim);
         if (ropeDims <= 0 || ropeDims % 2 != 0) throw new MicroLmException($"config.json: rotary_pct gives {ropeDims} rotary dimensions per head (must be even and positive)");
-        string act = ck.Config.TryGetProperty("hidden_act", out var a) && a.ValueKind == System.Text.Json.JsonValueKind.String ? a.GetString()! : "gelu";
+        string act = ck.String("hidden_act") ?? "gelu";
         if (act is not ("gelu" or "gelu_new" or "gelu_fast" or "gelu_pytorch_tanh"))
             throw new MicroLmException($"config.json: hidden_act '{act}' is not supported");
 
-        o.Key("context_length", (uint)ctx);
-        o.Key("embedding_length", (uint)dim);
-        o.Key("block_count", (uint)layers);
-        o.Key("feed_forward_length", (uint)hidden);
+        o.Sizes(ctx, dim, layers, hidden);
         o.Key("rope.dimension_count", (uint)ropeDims);
         o.Key("attention.head_count", (uint)heads);
         o.Key("use_parallel_residual", ck.Bool("use_parallel_residual", true));

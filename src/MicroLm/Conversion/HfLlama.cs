@@ -19,14 +19,11 @@ internal sealed class HfLlama : HfFamily
         if (dim % heads != 0 || heads % kvHeads != 0) throw new MicroLmException($"config.json: hidden_size {dim}, num_attention_heads {heads} and num_key_value_heads {kvHeads} do not divide");
         int headDim = ck.Int("head_dim", dim / heads);
         if (headDim != dim / heads) throw new MicroLmException($"config.json: head_dim {headDim} other than hidden_size / num_attention_heads is not supported");
-        if (ck.Config.TryGetProperty("rope_scaling", out var rs) && rs.ValueKind != System.Text.Json.JsonValueKind.Null)
+        if (ck.IsSet("rope_scaling"))
             throw new MicroLmException("config.json: rope_scaling is not supported");
 
         o.Key("vocab_size", (uint)vocab);
-        o.Key("context_length", (uint)ctx);
-        o.Key("embedding_length", (uint)dim);
-        o.Key("block_count", (uint)layers);
-        o.Key("feed_forward_length", (uint)hidden);
+        o.Sizes(ctx, dim, layers, hidden);
         o.Key("rope.dimension_count", (uint)headDim);
         o.Key("attention.head_count", (uint)heads);
         o.Key("attention.head_count_kv", (uint)kvHeads);

@@ -176,77 +176,61 @@ internal sealed class FixedMatrix
     internal static long BlockSum(ReadOnlySpan<short> q, ReadOnlySpan<int> x, bool narrow)
     {
         int bits = Math.Kernels.VectorBits;
-        if (q.Length == Block && bits >= 256) return narrow ? Narrow256(q, x) : Wide256(q, x);
-        if (q.Length == Block && bits >= 128) return narrow ? Narrow128(q, x) : Wide128(q, x);
+        // Constant arguments: each call inlines its own loop, without a test of narrow inside it.
+        if (q.Length == Block && bits >= 256) return narrow ? Sum256(q, x, narrow: true) : Sum256(q, x, narrow: false);
+        if (q.Length == Block && bits >= 128) return narrow ? Sum128(q, x, narrow: true) : Sum128(q, x, narrow: false);
         long sum = 0;
         for (int i = 0; i < q.Length; i++) sum += (long)q[i] * x[i];
         return sum;
     }
 
-    internal static long Narrow256(ReadOnlySpan<short> q, ReadOnlySpan<int> x)
+    /// <summary>One block's sum with Vector256: the hi and lo products summed in 32-bit lanes (narrow) or
+    /// each widened to 64 bits first.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static long Sum256(ReadOnlySpan<short> q, ReadOnlySpan<int> x, bool narrow)
     {
         ref short qr = ref MemoryMarshal.GetReference(q);
         ref int xr = ref MemoryMarshal.GetReference(x);
-        Vector256<int> hi = default, lo = default, mask = Vector256.Create(0xFFFF);
-        for (int j = 0; j < Block; j += 8)
-        {
-            var xv = Vector256.LoadUnsafe(ref xr, (nuint)j);
-            var qv = Vector256.WidenLower(Vector128.LoadUnsafe(ref qr, (nuint)j).ToVector256Unsafe());
-            hi += qv * Vector256.ShiftRightArithmetic(xv, 16);
-            lo += qv * (xv & mask);
-        }
-        return ((long)Vector256.Sum(hi) << 16) + Vector256.Sum(lo);
-    }
-
-    internal static long Wide256(ReadOnlySpan<short> q, ReadOnlySpan<int> x)
-    {
-        ref short qr = ref MemoryMarshal.GetReference(q);
-        ref int xr = ref MemoryMarshal.GetReference(x);
-        Vector256<long> hi = default, lo = default;
-        var mask = Vector256.Create(0xFFFF);
+        Vector256<int> hi32 = default, lo32 = default, mask = Vector256.Create(0xFFFF);
+        Vector256<long> hi64 = default, lo64 = default;
         for (int j = 0; j < Block; j += 8)
         {
             var xv = Vector256.LoadUnsafe(ref xr, (nuint)j);
             var qv = Vector256.WidenLower(Vector128.LoadUnsafe(ref qr, (nuint)j).ToVector256Unsafe());
             var h = qv * Vector256.ShiftRightArithmetic(xv, 16);
             var l = qv * (xv & mask);
-            hi += Vector256.WidenLower(h) + Vector256.WidenUpper(h);
-            lo += Vector256.WidenLower(l) + Vector256.WidenUpper(l);
+            if (narrow) { hi32 += h; lo32 += l; }
+            else
+            {
+                hi64 += Vector256.WidenLower(h) + Vector256.WidenUpper(h);
+                lo64 += Vector256.WidenLower(l) + Vector256.WidenUpper(l);
+            }
         }
-        return (Vector256.Sum(hi) << 16) + Vector256.Sum(lo);
+        return narrow ? ((long)Vector256.Sum(hi32) << 16) + Vector256.Sum(lo32) : (Vector256.Sum(hi64) << 16) + Vector256.Sum(lo64);
     }
 
-    internal static long Narrow128(ReadOnlySpan<short> q, ReadOnlySpan<int> x)
+    /// <summary><see cref="Sum256"/> with Vector128.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static long Sum128(ReadOnlySpan<short> q, ReadOnlySpan<int> x, bool narrow)
     {
         ref short qr = ref MemoryMarshal.GetReference(q);
         ref int xr = ref MemoryMarshal.GetReference(x);
-        Vector128<int> hi = default, lo = default, mask = Vector128.Create(0xFFFF);
-        for (int j = 0; j < Block; j += 4)
-        {
-            var xv = Vector128.LoadUnsafe(ref xr, (nuint)j);
-            var qv = Vector128.WidenLower(Vector64.LoadUnsafe(ref qr, (nuint)j).ToVector128Unsafe());
-            hi += qv * Vector128.ShiftRightArithmetic(xv, 16);
-            lo += qv * (xv & mask);
-        }
-        return ((long)Vector128.Sum(hi) << 16) + Vector128.Sum(lo);
-    }
-
-    internal static long Wide128(ReadOnlySpan<short> q, ReadOnlySpan<int> x)
-    {
-        ref short qr = ref MemoryMarshal.GetReference(q);
-        ref int xr = ref MemoryMarshal.GetReference(x);
-        Vector128<long> hi = default, lo = default;
-        var mask = Vector128.Create(0xFFFF);
+        Vector128<int> hi32 = default, lo32 = default, mask = Vector128.Create(0xFFFF);
+        Vector128<long> hi64 = default, lo64 = default;
         for (int j = 0; j < Block; j += 4)
         {
             var xv = Vector128.LoadUnsafe(ref xr, (nuint)j);
             var qv = Vector128.WidenLower(Vector64.LoadUnsafe(ref qr, (nuint)j).ToVector128Unsafe());
             var h = qv * Vector128.ShiftRightArithmetic(xv, 16);
             var l = qv * (xv & mask);
-            hi += Vector128.WidenLower(h) + Vector128.WidenUpper(h);
-            lo += Vector128.WidenLower(l) + Vector128.WidenUpper(l);
+            if (narrow) { hi32 += h; lo32 += l; }
+            else
+            {
+                hi64 += Vector128.WidenLower(h) + Vector128.WidenUpper(h);
+                lo64 += Vector128.WidenLower(l) + Vector128.WidenUpper(l);
+            }
         }
-        return (Vector128.Sum(hi) << 16) + Vector128.Sum(lo);
+        return narrow ? ((long)Vector128.Sum(hi32) << 16) + Vector128.Sum(lo32) : (Vector128.Sum(hi64) << 16) + Vector128.Sum(lo64);
     }
 
     /// <summary>output[t·Rows + r] = row r · input[t·Columns ..] for tokens 0..count−1 and rows [start, end).</summary>

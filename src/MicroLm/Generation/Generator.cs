@@ -63,7 +63,7 @@ internal sealed class Generator
                     yield break;
                 }
                 one[0] = next;
-                s.Evaluate(one, 1, OnLogits);
+                s.EvaluateNext(one, OnLogits);
             }
             if (last) text += utf8.Flush();
             yield return new GeneratedToken(next, text, position);

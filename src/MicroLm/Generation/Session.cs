@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using MicroLm.Generation;
 using MicroLm.Models;
 using MicroLm.Tensors;
@@ -70,20 +71,39 @@ public sealed partial class Session : IDisposable
     /// <paramref name="lastLogitsOnly"/>: compute the classifier for the last token only (as llama.cpp
     /// does for a prompt); the returned logits are the same bits, the other positions' are skipped.</summary>
     public ReadOnlySpan<float> Evaluate(ReadOnlySpan<int> tokens, int batch = 0, LogitsHandler? onLogits = null, bool lastLogitsOnly = false)
+        => Evaluate(tokens, batch, onLogits, lastLogitsOnly, checkFile: true);
+
+    /// <summary>Evaluates the next token of a generation loop (<see cref="Generator"/>): the file check runs only if
+    /// the loop's consumer held the session for <see cref="PauseBeforeFileCheck"/> or longer since the last
+    /// evaluation ended. Tokens decoded back to back are one evaluation to the check: the check is two fstat calls,
+    /// and a gap of microseconds between forward passes is no more exposed than the passes themselves.</summary>
+    internal ReadOnlySpan<float> EvaluateNext(ReadOnlySpan<int> tokens, LogitsHandler? onLogits)
+        => Evaluate(tokens, 1, onLogits, lastLogitsOnly: false,
+            checkFile: Stopwatch.GetElapsedTime(_evaluatedAt) >= PauseBeforeFileCheck);
+
+    internal static readonly TimeSpan PauseBeforeFileCheck = TimeSpan.FromMilliseconds(1);
+
+    private ReadOnlySpan<float> Evaluate(ReadOnlySpan<int> tokens, int batch, LogitsHandler? onLogits, bool lastLogitsOnly, bool checkFile)
     {
         // A session belongs to one thread at a time; two at once would mix their caches silently.
         if (Interlocked.Exchange(ref _evaluating, 1) != 0)
             throw new InvalidOperationException("this session is already evaluating on another thread; a session is used by one thread at a time (create a session per thread; the model can be shared)");
-        try { return EvaluateCore(tokens, batch, onLogits, lastLogitsOnly); }
-        finally { Volatile.Write(ref _evaluating, 0); }
+        try { return EvaluateCore(tokens, batch, onLogits, lastLogitsOnly, checkFile); }
+        finally
+        {
+            _evaluatedAt = Stopwatch.GetTimestamp();
+            Volatile.Write(ref _evaluating, 0);
+        }
     }
 
     private int _evaluating;
+    /// <summary>When the last evaluation ended (a <see cref="Stopwatch"/> timestamp).</summary>
+    private long _evaluatedAt;
 
-    private ReadOnlySpan<float> EvaluateCore(ReadOnlySpan<int> tokens, int batch, LogitsHandler? onLogits, bool lastLogitsOnly)
+    private ReadOnlySpan<float> EvaluateCore(ReadOnlySpan<int> tokens, int batch, LogitsHandler? onLogits, bool lastLogitsOnly, bool checkFile)
     {
         if (tokens.Length == 0) throw new ArgumentException("no tokens to evaluate");
-        Model.File.CheckUnchanged(); // a mapped file truncated since the last evaluation would fault the process
+        if (checkFile) Model.File.CheckUnchanged(); // a mapped file truncated since the last evaluation would fault the process
         if (lastLogitsOnly && onLogits != null) throw new ArgumentException("onLogits needs every position's logits; it cannot be combined with lastLogitsOnly");
         if (Position + tokens.Length > ContextLength)
             throw new MicroLmException($"context is full: {Position} positions used, {tokens.Length} more requested, context length {ContextLength}");

@@ -232,7 +232,11 @@ internal readonly struct GgufValue
         char.IsControl(c) || c is '\u2028' or '\u2029' or (>= '\u202a' and <= '\u202e') or (>= '\u2066' and <= '\u2069');
 
     /// <summary>A string as a JSON/C-style quoted literal (control characters escaped).</summary>
-    public static string Quote(string s)
+    public static string Quote(string s) => Quote(s, IsUnsafeForTerminal, namedBackspaceAndFormFeed: false);
+
+    /// <summary><paramref name="s"/> double-quoted with JSON's escapes: " \ \n \r \t by name (\b \f too when
+    /// <paramref name="namedBackspaceAndFormFeed"/>), any other character <paramref name="asCode"/> selects as \uXXXX.</summary>
+    internal static string Quote(string s, Func<char, bool> asCode, bool namedBackspaceAndFormFeed)
     {
         var sb = new StringBuilder(s.Length + 2).Append('"');
         foreach (char c in s)
@@ -244,8 +248,10 @@ internal readonly struct GgufValue
                 case '\n': sb.Append("\\n"); break;
                 case '\r': sb.Append("\\r"); break;
                 case '\t': sb.Append("\\t"); break;
+                case '\b' when namedBackspaceAndFormFeed: sb.Append("\\b"); break;
+                case '\f' when namedBackspaceAndFormFeed: sb.Append("\\f"); break;
                 default:
-                    if (IsUnsafeForTerminal(c)) sb.Append($"\\u{(int)c:x4}"); else sb.Append(c);
+                    if (asCode(c)) sb.Append($"\\u{(int)c:x4}"); else sb.Append(c);
                     break;
             }
         }

@@ -4,7 +4,7 @@ namespace MicroLm.Math;
 
 // Span entry points used by the forward pass. Each dispatches to the widest hardware-accelerated
 // vector width (512, 256, 128 bits) or the scalar loop; all paths produce identical bits because every
-// lane runs the scalar function's exact op sequence (see DetMath.Simd128.cs).
+// lane runs the scalar function's exact op sequence (see DetMath.Simd.cs).
 internal static partial class DetMath
 {
     /// <summary>y[i] = Exp(x[i]). x and y must have equal length; they may be the same span (in place) but must not partially overlap.</summary>

@@ -71,43 +71,54 @@ internal abstract class DecodedKvStorage(int heads, int rows, int headDim) : KvS
     }
 }
 
-/// <summary>IEEE half precision, rounded to nearest even (overflow to ±inf, as llama.cpp's F16 cache).</summary>
-internal sealed class F16KvStorage(int heads, int rows, int headDim) : DecodedKvStorage(heads, rows, headDim)
+/// <summary>Two bytes a value; <typeparamref name="TBits"/> says how a float becomes 16 bits and back (a struct, so
+/// each format's loops are compiled with its conversion inlined).</summary>
+internal abstract class SixteenBitKvStorage<TBits>(int heads, int rows, int headDim) : DecodedKvStorage(heads, rows, headDim)
+    where TBits : struct, ISixteenBits
 {
     private readonly ushort[] _data = new ushort[checked((long)heads * rows * headDim)];
     public override long Bytes => 2L * _data.Length;
-    public override string TypeName => "f16";
 
     public override void Write(int head, int row, ReadOnlySpan<float> x)
     {
         var d = _data.AsSpan(Index(head, row) * HeadDim, HeadDim);
-        for (int j = 0; j < d.Length; j++) d[j] = Quantizer.ToHalfBits(x[j]);
+        for (int j = 0; j < d.Length; j++) d[j] = TBits.FromFloat(x[j]);
     }
 
     protected override void Decode(int index, Span<float> x)
     {
         var d = _data.AsSpan(index * HeadDim, HeadDim);
-        for (int j = 0; j < d.Length; j++) x[j] = (float)BitConverter.UInt16BitsToHalf(d[j]);
+        for (int j = 0; j < d.Length; j++) x[j] = TBits.ToFloat(d[j]);
+    }
+}
+
+internal interface ISixteenBits
+{
+    static abstract ushort FromFloat(float x);
+    static abstract float ToFloat(ushort bits);
+}
+
+/// <summary>IEEE half precision, rounded to nearest even (overflow to ±inf, as llama.cpp's F16 cache).</summary>
+internal sealed class F16KvStorage(int heads, int rows, int headDim) : SixteenBitKvStorage<F16KvStorage.Bits>(heads, rows, headDim)
+{
+    public override string TypeName => "f16";
+
+    internal readonly struct Bits : ISixteenBits
+    {
+        public static ushort FromFloat(float x) => Quantizer.ToHalfBits(x);
+        public static float ToFloat(ushort bits) => (float)BitConverter.UInt16BitsToHalf(bits);
     }
 }
 
 /// <summary>bfloat16: the upper half of the F32 bits, rounded to nearest even.</summary>
-internal sealed class BF16KvStorage(int heads, int rows, int headDim) : DecodedKvStorage(heads, rows, headDim)
+internal sealed class BF16KvStorage(int heads, int rows, int headDim) : SixteenBitKvStorage<BF16KvStorage.Bits>(heads, rows, headDim)
 {
-    private readonly ushort[] _data = new ushort[checked((long)heads * rows * headDim)];
-    public override long Bytes => 2L * _data.Length;
     public override string TypeName => "bf16";
 
-    public override void Write(int head, int row, ReadOnlySpan<float> x)
+    internal readonly struct Bits : ISixteenBits
     {
-        var d = _data.AsSpan(Index(head, row) * HeadDim, HeadDim);
-        for (int j = 0; j < d.Length; j++) d[j] = Quantizer.ToBFloat16Bits(x[j]);
-    }
-
-    protected override void Decode(int index, Span<float> x)
-    {
-        var d = _data.AsSpan(index * HeadDim, HeadDim);
-        for (int j = 0; j < d.Length; j++) x[j] = BitConverter.UInt32BitsToSingle((uint)d[j] << 16);
+        public static ushort FromFloat(float x) => Quantizer.ToBFloat16Bits(x);
+        public static float ToFloat(ushort bits) => BitConverter.UInt32BitsToSingle((uint)bits << 16);
     }
 }
 

@@ -37,11 +37,11 @@ public class FixedDotTests
             long expected = Scalar(q, x);
             if (narrow)
             {
-                Assert.Equal(expected, FixedMatrix.Narrow128(q, x));
-                Assert.Equal(expected, FixedMatrix.Narrow256(q, x));
+                Assert.Equal(expected, FixedMatrix.Sum128(q, x, narrow: true));
+                Assert.Equal(expected, FixedMatrix.Sum256(q, x, narrow: true));
             }
-            Assert.Equal(expected, FixedMatrix.Wide128(q, x));
-            Assert.Equal(expected, FixedMatrix.Wide256(q, x));
+            Assert.Equal(expected, FixedMatrix.Sum128(q, x, narrow: false));
+            Assert.Equal(expected, FixedMatrix.Sum256(q, x, narrow: false));
             Assert.Equal(expected, FixedMatrix.BlockSum(q, x, narrow));
             Assert.Equal(expected, FixedMatrix.BlockSum(q.AsSpan(0, 32), x, false));
         }

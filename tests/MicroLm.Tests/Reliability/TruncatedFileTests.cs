@@ -44,6 +44,30 @@ public sealed class TruncatedFileTests : IDisposable
         Assert.Contains("was rewritten while in use", e.Message, StringComparison.Ordinal);
     }
 
+    /// <summary>Generate checks when it evaluates its prompt, and before a token whose consumer held the stream for
+    /// <see cref="Session.PauseBeforeFileCheck"/> or longer (tokens decoded back to back skip the two fstat calls).</summary>
+    [Fact]
+    public void A_generation_checks_its_file_at_the_prompt_and_after_its_consumer_paused()
+    {
+        string path = CopyOfDefaultModel();
+        using var model = Model.Load(path);
+        using var session = model.CreateSession(contextLength: 64);
+        var options = new GenerationOptions { MaxTokens = 8, StopAtEndOfSequence = false };
+        session.Evaluate([1, 2, 3]);
+        File.SetLastWriteTimeUtc(path, File.GetLastWriteTimeUtc(path).AddSeconds(5));
+        var e = Assert.Throws<MicroLmException>(() => session.GenerateText("Once", options));
+        Assert.Contains("was rewritten while in use", e.Message, StringComparison.Ordinal);
+
+        using var again = Model.Load(path);
+        using var fresh = again.CreateSession(contextLength: 64);
+        using var tokens = fresh.Generate("Once", options).GetEnumerator();
+        Assert.True(tokens.MoveNext());
+        File.SetLastWriteTimeUtc(path, File.GetLastWriteTimeUtc(path).AddSeconds(5));
+        Thread.Sleep(Session.PauseBeforeFileCheck * 20);
+        e = Assert.Throws<MicroLmException>(() => tokens.MoveNext());
+        Assert.Contains("was rewritten while in use", e.Message, StringComparison.Ordinal);
+    }
+
     [Fact]
     public void A_model_loaded_from_bytes_does_not_care_about_its_file()
     {

@@ -12,15 +12,7 @@ public sealed class ByteLevelBpeTests(ITestOutputHelper output)
     private const string Separator = "\n__ggml_vocab_test__\n";
 
     /// <summary>&lt;root&gt;/shared/tokenizer-vectors, found by walking up from the test assembly.</summary>
-    internal static string VectorsDirectory()
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir != null; dir = dir.Parent)
-        {
-            string candidate = Path.Combine(dir.FullName, "shared", "tokenizer-vectors");
-            if (Directory.Exists(candidate)) return candidate;
-        }
-        throw new DirectoryNotFoundException($"no shared/tokenizer-vectors above {AppContext.BaseDirectory}");
-    }
+    internal static string VectorsDirectory() => SharedData.Path("tokenizer-vectors");
 
     internal static string[] ReadCases(string inpPath)
     {

@@ -43,45 +43,23 @@ internal static class KQuantizer
     /// L receives level + nmax.</summary>
     private static float FitSymmetric(int n, int nmax, ReadOnlySpan<float> x, Span<sbyte> L)
     {
-        float max = 0, amax = 0;
-        for (int i = 0; i < n; i++)
-        {
-            float ax = MathF.Abs(x[i]);
-            if (ax > amax) { amax = ax; max = x[i]; }
-        }
+        float max = LargestMagnitude(x[..n], out float amax);
         if (amax < GroupMaxEps)
         {
             for (int i = 0; i < n; i++) L[i] = 0;
             return 0f;
         }
-        float iscale = -nmax / max;
-        float sumlx = 0, suml2 = 0;
-        for (int i = 0; i < n; i++)
-        {
-            int l = System.Math.Max(-nmax, System.Math.Min(nmax - 1, NearestInt(iscale * x[i])));
-            L[i] = (sbyte)(l + nmax);
-            float w = x[i] * x[i];
-            sumlx += w * x[i] * l;
-            suml2 += w * l * l;
-        }
+        var (sumlx, suml2) = SymmetricLevels(n, nmax, -nmax / max, x, L, nmax);
         float scale = suml2 != 0 ? sumlx / suml2 : 0f;
         float best = scale * sumlx;
         for (int step = -9; step <= 9; step++)
         {
             if (step == 0) continue;
-            iscale = -(nmax + 0.1f * step) / max;
-            sumlx = suml2 = 0;
-            for (int i = 0; i < n; i++)
-            {
-                int l = System.Math.Max(-nmax, System.Math.Min(nmax - 1, NearestInt(iscale * x[i])));
-                float w = x[i] * x[i];
-                sumlx += w * x[i] * l;
-                suml2 += w * l * l;
-            }
+            float iscale = -(nmax + 0.1f * step) / max;
+            (sumlx, suml2) = SymmetricLevels(n, nmax, iscale, x, default, 0);
             if (suml2 > 0 && sumlx * sumlx > best * suml2)
             {
-                for (int i = 0; i < n; i++)
-                    L[i] = (sbyte)(nmax + System.Math.Max(-nmax, System.Math.Min(nmax - 1, NearestInt(iscale * x[i]))));
+                SymmetricLevels(n, nmax, iscale, x, L, nmax);
                 scale = sumlx / suml2;
                 best = scale * sumlx;
             }
@@ -89,31 +67,46 @@ internal static class KQuantizer
         return scale;
     }
 
-    /// <summary>Q3_K's symmetric fit (make_q3_quants with rmse): start from −nmax/max, then up to five
-    /// rounds of moving single levels while Σw·x·l)²/Σw·l² grows. L receives level + nmax.</summary>
-    private static float FitQ3(int n, int nmax, ReadOnlySpan<float> x, Span<sbyte> L)
+    /// <summary>The levels l = round(iscale·x) clamped to −nmax..nmax−1, stored in <paramref name="L"/> as l +
+    /// <paramref name="offset"/> unless L is empty, and their fit Σw·x·l and Σw·l² with weights w = x².</summary>
+    private static (float SumLx, float SumL2) SymmetricLevels(int n, int nmax, float iscale, ReadOnlySpan<float> x, Span<sbyte> L, int offset)
     {
-        float max = 0, amax = 0;
+        float sumlx = 0, suml2 = 0;
         for (int i = 0; i < n; i++)
+        {
+            int l = System.Math.Max(-nmax, System.Math.Min(nmax - 1, NearestInt(iscale * x[i])));
+            if (!L.IsEmpty) L[i] = (sbyte)(l + offset);
+            float w = x[i] * x[i];
+            sumlx += w * x[i] * l;
+            suml2 += w * l * l;
+        }
+        return (sumlx, suml2);
+    }
+
+    /// <summary>The value of largest magnitude (the first of equals; 0 for none), and that magnitude.</summary>
+    private static float LargestMagnitude(ReadOnlySpan<float> x, out float amax)
+    {
+        float max = 0;
+        amax = 0;
+        for (int i = 0; i < x.Length; i++)
         {
             float ax = MathF.Abs(x[i]);
             if (ax > amax) { amax = ax; max = x[i]; }
         }
+        return max;
+    }
+
+    /// <summary>Q3_K's symmetric fit (make_q3_quants with rmse): start from −nmax/max, then up to five
+    /// rounds of moving single levels while Σw·x·l)²/Σw·l² grows. L receives level + nmax.</summary>
+    private static float FitQ3(int n, int nmax, ReadOnlySpan<float> x, Span<sbyte> L)
+    {
+        float max = LargestMagnitude(x[..n], out float amax);
         if (amax < GroupMaxEps)
         {
             for (int i = 0; i < n; i++) L[i] = 0;
             return 0f;
         }
-        float iscale = -nmax / max;
-        float sumlx = 0, suml2 = 0;
-        for (int i = 0; i < n; i++)
-        {
-            int l = System.Math.Max(-nmax, System.Math.Min(nmax - 1, NearestInt(iscale * x[i])));
-            L[i] = (sbyte)l;
-            float w = x[i] * x[i];
-            sumlx += w * x[i] * l;
-            suml2 += w * l * l;
-        }
+        var (sumlx, suml2) = SymmetricLevels(n, nmax, -nmax / max, x, L, 0);
         for (int round = 0; round < 5; round++)
         {
             int changed = 0;
@@ -531,12 +524,7 @@ internal static class KQuantizer
             var xb = x.Slice(ib * blockSize, blockSize);
             var Lb = L.Slice(ib * blockSize, blockSize);
             for (int j = 0; j < blockSize; j++) weight[j] = xb[j] * xb[j];
-            float amax = 0, max = 0;
-            for (int j = 0; j < blockSize; j++)
-            {
-                float ax = MathF.Abs(xb[j]);
-                if (ax > amax) { amax = ax; max = xb[j]; }
-            }
+            float max = LargestMagnitude(xb, out float amax);
             if (amax < GroupMaxEps)
             {
                 scales[ib] = 0;
