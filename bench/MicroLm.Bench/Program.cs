@@ -63,6 +63,7 @@ namespace MicroLm.Bench
                    [--threads 1,2] [--reps N] [-p 128] [-n 128] [--isa avx2|avx512|native] [--write-docs] [--profile] [--determinism-cost] [--prefill-kernels]
               --isa         the instruction-set level of both engines: MicroLm's JIT (avx2 sets DOTNET_EnableAVX512=0 in a
                             child run) and LLamaSharp's matching llama.cpp build; native (default) is the best this CPU runs
+              --settle-ms   idle time before each timed run (default 100; llama.cpp's workers spin after a run)
               --write-docs  put the table into docs/performance.md between <!-- bench:begin --> and <!-- bench:end -->
                             (--isa avx2 / avx512: the bench-avx2 / bench-avx512 markers)
               --profile     where decode time goes (stories15M shape, F32 and Q8_0, 1 thread; --formats/--shapes apply)
@@ -76,6 +77,8 @@ namespace MicroLm.Bench
         public GgmlType[] Formats = [GgmlType.F32, GgmlType.F16, GgmlType.Q8_0, GgmlType.Q4_0];
         public int[] Threads = [1, 2];
         public int Reps = 3, Prompt = 128, Gen = 128;
+        /// <summary>Idle milliseconds before each timed run (0 turns it off, to see what it changes).</summary>
+        public int SettleMs = 100;
         public bool WriteDocs, Profile, DeterminismCost, WriteModels, PrefillKernels, Help;
         public IsaLevel Isa = IsaLevel.Native;
         private bool _formatsGiven, _shapesGiven, _repsGiven;
@@ -99,6 +102,8 @@ namespace MicroLm.Bench
                     case "-n": a.Gen = Int(); break;
                     case "--isa": a.Isa = MicroLm.Bench.Isa.Parse(Value()); break;
                     case "--write-docs": a.WriteDocs = true; break;
+                    case "--settle-ms": a.SettleMs = int.TryParse(Value(), NumberStyles.Integer, CultureInfo.InvariantCulture, out int ms) && ms >= 0 ? ms
+                        : throw new ArgumentException("--settle-ms expects a non-negative integer"); break;
                     case "--profile": a.Profile = true; break;
                     case "--determinism-cost": a.DeterminismCost = true; break;
                     case "--write-models": a.WriteModels = true; break;
@@ -179,7 +184,10 @@ namespace MicroLm.Bench
                     {
                         var xs = new double[reps];
                         var ys = new double[reps];
-                        for (int i = 0; i < reps; i++) { xs[i] = mine(); ys[i] = other(); } // interleaved: machine noise hits both
+                        // Interleaved, so machine noise hits both; each timed run starts on an idle machine (Settle):
+                        // llama.cpp's OpenMP workers keep spinning for a while after its run and would otherwise take a
+                        // core from the next multi-threaded run of ours.
+                        for (int i = 0; i < reps; i++) { Settle(a); xs[i] = mine(); Settle(a); ys[i] = other(); }
                         var (m, o) = (Stats.Of(xs), Stats.Of(ys));
                         string row = $"| {shape.Name} | {format} | {threads} | {test} | {m} | {o} | {m.Mean / o.Mean:F2} | {bound:F0} | {m.Mean / bound:F2} | {o.Mean / bound:F2} |";
                         rows.Add(row);
@@ -188,6 +196,7 @@ namespace MicroLm.Bench
                 }
             }
             var elapsed = DateTime.UtcNow - started;
+            static void Settle(BenchArgs a) { if (a.SettleMs > 0) Thread.Sleep(a.SettleMs); }
             Console.Error.WriteLine($"done in {elapsed.TotalSeconds:F0} s");
             if (a.WriteDocs) Docs.Write(rows, a, started, elapsed, bandwidths);
             return 0;
@@ -289,7 +298,7 @@ namespace MicroLm.Bench
                              $"{RuntimeInformation.FrameworkDescription} ({RuntimeInformation.ProcessArchitecture}, {BenchTiming.VectorDescription()}, " +
                              $"tiered compilation + dynamic PGO, measured after warm-up), against {LlamaCppBench.Version()}; --isa {a.Isa.ToString().ToLowerInvariant()}. " +
                              $"Memory bound: weight bytes read per evaluation ÷ the single-thread read bandwidth over a working set of that size, measured in the same run ({string.Join("; ", bandwidths)}). " +
-                             $"{a.Reps} interleaved repetitions per cell, mean ± sd; the whole run took {elapsed.TotalMinutes:F1} min.");
+                             $"{a.Reps} interleaved repetitions per cell, each after {a.SettleMs} ms idle, mean ± sd; the whole run took {elapsed.TotalMinutes:F1} min.");
             block.AppendLine();
             foreach (var r in rows) block.AppendLine(r);
             block.Append(End);

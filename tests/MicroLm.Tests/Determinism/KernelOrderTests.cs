@@ -369,4 +369,29 @@ public class QuantizedKernelPathTests
             }
         }
     }
+
+    [Fact]
+    public void SignExtendingHalfConversionsEqualTheIeeeConversion()
+    {
+        // Every half, as the decode loops read them: 16 and 8 at a time from memory, and 4 already widened.
+        var bytes = new byte[65536 * 2 + 64];
+        for (int i = 0; i < 65536; i++) BitConverter.TryWriteBytes(bytes.AsSpan(2 * i), (ushort)i);
+        ref byte start = ref bytes[0];
+        for (int i = 0; i < 65536; i += 16)
+        {
+            var f16 = Tensors.Quants.F16Kernel.Values.Load16(ref start, i);
+            var f8 = Tensors.Quants.F16Kernel.Values.Load8(ref start, i + 8);
+            var f4 = Tensors.Quants.F16Kernel.Values.FromSignExtended(System.Runtime.Intrinsics.Vector128.Create(
+                (int)(short)i, (short)(i + 1), (short)(i + 2), (short)(i + 3)));
+            for (int j = 0; j < 16; j++)
+            {
+                float expected = (float)BitConverter.UInt16BitsToHalf((ushort)(i + j));
+                if (!float.IsFinite(expected)) continue; // refused at load (F16Kernel.Validate)
+                int bits = BitConverter.SingleToInt32Bits(expected);
+                Assert.Equal(bits, BitConverter.SingleToInt32Bits(f16.GetElement(j)));
+                if (j >= 8) Assert.Equal(bits, BitConverter.SingleToInt32Bits(f8.GetElement(j - 8)));
+                if (j < 4) Assert.Equal(bits, BitConverter.SingleToInt32Bits(f4.GetElement(j)));
+            }
+        }
+    }
 }

@@ -17,6 +17,76 @@ internal static class FloatRows
     /// <summary>Prefill's four rows (as floats) share L1 with the token being read: at most half of a 32 KB L1.</summary>
     public const int MaxManyRowsBytes = 16384;
 
+    /// <summary>Decode over four consecutive rows of a float type (256- and 512-bit paths), prefetching the rows
+    /// two passes ahead: four independent 16-lane sums, each with the type's Dot operations (one 512-bit or two
+    /// 256-bit accumulators, term i in lane i mod 16), folded by <see cref="Kernels.ReduceLanes4"/>, so each
+    /// result has Dot's bits. The caller checks the width (≥ 256) and that the row length is a multiple of 16.</summary>
+    public static void Dot4Rows<TValues>(ReadOnlySpan<byte> rows, int rowBytes, Activation x, Span<float> results)
+        where TValues : struct, IFloatValues
+    {
+        int n = x.Length;
+        ref byte w0 = ref MemoryMarshal.GetReference(rows);
+        ref byte w1 = ref Unsafe.Add(ref w0, rowBytes);
+        ref byte w2 = ref Unsafe.Add(ref w1, rowBytes);
+        ref byte w3 = ref Unsafe.Add(ref w2, rowBytes);
+        ref float xv = ref MemoryMarshal.GetArrayDataReference(x.Values);
+        int ahead = 8 * rowBytes;
+        if (Kernels.VectorBits < 512) { Dot4Rows256<TValues>(ref w0, rowBytes, x, results); return; }
+        {
+            var a0 = Vector512<float>.Zero; var a1 = Vector512<float>.Zero; var a2 = Vector512<float>.Zero; var a3 = Vector512<float>.Zero;
+            for (int i = 0; i < n; i += 16)
+            {
+                PrefetchStep<TValues>(ref w0, ahead, i);
+                var xs = Vector512.LoadUnsafe(ref xv, (nuint)i);
+                a0 += TValues.Load16(ref w0, i) * xs;
+                a1 += TValues.Load16(ref w1, i) * xs;
+                a2 += TValues.Load16(ref w2, i) * xs;
+                a3 += TValues.Load16(ref w3, i) * xs;
+            }
+            Kernels.ReduceLanes4(a0, a1, a2, a3, results);
+        }
+    }
+
+    /// <summary><see cref="Dot4Rows{TValues}"/> on 256-bit vectors: each row's 16 lanes are two accumulators (a
+    /// method of its own: sharing one with the 512-bit loop made the JIT's 256-bit loop several times slower).</summary>
+    private static void Dot4Rows256<TValues>(ref byte w0, int rowBytes, Activation x, Span<float> results) where TValues : struct, IFloatValues
+    {
+        int n = x.Length;
+        ref byte w1 = ref Unsafe.Add(ref w0, rowBytes);
+        ref byte w2 = ref Unsafe.Add(ref w1, rowBytes);
+        ref byte w3 = ref Unsafe.Add(ref w2, rowBytes);
+        ref float xv = ref MemoryMarshal.GetArrayDataReference(x.Values);
+        int ahead = 8 * rowBytes;
+        var l0 = Vector256<float>.Zero; var h0 = Vector256<float>.Zero; var l1 = Vector256<float>.Zero; var h1 = Vector256<float>.Zero;
+        var l2 = Vector256<float>.Zero; var h2 = Vector256<float>.Zero; var l3 = Vector256<float>.Zero; var h3 = Vector256<float>.Zero;
+        for (int i = 0; i < n; i += 16)
+        {
+            PrefetchStep<TValues>(ref w0, ahead, i);
+            var xa = Vector256.LoadUnsafe(ref xv, (nuint)i);
+            var xb = Vector256.LoadUnsafe(ref xv, (nuint)i + 8);
+            l0 += TValues.Load8(ref w0, i) * xa; h0 += TValues.Load8(ref w0, i + 8) * xb;
+            l1 += TValues.Load8(ref w1, i) * xa; h1 += TValues.Load8(ref w1, i + 8) * xb;
+            l2 += TValues.Load8(ref w2, i) * xa; h2 += TValues.Load8(ref w2, i + 8) * xb;
+            l3 += TValues.Load8(ref w3, i) * xa; h3 += TValues.Load8(ref w3, i + 8) * xb;
+        }
+        Kernels.ReduceLanes4(Vector512.Create(l0, h0), Vector512.Create(l1, h1), Vector512.Create(l2, h2), Vector512.Create(l3, h3), results);
+    }
+
+    /// <summary>A step reads 16 values of four rows (4 × 16 × size bytes: one cache line per byte of value size);
+    /// the group two passes ahead is fetched at the same pace.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void PrefetchStep<TValues>(ref byte rows, int ahead, int i) where TValues : struct, IFloatValues
+    {
+        int p = ahead + 4 * TValues.Size * i;
+        IntegerDot.Prefetch(ref rows, p);
+        IntegerDot.Prefetch(ref rows, p + 64);
+        if (TValues.Size == 4)
+        {
+            IntegerDot.Prefetch(ref rows, p + 128);
+            IntegerDot.Prefetch(ref rows, p + 192);
+        }
+    }
+
     /// <summary>output[t·stride + rowIndex + k] = dot(row k, token t) for four float rows, each in Dot's order.</summary>
     public static void DotManyRows4(ReadOnlySpan<float> w0, ReadOnlySpan<float> w1, ReadOnlySpan<float> w2, ReadOnlySpan<float> w3,
         Activation[] xs, int count, Span<float> output, int stride, int rowIndex)
@@ -26,8 +96,28 @@ internal static class FloatRows
     }
 }
 
+/// <summary>How a float row type's stored values load as floats (exactly), for <see cref="FloatRows.Dot4Rows{TValues}"/>.</summary>
+internal interface IFloatValues
+{
+    /// <summary>Bytes per stored value.</summary>
+    static abstract int Size { get; }
+    /// <summary>Values i..i+15 of the row at <paramref name="row"/>.</summary>
+    static abstract Vector512<float> Load16(ref byte row, int i);
+    /// <summary>Values i..i+7 of the row at <paramref name="row"/>.</summary>
+    static abstract Vector256<float> Load8(ref byte row, int i);
+}
+
 internal sealed partial class F32Kernel : RowKernel
 {
+    private struct Values : IFloatValues
+    {
+        public static int Size => 4;
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector512<float> Load16(ref byte row, int i) => Vector512.LoadUnsafe(ref Unsafe.As<byte, float>(ref row), (nuint)i);
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<float> Load8(ref byte row, int i) => Vector256.LoadUnsafe(ref Unsafe.As<byte, float>(ref row), (nuint)i);
+    }
+
     public static readonly F32Kernel Instance = new();
 
     public override void Dequantize(ReadOnlySpan<byte> row, Span<float> output) =>
@@ -38,34 +128,6 @@ internal sealed partial class F32Kernel : RowKernel
 
     protected override void Dot4(ReadOnlySpan<byte> row, Activation a, Activation b, Activation c, Activation d, Span<float> results) =>
         Kernels.Dot4(MemoryMarshal.Cast<byte, float>(row), a.Span, b.Span, c.Span, d.Span, results);
-
-    /// <summary>Dot4Rows on 256-bit vectors: each row's 16 lanes are two accumulators, as in Kernels.Dot's 256-bit path.</summary>
-    private static void Dot4Rows256(ReadOnlySpan<byte> rows, int rowBytes, Activation x, Span<float> results)
-    {
-        int n = x.Length;
-        ref byte start = ref MemoryMarshal.GetReference(rows);
-        ref float w0 = ref Unsafe.As<byte, float>(ref start);
-        ref float w1 = ref Unsafe.Add(ref w0, rowBytes / 4);
-        ref float w2 = ref Unsafe.Add(ref w1, rowBytes / 4);
-        ref float w3 = ref Unsafe.Add(ref w2, rowBytes / 4);
-        ref float xv = ref MemoryMarshal.GetArrayDataReference(x.Values);
-        int ahead = 8 * rowBytes;
-        var a0 = Vector256<float>.Zero; var b0 = Vector256<float>.Zero; var a1 = Vector256<float>.Zero; var b1 = Vector256<float>.Zero;
-        var a2 = Vector256<float>.Zero; var b2 = Vector256<float>.Zero; var a3 = Vector256<float>.Zero; var b3 = Vector256<float>.Zero;
-        for (int i = 0; i < n; i += 16)
-        {
-            int p = ahead + 16 * i;
-            IntegerDot.Prefetch(ref start, p); IntegerDot.Prefetch(ref start, p + 64);
-            IntegerDot.Prefetch(ref start, p + 128); IntegerDot.Prefetch(ref start, p + 192);
-            var xa = Vector256.LoadUnsafe(ref xv, (nuint)i);
-            var xb = Vector256.LoadUnsafe(ref xv, (nuint)i + 8);
-            a0 += Vector256.LoadUnsafe(ref w0, (nuint)i) * xa; b0 += Vector256.LoadUnsafe(ref w0, (nuint)i + 8) * xb;
-            a1 += Vector256.LoadUnsafe(ref w1, (nuint)i) * xa; b1 += Vector256.LoadUnsafe(ref w1, (nuint)i + 8) * xb;
-            a2 += Vector256.LoadUnsafe(ref w2, (nuint)i) * xa; b2 += Vector256.LoadUnsafe(ref w2, (nuint)i + 8) * xb;
-            a3 += Vector256.LoadUnsafe(ref w3, (nuint)i) * xa; b3 += Vector256.LoadUnsafe(ref w3, (nuint)i + 8) * xb;
-        }
-        Kernels.ReduceLanes4(Vector512.Create(a0, b0), Vector512.Create(a1, b1), Vector512.Create(a2, b2), Vector512.Create(a3, b3), results);
-    }
 
     /// <summary>Prefill, four rows per pass over the tokens: a token's dots with the four rows are
     /// <see cref="Kernels.Dot4"/> of the token with the rows (a product's bits do not depend on the order of
@@ -79,37 +141,14 @@ internal sealed partial class F32Kernel : RowKernel
         return true;
     }
 
-    /// <summary>Decode over four short rows at once (512-bit path), prefetching the rows two passes ahead:
-    /// four independent 16-lane sums, each with Dot's operations, so the bits are Dot's. Long rows
+    /// <summary>Decode over four short rows at once (<see cref="FloatRows.Dot4Rows{TValues}"/>); long rows
     /// stream one at a time (see <see cref="FloatRows.MaxFourRowBytes"/>).</summary>
     public override bool PrefersFourRows(int rowBytes) => Kernels.VectorBits >= 256 && rowBytes <= FloatRows.MaxFourRowBytes;
 
     public override void Dot4Rows(ReadOnlySpan<byte> rows, int rowBytes, Activation x, Span<float> results)
     {
-        int n = x.Length;
-        if (Kernels.VectorBits < 256 || (n & 15) != 0) { base.Dot4Rows(rows, rowBytes, x, results); return; }
-        if (Kernels.VectorBits < 512) { Dot4Rows256(rows, rowBytes, x, results); return; }
-        ref byte start = ref MemoryMarshal.GetReference(rows);
-        ref float w0 = ref Unsafe.As<byte, float>(ref start);
-        ref float w1 = ref Unsafe.Add(ref w0, rowBytes / 4);
-        ref float w2 = ref Unsafe.Add(ref w1, rowBytes / 4);
-        ref float w3 = ref Unsafe.Add(ref w2, rowBytes / 4);
-        ref float xv = ref MemoryMarshal.GetArrayDataReference(x.Values);
-        int ahead = 8 * rowBytes;
-        var a0 = Vector512<float>.Zero; var a1 = Vector512<float>.Zero; var a2 = Vector512<float>.Zero; var a3 = Vector512<float>.Zero;
-        for (int i = 0; i < n; i += 16)
-        {
-            // A step reads 4 × 64 bytes; the group two passes ahead is fetched at the same pace.
-            int p = ahead + 16 * i;
-            IntegerDot.Prefetch(ref start, p); IntegerDot.Prefetch(ref start, p + 64);
-            IntegerDot.Prefetch(ref start, p + 128); IntegerDot.Prefetch(ref start, p + 192);
-            var xs = Vector512.LoadUnsafe(ref xv, (nuint)i);
-            a0 += Vector512.LoadUnsafe(ref w0, (nuint)i) * xs;
-            a1 += Vector512.LoadUnsafe(ref w1, (nuint)i) * xs;
-            a2 += Vector512.LoadUnsafe(ref w2, (nuint)i) * xs;
-            a3 += Vector512.LoadUnsafe(ref w3, (nuint)i) * xs;
-        }
-        Kernels.ReduceLanes4(a0, a1, a2, a3, results);
+        if (Kernels.VectorBits < 256 || (x.Length & 15) != 0) base.Dot4Rows(rows, rowBytes, x, results);
+        else FloatRows.Dot4Rows<Values>(rows, rowBytes, x, results);
     }
 }
 
@@ -139,6 +178,7 @@ internal sealed partial class F16Kernel : RowKernel
     {
         int n = x.Length, full = n & ~15, i = 0;
         ref ushort h = ref Unsafe.As<byte, ushort>(ref MemoryMarshal.GetReference(row));
+        ref byte hb = ref MemoryMarshal.GetReference(row);
         ref float xv = ref MemoryMarshal.GetArrayDataReference(x.Values);
         Span<float> lanes = stackalloc float[Kernels.Lanes];
         ref float l = ref MemoryMarshal.GetReference(lanes);
@@ -147,7 +187,7 @@ internal sealed partial class F16Kernel : RowKernel
         {
             var acc = Vector512<float>.Zero;
             for (; i < full; i += 16)
-                acc += LoadSingle512(ref h, i) * Vector512.LoadUnsafe(ref xv, (nuint)i);
+                acc += Values.Load16(ref hb, i) * Vector512.LoadUnsafe(ref xv, (nuint)i);
             acc.StoreUnsafe(ref l);
         }
         else if (bits >= 256)
@@ -155,8 +195,8 @@ internal sealed partial class F16Kernel : RowKernel
             var acc0 = Vector256<float>.Zero; var acc1 = Vector256<float>.Zero;
             for (; i < full; i += 16)
             {
-                acc0 += LoadSingle256(ref h, i) * Vector256.LoadUnsafe(ref xv, (nuint)i);
-                acc1 += LoadSingle256(ref h, i + 8) * Vector256.LoadUnsafe(ref xv, (nuint)i + 8);
+                acc0 += Values.Load8(ref hb, i) * Vector256.LoadUnsafe(ref xv, (nuint)i);
+                acc1 += Values.Load8(ref hb, i + 8) * Vector256.LoadUnsafe(ref xv, (nuint)i + 8);
             }
             acc0.StoreUnsafe(ref l); acc1.StoreUnsafe(ref l, 8);
         }
@@ -166,12 +206,13 @@ internal sealed partial class F16Kernel : RowKernel
             var acc2 = Vector128<float>.Zero; var acc3 = Vector128<float>.Zero;
             for (; i < full; i += 16)
             {
-                var (a, b) = Vector128.Widen(Vector128.LoadUnsafe(ref h, (nuint)i));
-                var (c, d) = Vector128.Widen(Vector128.LoadUnsafe(ref h, (nuint)i + 8));
-                acc0 += ToSingle(a) * Vector128.LoadUnsafe(ref xv, (nuint)i);
-                acc1 += ToSingle(b) * Vector128.LoadUnsafe(ref xv, (nuint)i + 4);
-                acc2 += ToSingle(c) * Vector128.LoadUnsafe(ref xv, (nuint)i + 8);
-                acc3 += ToSingle(d) * Vector128.LoadUnsafe(ref xv, (nuint)i + 12);
+                // Sign-extending widen (Load16's conversion): one shift fewer than ToSingle's, e.g. on ARM64.
+                var (a, b) = Vector128.Widen(Vector128.LoadUnsafe(ref Unsafe.As<byte, short>(ref hb), (nuint)i));
+                var (c, d) = Vector128.Widen(Vector128.LoadUnsafe(ref Unsafe.As<byte, short>(ref hb), (nuint)i + 8));
+                acc0 += Values.FromSignExtended(a) * Vector128.LoadUnsafe(ref xv, (nuint)i);
+                acc1 += Values.FromSignExtended(b) * Vector128.LoadUnsafe(ref xv, (nuint)i + 4);
+                acc2 += Values.FromSignExtended(c) * Vector128.LoadUnsafe(ref xv, (nuint)i + 8);
+                acc3 += Values.FromSignExtended(d) * Vector128.LoadUnsafe(ref xv, (nuint)i + 12);
             }
             acc0.StoreUnsafe(ref l); acc1.StoreUnsafe(ref l, 4); acc2.StoreUnsafe(ref l, 8); acc3.StoreUnsafe(ref l, 12);
         }
@@ -181,36 +222,46 @@ internal sealed partial class F16Kernel : RowKernel
         return Kernels.ReduceLanes(lanes);
     }
 
-    /// <summary>Decode over four rows at once (512-bit path): four independent 16-lane sums keep the adder
-    /// busy where one row's sum waits on its previous add, and the rows two passes ahead are prefetched.
-    /// Each row's operations are Dot's, so the bits are the same.</summary>
+    /// <summary>Decode over four short rows at once (<see cref="FloatRows.Dot4Rows{TValues}"/>): four independent
+    /// 16-lane sums keep the adder busy where one row's sum waits on its previous add.</summary>
     public override bool PrefersFourRows(int rowBytes) => Kernels.VectorBits >= 256 && rowBytes <= FloatRows.MaxFourRowBytes;
 
     public override void Dot4Rows(ReadOnlySpan<byte> rows, int rowBytes, Activation x, Span<float> results)
     {
-        int n = x.Length;
-        if (Kernels.VectorBits < 256 || (n & 15) != 0) { base.Dot4Rows(rows, rowBytes, x, results); return; }
-        if (Kernels.VectorBits < 512) { Dot4Rows256(rows, rowBytes, x, results); return; }
-        ref byte start = ref MemoryMarshal.GetReference(rows);
-        ref ushort h0 = ref Unsafe.As<byte, ushort>(ref start);
-        ref ushort h1 = ref Unsafe.Add(ref h0, rowBytes / 2);
-        ref ushort h2 = ref Unsafe.Add(ref h1, rowBytes / 2);
-        ref ushort h3 = ref Unsafe.Add(ref h2, rowBytes / 2);
-        ref float xv = ref MemoryMarshal.GetArrayDataReference(x.Values);
-        int ahead = 8 * rowBytes;
-        var a0 = Vector512<float>.Zero; var a1 = Vector512<float>.Zero; var a2 = Vector512<float>.Zero; var a3 = Vector512<float>.Zero;
-        for (int i = 0; i < n; i += 16)
+        if (Kernels.VectorBits < 256 || (x.Length & 15) != 0) base.Dot4Rows(rows, rowBytes, x, results);
+        else FloatRows.Dot4Rows<Values>(rows, rowBytes, x, results);
+    }
+
+    internal struct Values : IFloatValues
+    {
+        public static int Size => 2;
+
+        /// <summary>16 halves at row[i] as floats, the same conversion from halves sign-extended to 32 bits: a
+        /// shift by 13 puts the sign in bit 31 (copies in 28–30, masked off) and the magnitude in bits 13–27.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector512<float> Load16(ref byte row, int i)
         {
-            // A step reads 4 × 32 bytes; the group two passes ahead is fetched at the same pace.
-            IntegerDot.Prefetch(ref start, ahead + 8 * i);
-            IntegerDot.Prefetch(ref start, ahead + 8 * i + 64);
-            var xs = Vector512.LoadUnsafe(ref xv, (nuint)i);
-            a0 += LoadSingle512(ref h0, i) * xs;
-            a1 += LoadSingle512(ref h1, i) * xs;
-            a2 += LoadSingle512(ref h2, i) * xs;
-            a3 += LoadSingle512(ref h3, i) * xs;
+            var wide = Vector512.WidenLower(Vector256.LoadUnsafe(ref Unsafe.As<byte, short>(ref row), (nuint)i).ToVector512Unsafe());
+            var v = Vector512.ShiftLeft(wide, 13) & Vector512.Create(unchecked((int)0x8FFFFFFF));
+            return v.AsSingle() * Vector512.Create(TwoPow112);
         }
-        Kernels.ReduceLanes4(a0, a1, a2, a3, results);
+
+        /// <summary>4 halves already sign-extended to 32 bits, as floats (Load16's conversion).</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector128<float> FromSignExtended(Vector128<int> wide)
+        {
+            var v = Vector128.ShiftLeft(wide, 13) & Vector128.Create(unchecked((int)0x8FFFFFFF));
+            return v.AsSingle() * Vector128.Create(TwoPow112);
+        }
+
+        /// <summary>8 halves at row[i] as floats (Load16's conversion: sign-extending load, shift by 13).</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<float> Load8(ref byte row, int i)
+        {
+            var wide = Vector256.WidenLower(Vector128.LoadUnsafe(ref Unsafe.As<byte, short>(ref row), (nuint)i).ToVector256Unsafe());
+            var v = Vector256.ShiftLeft(wide, 13) & Vector256.Create(unchecked((int)0x8FFFFFFF));
+            return v.AsSingle() * Vector256.Create(TwoPow112);
+        }
     }
 
     /// <summary>Prefill, four rows per pass: the rows are converted once (exactly) and dotted with every token
@@ -224,33 +275,6 @@ internal sealed partial class F16Kernel : RowKernel
         for (int k = 0; k < 4; k++) ToSingle(h.Slice(k * rowBytes / 2, n), w.Slice(k * n, n));
         FloatRows.DotManyRows4(w[..n], w.Slice(n, n), w.Slice(2 * n, n), w.Slice(3 * n, n), xs, count, output, stride, rowIndex);
         return true;
-    }
-
-    /// <summary>Dot4Rows on 256-bit vectors: each row's 16 lanes are two accumulators, as in Dot's 256-bit path.</summary>
-    private static void Dot4Rows256(ReadOnlySpan<byte> rows, int rowBytes, Activation x, Span<float> results)
-    {
-        int n = x.Length;
-        ref byte start = ref MemoryMarshal.GetReference(rows);
-        ref ushort h0 = ref Unsafe.As<byte, ushort>(ref start);
-        ref ushort h1 = ref Unsafe.Add(ref h0, rowBytes / 2);
-        ref ushort h2 = ref Unsafe.Add(ref h1, rowBytes / 2);
-        ref ushort h3 = ref Unsafe.Add(ref h2, rowBytes / 2);
-        ref float xv = ref MemoryMarshal.GetArrayDataReference(x.Values);
-        int ahead = 8 * rowBytes;
-        var a0 = Vector256<float>.Zero; var b0 = Vector256<float>.Zero; var a1 = Vector256<float>.Zero; var b1 = Vector256<float>.Zero;
-        var a2 = Vector256<float>.Zero; var b2 = Vector256<float>.Zero; var a3 = Vector256<float>.Zero; var b3 = Vector256<float>.Zero;
-        for (int i = 0; i < n; i += 16)
-        {
-            IntegerDot.Prefetch(ref start, ahead + 8 * i);
-            IntegerDot.Prefetch(ref start, ahead + 8 * i + 64);
-            var xa = Vector256.LoadUnsafe(ref xv, (nuint)i);
-            var xb = Vector256.LoadUnsafe(ref xv, (nuint)i + 8);
-            a0 += LoadSingle256(ref h0, i) * xa; b0 += LoadSingle256(ref h0, i + 8) * xb;
-            a1 += LoadSingle256(ref h1, i) * xa; b1 += LoadSingle256(ref h1, i + 8) * xb;
-            a2 += LoadSingle256(ref h2, i) * xa; b2 += LoadSingle256(ref h2, i + 8) * xb;
-            a3 += LoadSingle256(ref h3, i) * xa; b3 += LoadSingle256(ref h3, i + 8) * xb;
-        }
-        Kernels.ReduceLanes4(Vector512.Create(a0, b0), Vector512.Create(a1, b1), Vector512.Create(a2, b2), Vector512.Create(a3, b3), results);
     }
 
     /// <summary>Prefill: the row is converted once (exactly) and dotted with every token as F32, which
@@ -300,25 +324,6 @@ internal sealed partial class F16Kernel : RowKernel
     {
         var v = Vector512.ShiftRightArithmetic(Vector512.ShiftLeft(h, 16).AsInt32(), 3) & Vector512.Create(unchecked((int)0x8FFFFFFF));
         return v.AsSingle() * Vector512.Create(TwoPow112);
-    }
-
-    /// <summary>16 halves at h[i] as floats, the same conversion from halves sign-extended to 32 bits: a
-    /// shift by 13 puts the sign in bit 31 (copies in 28–30, masked off) and the magnitude in bits 13–27.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<float> LoadSingle512(ref ushort h, int i)
-    {
-        var wide = Vector512.WidenLower(Vector256.LoadUnsafe(ref Unsafe.As<ushort, short>(ref h), (nuint)i).ToVector512Unsafe());
-        var v = Vector512.ShiftLeft(wide, 13) & Vector512.Create(unchecked((int)0x8FFFFFFF));
-        return v.AsSingle() * Vector512.Create(TwoPow112);
-    }
-
-    /// <summary>8 halves at h[i] as floats (LoadSingle512's conversion: sign-extending load, shift by 13).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<float> LoadSingle256(ref ushort h, int i)
-    {
-        var wide = Vector256.WidenLower(Vector128.LoadUnsafe(ref Unsafe.As<ushort, short>(ref h), (nuint)i).ToVector256Unsafe());
-        var v = Vector256.ShiftLeft(wide, 13) & Vector256.Create(unchecked((int)0x8FFFFFFF));
-        return v.AsSingle() * Vector256.Create(TwoPow112);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
