@@ -3,6 +3,7 @@
 // time on a shared machine), and a check that every module wrote the same bits.
 //   node scripts/wasm-kernel-bench.mjs --dump APP_WWWROOT OUT.wasm     the app's kernel module (Api.KernelModule)
 //   node scripts/wasm-kernel-bench.mjs A.wasm [B.wasm ...]             TYPES=Q8_0,Q4_0,F32,F16 (default Q8_0,Q4_0,F32)
+// V8 in Node v20 is older than the browser's: judge float kernel changes in Chromium too (scripts/wasm-kernel-bench-chromium.mjs).
 import fs from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';

@@ -14,7 +14,12 @@ internal sealed partial class KernelHost : IKernelHost
     public void Attention(int q, int keys, int values, int scores, int output, int count, int headDim, float scale) =>
         CallAttention(q, keys, values, scores, output, count, headDim, scale);
 
+    public void AttentionBatch(int args, float scale) => CallAttentionBatch(args, scale);
+
     public int Call(int function, int a, int b, int c, int d) => CallUtility(function, a, b, c, d);
+
+    [JSImport("attentionBatch", "microlm-kernels")]
+    private static partial void CallAttentionBatch(int args, float scale);
 
     [JSImport("call", "microlm-kernels")]
     private static partial int CallUtility(int function, int a, int b, int c, int d);

@@ -8,6 +8,7 @@
 
 let kernels = null; // the module's matmul exports in function order, once instantiated
 let attention = null;
+let attentionBatch = null;
 let utilities = null; // the module's small exports (argmax, SiLU gating, …) in the runtime's order
 
 // Must run before the first call into the runtime that could reach a matmul.
@@ -15,6 +16,7 @@ export function registerKernelImports(runtime) {
   runtime.setModuleImports('microlm-kernels', {
     matmul: (f, w, rowBytes, rows, n, xs, count, out, stride) => kernels[f](w, rowBytes, rows, n, xs, count, out, stride),
     attention: (q, keys, values, scores, out, count, headDim, scale) => attention(q, keys, values, scores, out, count, headDim, scale),
+    attentionBatch: (args, scale) => attentionBatch(args, scale),
     call: (f, a, b, c, d) => utilities[f](a, b, c, d),
   });
 }
@@ -36,12 +38,14 @@ export async function installKernels(runtime, api, mode = 'auto') {
     const { instance } = await WebAssembly.instantiate(api.KernelModule(), { env: { memory } });
     kernels = api.KernelNames().split(' ').map((name) => instance.exports[name]);
     attention = instance.exports.attention;
+    attentionBatch = instance.exports.attention_batch;
     utilities = api.KernelUtilities().split(' ').map((name) => instance.exports[name]);
     if (utilities.some((u) => typeof u !== 'function')) throw new Error('the kernel module lacks a utility export');
     return { path: api.UseCompiledKernels(true), reason: '' };
   } catch (e) {
     kernels = null;
     attention = null;
+    attentionBatch = null;
     utilities = null;
     return { path: api.UseCompiledKernels(false), reason: String(e?.message ?? e) };
   }

@@ -90,24 +90,53 @@ internal static class Kernels
     internal static void EmitDot(Tensors.Wasm.WasmFunction f, Tensors.Wasm.Local row, Tensors.Wasm.Local x, Tensors.Wasm.Local n, int weightBytes,
         Action<Tensors.Wasm.WasmFunction, Tensors.Wasm.Local, uint> loadFour, Action<Tensors.Wasm.WasmFunction, Tensors.Wasm.Local, uint> loadOne)
     {
-        const Tensors.Wasm.WasmType V = Tensors.Wasm.WasmType.V128, I = Tensors.Wasm.WasmType.I32;
-        Tensors.Wasm.Local[] acc = [f.Local(V), f.Local(V), f.Local(V), f.Local(V)];
-        var wp = f.Local(I); var xp = f.Local(I); var end = f.Local(I); var rest = f.Local(I);
-        foreach (var a in acc) f.F32Const(0).F32x4Splat().Set(a);
+        var result = f.Local(Tensors.Wasm.WasmType.F32);
+        EmitDotTokens(f, row, [x], n, weightBytes, loadFour, loadOne, [result]);
+        f.Get(result);
+    }
+
+    /// <summary><see cref="EmitDot"/> of one row with several activations at once (batched prefill): each chunk of
+    /// the row is loaded (and converted) once and multiplied with every activation; each activation keeps its own
+    /// four accumulators and gets exactly the operations of its single dot, in the same order, so each result in
+    /// <paramref name="results"/> has the bits of <see cref="EmitDot"/> (which is this function with one activation).
+    /// Keep the count small (two or three): four accumulators each must stay in the engine's vector registers.</summary>
+    internal static void EmitDotTokens(Tensors.Wasm.WasmFunction f, Tensors.Wasm.Local row, Tensors.Wasm.Local[] xs, Tensors.Wasm.Local n, int weightBytes,
+        Action<Tensors.Wasm.WasmFunction, Tensors.Wasm.Local, uint> loadFour, Action<Tensors.Wasm.WasmFunction, Tensors.Wasm.Local, uint> loadOne,
+        Tensors.Wasm.Local[] results)
+    {
+        const Tensors.Wasm.WasmType V = Tensors.Wasm.WasmType.V128, I = Tensors.Wasm.WasmType.I32, F = Tensors.Wasm.WasmType.F32;
+        int tokens = xs.Length;
+        if (tokens < 1 || results.Length != tokens) throw new ArgumentException("one result per activation");
+        var acc = new Tensors.Wasm.Local[tokens][];
+        var xp = new Tensors.Wasm.Local[tokens];
+        for (int j = 0; j < tokens; j++) { acc[j] = [f.Local(V), f.Local(V), f.Local(V), f.Local(V)]; xp[j] = f.Local(I); }
+        var wp = f.Local(I); var end = f.Local(I); var rest = f.Local(I);
+        var w4 = tokens > 1 ? f.Local(V) : default;
+        var w1 = tokens > 1 ? f.Local(F) : default;
+        foreach (var a in acc) foreach (var l in a) f.F32Const(0).F32x4Splat().Set(l);
         f.Get(row).Set(wp);
-        f.Get(x).Set(xp);
-        f.Get(x).Get(n).I32Const(-Lanes).I32And().I32Const(2).I32Shl().I32Add().Set(end); // end of the full chunks
+        for (int j = 0; j < tokens; j++) f.Get(xs[j]).Set(xp[j]);
+        f.Get(xs[0]).Get(n).I32Const(-Lanes).I32And().I32Const(2).I32Shl().I32Add().Set(end); // end of the full chunks of the first activation
         int chunksDone = f.Block();
-        f.Get(xp).Get(end).I32GeS().BrIf(chunksDone);
+        f.Get(xp[0]).Get(end).I32GeS().BrIf(chunksDone);
         int chunk = f.Loop();
         for (int k = 0; k < 4; k++)
         {
-            f.Get(acc[k]);
+            if (tokens == 1)
+            {
+                f.Get(acc[0][k]);
+                loadFour(f, wp, (uint)(4 * k * weightBytes));
+                f.Get(xp[0]).V128Load((uint)(16 * k)).F32x4Mul().F32x4Add().Set(acc[0][k]);
+                continue;
+            }
             loadFour(f, wp, (uint)(4 * k * weightBytes));
-            f.Get(xp).V128Load((uint)(16 * k)).F32x4Mul().F32x4Add().Set(acc[k]);
+            f.Set(w4);
+            for (int j = 0; j < tokens; j++)
+                f.Get(acc[j][k]).Get(w4).Get(xp[j]).V128Load((uint)(16 * k)).F32x4Mul().F32x4Add().Set(acc[j][k]);
         }
         f.Get(wp).I32Const(Lanes * weightBytes).I32Add().Set(wp);
-        f.Get(xp).I32Const(Lanes * 4).I32Add().Tee(xp).Get(end).I32LtS().BrIf(chunk);
+        for (int j = 1; j < tokens; j++) f.Get(xp[j]).I32Const(Lanes * 4).I32Add().Set(xp[j]);
+        f.Get(xp[0]).I32Const(Lanes * 4).I32Add().Tee(xp[0]).Get(end).I32LtS().BrIf(chunk);
         f.End();
         f.End();
         // The last n % 16 terms, term k to lane k.
@@ -116,14 +145,22 @@ internal static class Kernels
         for (int k = 0; k < Lanes - 1; k++)
         {
             f.I32Const(k).Get(rest).I32GeS().BrIf(tailDone);
-            var a = acc[k >> 2];
             byte lane = (byte)(k & 3);
-            f.Get(a).Get(a).F32x4ExtractLane(lane);
-            loadOne(f, wp, (uint)(k * weightBytes));
-            f.Get(xp).F32Load((uint)(4 * k)).F32Mul().F32Add().F32x4ReplaceLane(lane).Set(a);
+            if (tokens > 1) { loadOne(f, wp, (uint)(k * weightBytes)); f.Set(w1); }
+            for (int j = 0; j < tokens; j++)
+            {
+                var a = acc[j][k >> 2];
+                f.Get(a).Get(a).F32x4ExtractLane(lane);
+                if (tokens == 1) loadOne(f, wp, (uint)(k * weightBytes)); else f.Get(w1);
+                f.Get(xp[j]).F32Load((uint)(4 * k)).F32Mul().F32Add().F32x4ReplaceLane(lane).Set(a);
+            }
         }
         f.End();
-        EmitReduceLanes(f, acc[0], acc[1], acc[2], acc[3]);
+        for (int j = 0; j < tokens; j++)
+        {
+            EmitReduceLanes(f, acc[j][0], acc[j][1], acc[j][2], acc[j][3]);
+            f.Set(results[j]);
+        }
     }
 
     /// <summary>Four dot products of one row with four vectors (batched prefill): each result has
@@ -298,6 +335,82 @@ internal static class Kernels
     public static void Add(Span<float> y, ReadOnlySpan<float> x)
     {
         for (int i = 0; i < y.Length; i++) y[i] += x[i];
+    }
+
+    /// <summary><see cref="Add"/> in WebAssembly over n floats at y and x: four at a time, then one at a time
+    /// (each element's own IEEE add, so the bits of the C# loop).</summary>
+    internal static void EmitAddInPlace(Tensors.Wasm.WasmFunction f, Tensors.Wasm.Local y, Tensors.Wasm.Local x, Tensors.Wasm.Local n)
+    {
+        var i = f.Local(Tensors.Wasm.WasmType.I32); var quads = f.Local(Tensors.Wasm.WasmType.I32); var bytes = f.Local(Tensors.Wasm.WasmType.I32);
+        f.Get(n).I32Const(-4).I32And().I32Const(2).I32Shl().Set(quads);
+        f.Get(n).I32Const(2).I32Shl().Set(bytes);
+        int quadsDone = f.Block();
+        f.Get(quads).I32Eqz().BrIf(quadsDone);
+        int quad = f.Loop();
+        f.Get(y).Get(i).I32Add().Get(y).Get(i).I32Add().V128Load().Get(x).Get(i).I32Add().V128Load().F32x4Add().V128Store();
+        f.Get(i).I32Const(16).I32Add().Tee(i).Get(quads).I32LtS().BrIf(quad);
+        f.End();
+        f.End();
+        int done = f.Block();
+        f.Get(i).Get(bytes).I32GeS().BrIf(done);
+        int one = f.Loop();
+        f.Get(y).Get(i).I32Add().Get(y).Get(i).I32Add().F32Load().Get(x).Get(i).I32Add().F32Load().F32Add().F32Store();
+        f.Get(i).I32Const(4).I32Add().Tee(i).Get(bytes).I32LtS().BrIf(one);
+        f.End();
+        f.End();
+    }
+
+    /// <summary>Where <see cref="EmitRmsNormRows"/> reads its arguments (i32 index into the argument block).</summary>
+    internal enum RmsNormArg { X, Length, Weight, Outputs, Count, Eps, Size }
+
+    /// <summary><see cref="RmsNorm"/> of several rows in WebAssembly, each exactly as the C# steps: ss = Dot(x, x)
+    /// (the 16-lane order, <see cref="EmitDot"/>) / n + eps, scale = 1 / √ss (f32.sqrt, correctly rounded like
+    /// MathF.Sqrt), out[i] = w[i] · (scale · x[i]). The argument block (<see cref="RmsNormArg"/>): rows at x, n
+    /// floats apart; w; a table of each row's output address; the row count; eps's bits.</summary>
+    internal static void EmitRmsNormRows(Tensors.Wasm.WasmFunction f, Tensors.Wasm.Local args)
+    {
+        const Tensors.Wasm.WasmType I = Tensors.Wasm.WasmType.I32, F = Tensors.Wasm.WasmType.F32, V = Tensors.Wasm.WasmType.V128;
+        Tensors.Wasm.Local x = f.Local(I), n = f.Local(I), w = f.Local(I), outputs = f.Local(I), count = f.Local(I), eps = f.Local(F);
+        Tensors.Wasm.Local t = f.Local(I), row = f.Local(I), output = f.Local(I), i = f.Local(I), quads = f.Local(I), bytes = f.Local(I);
+        Tensors.Wasm.Local scale = f.Local(F), scale4 = f.Local(V);
+        f.Get(args).I32Load(4 * (uint)RmsNormArg.X).Set(x);
+        f.Get(args).I32Load(4 * (uint)RmsNormArg.Length).Set(n);
+        f.Get(args).I32Load(4 * (uint)RmsNormArg.Weight).Set(w);
+        f.Get(args).I32Load(4 * (uint)RmsNormArg.Outputs).Set(outputs);
+        f.Get(args).I32Load(4 * (uint)RmsNormArg.Count).Set(count);
+        f.Get(args).F32Load(4 * (uint)RmsNormArg.Eps).Set(eps);
+        f.Get(n).I32Const(-4).I32And().I32Const(2).I32Shl().Set(quads);
+        f.Get(n).I32Const(2).I32Shl().Set(bytes);
+        int none = f.Block();
+        f.Get(count).I32Eqz().BrIf(none);
+        f.Get(n).I32Eqz().BrIf(none);
+        f.Get(x).Set(row);
+        int eachRow = f.Loop();
+        f.Get(outputs).Get(t).I32Const(2).I32Shl().I32Add().I32Load().Set(output);
+        f.F32Const(1f);
+        EmitDot(f, row, row, n, 4, static (f, p, offset) => f.Get(p).V128Load(offset), static (f, p, offset) => f.Get(p).F32Load(offset));
+        f.Get(n).F32ConvertI32S().F32Div().Get(eps).F32Add().F32Sqrt().F32Div().Tee(scale).F32x4Splat().Set(scale4);
+        f.I32Const(0).Set(i);
+        int quadsDone = f.Block();
+        f.Get(quads).I32Eqz().BrIf(quadsDone);
+        int quad = f.Loop();
+        f.Get(output).Get(i).I32Add();
+        f.Get(w).Get(i).I32Add().V128Load().Get(scale4).Get(row).Get(i).I32Add().V128Load().F32x4Mul().F32x4Mul().V128Store();
+        f.Get(i).I32Const(16).I32Add().Tee(i).Get(quads).I32LtS().BrIf(quad);
+        f.End();
+        f.End();
+        int tailDone = f.Block();
+        f.Get(i).Get(bytes).I32GeS().BrIf(tailDone);
+        int one = f.Loop();
+        f.Get(output).Get(i).I32Add();
+        f.Get(w).Get(i).I32Add().F32Load().Get(scale).Get(row).Get(i).I32Add().F32Load().F32Mul().F32Mul().F32Store();
+        f.Get(i).I32Const(4).I32Add().Tee(i).Get(bytes).I32LtS().BrIf(one);
+        f.End();
+        f.End();
+        f.Get(row).Get(bytes).I32Add().Set(row);
+        f.Get(t).I32Const(1).I32Add().Tee(t).Get(count).I32LtU().BrIf(eachRow);
+        f.End();
+        f.End();
     }
 
     /// <summary>output[i] = Σ_t weights[t]·rows[offset + t·stride + i], summed from +0 in increasing t, each

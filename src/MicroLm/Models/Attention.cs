@@ -63,9 +63,28 @@ internal sealed class AttentionBatch
         _options = options; _cache = cache; _q = q; _k = k; _v = v;
         _count = _batch.Count; _startPos = _batch.StartPos;
         _session.ForEachToken(_count, _storeStep);
-        _session.Team.Run(_attendJob);
+        if (!TryCompiled()) _session.Team.Run(_attendJob);
         for (int t = 0; t < _count; t++) Output[t].Invalidate();
     }
+
+    /// <summary>The browser's compiled WebAssembly kernel for F32 caches, where a host installed one: every
+    /// (token, head) pair in one call, each exactly as <see cref="Head"/> (same bits).</summary>
+    private bool TryCompiled()
+    {
+        if (!Tensors.Wasm.CompiledKernels.Active || _cache.Keys is not F32KvStorage keys || _cache.Values is not F32KvStorage values) return false;
+        var o = _options;
+        _compiledTable ??= new int[3 * _batch.MaxTokens];
+        for (int t = 0; t < _count; t++)
+        {
+            var (_, count, slot) = _cache.Visible(_startPos + t);
+            _compiledTable[3 * t + 1] = slot;
+            _compiledTable[3 * t + 2] = count;
+        }
+        return Tensors.Wasm.CompiledKernels.TryAttentionBatch(_q.Buffer, _q.Stride, _q.Offset, keys.Raw(0, 0).Data, values.Raw(0, 0).Data, keys.Rows,
+            _compiledTable, Output, _count, o.Heads, o.Heads / o.KvHeads, o.HeadDim, o.Scale, _scores[0]);
+    }
+
+    private int[]? _compiledTable;
 
     /// <summary>Rotary embedding of token t's q and k (if any), then its k and v into the cache.</summary>
     private void StoreToken(int t)

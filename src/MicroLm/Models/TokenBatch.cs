@@ -94,7 +94,17 @@ internal sealed class TokenBatch
     public void AddPositionEmbedding(WeightMatrix positions) { _matrix = positions; Run(_addRowOf); }
 
     /// <summary>normed[t] = RmsNorm(x[t]) ⊙ weight.</summary>
-    public void RmsNorm(ReadOnlyMemory<float> weight, float eps) { _weight = weight; _eps = eps; Run(_rmsNorm); }
+    public void RmsNorm(ReadOnlyMemory<float> weight, float eps)
+    {
+        _weight = weight; _eps = eps;
+        // The browser's compiled kernel, where a host installed one: the whole batch in one call, same bits.
+        if (Tensors.Wasm.CompiledKernels.TryRmsNormRows(X, _dim, weight.Span, eps, Normed, Count))
+        {
+            for (int t = 0; t < Count; t++) Normed[t].Invalidate();
+            return;
+        }
+        Run(_rmsNorm);
+    }
 
     /// <summary>normed[t] = LayerNorm(x[t]) ⊙ weight + bias.</summary>
     public void LayerNorm(ReadOnlyMemory<float> weight, ReadOnlyMemory<float> bias, float eps) { _weight = weight; _bias = bias; _eps = eps; Run(_layerNorm); }
@@ -103,13 +113,27 @@ internal sealed class TokenBatch
     public void AddBias(float[] rows, int width, ReadOnlyMemory<float> bias) { _buffer = rows; _width = width; _bias = bias; Run(_addBias); }
 
     /// <summary>x[t] += rows[t]: a residual add.</summary>
-    public void AddResidual(float[] rows) { _buffer = rows; Run(_addResidual); }
+    public void AddResidual(float[] rows)
+    {
+        _buffer = rows;
+        if (Tensors.Wasm.CompiledKernels.TryAdd(X.AsSpan(0, Count * _dim), rows.AsSpan(0, Count * _dim))) return; // the browser's, one call
+        Run(_addResidual);
+    }
 
     /// <summary>output[t] = gelu(rows[t]), GELU in its tanh form.</summary>
     public void Gelu(float[] rows, int width, Activation[] output) { _buffer = rows; _width = width; _output = output; Run(_gelu); }
 
     /// <summary>output[t] = silu(gate[t]) ⊙ up[t].</summary>
-    public void SwiGlu(float[] gate, float[] up, int width, Activation[] output) { _buffer = gate; _buffer2 = up; _width = width; _output = output; Run(_swiGlu); }
+    public void SwiGlu(float[] gate, float[] up, int width, Activation[] output)
+    {
+        _buffer = gate; _buffer2 = up; _width = width; _output = output;
+        if (Tensors.Wasm.CompiledKernels.TrySiluTimesRows(gate, up, width, output, Count)) // the browser's, one call
+        {
+            for (int t = 0; t < Count; t++) output[t].Invalidate();
+            return;
+        }
+        Run(_swiGlu);
+    }
 
     /// <summary>Final norm of the rows whose logits are wanted: normed[i] = RmsNorm(x[first + i]), i &lt; count.</summary>
     public void RmsNormRows(int first, int count, ReadOnlySpan<float> weight, float eps)

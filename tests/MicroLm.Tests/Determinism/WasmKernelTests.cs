@@ -112,6 +112,10 @@ public sealed class WasmKernelTests
             return (int)f.Invoke(a, b, c, d)!;
         }
 
+        /// <summary>Calls an export by name (integer and float arguments as the export declares them).</summary>
+        public void Invoke(string name, params ValueBox[] args) =>
+            (_instance.GetFunction(name) ?? throw new InvalidOperationException($"no export {name}")).Invoke(args);
+
         public void Dispose() { _store.Dispose(); _engine.Dispose(); }
     }
 
@@ -246,7 +250,9 @@ public sealed class WasmKernelTests
         int checkedValues = 0;
         foreach (int n in lengths)
             foreach (int rows in new[] { 1, 3, 4, 5, 7, 8, 9 })
-                foreach (int tokens in new[] { 1, 3 })
+                // float types: 1 to 7 tokens, so the token tile (CompiledKernels.TokensPerPass at a time) runs
+                // whole, with one and with two tokens left over, and not at all
+                foreach (int tokens in quantized ? new[] { 1, 3 } : new[] { 1, 2, 3, 4, 5, 7 })
                     foreach (bool edges in new[] { false, true })
                     {
                         var w = Weights(type, rng, rows, n, edges);
@@ -290,6 +296,124 @@ public sealed class WasmKernelTests
                     cases++;
                 }
         Assert.Equal(8 * 7 * 3, cases);
+    }
+
+    /// <summary>The batch attention export (one call per layer) against the C# steps of Models.Attention.Head for
+    /// every (token, head) pair: grouped-query heads, queries at a stride with an offset (as in a fused QKV buffer),
+    /// each token's own first row and position count (as a windowed ring gives), head dims around 16, NaN and
+    /// large scores; bits of every output.</summary>
+    [Fact]
+    public void TheBatchAttentionKernelGivesTheBitsOfTheCSharpSteps()
+    {
+        using var wasm = new Harness(CompiledKernels.Module().Bytes);
+        var rng = new Random(123);
+        int cases = 0;
+        foreach (int hd in new[] { 1, 8, 15, 16, 17, 48 })
+            foreach (var (heads, kvHeads) in new[] { (1, 1), (4, 2), (3, 3), (6, 1) })
+                foreach (int tokens in new[] { 1, 2, 5 })
+                    foreach (int edge in new[] { 0, 1, 2 })
+                    {
+                        int rows = 40, group = heads / kvHeads, qOffset = rng.Next(3), qStride = heads * hd + qOffset + rng.Next(3);
+                        float scale = 1f / MathF.Sqrt(hd);
+                        float Value() => (float)((rng.NextDouble() * 2 - 1) * System.Math.Pow(2, rng.Next(-6, 4)));
+                        var q = Enumerable.Range(0, tokens * qStride).Select(_ => Value()).ToArray();
+                        var keys = Enumerable.Range(0, kvHeads * rows * hd).Select(_ => Value()).ToArray();
+                        var values = Enumerable.Range(0, kvHeads * rows * hd).Select(_ => Value()).ToArray();
+                        if (edge == 1) keys[rng.Next(keys.Length)] = float.NaN;
+                        if (edge == 2) { q[qOffset] = 300f; values[rng.Next(values.Length)] = float.Epsilon; keys[rng.Next(keys.Length)] = -0f; }
+                        var table = new int[3 * tokens];
+                        var expected = new float[tokens * heads * hd];
+                        for (int t = 0; t < tokens; t++)
+                        {
+                            int first = rng.Next(rows - 1), count = 1 + rng.Next(rows - first);
+                            table[3 * t + 1] = first; table[3 * t + 2] = count;
+                            for (int h = 0; h < heads; h++)
+                            {
+                                int kv = h / group;
+                                var scores = new float[count];
+                                for (int i = 0; i < count; i++)
+                                    scores[i] = Kernels.Dot(q.AsSpan(t * qStride + qOffset + h * hd, hd), keys.AsSpan((kv * rows + first + i) * hd, hd)) * scale;
+                                DetMath.SoftmaxInPlace(scores);
+                                Kernels.WeightedRowSum(scores, values, (kv * rows + first) * hd, hd, expected.AsSpan((t * heads + h) * hd, hd));
+                            }
+                        }
+                        // outputs: one block per token at its own address (as each token's own Activation)
+                        var outputs = Enumerable.Range(0, tokens).Select(_ => wasm.Place<float>(new float[heads * hd])).ToArray();
+                        for (int t = 0; t < tokens; t++) table[3 * t] = outputs[t];
+                        int pq = wasm.Place<float>(q), pk = wasm.Place<float>(keys), pv = wasm.Place<float>(values), pt = wasm.Place<int>(table);
+                        int ps = wasm.Place<float>(new float[rows]);
+                        var args = new int[(int)CompiledKernels.BatchArg.Count];
+                        args[(int)CompiledKernels.BatchArg.Q] = pq + 4 * qOffset;
+                        args[(int)CompiledKernels.BatchArg.QStride] = 4 * qStride;
+                        args[(int)CompiledKernels.BatchArg.Keys] = pk;
+                        args[(int)CompiledKernels.BatchArg.Values] = pv;
+                        args[(int)CompiledKernels.BatchArg.HeadStride] = 4 * rows * hd;
+                        args[(int)CompiledKernels.BatchArg.Table] = pt;
+                        args[(int)CompiledKernels.BatchArg.Tokens] = tokens;
+                        args[(int)CompiledKernels.BatchArg.Heads] = heads;
+                        args[(int)CompiledKernels.BatchArg.Group] = group;
+                        args[(int)CompiledKernels.BatchArg.HeadDim] = hd;
+                        args[(int)CompiledKernels.BatchArg.Scores] = ps;
+                        wasm.Invoke("attention_batch", wasm.Place<int>(args), scale);
+                        var actual = outputs.SelectMany(o => wasm.Read<float>(o, heads * hd)).ToArray();
+                        var diffs = Differences(expected, actual);
+                        Assert.True(diffs.Count == 0, $"head dim {hd}, {heads}/{kvHeads} heads, {tokens} tokens, edge case {edge}: {string.Join("; ", diffs.Take(3))}");
+                        cases++;
+                    }
+        Assert.Equal(6 * 4 * 3 * 3, cases);
+    }
+
+    /// <summary>The residual add and the batch RMSNorm utilities against Kernels.Add and Kernels.RmsNorm (no host
+    /// installed, so the C# loops): lengths around the four-value steps, spreads with NaN, ±∞, subnormals, ±0 and the
+    /// largest float (sums of squares that overflow to ∞, rows of tiny values where eps decides), several eps.</summary>
+    [Fact]
+    public void TheAddAndRmsNormKernelsGiveTheBitsOfTheCSharpSteps()
+    {
+        using var wasm = new Harness(CompiledKernels.Module().Bytes);
+        var rng = new Random(31);
+        int cases = 0;
+        foreach (int n in new[] { 1, 2, 3, 4, 5, 7, 15, 16, 17, 64, 288, 289 })
+            foreach (int kind in new[] { 0, 1, 2, 3 })
+            {
+                // kind 0: ordinary values; 1: edge values among them; 2: huge rows (Σx² overflows); 3: tiny rows (eps decides)
+                float Value() => kind switch
+                {
+                    1 => Spread(rng, edges: true),
+                    2 => (float)((rng.NextDouble() * 2 - 1) * 1e30),
+                    3 => BitConverter.Int32BitsToSingle(rng.Next(0, 0x00FFFFFF)) * (rng.Next(2) == 0 ? 1 : -1),
+                    _ => (float)((rng.NextDouble() * 2 - 1) * System.Math.Pow(2, rng.Next(-8, 8))),
+                };
+                int rows = 1 + rng.Next(4);
+                float eps = kind == 3 ? 1e-6f : new[] { 1e-5f, 1e-6f, 1e-12f }[rng.Next(3)];
+                var x = Enumerable.Range(0, rows * n).Select(_ => Value()).ToArray();
+                var other = Enumerable.Range(0, rows * n).Select(_ => Value()).ToArray();
+                var w = Enumerable.Range(0, n).Select(_ => kind == 1 ? Spread(rng, edges: true) : (float)(0.5 + rng.NextDouble())).ToArray();
+
+                var sum = (float[])x.Clone();
+                Kernels.Add(sum, other);
+                int py = wasm.Place<float>(x), px = wasm.Place<float>(other);
+                wasm.Call(Utility.AddInPlace, py, px, rows * n);
+                var diffs = Differences(sum, wasm.Read<float>(py, rows * n));
+                Assert.True(diffs.Count == 0, $"add, n {n}, kind {kind}: {string.Join("; ", diffs.Take(3))}");
+
+                var expected = new float[rows * n];
+                for (int t = 0; t < rows; t++) Kernels.RmsNorm(x.AsSpan(t * n, n), w, eps, expected.AsSpan(t * n, n));
+                int xs = wasm.Place<float>(x), ws = wasm.Place<float>(w);
+                var outputs = Enumerable.Range(0, rows).Select(_ => wasm.Place<float>(new float[n])).ToArray();
+                int table = wasm.Place<int>(outputs);
+                var args = new int[(int)Kernels.RmsNormArg.Size];
+                args[(int)Kernels.RmsNormArg.X] = xs;
+                args[(int)Kernels.RmsNormArg.Length] = n;
+                args[(int)Kernels.RmsNormArg.Weight] = ws;
+                args[(int)Kernels.RmsNormArg.Outputs] = table;
+                args[(int)Kernels.RmsNormArg.Count] = rows;
+                args[(int)Kernels.RmsNormArg.Eps] = BitConverter.SingleToInt32Bits(eps);
+                wasm.Call(Utility.RmsNormRows, wasm.Place<int>(args), 0);
+                diffs = Differences(expected, outputs.SelectMany(o => wasm.Read<float>(o, n)).ToArray());
+                Assert.True(diffs.Count == 0, $"rmsnorm, n {n}, kind {kind}, {rows} rows: {string.Join("; ", diffs.Take(3))}");
+                cases++;
+            }
+        Assert.Equal(12 * 4, cases);
     }
 
     /// <summary>Greedy sampling's argmax: the index, compared with <see cref="Kernels.ArgMax"/> (no host installed,
@@ -336,18 +460,41 @@ public sealed class WasmKernelTests
     {
         using var wasm = new Harness(CompiledKernels.Module().Bytes);
         var rng = new Random(17);
-        foreach (int n in new[] { 1, 3, 4, 15, 16, 17, 288, 769 })
+        // lengths around the kernel's four-value steps (the last n % 4 go one at a time)
+        foreach (int n in new[] { 1, 2, 3, 4, 5, 6, 7, 15, 16, 17, 288, 769 })
             foreach (bool edges in new[] { false, true })
             {
                 var gate = Enumerable.Range(0, n).Select(_ => rng.Next(3) == 0 ? Spread(rng, edges) : (float)((rng.NextDouble() * 2 - 1) * System.Math.Pow(2, rng.Next(-12, 8)))).ToArray();
                 var up = Enumerable.Range(0, n).Select(_ => Spread(rng, edges)).ToArray();
-                if (edges) { gate[0] = float.NegativeInfinity; gate[n / 2] = float.PositiveInfinity; gate[n - 1] = -0f; }
+                if (edges)
+                {
+                    // at both exp clamps (±200) and just inside, e^x near the float range's ends, NaN, subnormals
+                    float[] special = [200f, -200f, 199.99998f, -199.99998f, 88.7f, -88.7f, -103.9f, float.NaN, float.Epsilon, -float.Epsilon, 1e-40f, float.MaxValue, -float.MaxValue];
+                    for (int k = 0; k < n; k += 1 + rng.Next(3)) gate[k] = special[rng.Next(special.Length)];
+                    gate[0] = float.NegativeInfinity; gate[n / 2] = float.PositiveInfinity; gate[n - 1] = -0f;
+                }
                 var expected = new float[n];
                 DetMath.SiluTimes(gate, up, expected);
                 int g = wasm.Place<float>(gate), u = wasm.Place<float>(up), o = wasm.Place<float>(new float[n]);
                 wasm.Call(Utility.SiluTimes, g, u, o, n);
                 var diffs = Differences(expected, wasm.Read<float>(o, n));
                 Assert.True(diffs.Count == 0, $"n {n}, edges {edges}: {string.Join("; ", diffs.Take(3))}");
+
+                // the rows form: the same values as two rows of n (gate and up rows n floats apart), each into its own output
+                var gate2 = gate.Concat(gate.Reverse()).ToArray();
+                var up2 = up.Concat(up.Reverse()).ToArray();
+                var expected2 = new float[2 * n];
+                DetMath.SiluTimes(gate2, up2, expected2);
+                int[] outs = [wasm.Place<float>(new float[n]), wasm.Place<float>(new float[n])];
+                var args = new int[(int)DetMath.SiluRowsArg.Size];
+                args[(int)DetMath.SiluRowsArg.Gate] = wasm.Place<float>(gate2);
+                args[(int)DetMath.SiluRowsArg.Up] = wasm.Place<float>(up2);
+                args[(int)DetMath.SiluRowsArg.Width] = n;
+                args[(int)DetMath.SiluRowsArg.Outputs] = wasm.Place<int>(outs);
+                args[(int)DetMath.SiluRowsArg.Count] = 2;
+                wasm.Call(Utility.SiluTimesRows, wasm.Place<int>(args), 0);
+                diffs = Differences(expected2, wasm.Read<float>(outs[0], n).Concat(wasm.Read<float>(outs[1], n)).ToArray());
+                Assert.True(diffs.Count == 0, $"rows, n {n}, edges {edges}: {string.Join("; ", diffs.Take(3))}");
             }
     }
 
@@ -449,11 +596,38 @@ public sealed class WasmKernelTests
         using var wasm = new Harness(other);
         var rng = new Random(7);
         foreach (var type in new[] { GgmlType.F32, GgmlType.F16, GgmlType.BF16 })
-        {
-            var w = Weights(type, rng, 8, 256, edges: false);
-            var xs = new[] { Vector(rng, 256, edges: false, quantize: false) };
-            var diffs = Differences(Reference(type, w, 8, 256, xs), wasm.MatMul(type, w, 8, 256, xs));
-            Assert.NotEmpty(diffs);
-        }
+            foreach (int tokens in new[] { 1, CompiledKernels.TokensPerPass })
+            {
+                // one token: the single dot; TokensPerPass tokens: F32's token tile
+                var w = Weights(type, rng, 8, 256, edges: false);
+                var xs = Enumerable.Range(0, tokens).Select(_ => Vector(rng, 256, edges: false, quantize: false)).ToArray();
+                var diffs = Differences(Reference(type, w, 8, 256, xs), wasm.MatMul(type, w, 8, 256, xs));
+                Assert.NotEmpty(diffs);
+            }
+    }
+    /// <summary>The same for the quantized (8-lane integer) order: a module emitted while
+    /// <see cref="IntegerDot.EmitFold"/> combines its lanes left to right gives other bits than the C# kernels of
+    /// the types that fold that way (Q8_0, Q4_0: single rows and the four-row passes), and the check says so.</summary>
+    [Fact]
+    public void AQuantizedKernelEmittedWithAnotherLaneFoldIsCaught()
+    {
+        byte[] other;
+        IntegerDot.AlternativeEmittedFoldForTests = 1;
+        try { other = CompiledKernels.Module().Bytes; }
+        finally { IntegerDot.AlternativeEmittedFoldForTests = 0; }
+        Assert.NotEqual(CompiledKernels.Module().Bytes, other);
+        using var wasm = new Harness(other);
+        using var right = new Harness(CompiledKernels.Module().Bytes);
+        var rng = new Random(8);
+        foreach (var type in new[] { GgmlType.Q8_0, GgmlType.Q4_0 })
+            foreach (int rows in new[] { CompiledKernels.RowsPerPass - 1, CompiledKernels.RowsPerPass }) // single rows; one four-row pass
+            {
+                var w = Weights(type, rng, rows, 32 * 16, edges: false);
+                var xs = new[] { Vector(rng, 32 * 16, edges: false, quantize: true) };
+                var expected = Reference(type, w, rows, 32 * 16, xs);
+                Assert.Empty(Differences(expected, right.MatMul(type, w, rows, 32 * 16, xs)));
+                // a row's 8 lanes hold sums of different sizes, so the two orders round differently on most rows
+                Assert.NotEmpty(Differences(expected, wasm.MatMul(type, w, rows, 32 * 16, xs)));
+            }
     }
 }

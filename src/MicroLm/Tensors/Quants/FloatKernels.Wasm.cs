@@ -9,9 +9,13 @@ namespace MicroLm.Tensors.Quants;
 internal sealed partial class F32Kernel
 {
     internal override WasmDot WasmDot => static (f, row, x, scales, n) =>
-        Kernels.EmitDot(f, row, x, n, TensorTypes.Get(GgmlType.F32).BytesPerBlock,
-            static (f, p, offset) => f.Get(p).V128Load(offset),
-            static (f, p, offset) => f.Get(p).F32Load(offset));
+        Kernels.EmitDot(f, row, x, n, TensorTypes.Get(GgmlType.F32).BytesPerBlock, LoadFour, LoadOne);
+
+    internal override WasmDotTokens WasmDotTokens => static (f, row, xs, n, results) =>
+        Kernels.EmitDotTokens(f, row, xs, n, TensorTypes.Get(GgmlType.F32).BytesPerBlock, LoadFour, LoadOne, results);
+
+    private static void LoadFour(WasmFunction f, Local p, uint offset) => f.Get(p).V128Load(offset);
+    private static void LoadOne(WasmFunction f, Local p, uint offset) => f.Get(p).F32Load(offset);
 }
 
 internal sealed partial class F16Kernel

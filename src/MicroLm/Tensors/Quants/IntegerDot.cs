@@ -101,10 +101,21 @@ internal static class IntegerDot
         return a + b;
     }
 
+    /// <summary>Tests set 1 to make <see cref="EmitFold"/> (only the emitted fold, never the C# one) combine the
+    /// 8 lanes left to right instead: a different, equally valid order, so a test can show that the Wasmtime
+    /// comparison catches a quantized kernel whose lane order differs from its C# twin's.</summary>
+    internal static int AlternativeEmittedFoldForTests;
+
     /// <summary><see cref="Fold"/> in WebAssembly: leaves the sum of lanes <paramref name="lo"/> (0–3) and
     /// <paramref name="hi"/> (4–7) on the stack, folded j += j+4, then (0 + 2) + (1 + 3).</summary>
     internal static void EmitFold(Wasm.WasmFunction f, Wasm.Local lo, Wasm.Local hi)
     {
+        if (AlternativeEmittedFoldForTests != 0)
+        {
+            f.Get(lo).F32x4ExtractLane(0);
+            for (int j = 1; j < 8; j++) f.Get(j < 4 ? lo : hi).F32x4ExtractLane((byte)(j & 3)).F32Add();
+            return;
+        }
         f.Get(lo).Get(hi).F32x4Add().Set(lo);
         f.Get(lo).Get(lo).Get(lo).I8x16Shuffle(8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7).F32x4Add().Set(lo);
         f.Get(lo).F32x4ExtractLane(0).Get(lo).F32x4ExtractLane(1).F32Add();

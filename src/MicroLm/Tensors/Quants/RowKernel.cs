@@ -28,6 +28,10 @@ internal abstract class RowKernel
     /// matmul runs <see cref="WasmDot"/> row by row.</summary>
     internal virtual Wasm.WasmDotRows? WasmDotRows => null;
 
+    /// <summary>Optional (float types): one row's dot with several activations at once in WebAssembly, each
+    /// result with exactly the bits of <see cref="WasmDot"/>. Null: the compiled matmul runs tokens one by one.</summary>
+    internal virtual Wasm.WasmDotTokens? WasmDotTokens => null;
+
     /// <summary>Checks a whole tensor once at load, for kernels that rely on a property of the data.</summary>
     public virtual void Validate(string tensor, ReadOnlySpan<byte> data) { }
 

@@ -15,6 +15,12 @@ internal delegate void WasmDot(WasmFunction f, Local row, Local x, Local scales,
 /// activation's unpacking are shared).</summary>
 internal delegate void WasmDotRows(WasmFunction f, Local[] rows, Local x, Local scales, Local n, Local[] results);
 
+/// <summary>Emits one row's dot products with <see cref="CompiledKernels.TokensPerPass"/> float activations at once
+/// (batched prefill of the float types): the row at <c>row</c>, the activations at the addresses in <c>xs</c>,
+/// <c>n</c> values; sets each f32 of <c>results</c> to the bits <see cref="WasmDot"/> gives for that activation
+/// (each keeps its own lanes and order; only the row's loads are shared).</summary>
+internal delegate void WasmDotTokens(WasmFunction f, Local row, Local[] xs, Local n, Local[] results);
+
 /// <summary>Where a host (the browser page) runs the compiled kernels. Addresses are offsets into the
 /// WebAssembly memory the .NET runtime itself runs in, which the kernel module imports.</summary>
 internal interface IKernelHost
@@ -25,6 +31,9 @@ internal interface IKernelHost
 
     /// <summary>Calls the module's <c>attention</c> export (see <see cref="CompiledKernels.EmitAttention"/>).</summary>
     void Attention(int q, int keys, int values, int scores, int output, int count, int headDim, float scale);
+
+    /// <summary>Calls the module's <c>attention_batch</c> export (see <see cref="CompiledKernels.EmitAttentionBatch"/>).</summary>
+    void AttentionBatch(int args, float scale);
 
     /// <summary>Calls utility export <paramref name="function"/> (an index into <see cref="CompiledKernels.UtilityNames"/>)
     /// with four i32 arguments; returns its i32 result.</summary>
@@ -45,6 +54,12 @@ internal enum Utility
     Sha256Blocks,
     /// <summary>(values, blocks, outputs) → 0: the activation's Q8_0 form, as <see cref="Activation.EnsureQ8"/>.</summary>
     QuantizeQ8,
+    /// <summary>(y, x, n) → 0: y += x over n floats, as <see cref="Math.Kernels.Add"/>.</summary>
+    AddInPlace,
+    /// <summary>(args) → 0: <see cref="Math.Kernels.RmsNorm"/> of several rows (<see cref="Math.Kernels.EmitRmsNormRows"/>).</summary>
+    RmsNormRows,
+    /// <summary>(args) → 0: <see cref="SiluTimes"/> of several rows (<see cref="Math.DetMath.EmitSiluTimesRows"/>).</summary>
+    SiluTimesRows,
 }
 
 /// <summary>The runtime's WebAssembly SIMD kernels: one module, generated here from the kernel definitions
@@ -80,10 +95,16 @@ internal static class CompiledKernels
         {
             if (info.Kernel?.WasmDot is not { } dot) continue;
             var dotRows = info.Kernel.WasmDotRows;
-            module.AddFunction(info.Name, MatMulParams, [], f => EmitMatMul(f, dot, dotRows));
+            // The token-tile pass is a function of its own, called by the type's matmul: inlined, its registers
+            // made V8 allocate the single-token loop (decode) worse.
+            int? tokens = info.Kernel.WasmDotTokens is { } dotTokens
+                ? module.AddFunction(info.Name + "_tokens", MatMulParams, [], f => EmitMatMulTokens(f, dotTokens))
+                : null;
+            module.AddFunction(info.Name, MatMulParams, [], f => EmitMatMul(f, dot, dotRows, tokens));
             types.Add(info.Type);
         }
-        module.AddFunction("attention", [WasmType.I32, WasmType.I32, WasmType.I32, WasmType.I32, WasmType.I32, WasmType.I32, WasmType.I32, WasmType.F32], [], EmitAttention);
+        int attention = module.AddFunction("attention", [WasmType.I32, WasmType.I32, WasmType.I32, WasmType.I32, WasmType.I32, WasmType.I32, WasmType.I32, WasmType.F32], [], EmitAttention);
+        module.AddFunction("attention_batch", [WasmType.I32, WasmType.F32], [], f => EmitAttentionBatch(f, attention));
         foreach (var u in Enum.GetValues<Utility>())
             module.AddFunction(UtilityName(u), UtilityParams, [WasmType.I32], f => EmitUtility(f, u));
         return (module.ToBytes(), types.ToArray());
@@ -101,6 +122,9 @@ internal static class CompiledKernels
         Utility.SiluTimes => "silu_times",
         Utility.Sha256Blocks => "sha256_blocks",
         Utility.QuantizeQ8 => "quantize_q8",
+        Utility.AddInPlace => "add_in_place",
+        Utility.RmsNormRows => "rms_norm_rows",
+        Utility.SiluTimesRows => "silu_times_rows",
         _ => throw new ArgumentOutOfRangeException(nameof(u)),
     };
 
@@ -114,6 +138,9 @@ internal static class CompiledKernels
             case Utility.SiluTimes: Math.DetMath.EmitSiluTimes(f, p[0], p[1], p[2], p[3]); f.I32Const(0); break;
             case Utility.Sha256Blocks: Generation.Sha256.EmitCompressBlocks(f, p[0], p[1], p[2]); break;
             case Utility.QuantizeQ8: Activation.EmitQuantize(f, p[0], p[1], p[2]); break;
+            case Utility.AddInPlace: Math.Kernels.EmitAddInPlace(f, p[0], p[1], p[2]); f.I32Const(0); break;
+            case Utility.RmsNormRows: Math.Kernels.EmitRmsNormRows(f, p[0]); f.I32Const(0); break;
+            case Utility.SiluTimesRows: Math.DetMath.EmitSiluTimesRows(f, p[0]); f.I32Const(0); break;
         }
     }
 
@@ -149,6 +176,167 @@ internal static class CompiledKernels
         Math.DetMath.EmitSoftmaxInPlace(f, scores, count);
         Math.Kernels.EmitWeightedRowSum(f, scores, count, values, rowBytes, output, hd);
         f.End();
+    }
+
+    /// <summary>y += x through the host (one call for a whole batch's residual add); false means the C# path must run.</summary>
+    public static unsafe bool TryAdd(Span<float> y, ReadOnlySpan<float> x)
+    {
+        if (_host is not { } host || y.Length == 0) return false;
+        if (x.Length != y.Length) throw new ArgumentException("lengths differ", nameof(x));
+        fixed (float* py = y)
+        fixed (float* px = x)
+            host.Call((int)Utility.AddInPlace, (int)py, (int)px, y.Length, 0);
+        return true;
+    }
+
+    private static int[] _rowTable = [];
+
+    /// <summary><see cref="Math.Kernels.RmsNorm"/> of rows 0..count−1 of <paramref name="x"/> (dim floats each) into
+    /// outputs[t].Span through the host, in one call; false means the C# path must run. The caller invalidates the
+    /// outputs' quantized forms.</summary>
+    public static unsafe bool TryRmsNormRows(float[] x, int dim, ReadOnlySpan<float> weight, float eps, Activation[] outputs, int count)
+    {
+        if (_host is not { } host || count <= 0) return false;
+        if ((long)count * dim > x.Length || weight.Length < dim || outputs.Length < count) throw new ArgumentOutOfRangeException(nameof(count));
+        if (_rowTable.Length < count) _rowTable = new int[count]; // the browser build runs one thread
+        for (int t = 0; t < count; t++)
+        {
+            if (outputs[t].Values.Length < dim) throw new ArgumentOutOfRangeException(nameof(outputs));
+            _rowTable[t] = Address(outputs[t].Values); // allocated pinned (Activation's constructor)
+        }
+        Span<int> args = stackalloc int[(int)Math.Kernels.RmsNormArg.Size];
+        fixed (float* px = x)
+        fixed (float* pw = weight)
+        fixed (int* pt = _rowTable)
+        fixed (int* pa = args)
+        {
+            args[(int)Math.Kernels.RmsNormArg.X] = (int)px;
+            args[(int)Math.Kernels.RmsNormArg.Length] = dim;
+            args[(int)Math.Kernels.RmsNormArg.Weight] = (int)pw;
+            args[(int)Math.Kernels.RmsNormArg.Outputs] = (int)pt;
+            args[(int)Math.Kernels.RmsNormArg.Count] = count;
+            args[(int)Math.Kernels.RmsNormArg.Eps] = BitConverter.SingleToInt32Bits(eps);
+            host.Call((int)Utility.RmsNormRows, (int)pa, 0, 0, 0);
+        }
+        return true;
+    }
+
+    /// <summary>output[t] = silu(gate row t) ⊙ up row t for rows 0..count−1 (width floats each) through the host in
+    /// one call; false means the C# path must run. The caller invalidates the outputs' quantized forms.</summary>
+    public static unsafe bool TrySiluTimesRows(float[] gate, float[] up, int width, Activation[] outputs, int count)
+    {
+        if (_host is not { } host || count <= 0) return false;
+        if ((long)count * width > gate.Length || (long)count * width > up.Length || outputs.Length < count) throw new ArgumentOutOfRangeException(nameof(count));
+        if (_rowTable.Length < count) _rowTable = new int[count];
+        for (int t = 0; t < count; t++)
+        {
+            if (outputs[t].Values.Length < width) throw new ArgumentOutOfRangeException(nameof(outputs));
+            _rowTable[t] = Address(outputs[t].Values);
+        }
+        Span<int> args = stackalloc int[(int)Math.DetMath.SiluRowsArg.Size];
+        fixed (float* pg = gate)
+        fixed (float* pu = up)
+        fixed (int* pt = _rowTable)
+        fixed (int* pa = args)
+        {
+            args[(int)Math.DetMath.SiluRowsArg.Gate] = (int)pg;
+            args[(int)Math.DetMath.SiluRowsArg.Up] = (int)pu;
+            args[(int)Math.DetMath.SiluRowsArg.Width] = width;
+            args[(int)Math.DetMath.SiluRowsArg.Outputs] = (int)pt;
+            args[(int)Math.DetMath.SiluRowsArg.Count] = count;
+            host.Call((int)Utility.SiluTimesRows, (int)pa, 0, 0, 0);
+        }
+        return true;
+    }
+
+    /// <summary>Where <see cref="EmitAttentionBatch"/> reads its i32 arguments (index into the argument block).</summary>
+    internal enum BatchArg { Q, QStride, Keys, Values, HeadStride, Table, Tokens, Heads, Group, HeadDim, Scores, Count }
+
+    /// <summary>Every (token, head) pair of a batch, each as <see cref="EmitAttention"/> (the function at
+    /// <paramref name="attention"/>, called once per pair): one host call per layer instead of one per head.
+    /// Parameters: (args, scale), args the address of <see cref="BatchArg"/>'s i32 block — q (token 0's first
+    /// query), qStride (bytes between tokens' queries), keys and values (KV head 0, row 0), headStride (bytes
+    /// between KV heads), table (per token: output address, first row, positions seen), tokens, heads, group
+    /// (query heads per KV head), headDim, scores (scratch of the most positions). Pair (t, h) reads query
+    /// q + t·qStride + h·headDim·4 and KV head h / group from its token's first row, and writes its output at
+    /// the token's output + h·headDim·4.</summary>
+    internal static void EmitAttentionBatch(WasmFunction f, int attention)
+    {
+        var p = f.Params;
+        Local args = p[0], scale = p[1];
+        var a = new Local[(int)BatchArg.Count];
+        for (int k = 0; k < a.Length; k++) { a[k] = f.Local(WasmType.I32); f.Get(args).I32Load((uint)(4 * k)).Set(a[k]); }
+        Local q = a[(int)BatchArg.Q], qStride = a[(int)BatchArg.QStride], keys = a[(int)BatchArg.Keys], values = a[(int)BatchArg.Values],
+            headStride = a[(int)BatchArg.HeadStride], table = a[(int)BatchArg.Table], tokens = a[(int)BatchArg.Tokens],
+            heads = a[(int)BatchArg.Heads], group = a[(int)BatchArg.Group], hd = a[(int)BatchArg.HeadDim], scores = a[(int)BatchArg.Scores];
+        Local t = f.Local(WasmType.I32), h = f.Local(WasmType.I32), entry = f.Local(WasmType.I32), output = f.Local(WasmType.I32),
+            first = f.Local(WasmType.I32), count = f.Local(WasmType.I32), rowBytes = f.Local(WasmType.I32), kv = f.Local(WasmType.I32);
+        f.Get(hd).I32Const(2).I32Shl().Set(rowBytes);
+        int none = f.Block();
+        f.Get(tokens).I32Eqz().BrIf(none);
+        f.Get(heads).I32Eqz().BrIf(none);
+        int eachToken = f.Loop();
+        f.Get(table).Get(t).I32Const(12).I32Mul().I32Add().Tee(entry).I32Load().Set(output);
+        f.Get(entry).I32Load(4).Get(rowBytes).I32Mul().Set(first);   // the first row's byte offset within a head
+        f.Get(entry).I32Load(8).Set(count);
+        f.I32Const(0).Set(h);
+        int eachHead = f.Loop();
+        f.Get(h).Get(group).I32DivU().Get(headStride).I32Mul().Get(first).I32Add().Set(kv);
+        f.Get(q).Get(t).Get(qStride).I32Mul().I32Add().Get(h).Get(rowBytes).I32Mul().I32Add();
+        f.Get(keys).Get(kv).I32Add();
+        f.Get(values).Get(kv).I32Add();
+        f.Get(scores);
+        f.Get(output).Get(h).Get(rowBytes).I32Mul().I32Add();
+        f.Get(count).Get(hd).Get(scale).Call(attention);
+        f.Get(h).I32Const(1).I32Add().Tee(h).Get(heads).I32LtU().BrIf(eachHead);
+        f.End();
+        f.Get(t).I32Const(1).I32Add().Tee(t).Get(tokens).I32LtU().BrIf(eachToken);
+        f.End();
+        f.End();
+    }
+
+    /// <summary>Every (token, head) pair of a batch through the host in one call (see <see cref="EmitAttentionBatch"/>);
+    /// false means the C# path must run. <paramref name="table"/> holds per token three ints: this fills the first
+    /// (the output's address, from <paramref name="outputs"/>), the caller the first row and the positions seen.
+    /// The caches are head-major, <paramref name="rows"/> rows of <paramref name="headDim"/> per KV head.</summary>
+    public static unsafe bool TryAttentionBatch(float[] q, int qStride, int qOffset, float[] keys, float[] values, int rows,
+        int[] table, Activation[] outputs, int tokens, int heads, int group, int headDim, float scale, float[] scores)
+    {
+        var host = _host;
+        if (host == null || tokens <= 0) return false;
+        if (table.Length < 3 * tokens || group <= 0 || heads % group != 0 || (long)(tokens - 1) * qStride + qOffset + heads * headDim > q.Length)
+            throw new ArgumentOutOfRangeException(nameof(tokens));
+        long kvHeads = heads / group;
+        if (kvHeads * rows * headDim > keys.Length || kvHeads * rows * headDim > values.Length) throw new ArgumentOutOfRangeException(nameof(rows));
+        for (int t = 0; t < tokens; t++)
+        {
+            int first = table[3 * t + 1], count = table[3 * t + 2];
+            if (first < 0 || count <= 0 || (long)first + count > rows || count > scores.Length || outputs[t].Values.Length < heads * headDim)
+                throw new ArgumentOutOfRangeException(nameof(table));
+            table[3 * t] = Address(outputs[t].Values); // allocated pinned (Activation's constructor)
+        }
+        Span<int> args = stackalloc int[(int)BatchArg.Count];
+        fixed (float* pq = q)
+        fixed (float* pk = keys)
+        fixed (float* pv = values)
+        fixed (float* ps = scores)
+        fixed (int* pt = table)
+        fixed (int* pa = args)
+        {
+            args[(int)BatchArg.Q] = (int)(pq + qOffset);
+            args[(int)BatchArg.QStride] = 4 * qStride;
+            args[(int)BatchArg.Keys] = (int)pk;
+            args[(int)BatchArg.Values] = (int)pv;
+            args[(int)BatchArg.HeadStride] = 4 * rows * headDim;
+            args[(int)BatchArg.Table] = (int)pt;
+            args[(int)BatchArg.Tokens] = tokens;
+            args[(int)BatchArg.Heads] = heads;
+            args[(int)BatchArg.Group] = group;
+            args[(int)BatchArg.HeadDim] = headDim;
+            args[(int)BatchArg.Scores] = (int)ps;
+            host.AttentionBatch((int)pa, scale);
+        }
+        return true;
     }
 
     /// <summary>Runs one attention head through the host (see <see cref="EmitAttention"/>); false means
@@ -215,10 +403,15 @@ internal static class CompiledKernels
     /// <summary>Rows computed per pass by a type's <see cref="WasmDotRows"/>.</summary>
     public const int RowsPerPass = 4;
 
+    /// <summary>Tokens computed per pass by a type's <see cref="WasmDotTokens"/>.</summary>
+    public const int TokensPerPass = 3;
+
     /// <summary>The loops shared by every type: rows outside, tokens inside (rows are read from memory once
     /// and reused from cache for each token), the type's dot in the middle — <see cref="RowsPerPass"/> rows
-    /// per pass through <paramref name="dotRows"/> where the type has it, the remaining rows one by one.</summary>
-    private static void EmitMatMul(WasmFunction f, WasmDot dot, WasmDotRows? dotRows)
+    /// per pass through <paramref name="dotRows"/> where the type has it, the remaining rows one by one. Where the
+    /// type has a token tile (function <paramref name="tokensFunction"/>, <see cref="EmitMatMulTokens"/>), that
+    /// computes the first count − count % <see cref="TokensPerPass"/> tokens and these loops only the rest.</summary>
+    private static void EmitMatMul(WasmFunction f, WasmDot dot, WasmDotRows? dotRows, int? tokensFunction)
     {
         var p = f.Params;
         Local w = p[0], rowBytes = p[1], rows = p[2], n = p[3], xs = p[4], count = p[5], output = p[6], stride = p[7];
@@ -229,9 +422,17 @@ internal static class CompiledKernels
         var scales = f.Local(WasmType.I32);
         var entry = f.Local(WasmType.I32);
         var at = f.Local(WasmType.I32);
+        var first = f.Local(WasmType.I32); // the first token these loops compute
 
+        if (tokensFunction is { } tiled)
+        {
+            f.Get(count).Get(count).I32Const(TokensPerPass).I32RemU().I32Sub().Set(first);
+            f.Get(first).If();
+            f.Get(w).Get(rowBytes).Get(rows).Get(n).Get(xs).Get(first).Get(output).Get(stride).Call(tiled);
+            f.End();
+        }
         int none = f.Block();
-        f.Get(count).I32Eqz().BrIf(none);
+        f.Get(first).Get(count).I32GeS().BrIf(none);
         if (dotRows != null)
         {
             var rowAt = Enumerable.Range(0, RowsPerPass).Select(_ => f.Local(WasmType.I32)).ToArray();
@@ -241,7 +442,7 @@ internal static class CompiledKernels
             int groupLoop = f.Loop();
             f.Get(w).Get(r).Get(rowBytes).I32Mul().I32Add().Set(rowAt[0]);
             for (int k = 1; k < RowsPerPass; k++) f.Get(rowAt[k - 1]).Get(rowBytes).I32Add().Set(rowAt[k]);
-            f.I32Const(0).Set(t);
+            f.Get(first).Set(t);
             int groupTokens = f.Loop();
             EmitTokenEntry(f, xs, t, entry, x, scales);
             dotRows(f, rowAt, x, scales, n, results);
@@ -258,7 +459,7 @@ internal static class CompiledKernels
         f.Get(r).Get(rows).I32GeS().BrIf(rowsDone);
         int rowLoop = f.Loop();
         f.Get(w).Get(r).Get(rowBytes).I32Mul().I32Add().Set(row);
-        f.I32Const(0).Set(t);
+        f.Get(first).Set(t);
         int tokenLoop = f.Loop();
         EmitTokenEntry(f, xs, t, entry, x, scales);
         // address of out[t·stride + r], then the dot, then the store
@@ -269,6 +470,42 @@ internal static class CompiledKernels
         f.End();
         f.Get(r).I32Const(1).I32Add().Tee(r).Get(rows).I32LtS().BrIf(rowLoop);
         f.End();
+        f.End();
+        f.End();
+    }
+
+    /// <summary>The float types' token tile, with the matmul's parameters: rows outside, tokens inside,
+    /// <see cref="TokensPerPass"/> tokens per pass through <paramref name="dotTokens"/> (count must be a multiple of it).</summary>
+    private static void EmitMatMulTokens(WasmFunction f, WasmDotTokens dotTokens)
+    {
+        var p = f.Params;
+        Local w = p[0], rowBytes = p[1], rows = p[2], n = p[3], xs = p[4], count = p[5], output = p[6], stride = p[7];
+        var r = f.Local(WasmType.I32);
+        var t = f.Local(WasmType.I32);
+        var row = f.Local(WasmType.I32);
+        var at = f.Local(WasmType.I32);
+        var tx = Enumerable.Range(0, TokensPerPass).Select(_ => f.Local(WasmType.I32)).ToArray();
+        var results = Enumerable.Range(0, TokensPerPass).Select(_ => f.Local(WasmType.F32)).ToArray();
+        int none = f.Block();
+        f.Get(count).I32Eqz().BrIf(none);
+        f.Get(rows).I32Eqz().BrIf(none);
+        int rowLoop = f.Loop();
+        f.Get(w).Get(r).Get(rowBytes).I32Mul().I32Add().Set(row);
+        f.I32Const(0).Set(t);
+        int tokenLoop = f.Loop();
+        for (int j = 0; j < TokensPerPass; j++)
+            f.Get(xs).Get(t).I32Const(3).I32Shl().I32Add().I32Load((uint)(8 * j)).Set(tx[j]);
+        dotTokens(f, row, tx, n, results);
+        // out[(t + j)·stride + r]
+        f.Get(output).Get(t).Get(stride).I32Mul().Get(r).I32Add().I32Const(2).I32Shl().I32Add().Set(at);
+        for (int j = 0; j < TokensPerPass; j++)
+        {
+            f.Get(at).Get(results[j]).F32Store();
+            if (j + 1 < TokensPerPass) f.Get(at).Get(stride).I32Const(2).I32Shl().I32Add().Set(at);
+        }
+        f.Get(t).I32Const(TokensPerPass).I32Add().Tee(t).Get(count).I32LtS().BrIf(tokenLoop);
+        f.End();
+        f.Get(r).I32Const(1).I32Add().Tee(r).Get(rows).I32LtS().BrIf(rowLoop);
         f.End();
         f.End();
     }

@@ -156,6 +156,8 @@ internal sealed class WasmFunction
     public WasmFunction Set(Local l) { Op(0x21); _code.U32((uint)l.Index); return this; }
     public WasmFunction Tee(Local l) { Op(0x22); _code.U32((uint)l.Index); return this; }
     public WasmFunction Select() => Op(0x1B);
+    /// <summary>Calls function <paramref name="index"/> of the module (its index from <see cref="WasmModule.AddFunction"/>).</summary>
+    public WasmFunction Call(int index) { Op(0x10); _code.U32((uint)index); return this; }
 
     public WasmFunction I32Load(uint offset = 0) => Mem(0x28, offset);
     public WasmFunction F32Load(uint offset = 0) => Mem(0x2A, offset);
@@ -193,6 +195,23 @@ internal sealed class WasmFunction
     public WasmFunction I32Add() => Op(0x6A);
     public WasmFunction I32Sub() => Op(0x6B);
     public WasmFunction I32Mul() => Op(0x6C);
+    public WasmFunction I64x2Splat() => Simd(0x12);
+    public WasmFunction F64x2Splat() => Simd(0x14);
+    public WasmFunction F32x4Eq() => Simd(0x41);
+    public WasmFunction F64x2Lt() => Simd(0x49);
+    public WasmFunction F64x2Gt() => Simd(0x4A);
+    public WasmFunction F32x4DemoteF64x2Zero() => Simd(0x5E);
+    public WasmFunction F64x2PromoteLowF32x4() => Simd(0x5F);
+    public WasmFunction I64x2Shl() => Simd(0xCB);
+    public WasmFunction I64x2Add() => Simd(0xCE);
+    public WasmFunction I64x2Sub() => Simd(0xD1);
+    public WasmFunction F64x2Neg() => Simd(0xED);
+    public WasmFunction F64x2Add() => Simd(0xF0);
+    public WasmFunction F64x2Sub() => Simd(0xF1);
+    public WasmFunction F64x2Mul() => Simd(0xF2);
+    public WasmFunction F64x2Div() => Simd(0xF3);
+    public WasmFunction I32DivU() => Op(0x6E);
+    public WasmFunction I32RemU() => Op(0x70);
     public WasmFunction I32And() => Op(0x71);
     public WasmFunction I32Or() => Op(0x72);
     public WasmFunction I32Shl() => Op(0x74);
@@ -221,6 +240,7 @@ internal sealed class WasmFunction
     public WasmFunction F64Mul() => Op(0xA2);
     public WasmFunction F64Div() => Op(0xA3);
     public WasmFunction F32ConvertI32S() => Op(0xB2);
+    public WasmFunction F32Sqrt() => Op(0x91);
     public WasmFunction F32DemoteF64() => Op(0xB6);
     public WasmFunction I32ReinterpretF32() => Op(0xBC);
     public WasmFunction F64PromoteF32() => Op(0xBB);
