@@ -116,8 +116,8 @@ internal sealed class FixedAttentionBatch
     {
         var o = _o;
         int pairs = _batch.Count * o.Heads, group = o.Heads / o.KvHeads;
-        var (start, end) = ThreadTeam.Slice(pairs, part, parts);
-        for (int i = start; i < end; i++)
+        // Interleaved (token, head) pairs, as Attention's: contiguous slices gave the last part most of the causal work.
+        for (int i = part; i < pairs; i += parts)
         {
             int t = i / o.Heads, h = i % o.Heads;
             Head(_batch.StartPos + t, _q.Of(t, o.QueryDim).Slice(h * o.HeadDim, o.HeadDim), h / group,

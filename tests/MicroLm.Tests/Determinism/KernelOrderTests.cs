@@ -301,6 +301,46 @@ public class QuantizedKernelPathTests
         finally { Kernels.VectorBits = saved; }
     }
 
+    /// <summary>The activation's Q8_0 form (quants, scales, scaled sums, group sums) has the same bits at every width:
+    /// ordinary blocks, ties after scaling, −0 and subnormals, the largest floats, and blocks holding ±inf or NaN.</summary>
+    [Fact]
+    public void ActivationQ8FormIsTheSameAtEveryWidth()
+    {
+        var rng = new Rng(17);
+        const int blocks = 12, n = blocks * 32;
+        var v = new float[n];
+        for (int i = 0; i < n; i++) v[i] = (rng.NextFloat() - 0.5f) * 6;
+        for (int i = 0; i < 32; i++) v[32 + i] = i == 0 ? 127f : i - 16 + 0.5f;                 // d = 1: ties
+        for (int i = 0; i < 32; i++) v[64 + i] = i % 3 == 0 ? -0f : float.Epsilon * i;          // −0, subnormals
+        for (int i = 0; i < 32; i++) v[96 + i] = i % 2 == 0 ? float.MaxValue : -float.MaxValue / (i + 1);
+        v[128 + 5] = float.PositiveInfinity; v[160 + 9] = float.NegativeInfinity; v[192 + 31] = float.NaN;
+        for (int i = 0; i < 32; i++) v[224 + i] = 0;
+        for (int i = 0; i < 32; i++) v[256 + i] = i % 2 == 0 ? -127f : 127f;
+        (sbyte[] Q, float[] Scales, float[] Sums, int[] Groups) At(int bits)
+        {
+            int saved = Kernels.VectorBits;
+            try
+            {
+                Kernels.VectorBits = bits;
+                var x = new Tensors.Quants.Activation(n);
+                v.CopyTo(x.Values, 0);
+                x.EnsureQ8();
+                return (x.Q8, x.Q8Scales, x.Q8ScaledSums, x.Q8GroupSums8);
+            }
+            finally { Kernels.VectorBits = saved; }
+        }
+        var reference = At(0);
+        foreach (int bits in new[] { 128, 256, 512 })
+        {
+            if (bits > Kernels.VectorBits) continue;
+            var got = At(bits);
+            Assert.Equal(reference.Q, got.Q);
+            Assert.Equal(reference.Groups, got.Groups);
+            Assert.Equal(reference.Scales.Select(BitConverter.SingleToInt32Bits), got.Scales.Select(BitConverter.SingleToInt32Bits));
+            Assert.Equal(reference.Sums.Select(BitConverter.SingleToInt32Bits), got.Sums.Select(BitConverter.SingleToInt32Bits));
+        }
+    }
+
     [Fact]
     public void F16TensorsWithInfinityOrNaNAreRefused()
     {

