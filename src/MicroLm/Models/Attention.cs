@@ -62,7 +62,7 @@ internal sealed class AttentionBatch
     {
         _options = options; _cache = cache; _q = q; _k = k; _v = v;
         _count = _batch.Count; _startPos = _batch.StartPos;
-        _session.ForEachToken(_count, _storeStep);
+        if (!TryCompiledStore()) _session.ForEachToken(_count, _storeStep);
         if (!TryCompiled()) _session.Team.Run(_attendJob);
         for (int t = 0; t < _count; t++) Output[t].Invalidate();
     }
@@ -85,6 +85,32 @@ internal sealed class AttentionBatch
     }
 
     private int[]? _compiledTable;
+
+    /// <summary><see cref="StoreToken"/> for every token in one call of the browser's compiled kernel (F32 caches),
+    /// where a host installed one: the same rotations and copies, so the same bits.</summary>
+    private bool TryCompiledStore()
+    {
+        if (!Tensors.Wasm.CompiledKernels.Active || _cache.Keys is not F32KvStorage keys || _cache.Values is not F32KvStorage values) return false;
+        var o = _options;
+        int half = 0;
+        bool neox = false;
+        if (o.Rope is { } rope)
+        {
+            (half, neox) = (rope.Dimensions / 2, rope.NeoxStyle);
+            if (_batch.Cos(0).Length != half) return false;
+        }
+        _storeTable ??= new int[2 * _batch.MaxTokens];
+        for (int t = 0; t < _count; t++)
+        {
+            int pos = _startPos + t, slot = _cache.Wraps ? pos % _cache.Capacity : pos;
+            _storeTable[2 * t] = slot;
+            _storeTable[2 * t + 1] = _cache.Wraps ? slot + _cache.Capacity : -1;
+        }
+        return Tensors.Wasm.CompiledKernels.TryRopeStore(_q.Buffer, _q.Stride, _q.Offset, _k.Buffer, _k.Stride, _k.Offset, _v.Buffer, _v.Stride, _v.Offset,
+            o.Heads, o.KvHeads, o.HeadDim, half, neox, _batch.CosRows, _batch.SinRows, keys.Raw(0, 0).Data, values.Raw(0, 0).Data, keys.Rows, _storeTable, _count);
+    }
+
+    private int[]? _storeTable;
 
     /// <summary>Rotary embedding of token t's q and k (if any), then its k and v into the cache.</summary>
     private void StoreToken(int t)

@@ -4,7 +4,7 @@ namespace MicroLm.Models;
 
 /// <summary>Rotary position embeddings. Pair k of the rotated dimensions turns by pos·base^(−2k/d).
 /// LLaMA rotates adjacent pairs (x[2k], x[2k+1]); GPT-NeoX rotates halves (x[k], x[k+d/2]).</summary>
-internal sealed class Rope
+internal sealed partial class Rope
 {
     private readonly float[] _frequencies;
     public int Dimensions { get; }

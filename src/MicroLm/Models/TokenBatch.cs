@@ -78,6 +78,9 @@ internal sealed class TokenBatch
     /// <summary>Token t's rotary cos and sin (one per rotated pair), computed once per pass for every layer.</summary>
     public ReadOnlySpan<float> Cos(int t) => Row(_cos, t, _half);
     public ReadOnlySpan<float> Sin(int t) => Row(_sin, t, _half);
+    /// <summary>The cos (sin) rows of tokens 0..Count−1, one after another (for the browser's compiled batch step).</summary>
+    public ReadOnlySpan<float> CosRows => _cos.AsSpan(0, Count * _half);
+    public ReadOnlySpan<float> SinRows => _sin.AsSpan(0, Count * _half);
 
     /// <summary>Starts a pass: x[t] = embedding row of tokens[t], and the rotary angles of positions startPos...</summary>
     public void Embed(WeightMatrix embedding, ReadOnlySpan<int> tokens, int startPos)

@@ -416,6 +416,78 @@ public sealed class WasmKernelTests
         Assert.Equal(12 * 4, cases);
     }
 
+    /// <summary>The batch rotary-embedding-and-store utility against Rope.Apply and KvCache.Store: adjacent and
+    /// NeoX pairs, partial rotary (fewer rotated dims than the head's), no rotary at all, grouped KV heads, queries
+    /// and keys at strides with offsets, and a windowed cache whose ring wraps (each row also written to its
+    /// mirror); bits of the rotated queries and of both whole caches.</summary>
+    [Fact]
+    public void TheRopeAndStoreKernelGivesTheBitsOfTheCSharpSteps()
+    {
+        using var wasm = new Harness(CompiledKernels.Module().Bytes);
+        var rng = new Random(57);
+        int cases = 0;
+        foreach (int hd in new[] { 2, 8, 16, 48 })
+            foreach (int dims in new[] { 0, hd, hd / 2 - (hd / 2) % 2 })
+                foreach (bool neox in new[] { false, true })
+                    foreach (int window in new[] { 0, 5 })
+                    {
+                        if (dims == 0 && neox) continue;
+                        var rope = dims == 0 ? null : new Models.Rope(dims, 10000f, neox);
+                        int heads = 4, kvHeads = rng.Next(2) == 0 ? 4 : 2, tokens = 1 + rng.Next(6), context = 24, maxBatch = 6, startPos = rng.Next(12);
+                        var cache = new Models.KvCache(0, kvHeads, hd, context, window, maxBatch, Models.KvStorage.F32, Models.KvStorage.F32);
+                        var keysStore = (Models.F32KvStorage)cache.Keys; var valuesStore = (Models.F32KvStorage)cache.Values;
+                        float Value() => rng.Next(40) == 0 ? Spread(rng, edges: true) : (float)((rng.NextDouble() * 2 - 1) * System.Math.Pow(2, rng.Next(-6, 6)));
+                        // whatever an earlier batch left in the cache stays where this one does not write
+                        var before = keysStore.Raw(0, 0).Data; for (int i = 0; i < before.Length; i++) before[i] = Value();
+                        var beforeV = valuesStore.Raw(0, 0).Data; for (int i = 0; i < beforeV.Length; i++) beforeV[i] = Value();
+                        int qOffset = rng.Next(3), qStride = heads * hd + qOffset + rng.Next(3), kOffset = rng.Next(3), kStride = kvHeads * hd + kOffset + rng.Next(3);
+                        var q = Enumerable.Range(0, tokens * qStride).Select(_ => Value()).ToArray();
+                        var k = Enumerable.Range(0, tokens * kStride).Select(_ => Value()).ToArray();
+                        var v = Enumerable.Range(0, tokens * kStride).Select(_ => Value()).ToArray();
+                        int half = dims / 2;
+                        var cos = new float[tokens * half]; var sin = new float[tokens * half];
+                        for (int t = 0; t < tokens; t++) rope?.Angles(startPos + t, cos.AsSpan(t * half, half), sin.AsSpan(t * half, half));
+                        var table = new int[2 * tokens];
+                        for (int t = 0; t < tokens; t++)
+                        {
+                            int pos = startPos + t, slot = cache.Wraps ? pos % cache.Capacity : pos;
+                            table[2 * t] = slot; table[2 * t + 1] = cache.Wraps ? slot + cache.Capacity : -1;
+                        }
+                        int pq = wasm.Place<float>(q), pk = wasm.Place<float>(k), pv = wasm.Place<float>(v), pc = wasm.Place<float>(cos), ps = wasm.Place<float>(sin);
+                        int pkeys = wasm.Place<float>(before), pvalues = wasm.Place<float>(beforeV), pt = wasm.Place<int>(table);
+                        // the C# steps (AttentionBatch.StoreToken)
+                        var eq = (float[])q.Clone(); var ek = (float[])k.Clone();
+                        for (int t = 0; t < tokens; t++)
+                        {
+                            var qr = eq.AsSpan(t * qStride + qOffset, heads * hd); var kr = ek.AsSpan(t * kStride + kOffset, kvHeads * hd);
+                            rope?.Apply(qr, heads, hd, cos.AsSpan(t * half, half), sin.AsSpan(t * half, half));
+                            rope?.Apply(kr, kvHeads, hd, cos.AsSpan(t * half, half), sin.AsSpan(t * half, half));
+                            cache.Store(startPos + t, kr, v.AsSpan(t * kStride + kOffset, kvHeads * hd));
+                        }
+                        var args = new int[(int)CompiledKernels.RopeStoreArg.Size];
+                        args[(int)CompiledKernels.RopeStoreArg.Q] = pq + 4 * qOffset; args[(int)CompiledKernels.RopeStoreArg.QStride] = 4 * qStride;
+                        args[(int)CompiledKernels.RopeStoreArg.K] = pk + 4 * kOffset; args[(int)CompiledKernels.RopeStoreArg.KStride] = 4 * kStride;
+                        args[(int)CompiledKernels.RopeStoreArg.V] = pv + 4 * kOffset; args[(int)CompiledKernels.RopeStoreArg.VStride] = 4 * kStride;
+                        args[(int)CompiledKernels.RopeStoreArg.Heads] = heads; args[(int)CompiledKernels.RopeStoreArg.KvHeads] = kvHeads;
+                        args[(int)CompiledKernels.RopeStoreArg.HeadDim] = hd; args[(int)CompiledKernels.RopeStoreArg.Half] = half;
+                        args[(int)CompiledKernels.RopeStoreArg.Neox] = neox ? 1 : 0;
+                        args[(int)CompiledKernels.RopeStoreArg.Cos] = pc; args[(int)CompiledKernels.RopeStoreArg.Sin] = ps;
+                        args[(int)CompiledKernels.RopeStoreArg.Keys] = pkeys; args[(int)CompiledKernels.RopeStoreArg.Values] = pvalues;
+                        args[(int)CompiledKernels.RopeStoreArg.HeadStride] = 4 * keysStore.Rows * hd;
+                        args[(int)CompiledKernels.RopeStoreArg.Table] = pt; args[(int)CompiledKernels.RopeStoreArg.Count] = tokens;
+                        wasm.Call(Utility.RopeStore, wasm.Place<int>(args), 0);
+                        string what = $"head dim {hd}, rotary dims {dims}, neox {neox}, window {window}, {tokens} tokens at {startPos}, {kvHeads} KV heads";
+                        var diffs = Differences(eq, wasm.Read<float>(pq, q.Length));
+                        Assert.True(diffs.Count == 0, $"q, {what}: {string.Join("; ", diffs.Take(3))}");
+                        diffs = Differences(keysStore.Raw(0, 0).Data, wasm.Read<float>(pkeys, before.Length));
+                        Assert.True(diffs.Count == 0, $"keys, {what}: {string.Join("; ", diffs.Take(3))}");
+                        diffs = Differences(valuesStore.Raw(0, 0).Data, wasm.Read<float>(pvalues, beforeV.Length));
+                        Assert.True(diffs.Count == 0, $"values, {what}: {string.Join("; ", diffs.Take(3))}");
+                        cases++;
+                    }
+        Assert.True(cases >= 30, $"{cases} cases");
+    }
+
     /// <summary>Greedy sampling's argmax: the index, compared with <see cref="Kernels.ArgMax"/> (no host installed,
     /// so the C# loop) on spreads with ties, ±0, ±∞ and NaNs (first, last, everywhere).</summary>
     [Fact]

@@ -25,11 +25,17 @@ internal sealed partial class F16Kernel
     /// <summary>Exactly the C# conversion for finite halves (see <see cref="ToSingle(System.Runtime.Intrinsics.Vector128{uint})"/>;
     /// <see cref="Validate"/> refuses others): sign-extended, shifted left 13, copies of the sign masked off, times 2^112.</summary>
     internal override WasmDot WasmDot => static (f, row, x, scales, n) =>
-        Kernels.EmitDot(f, row, x, n, TensorTypes.Get(GgmlType.F16).BytesPerBlock,
-            static (f, p, offset) => f.Get(p).V128Load64Zero(offset).I32x4ExtendLowI16x8S().I32Const(13).I32x4Shl()
-                .I32Const(FiniteMask).I32x4Splat().V128And().F32Const(TwoPow112).F32x4Splat().F32x4Mul(),
-            static (f, p, offset) => f.Get(p).I32Load16S(offset).I32Const(13).I32Shl().I32Const(FiniteMask).I32And()
-                .F32ReinterpretI32().F32Const(TwoPow112).F32Mul());
+        Kernels.EmitDot(f, row, x, n, TensorTypes.Get(GgmlType.F16).BytesPerBlock, LoadFour, LoadOne);
+
+    internal override WasmDotTokens WasmDotTokens => static (f, row, xs, n, results) =>
+        Kernels.EmitDotTokens(f, row, xs, n, TensorTypes.Get(GgmlType.F16).BytesPerBlock, LoadFour, LoadOne, results);
+
+    private static void LoadFour(WasmFunction f, Local p, uint offset) =>
+        f.Get(p).V128Load64Zero(offset).I32x4ExtendLowI16x8S().I32Const(13).I32x4Shl()
+            .I32Const(FiniteMask).I32x4Splat().V128And().F32Const(TwoPow112).F32x4Splat().F32x4Mul();
+
+    private static void LoadOne(WasmFunction f, Local p, uint offset) =>
+        f.Get(p).I32Load16S(offset).I32Const(13).I32Shl().I32Const(FiniteMask).I32And().F32ReinterpretI32().F32Const(TwoPow112).F32Mul();
 
     /// <summary>Pushes the f32 of the half in the low 16 bits of <paramref name="h"/>, for every half
     /// (infinities and NaNs too: block scales are not validated), equal to <see cref="HalfToFloat"/>.</summary>

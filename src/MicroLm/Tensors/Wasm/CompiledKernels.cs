@@ -60,6 +60,8 @@ internal enum Utility
     RmsNormRows,
     /// <summary>(args) → 0: <see cref="SiluTimes"/> of several rows (<see cref="Math.DetMath.EmitSiluTimesRows"/>).</summary>
     SiluTimesRows,
+    /// <summary>(args) → 0: a batch's rotary embedding and KV cache store (<see cref="CompiledKernels.EmitRopeStore"/>).</summary>
+    RopeStore,
 }
 
 /// <summary>The runtime's WebAssembly SIMD kernels: one module, generated here from the kernel definitions
@@ -125,6 +127,7 @@ internal static class CompiledKernels
         Utility.AddInPlace => "add_in_place",
         Utility.RmsNormRows => "rms_norm_rows",
         Utility.SiluTimesRows => "silu_times_rows",
+        Utility.RopeStore => "rope_store",
         _ => throw new ArgumentOutOfRangeException(nameof(u)),
     };
 
@@ -141,6 +144,7 @@ internal static class CompiledKernels
             case Utility.AddInPlace: Math.Kernels.EmitAddInPlace(f, p[0], p[1], p[2]); f.I32Const(0); break;
             case Utility.RmsNormRows: Math.Kernels.EmitRmsNormRows(f, p[0]); f.I32Const(0); break;
             case Utility.SiluTimesRows: Math.DetMath.EmitSiluTimesRows(f, p[0]); f.I32Const(0); break;
+            case Utility.RopeStore: EmitRopeStore(f, p[0]); f.I32Const(0); break;
         }
     }
 
@@ -245,6 +249,110 @@ internal static class CompiledKernels
             args[(int)Math.DetMath.SiluRowsArg.Outputs] = (int)pt;
             args[(int)Math.DetMath.SiluRowsArg.Count] = count;
             host.Call((int)Utility.SiluTimesRows, (int)pa, 0, 0, 0);
+        }
+        return true;
+    }
+
+    /// <summary>Where <see cref="EmitRopeStore"/> reads its i32 arguments (index into the argument block).</summary>
+    internal enum RopeStoreArg { Q, QStride, K, KStride, V, VStride, Heads, KvHeads, HeadDim, Half, Neox, Cos, Sin, Keys, Values, HeadStride, Table, Count, Size }
+
+    /// <summary>Models.AttentionBatch's per-token step for a whole batch: per token t, the rotary embedding of its
+    /// q (heads) and k (kvHeads) rows in place (<see cref="Models.Rope.EmitApply"/>, with cos/sin rows Half floats
+    /// apart; none when Half is 0), then its k and v rows copied bit for bit into the F32 caches at row table[2t] of
+    /// each KV head (and again at table[2t + 1] unless that is −1: the ring's mirror), as KvCache.Store.
+    /// Strides are in bytes.</summary>
+    internal static void EmitRopeStore(WasmFunction f, Local args)
+    {
+        var a = new Local[(int)RopeStoreArg.Size];
+        for (int j = 0; j < a.Length; j++) { a[j] = f.Local(WasmType.I32); f.Get(args).I32Load((uint)(4 * j)).Set(a[j]); }
+        Local Arg(RopeStoreArg x) => a[(int)x];
+        Local t = f.Local(WasmType.I32), cos = f.Local(WasmType.I32), sin = f.Local(WasmType.I32), q = f.Local(WasmType.I32), k = f.Local(WasmType.I32),
+            v = f.Local(WasmType.I32), h = f.Local(WasmType.I32), row = f.Local(WasmType.I32), src = f.Local(WasmType.I32), dst = f.Local(WasmType.I32),
+            i = f.Local(WasmType.I32), rowBytes = f.Local(WasmType.I32), copy = f.Local(WasmType.I32);
+        f.Get(Arg(RopeStoreArg.HeadDim)).I32Const(2).I32Shl().Set(rowBytes);
+        int none = f.Block();
+        f.Get(Arg(RopeStoreArg.Count)).I32Eqz().BrIf(none);
+        int eachToken = f.Loop();
+        f.Get(Arg(RopeStoreArg.Q)).Get(t).Get(Arg(RopeStoreArg.QStride)).I32Mul().I32Add().Set(q);
+        f.Get(Arg(RopeStoreArg.K)).Get(t).Get(Arg(RopeStoreArg.KStride)).I32Mul().I32Add().Set(k);
+        f.Get(Arg(RopeStoreArg.V)).Get(t).Get(Arg(RopeStoreArg.VStride)).I32Mul().I32Add().Set(v);
+        f.Get(Arg(RopeStoreArg.Cos)).Get(t).Get(Arg(RopeStoreArg.Half)).I32Mul().I32Const(2).I32Shl().I32Add().Set(cos);
+        f.Get(Arg(RopeStoreArg.Sin)).Get(t).Get(Arg(RopeStoreArg.Half)).I32Mul().I32Const(2).I32Shl().I32Add().Set(sin);
+        Models.Rope.EmitApply(f, q, Arg(RopeStoreArg.Heads), Arg(RopeStoreArg.HeadDim), Arg(RopeStoreArg.Half), Arg(RopeStoreArg.Neox), cos, sin);
+        Models.Rope.EmitApply(f, k, Arg(RopeStoreArg.KvHeads), Arg(RopeStoreArg.HeadDim), Arg(RopeStoreArg.Half), Arg(RopeStoreArg.Neox), cos, sin);
+        // the cache rows: table[2t], then the mirror table[2t + 1] if any
+        for (int which = 0; which < 2; which++)
+        {
+            f.Get(Arg(RopeStoreArg.Table)).Get(t).I32Const(3).I32Shl().I32Add().I32Load((uint)(4 * which)).Set(row);
+            int skip = f.Block();
+            f.Get(row).I32Const(0).I32LtS().BrIf(skip);
+            f.I32Const(0).Set(h);
+            int eachHead = f.Loop();
+            for (int side = 0; side < 2; side++)
+            {
+                // src = (k or v) + h·rowBytes; dst = (keys or values) + h·headStride + row·rowBytes; copy rowBytes as i32 words
+                f.Get(side == 0 ? k : v).Get(h).Get(rowBytes).I32Mul().I32Add().Set(src);
+                f.Get(Arg(side == 0 ? RopeStoreArg.Keys : RopeStoreArg.Values)).Get(h).Get(Arg(RopeStoreArg.HeadStride)).I32Mul().I32Add()
+                    .Get(row).Get(rowBytes).I32Mul().I32Add().Set(dst);
+                f.I32Const(0).Set(i);
+                int words = f.Loop();
+                f.Get(dst).Get(i).I32Add().Get(src).Get(i).I32Add().I32Load().I32Store();
+                f.Get(i).I32Const(4).I32Add().Tee(i).Get(rowBytes).I32LtU().BrIf(words);
+                f.End();
+            }
+            f.Get(h).I32Const(1).I32Add().Tee(h).Get(Arg(RopeStoreArg.KvHeads)).I32LtU().BrIf(eachHead);
+            f.End();
+            f.End();
+        }
+        f.Get(t).I32Const(1).I32Add().Tee(t).Get(Arg(RopeStoreArg.Count)).I32LtU().BrIf(eachToken);
+        f.End();
+        f.End();
+    }
+
+    /// <summary>Runs <see cref="EmitRopeStore"/> through the host; false means the C# path must run. Strides and
+    /// offsets in floats; <paramref name="table"/> per token: the cache row and the mirror row (or −1).</summary>
+    public static unsafe bool TryRopeStore(float[] q, int qStride, int qOffset, float[] k, int kStride, int kOffset, float[] v, int vStride, int vOffset,
+        int heads, int kvHeads, int headDim, int half, bool neox, ReadOnlySpan<float> cos, ReadOnlySpan<float> sin,
+        float[] keys, float[] values, int rows, int[] table, int count)
+    {
+        if (_host is not { } host || count <= 0) return false;
+        if (headDim <= 0 || 2 * half > headDim || cos.Length < count * half || sin.Length < count * half || table.Length < 2 * count
+            || (long)(count - 1) * qStride + qOffset + heads * headDim > q.Length || (long)(count - 1) * kStride + kOffset + kvHeads * headDim > k.Length
+            || (long)(count - 1) * vStride + vOffset + kvHeads * headDim > v.Length
+            || (long)kvHeads * rows * headDim > keys.Length || (long)kvHeads * rows * headDim > values.Length)
+            throw new ArgumentOutOfRangeException(nameof(count));
+        for (int t = 0; t < 2 * count; t++)
+            if (table[t] >= rows || (table[t] < 0 && (t % 2 == 0 || table[t] != -1))) throw new ArgumentOutOfRangeException(nameof(table));
+        Span<int> args = stackalloc int[(int)RopeStoreArg.Size];
+        fixed (float* pq = q)
+        fixed (float* pk = k)
+        fixed (float* pv = v)
+        fixed (float* pc = cos)
+        fixed (float* ps = sin)
+        fixed (float* pkeys = keys)
+        fixed (float* pvalues = values)
+        fixed (int* pt = table)
+        fixed (int* pa = args)
+        {
+            args[(int)RopeStoreArg.Q] = (int)(pq + qOffset);
+            args[(int)RopeStoreArg.QStride] = 4 * qStride;
+            args[(int)RopeStoreArg.K] = (int)(pk + kOffset);
+            args[(int)RopeStoreArg.KStride] = 4 * kStride;
+            args[(int)RopeStoreArg.V] = (int)(pv + vOffset);
+            args[(int)RopeStoreArg.VStride] = 4 * vStride;
+            args[(int)RopeStoreArg.Heads] = heads;
+            args[(int)RopeStoreArg.KvHeads] = kvHeads;
+            args[(int)RopeStoreArg.HeadDim] = headDim;
+            args[(int)RopeStoreArg.Half] = half;
+            args[(int)RopeStoreArg.Neox] = neox ? 1 : 0;
+            args[(int)RopeStoreArg.Cos] = (int)pc;
+            args[(int)RopeStoreArg.Sin] = (int)ps;
+            args[(int)RopeStoreArg.Keys] = (int)pkeys;
+            args[(int)RopeStoreArg.Values] = (int)pvalues;
+            args[(int)RopeStoreArg.HeadStride] = 4 * rows * headDim;
+            args[(int)RopeStoreArg.Table] = (int)pt;
+            args[(int)RopeStoreArg.Count] = count;
+            host.Call((int)Utility.RopeStore, (int)pa, 0, 0, 0);
         }
         return true;
     }
