@@ -40,6 +40,8 @@ internal sealed class LogitComparison
                 positionMax = System.Math.Max(positionMax, System.Math.Abs((double)ours[p][i] - theirs[p][i]));
                 maxLogit = System.Math.Max(maxLogit, System.Math.Abs(theirs[p][i]));
             }
+            // Math.Max propagates NaN, and a NaN would then compare false against every tolerance below: fail here instead.
+            Assert.True(double.IsFinite(positionMax), $"position {p}: a logit is not finite (ours or llama.cpp's)");
             PositionMax[p] = positionMax;
             if (print) output!.WriteLine($"  position {p}: max |Δ| {positionMax:E2}");
             if (positionMax > maxAbs) { maxAbs = positionMax; Worst = p; }
