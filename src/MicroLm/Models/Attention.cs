@@ -102,9 +102,7 @@ internal sealed class AttentionBatch
         _storeTable ??= new int[2 * _batch.MaxTokens];
         for (int t = 0; t < _count; t++)
         {
-            int pos = _startPos + t, slot = _cache.Wraps ? pos % _cache.Capacity : pos;
-            _storeTable[2 * t] = slot;
-            _storeTable[2 * t + 1] = _cache.Wraps ? slot + _cache.Capacity : -1;
+            (_storeTable[2 * t], _storeTable[2 * t + 1]) = _cache.RowsOf(_startPos + t);
         }
         return Tensors.Wasm.CompiledKernels.TryRopeStore(_q.Buffer, _q.Stride, _q.Offset, _k.Buffer, _k.Stride, _k.Offset, _v.Buffer, _v.Stride, _v.Offset,
             o.Heads, o.KvHeads, o.HeadDim, half, neox, _batch.CosRows, _batch.SinRows, keys.Raw(0, 0).Data, values.Raw(0, 0).Data, keys.Rows, _storeTable, _count);

@@ -54,17 +54,25 @@ internal sealed class KvCache : LayerMemory
     public void Store(int pos, ReadOnlySpan<float> k, ReadOnlySpan<float> v)
     {
         int hd = Keys.HeadDim;
-        int slot = Wraps ? pos % Capacity : pos;
+        var (slot, mirror) = RowsOf(pos);
         for (int h = 0; h < Keys.Heads; h++)
         {
             Keys.Write(h, slot, k.Slice(h * hd, hd));
             Values.Write(h, slot, v.Slice(h * hd, hd));
-            if (Wraps)
+            if (mirror >= 0)
             {
-                Keys.Write(h, slot + Capacity, k.Slice(h * hd, hd));
-                Values.Write(h, slot + Capacity, v.Slice(h * hd, hd));
+                Keys.Write(h, mirror, k.Slice(h * hd, hd));
+                Values.Write(h, mirror, v.Slice(h * hd, hd));
             }
         }
+    }
+
+    /// <summary>The cache rows position <paramref name="pos"/> is stored in: its slot, and in a ring (window) the
+    /// mirror row Capacity further on that keeps every window contiguous (−1 when the cache does not wrap).</summary>
+    public (int Slot, int Mirror) RowsOf(int pos)
+    {
+        int slot = Wraps ? pos % Capacity : pos;
+        return (slot, Wraps ? slot + Capacity : -1);
     }
 
     /// <summary>The positions a token at <paramref name="pos"/> attends to, as (first position, count),
