@@ -195,6 +195,19 @@ internal static class CompiledKernels
 
     private static int[] _rowTable = [];
 
+    /// <summary>The addresses of outputs[0..count)'s values (each at least <paramref name="width"/> floats; allocated
+    /// pinned by Activation's constructor), in a table reused across calls: the browser build runs one thread.</summary>
+    private static int[] OutputAddresses(Activation[] outputs, int count, int width)
+    {
+        if (_rowTable.Length < count) _rowTable = new int[count];
+        for (int t = 0; t < count; t++)
+        {
+            if (outputs[t].Values.Length < width) throw new ArgumentOutOfRangeException(nameof(outputs));
+            _rowTable[t] = Address(outputs[t].Values);
+        }
+        return _rowTable;
+    }
+
     /// <summary><see cref="Math.Kernels.RmsNorm"/> of rows 0..count−1 of <paramref name="x"/> (dim floats each) into
     /// outputs[t].Span through the host, in one call; false means the C# path must run. The caller invalidates the
     /// outputs' quantized forms.</summary>
@@ -202,16 +215,11 @@ internal static class CompiledKernels
     {
         if (_host is not { } host || count <= 0) return false;
         if ((long)count * dim > x.Length || weight.Length < dim || outputs.Length < count) throw new ArgumentOutOfRangeException(nameof(count));
-        if (_rowTable.Length < count) _rowTable = new int[count]; // the browser build runs one thread
-        for (int t = 0; t < count; t++)
-        {
-            if (outputs[t].Values.Length < dim) throw new ArgumentOutOfRangeException(nameof(outputs));
-            _rowTable[t] = Address(outputs[t].Values); // allocated pinned (Activation's constructor)
-        }
+        var rowTable = OutputAddresses(outputs, count, dim);
         Span<int> args = stackalloc int[(int)Math.Kernels.RmsNormArg.Size];
         fixed (float* px = x)
         fixed (float* pw = weight)
-        fixed (int* pt = _rowTable)
+        fixed (int* pt = rowTable)
         fixed (int* pa = args)
         {
             args[(int)Math.Kernels.RmsNormArg.X] = (int)px;
@@ -231,16 +239,11 @@ internal static class CompiledKernels
     {
         if (_host is not { } host || count <= 0) return false;
         if ((long)count * width > gate.Length || (long)count * width > up.Length || outputs.Length < count) throw new ArgumentOutOfRangeException(nameof(count));
-        if (_rowTable.Length < count) _rowTable = new int[count];
-        for (int t = 0; t < count; t++)
-        {
-            if (outputs[t].Values.Length < width) throw new ArgumentOutOfRangeException(nameof(outputs));
-            _rowTable[t] = Address(outputs[t].Values);
-        }
+        var rowTable = OutputAddresses(outputs, count, width);
         Span<int> args = stackalloc int[(int)Math.DetMath.SiluRowsArg.Size];
         fixed (float* pg = gate)
         fixed (float* pu = up)
-        fixed (int* pt = _rowTable)
+        fixed (int* pt = rowTable)
         fixed (int* pa = args)
         {
             args[(int)Math.DetMath.SiluRowsArg.Gate] = (int)pg;
@@ -486,7 +489,8 @@ internal static class CompiledKernels
         int function = _functionOf[(int)w.Type.Type];
         if (function < 0) return false;
         // Activations are allocated pinned (Activation's constructor), so their addresses stay valid.
-        Span<int> table = count <= 256 ? stackalloc int[2 * count] : new int[2 * count];
+        if ((_activationTable?.Length ?? 0) < 2 * count) _activationTable = new int[2 * count]; // grows, then is reused
+        var table = _activationTable.AsSpan(0, 2 * count);
         bool q8k = w.Type.Kernel!.UsesQ8KActivation;
         for (int t = 0; t < count; t++)
         {
@@ -504,6 +508,9 @@ internal static class CompiledKernels
         Calls++;
         return true;
     }
+
+    /// <summary>TryMatMul's activation addresses: per thread, as the team's parts call it concurrently.</summary>
+    [ThreadStatic] private static int[]? _activationTable;
 
     private static unsafe int Address<T>(T[] pinned) where T : unmanaged =>
         (int)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(pinned));
