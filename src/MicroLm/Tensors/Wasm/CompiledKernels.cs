@@ -489,7 +489,7 @@ internal static class CompiledKernels
         int function = _functionOf[(int)w.Type.Type];
         if (function < 0) return false;
         // Activations are allocated pinned (Activation's constructor), so their addresses stay valid.
-        if ((_activationTable?.Length ?? 0) < 2 * count) _activationTable = new int[2 * count]; // grows, then is reused
+        if (_activationTable.Length < 2 * count) _activationTable = new int[2 * count]; // grows, then is reused
         var table = _activationTable.AsSpan(0, 2 * count);
         bool q8k = w.Type.Kernel!.UsesQ8KActivation;
         for (int t = 0; t < count; t++)
@@ -509,8 +509,9 @@ internal static class CompiledKernels
         return true;
     }
 
-    /// <summary>TryMatMul's activation addresses: per thread, as the team's parts call it concurrently.</summary>
-    [ThreadStatic] private static int[]? _activationTable;
+    /// <summary>TryMatMul's activation addresses, reused: a host is installed only in 32-bit WebAssembly, where the
+    /// team runs every part on one thread (a [ThreadStatic] here made a test's per-thread allocation count vary).</summary>
+    private static int[] _activationTable = [];
 
     private static unsafe int Address<T>(T[] pinned) where T : unmanaged =>
         (int)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(pinned));
