@@ -15,9 +15,10 @@ try
     var a = BenchArgs.Parse(args);
     if (a.Help) { Console.WriteLine(BenchArgs.Usage); return 0; }
     // --isa applies to every mode that times MicroLm (the JIT's level is fixed at start-up: a child run).
-    if ((a.Profile || a.DeterminismCost || a.PrefillKernels) && Isa.RunInChildIfNeeded(a.Isa, args) is int childExit) return childExit;
+    if ((a.Profile || a.DeterminismCost || a.PrefillKernels || a.DecodeKernels) && Isa.RunInChildIfNeeded(a.Isa, args) is int childExit) return childExit;
     if (a.Profile) { DecodeProfile.Run(a, Console.Out); return 0; }
     if (a.PrefillKernels) { PrefillKernels.Run(a, Console.Out); return 0; }
+    if (a.DecodeKernels) { DecodeKernels.Run(a, Console.Out); return 0; }
     if (a.DeterminismCost) { DeterminismCost.Run(a, Console.Out); return 0; }
     if (a.WriteModels)
     {
@@ -60,7 +61,7 @@ namespace MicroLm.Bench
     {
         public const string Usage = """
             usage: dotnet run -c Release --project bench/MicroLm.Bench -- [--shapes 15M,110M,H1-90M,P14M,P70M] [--formats F32,F16,Q8_0,Q4_0]
-                   [--threads 1,2] [--reps N] [-p 128] [-n 128] [--isa avx2|avx512|native] [--write-docs] [--profile] [--determinism-cost] [--prefill-kernels]
+                   [--threads 1,2] [--reps N] [-p 128] [-n 128] [--isa avx2|avx512|native] [--write-docs] [--profile] [--determinism-cost] [--prefill-kernels] [--decode-kernels]
               --isa         the instruction-set level of both engines: MicroLm's JIT (avx2 sets DOTNET_EnableAVX512=0 in a
                             child run) and LLamaSharp's matching llama.cpp build; native (default) is the best this CPU runs
               --settle-ms   idle time before each timed run (default 100; llama.cpp's workers spin after a run)
@@ -69,6 +70,8 @@ namespace MicroLm.Bench
               --profile     where decode time goes (stories15M shape, F32 and Q8_0, 1 thread; --formats/--shapes apply)
               --prefill-kernels  one layer's prefill matmuls of --shapes × --formats with -p tokens, 1 thread, in
                             process CPU time (min of --reps runs; default 5 here): GMAC/s, for comparing kernels on a busy machine
+              --decode-kernels  one decode step's matmuls (every layer and the classifier of the bench model of --shapes ×
+                            --formats), 1 token, 1 thread, in process CPU time (min of --reps runs; default 5 here)
               --write-models  only write the synthetic models of --shapes × --formats (if missing) and print their paths
               --determinism-cost  the runtime's kernels against non-deterministic ones (FMA, Vector512.Sum, float exp),
                             stories15M shape, F32 and Q8_0, 1 thread, median of --reps (default 7 here); see docs/determinism.md
@@ -79,7 +82,7 @@ namespace MicroLm.Bench
         public int Reps = 3, Prompt = 128, Gen = 128;
         /// <summary>Idle milliseconds before each timed run (0 turns it off, to see what it changes).</summary>
         public int SettleMs = 100;
-        public bool WriteDocs, Profile, DeterminismCost, WriteModels, PrefillKernels, Help;
+        public bool WriteDocs, Profile, DeterminismCost, WriteModels, PrefillKernels, DecodeKernels, Help;
         public IsaLevel Isa = IsaLevel.Native;
         private bool _formatsGiven, _shapesGiven, _repsGiven;
 
@@ -108,6 +111,7 @@ namespace MicroLm.Bench
                     case "--determinism-cost": a.DeterminismCost = true; break;
                     case "--write-models": a.WriteModels = true; break;
                     case "--prefill-kernels": a.PrefillKernels = true; break;
+                    case "--decode-kernels": a.DecodeKernels = true; break;
                     case "-h" or "--help": a.Help = true; break;
                     default: throw new ArgumentException($"unknown option '{args[i]}'");
                 }
@@ -118,7 +122,7 @@ namespace MicroLm.Bench
                 if (!a._formatsGiven) a.Formats = [GgmlType.F32, GgmlType.Q8_0];
             }
             if (a.DeterminismCost && !a._repsGiven) a.Reps = 7;
-            if (a.PrefillKernels)
+            if (a.PrefillKernels || a.DecodeKernels)
             {
                 if (!a._formatsGiven) a.Formats = [GgmlType.Q8_0, GgmlType.Q4_0];
                 if (!a._repsGiven) a.Reps = 5;

@@ -29,7 +29,7 @@ internal static class FloatRows
         ref byte w1 = ref Unsafe.Add(ref w0, rowBytes);
         ref byte w2 = ref Unsafe.Add(ref w1, rowBytes);
         ref byte w3 = ref Unsafe.Add(ref w2, rowBytes);
-        ref float xv = ref MemoryMarshal.GetArrayDataReference(x.Values);
+        ref float xv = ref MemoryMarshal.GetArrayDataReference(TValues.Inputs(x));
         int ahead = 8 * rowBytes;
         if (Kernels.VectorBits < 512) { Dot4Rows256<TValues>(ref w0, rowBytes, x, results); return; }
         {
@@ -55,7 +55,7 @@ internal static class FloatRows
         ref byte w1 = ref Unsafe.Add(ref w0, rowBytes);
         ref byte w2 = ref Unsafe.Add(ref w1, rowBytes);
         ref byte w3 = ref Unsafe.Add(ref w2, rowBytes);
-        ref float xv = ref MemoryMarshal.GetArrayDataReference(x.Values);
+        ref float xv = ref MemoryMarshal.GetArrayDataReference(TValues.Inputs(x));
         int ahead = 8 * rowBytes;
         var l0 = Vector256<float>.Zero; var h0 = Vector256<float>.Zero; var l1 = Vector256<float>.Zero; var h1 = Vector256<float>.Zero;
         var l2 = Vector256<float>.Zero; var h2 = Vector256<float>.Zero; var l3 = Vector256<float>.Zero; var h3 = Vector256<float>.Zero;
@@ -105,6 +105,9 @@ internal interface IFloatValues
     static abstract Vector512<float> Load16(ref byte row, int i);
     /// <summary>Values i..i+7 of the row at <paramref name="row"/>.</summary>
     static abstract Vector256<float> Load8(ref byte row, int i);
+    /// <summary>The activation's values these loads are multiplied with (<see cref="Activation.Values"/>, or a
+    /// form made for the type, e.g. <see cref="Activation.HalfScaled"/>).</summary>
+    static abstract float[] Inputs(Activation x);
 }
 
 internal sealed partial class F32Kernel : RowKernel
@@ -116,6 +119,7 @@ internal sealed partial class F32Kernel : RowKernel
         public static Vector512<float> Load16(ref byte row, int i) => Vector512.LoadUnsafe(ref Unsafe.As<byte, float>(ref row), (nuint)i);
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static Vector256<float> Load8(ref byte row, int i) => Vector256.LoadUnsafe(ref Unsafe.As<byte, float>(ref row), (nuint)i);
+        public static float[] Inputs(Activation x) => x.Values;
     }
 
     public static readonly F32Kernel Instance = new();
@@ -172,14 +176,24 @@ internal sealed partial class F16Kernel : RowKernel
         for (int i = 0; i < output.Length; i++) output[i] = table[h[i]];
     }
 
+    /// <summary>F16 decode reads <see cref="Activation.HalfScaled"/> (x·2^112) where it is exact; see <see cref="Scaled"/>.</summary>
+    public override bool UsesHalfScaledActivation => true;
+
     /// <summary>Converts in registers (exact: see <see cref="ToSingle(Vector256{uint})"/>) and accumulates in
-    /// the 16 lanes of <see cref="Kernels"/>, so the bits equal an F32 dot of the converted row.</summary>
-    public override float Dot(ReadOnlySpan<byte> row, Activation x)
+    /// the 16 lanes of <see cref="Kernels"/>, so the bits equal an F32 dot of the converted row. With the
+    /// activation's scaled form (<see cref="Scaled"/>) each product skips the conversion's ×2^112, same bits.</summary>
+    public override float Dot(ReadOnlySpan<byte> row, Activation x) =>
+        x.HalfScaled is { } scaled ? Dot<Scaled>(row, x, scaled) : Dot<Values>(row, x, x.Values);
+
+    /// <summary><see cref="Dot"/> with the halves loaded by <typeparamref name="TValues"/> and multiplied with
+    /// <paramref name="inputs"/> (its <see cref="IFloatValues.Inputs"/>); the tail past the last 16 values is
+    /// IEEE half × x (the same products: see <see cref="Scaled"/>).</summary>
+    private static float Dot<TValues>(ReadOnlySpan<byte> row, Activation x, float[] inputs) where TValues : struct, IHalfValues
     {
         int n = x.Length, full = n & ~15, i = 0;
         ref ushort h = ref Unsafe.As<byte, ushort>(ref MemoryMarshal.GetReference(row));
         ref byte hb = ref MemoryMarshal.GetReference(row);
-        ref float xv = ref MemoryMarshal.GetArrayDataReference(x.Values);
+        ref float xv = ref MemoryMarshal.GetArrayDataReference(inputs);
         Span<float> lanes = stackalloc float[Kernels.Lanes];
         ref float l = ref MemoryMarshal.GetReference(lanes);
         int bits = Kernels.VectorBits;
@@ -187,7 +201,7 @@ internal sealed partial class F16Kernel : RowKernel
         {
             var acc = Vector512<float>.Zero;
             for (; i < full; i += 16)
-                acc += Values.Load16(ref hb, i) * Vector512.LoadUnsafe(ref xv, (nuint)i);
+                acc += TValues.Load16(ref hb, i) * Vector512.LoadUnsafe(ref xv, (nuint)i);
             acc.StoreUnsafe(ref l);
         }
         else if (bits >= 256)
@@ -195,8 +209,8 @@ internal sealed partial class F16Kernel : RowKernel
             var acc0 = Vector256<float>.Zero; var acc1 = Vector256<float>.Zero;
             for (; i < full; i += 16)
             {
-                acc0 += Values.Load8(ref hb, i) * Vector256.LoadUnsafe(ref xv, (nuint)i);
-                acc1 += Values.Load8(ref hb, i + 8) * Vector256.LoadUnsafe(ref xv, (nuint)i + 8);
+                acc0 += TValues.Load8(ref hb, i) * Vector256.LoadUnsafe(ref xv, (nuint)i);
+                acc1 += TValues.Load8(ref hb, i + 8) * Vector256.LoadUnsafe(ref xv, (nuint)i + 8);
             }
             acc0.StoreUnsafe(ref l); acc1.StoreUnsafe(ref l, 8);
         }
@@ -209,16 +223,17 @@ internal sealed partial class F16Kernel : RowKernel
                 // Sign-extending widen (Load16's conversion): one shift fewer than ToSingle's, e.g. on ARM64.
                 var (a, b) = Vector128.Widen(Vector128.LoadUnsafe(ref Unsafe.As<byte, short>(ref hb), (nuint)i));
                 var (c, d) = Vector128.Widen(Vector128.LoadUnsafe(ref Unsafe.As<byte, short>(ref hb), (nuint)i + 8));
-                acc0 += Values.FromSignExtended(a) * Vector128.LoadUnsafe(ref xv, (nuint)i);
-                acc1 += Values.FromSignExtended(b) * Vector128.LoadUnsafe(ref xv, (nuint)i + 4);
-                acc2 += Values.FromSignExtended(c) * Vector128.LoadUnsafe(ref xv, (nuint)i + 8);
-                acc3 += Values.FromSignExtended(d) * Vector128.LoadUnsafe(ref xv, (nuint)i + 12);
+                acc0 += TValues.FromSignExtended(a) * Vector128.LoadUnsafe(ref xv, (nuint)i);
+                acc1 += TValues.FromSignExtended(b) * Vector128.LoadUnsafe(ref xv, (nuint)i + 4);
+                acc2 += TValues.FromSignExtended(c) * Vector128.LoadUnsafe(ref xv, (nuint)i + 8);
+                acc3 += TValues.FromSignExtended(d) * Vector128.LoadUnsafe(ref xv, (nuint)i + 12);
             }
             acc0.StoreUnsafe(ref l); acc1.StoreUnsafe(ref l, 4); acc2.StoreUnsafe(ref l, 8); acc3.StoreUnsafe(ref l, 12);
         }
         else lanes.Clear();
         var table = HalfToFloat;
-        for (; i < n; i++) Unsafe.Add(ref l, i & 15) += table[Unsafe.Add(ref h, i)] * Unsafe.Add(ref xv, i);
+        ref float xo = ref MemoryMarshal.GetArrayDataReference(x.Values);
+        for (; i < n; i++) Unsafe.Add(ref l, i & 15) += table[Unsafe.Add(ref h, i)] * Unsafe.Add(ref xo, i);
         return Kernels.ReduceLanes(lanes);
     }
 
@@ -229,38 +244,62 @@ internal sealed partial class F16Kernel : RowKernel
     public override void Dot4Rows(ReadOnlySpan<byte> rows, int rowBytes, Activation x, Span<float> results)
     {
         if (Kernels.VectorBits < 256 || (x.Length & 15) != 0) base.Dot4Rows(rows, rowBytes, x, results);
+        else if (x.HalfScaled is not null) FloatRows.Dot4Rows<Scaled>(rows, rowBytes, x, results);
         else FloatRows.Dot4Rows<Values>(rows, rowBytes, x, results);
     }
 
-    internal struct Values : IFloatValues
+    /// <summary>The F16 loads, with the 4-value form the Vector128 path uses.</summary>
+    internal interface IHalfValues : IFloatValues
+    {
+        /// <summary>4 halves already sign-extended to 32 bits, as the type's loads convert them.</summary>
+        static abstract Vector128<float> FromSignExtended(Vector128<int> wide);
+    }
+
+    internal struct Values : IHalfValues
     {
         public static int Size => 2;
+        public static float[] Inputs(Activation x) => x.Values;
 
         /// <summary>16 halves at row[i] as floats, the same conversion from halves sign-extended to 32 bits: a
         /// shift by 13 puts the sign in bit 31 (copies in 28–30, masked off) and the magnitude in bits 13–27.</summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static Vector512<float> Load16(ref byte row, int i)
-        {
-            var wide = Vector512.WidenLower(Vector256.LoadUnsafe(ref Unsafe.As<byte, short>(ref row), (nuint)i).ToVector512Unsafe());
-            var v = Vector512.ShiftLeft(wide, 13) & Vector512.Create(unchecked((int)0x8FFFFFFF));
-            return v.AsSingle() * Vector512.Create(TwoPow112);
-        }
+        public static Vector512<float> Load16(ref byte row, int i) => Scaled.Load16(ref row, i) * Vector512.Create(TwoPow112);
 
         /// <summary>4 halves already sign-extended to 32 bits, as floats (Load16's conversion).</summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static Vector128<float> FromSignExtended(Vector128<int> wide)
-        {
-            var v = Vector128.ShiftLeft(wide, 13) & Vector128.Create(unchecked((int)0x8FFFFFFF));
-            return v.AsSingle() * Vector128.Create(TwoPow112);
-        }
+        public static Vector128<float> FromSignExtended(Vector128<int> wide) => Scaled.FromSignExtended(wide) * Vector128.Create(TwoPow112);
 
         /// <summary>8 halves at row[i] as floats (Load16's conversion: sign-extending load, shift by 13).</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<float> Load8(ref byte row, int i) => Scaled.Load8(ref row, i) * Vector256.Create(TwoPow112);
+    }
+
+    /// <summary>Halves as v·2^-112 (the bits of <see cref="Values"/>' conversion before its ×2^112: exact, for
+    /// subnormal halves an f32 subnormal) times the activation times 2^112 (<see cref="Activation.HalfScaled"/>,
+    /// exact: made only when every |x| &lt; 2^16 and finite). (v·2^-112)·(x·2^112) is the same real number as
+    /// v·x, so one IEEE rounding gives the same product — also when it underflows (no flush to zero: .NET
+    /// keeps subnormals) or is ±0 — and the sums are Values' sums bit for bit, one multiply fewer per value.</summary>
+    internal struct Scaled : IHalfValues
+    {
+        public static int Size => 2;
+        public static float[] Inputs(Activation x) => x.HalfScaled!;
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector512<float> Load16(ref byte row, int i)
+        {
+            var wide = Vector512.WidenLower(Vector256.LoadUnsafe(ref Unsafe.As<byte, short>(ref row), (nuint)i).ToVector512Unsafe());
+            return (Vector512.ShiftLeft(wide, 13) & Vector512.Create(unchecked((int)0x8FFFFFFF))).AsSingle();
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector128<float> FromSignExtended(Vector128<int> wide) =>
+            (Vector128.ShiftLeft(wide, 13) & Vector128.Create(unchecked((int)0x8FFFFFFF))).AsSingle();
+
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static Vector256<float> Load8(ref byte row, int i)
         {
             var wide = Vector256.WidenLower(Vector128.LoadUnsafe(ref Unsafe.As<byte, short>(ref row), (nuint)i).ToVector256Unsafe());
-            var v = Vector256.ShiftLeft(wide, 13) & Vector256.Create(unchecked((int)0x8FFFFFFF));
-            return v.AsSingle() * Vector256.Create(TwoPow112);
+            return (Vector256.ShiftLeft(wide, 13) & Vector256.Create(unchecked((int)0x8FFFFFFF))).AsSingle();
         }
     }
 
@@ -317,7 +356,7 @@ internal sealed partial class F16Kernel : RowKernel
     // off) and its 15 magnitude bits in bits 13–27, which read as a float 2^-112 times the half's value,
     // for normal and subnormal halves alike; one multiply by 2^112 (exact) scales it. Equals the IEEE
     // conversion (a test checks all 63,488 finite halves).
-    private static readonly float TwoPow112 = BitConverter.Int32BitsToSingle(0x77800000);
+    internal static readonly float TwoPow112 = BitConverter.Int32BitsToSingle(0x77800000);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static Vector512<float> ToSingle(Vector512<uint> h)

@@ -18,6 +18,9 @@ internal abstract class RowKernel
     /// <summary>True if <see cref="Dot"/> reads the activation's Q8_K form (the K-quants).</summary>
     public virtual bool UsesQ8KActivation => false;
 
+    /// <summary>True if decode reads the activation's <see cref="Activation.HalfScaled"/> form (F16), where it exists.</summary>
+    public virtual bool UsesHalfScaledActivation => false;
+
     public abstract void Dequantize(ReadOnlySpan<byte> row, Span<float> output);
 
     /// <summary>This type's dot in WebAssembly SIMD (same order, same bits as <see cref="Dot"/>), written
@@ -141,7 +144,11 @@ internal sealed partial class Activation
     public Span<float> Span => Values.AsSpan(0, Length);
 
     /// <summary>Call after writing <see cref="Values"/>.</summary>
-    public void Invalidate() => _q8Ready = _q8kReady = false;
+    public void Invalidate()
+    {
+        _q8Ready = _q8kReady = false;
+        _halfScaledState = 0;
+    }
 
     public void EnsureQ8K()
     {
@@ -239,5 +246,42 @@ internal sealed partial class Activation
             Q8Scales[b] = dh;
             Q8ScaledSums[b] = dh * Vector256.Sum(groups);
         }
+    }
+    private float[]? _halfScaled;
+    /// <summary>0: not made since the last <see cref="Invalidate"/>; 1: <see cref="HalfScaled"/> holds x·2^112; 2: not exact here.</summary>
+    private int _halfScaledState;
+
+    /// <summary>The values times 2^112, each exact, for F16 dots that read halves as v·2^-112 (see F16Kernel.Scaled);
+    /// null unless <see cref="EnsureHalfScaled"/> made it since the values last changed, and null when some value
+    /// is not finite or |x| ≥ 2^16 (x·2^112 would overflow: the F16 kernels then multiply as before).</summary>
+    public float[]? HalfScaled => _halfScaledState == 1 ? _halfScaled : null;
+
+    /// <summary>Makes <see cref="HalfScaled"/> (once per matmul input, before the threads split the rows).
+    /// |x| &lt; 2^16 is tested on the bit patterns (a NaN or infinity has larger ones), so x·2^112 is at most the
+    /// largest float and exact, subnormal x included (scaling up by a power of two loses no bits).</summary>
+    public void EnsureHalfScaled()
+    {
+        if (_halfScaledState != 0) return;
+        var scaled = _halfScaled ??= GC.AllocateArray<float>(Values.Length, pinned: true);
+        ref float v = ref MemoryMarshal.GetArrayDataReference(Values);
+        ref float s = ref MemoryMarshal.GetArrayDataReference(scaled);
+        const int Limit = 0x47800000; // bits of 2^16
+        float factor = F16Kernel.TwoPow112;
+        int i = 0, n = Length;
+        var largest = Vector128<int>.Zero;
+        for (; i + 4 <= n; i += 4)
+        {
+            var x = Vector128.LoadUnsafe(ref v, (nuint)i);
+            largest = Vector128.Max(largest, x.AsInt32() & Vector128.Create(0x7FFFFFFF));
+            (x * Vector128.Create(factor)).StoreUnsafe(ref s, (nuint)i);
+        }
+        bool exact = Vector128.LessThanAll(largest, Vector128.Create(Limit));
+        for (; i < n; i++)
+        {
+            float x = Unsafe.Add(ref v, i);
+            exact &= (BitConverter.SingleToInt32Bits(x) & 0x7FFFFFFF) < Limit;
+            Unsafe.Add(ref s, i) = x * factor;
+        }
+        _halfScaledState = exact ? 1 : 2;
     }
 }

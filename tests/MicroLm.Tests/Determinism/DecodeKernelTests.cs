@@ -1,0 +1,150 @@
+using System.Runtime.Intrinsics;
+using MicroLm.Math;
+using MicroLm.Sampling;
+using MicroLm.Tensors;
+using MicroLm.Tensors.Quants;
+
+namespace MicroLm.Tests.Determinism;
+
+/// <summary>Decode (one token, matrix × vector) kernels give every row the bits of the definition at every width.</summary>
+[Collection("Global kernel switches")]
+public class DecodeKernelTests
+{
+    private static readonly float TwoPow112 = BitConverter.Int32BitsToSingle(0x77800000);
+
+    /// <summary>Activation values at the edges of F16Kernel.Scaled's exactness: ±0, the smallest and largest subnormals,
+    /// the smallest normal, values whose products with small halves underflow, and the largest |x| below 2^16.</summary>
+    private static readonly float[] EdgeActivations =
+    [
+        0f, -0f, float.Epsilon, -float.Epsilon, BitConverter.Int32BitsToSingle(0x007FFFFF), -BitConverter.Int32BitsToSingle(0x007FFFFF),
+        BitConverter.Int32BitsToSingle(0x00800000), 1e-30f, -3.5e-20f, 1f, -1f, 0.333f, 1234.5f,
+        BitConverter.Int32BitsToSingle(0x477FFFFF), -BitConverter.Int32BitsToSingle(0x477FFFFF),
+    ];
+
+    [Fact]
+    public void ScaledHalfTimesScaledActivationEqualsHalfTimesActivation()
+    {
+        // Every finite half (63,488), read as the decode loops read them (16, 8 and 4 at a time), times each edge
+        // activation scaled by 2^112: the same bits as the IEEE half's float times the activation.
+        var bytes = new byte[65536 * 2 + 64];
+        for (int i = 0; i < 65536; i++) BitConverter.TryWriteBytes(bytes.AsSpan(2 * i), (ushort)i);
+        ref byte start = ref bytes[0];
+        int checkedProducts = 0;
+        foreach (float x in EdgeActivations)
+        {
+            float xs = x * TwoPow112;
+            Assert.Equal(x, xs / TwoPow112); // the scaling is exact
+            var x16 = Vector512.Create(xs);
+            for (int i = 0; i < 65536; i += 16)
+            {
+                var p16 = F16Kernel.Scaled.Load16(ref start, i) * x16;
+                var p8 = F16Kernel.Scaled.Load8(ref start, i + 8) * Vector256.Create(xs);
+                var p4 = F16Kernel.Scaled.FromSignExtended(Vector128.Create((int)(short)i, (short)(i + 1), (short)(i + 2), (short)(i + 3))) * Vector128.Create(xs);
+                for (int j = 0; j < 16; j++)
+                {
+                    float half = (float)BitConverter.UInt16BitsToHalf((ushort)(i + j));
+                    if (!float.IsFinite(half)) continue; // refused at load (F16Kernel.Validate)
+                    int expected = BitConverter.SingleToInt32Bits(half * x);
+                    Assert.True(expected == BitConverter.SingleToInt32Bits(p16.GetElement(j)), $"half 0x{i + j:X4} × {x:R}: {p16.GetElement(j):R}, expected {half * x:R}");
+                    if (j >= 8) Assert.Equal(expected, BitConverter.SingleToInt32Bits(p8.GetElement(j - 8)));
+                    if (j < 4) Assert.Equal(expected, BitConverter.SingleToInt32Bits(p4.GetElement(j)));
+                    checkedProducts++;
+                }
+            }
+        }
+        Assert.Equal(63488 * EdgeActivations.Length, checkedProducts);
+    }
+
+    [Fact]
+    public void HalfScaledFormExistsOnlyWhereItIsExact()
+    {
+        float below = BitConverter.Int32BitsToSingle(0x477FFFFF); // the largest float below 2^16
+        foreach (var (value, exact) in new[] { (below, true), (-below, true), (65536f, false), (-65536f, false), (3e38f, false),
+            (float.PositiveInfinity, false), (float.NegativeInfinity, false), (float.NaN, false), (float.Epsilon, true) })
+            foreach (int n in new[] { 5, 32, 33 }) // the odd value in the vector part and in the scalar tail
+                foreach (int at in new[] { 0, n - 1 })
+                {
+                    var x = new Activation(n);
+                    for (int i = 0; i < n; i++) x.Values[i] = 0.5f;
+                    x.Values[at] = value;
+                    Assert.Null(x.HalfScaled); // not made yet
+                    x.EnsureHalfScaled();
+                    if (!exact) { Assert.Null(x.HalfScaled); continue; }
+                    Assert.NotNull(x.HalfScaled);
+                    for (int i = 0; i < n; i++) Assert.Equal(x.Values[i] * TwoPow112, x.HalfScaled![i]);
+                    x.Invalidate();
+                    Assert.Null(x.HalfScaled); // values changed: made again on the next matmul
+                }
+    }
+
+    /// <summary>F16 decode through <see cref="WeightMatrix.MatMul"/> (four-row passes, single rows, Vector128 and scalar)
+    /// with the activation prepared as decode prepares it equals, row by row, the F32 dot of the IEEE-converted row at the
+    /// scalar setting: every width, row lengths with and without a tail past 16, rows above and below the four-row limit,
+    /// 11 rows (a multiple of no pass), halves that are subnormal, ±0 and ±65504, and activations at the scaled form's
+    /// edges or beyond them (|x| ≥ 2^16, ±inf, NaN: the kernel multiplies as before there).</summary>
+    [Fact]
+    public void F16DecodeEqualsTheDotOfTheConvertedRowAtEveryWidth()
+    {
+        const int rows = 11;
+        var rng = new Rng(77);
+        ushort[] special = [0x0001, 0x8001, 0x03FF, 0x83FF, 0x0400, 0x0000, 0x8000, 0x7BFF, 0xFBFF, 0x3C00];
+        foreach (int n in new[] { 16, 17, 48, 288, 300, 768, 1024, 1040, 2048 })
+        {
+            var halves = new ushort[rows * n];
+            for (int i = 0; i < halves.Length; i++)
+            {
+                ushort h;
+                do h = (ushort)rng.NextUInt64(); while ((h & 0x7C00) == 0x7C00); // finite halves over the whole range
+                halves[i] = i % 7 == 3 ? special[i % special.Length] : h;
+            }
+            var data = new byte[halves.Length * 2];
+            Buffer.BlockCopy(halves, 0, data, 0, data.Length);
+            var file = MicroLm.Gguf.GgufFile.FromMemory(new MicroLm.Gguf.GgufWriter().Add("general.architecture", "llama").AddTensor("w", GgmlType.F16, [n, rows], data).ToArray());
+            var matrix = new WeightMatrix(file, file.Tensors[0]);
+            var converted = new float[n];
+            foreach (int kind in new[] { 0, 1, 2, 3, 4, 5 })
+            {
+                var x = new Activation(n);
+                for (int i = 0; i < n; i++)
+                    x.Values[i] = kind switch
+                    {
+                        0 => (rng.NextFloat() - 0.5f) * 4,
+                        1 => EdgeActivations[i % EdgeActivations.Length],
+                        2 => (rng.NextFloat() - 0.5f) * 1e-38f, // subnormal and tiny: products underflow
+                        _ => (rng.NextFloat() - 0.5f) * 2,
+                    };
+                if (kind == 3) x.Values[n - 1] = 65536f;               // too large: no scaled form
+                if (kind == 4) x.Values[n / 2] = float.NegativeInfinity;
+                if (kind == 5) x.Values[0] = float.NaN;
+                var reference = new int[rows];
+                int saved = Kernels.VectorBits;
+                try
+                {
+                    Kernels.VectorBits = 0;
+                    for (int r = 0; r < rows; r++)
+                    {
+                        for (int i = 0; i < n; i++) converted[i] = (float)BitConverter.UInt16BitsToHalf(halves[r * n + i]);
+                        reference[r] = BitConverter.SingleToInt32Bits(Kernels.Dot(converted, x.Span));
+                    }
+                    foreach (int bits in new[] { 0, 128, 256, 512 })
+                    {
+                        if (bits > saved) continue;
+                        Kernels.VectorBits = bits;
+                        x.Invalidate();
+                        WeightMatrix.Prepare(matrix, [x], 0, 1);
+                        Assert.Equal(kind < 3, x.HalfScaled is not null);
+                        foreach (var (start, end) in new[] { (0, rows), (1, rows), (3, 10) })
+                        {
+                            var output = new float[rows];
+                            matrix.MatMul([x], 1, output, start, end);
+                            for (int r = start; r < end; r++)
+                                Assert.True(reference[r] == BitConverter.SingleToInt32Bits(output[r]),
+                                    $"n {n}, activation kind {kind}, width {bits}, rows [{start}, {end}): row {r} is {output[r]:R}, expected {BitConverter.Int32BitsToSingle(reference[r]):R}");
+                        }
+                    }
+                }
+                finally { Kernels.VectorBits = saved; }
+            }
+        }
+    }
+}
