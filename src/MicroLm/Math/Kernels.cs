@@ -247,7 +247,7 @@ internal static class Kernels
             }
             if (i == n)
             {
-                ReduceLanes4(Vector512.Create(a0, b0), Vector512.Create(a1, b1), Vector512.Create(a2, b2), Vector512.Create(a3, b3), results);
+                ReduceLanes4(a0, b0, a1, b1, a2, b2, a3, b3, results);
                 return;
             }
             a0.StoreUnsafe(ref l); b0.StoreUnsafe(ref l, 8); a1.StoreUnsafe(ref l, 16); b1.StoreUnsafe(ref l, 24);
@@ -265,18 +265,42 @@ internal static class Kernels
     }
 
     /// <summary>Four 16-lane sums held in registers reduced in <see cref="ReduceLanes"/>' order.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static void ReduceLanes4(Vector512<float> a0, Vector512<float> a1, Vector512<float> a2, Vector512<float> a3, Span<float> results)
     {
-        if (AlternativeOrderForTests != 0)
+        if (AlternativeOrderForTests == 0)
         {
-            Span<float> lanes = stackalloc float[Lanes];
-            a0.CopyTo(lanes); results[0] = ReduceLanes(lanes);
-            a1.CopyTo(lanes); results[1] = ReduceLanes(lanes);
-            a2.CopyTo(lanes); results[2] = ReduceLanes(lanes);
-            a3.CopyTo(lanes); results[3] = ReduceLanes(lanes);
+            Fold4(a0.GetLower() + a0.GetUpper(), a1.GetLower() + a1.GetUpper(), a2.GetLower() + a2.GetUpper(), a3.GetLower() + a3.GetUpper()).CopyTo(results);
             return;
         }
-        Fold4(a0.GetLower() + a0.GetUpper(), a1.GetLower() + a1.GetUpper(), a2.GetLower() + a2.GetUpper(), a3.GetLower() + a3.GetUpper()).CopyTo(results);
+        ReduceLanes4Slow(a0, a1, a2, a3, results);
+    }
+
+    /// <summary><see cref="ReduceLanes4(Vector512{float}, Vector512{float}, Vector512{float}, Vector512{float}, Span{float})"/>
+    /// of sums held as 256-bit halves (lanes 0–7 in l, 8–15 in h): the 256-bit paths need no 512-bit value
+    /// (which the JIT builds in memory where 512-bit vectors are not hardware-accelerated).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static void ReduceLanes4(Vector256<float> l0, Vector256<float> h0, Vector256<float> l1, Vector256<float> h1,
+        Vector256<float> l2, Vector256<float> h2, Vector256<float> l3, Vector256<float> h3, Span<float> results)
+    {
+        if (AlternativeOrderForTests == 0) Fold4(l0 + h0, l1 + h1, l2 + h2, l3 + h3).CopyTo(results);
+        else ReduceLanes4Slow(l0, h0, l1, h1, l2, h2, l3, h3, results);
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)] // keeps 512-bit temporaries (stack-zeroed at AVX2) out of the callers
+    private static void ReduceLanes4Slow(Vector256<float> l0, Vector256<float> h0, Vector256<float> l1, Vector256<float> h1,
+        Vector256<float> l2, Vector256<float> h2, Vector256<float> l3, Vector256<float> h3, Span<float> results) =>
+        ReduceLanes4Slow(Vector512.Create(l0, h0), Vector512.Create(l1, h1), Vector512.Create(l2, h2), Vector512.Create(l3, h3), results);
+
+    /// <summary>The test-only alternative order (<see cref="AlternativeOrderForTests"/>), sum by sum.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void ReduceLanes4Slow(Vector512<float> a0, Vector512<float> a1, Vector512<float> a2, Vector512<float> a3, Span<float> results)
+    {
+        Span<float> lanes = stackalloc float[Lanes];
+        a0.CopyTo(lanes); results[0] = ReduceLanes(lanes);
+        a1.CopyTo(lanes); results[1] = ReduceLanes(lanes);
+        a2.CopyTo(lanes); results[2] = ReduceLanes(lanes);
+        a3.CopyTo(lanes); results[3] = ReduceLanes(lanes);
     }
 
     /// <summary>Finishes four reductions at once from their 8-lane sums (lane j = l[j] + l[j+8]):
