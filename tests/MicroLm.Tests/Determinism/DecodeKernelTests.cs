@@ -147,4 +147,97 @@ public class DecodeKernelTests
             }
         }
     }
+
+    /// <summary>Q4_0 and Q8_0 decode through <see cref="WeightMatrix.MatMul"/> (four-row passes and single rows) equals,
+    /// row by row, the contract written out here (IntegerDot: exact group sums of four, lane j += (float)sum·(d_w·d_x) in
+    /// block order, lanes folded j+4, then (0 + 2) + (1 + 3)) at every width, bit for bit (a NaN matches any NaN): 1 to 64 blocks per row, 11 and 13 rows
+    /// (multiples of no pass), row ranges off the four-row grid, quants at their extremes, block scales that are NaN,
+    /// ±inf, subnormal, ±0 and the largest half, and activations that are tiny, huge, or hold ±inf or NaN.</summary>
+    [Theory]
+    [InlineData(GgmlType.Q4_0)]
+    [InlineData(GgmlType.Q8_0)]
+    public void QuantizedDecodeFollowsTheContractAtEveryWidth(GgmlType type)
+    {
+        var info = TensorTypes.Get(type);
+        var rng = new Rng(41);
+        ushort[] special = [0x7E00, 0x7C00, 0xFC00, 0x0001, 0x8001, 0x03FF, 0x0000, 0x8000, 0x7BFF, 0xFBFF];
+        foreach (int blocks in new[] { 1, 2, 3, 9, 24, 64 })
+            foreach (int rows in new[] { 11, 13 })
+            {
+                int n = 32 * blocks, rowBytes = (int)info.RowBytes(n);
+                var data = new byte[rows * rowBytes];
+                for (int r = 0; r < rows; r++)
+                    for (int b = 0; b < blocks; b++)
+                    {
+                        int at = r * rowBytes + b * info.BytesPerBlock;
+                        ushort h = (r + b) % 5 == 2 ? special[(r * blocks + b) % special.Length]
+                            : (ushort)((0x2000 + (int)(rng.NextUInt64() % 0x1800)) | (rng.NextUInt64() % 2 == 0 ? 0 : 0x8000));
+                        data[at] = (byte)h;
+                        data[at + 1] = (byte)(h >> 8);
+                        for (int i = 2; i < info.BytesPerBlock; i++)
+                            data[at + i] = (rng.NextUInt64() % 6) switch { 0 => 0x7F, 1 => 0x81, 2 => 0x80, 3 => 0xF0, 4 => 0x0F, _ => (byte)rng.NextUInt64() };
+                    }
+                var file = MicroLm.Gguf.GgufFile.FromMemory(new MicroLm.Gguf.GgufWriter().Add("general.architecture", "llama").AddTensor("w", type, [n, rows], data).ToArray());
+                var matrix = new WeightMatrix(file, file.Tensors[0]);
+                foreach (int kind in new[] { 0, 1, 2, 3 })
+                {
+                    var x = new Activation(n);
+                    float magnitude = kind switch { 1 => 1e-40f, 2 => 3e38f, _ => 3 };
+                    for (int i = 0; i < n; i++) x.Values[i] = (rng.NextFloat() - 0.5f) * magnitude;
+                    x.Values[(5 * blocks) % n] = magnitude; // a quant at +127
+                    if (kind == 3) { x.Values[n - 1] = float.PositiveInfinity; x.Values[0] = float.NaN; }
+                    int saved = Kernels.VectorBits;
+                    try
+                    {
+                        foreach (int bits in new[] { 0, 128, 256, 512 })
+                        {
+                            if (bits > saved) continue;
+                            Kernels.VectorBits = bits;
+                            x.Invalidate();
+                            WeightMatrix.Prepare(matrix, [x], 0, 1);
+                            foreach (var (start, end) in new[] { (0, rows), (1, rows), (2, rows - 3) })
+                            {
+                                var output = new float[rows];
+                                matrix.MatMul([x], 1, output, start, end);
+                                for (int r = start; r < end; r++)
+                                {
+                                    float expected = ContractDot(type, data.AsSpan(r * rowBytes, rowBytes), x);
+                                    // A NaN matches any NaN: its sign depends on the order of an add's operands, which the JIT may
+                                    // swap, and on the CPU; a NaN in the logits stops generation (docs/determinism.md, "NaN").
+                                    if (float.IsNaN(expected) && float.IsNaN(output[r])) continue;
+                                    Assert.True(BitConverter.SingleToInt32Bits(expected) == BitConverter.SingleToInt32Bits(output[r]),
+                                        $"{type}, {blocks} blocks, {rows} rows, activation kind {kind}, width {bits}, rows [{start}, {end}): row {r} is {output[r]:R}, the contract gives {expected:R}");
+                                }
+                            }
+                        }
+                    }
+                    finally { Kernels.VectorBits = saved; }
+                }
+            }
+    }
+
+    /// <summary>The Q8_0/Q4_0 dot as IntegerDot's contract states it, in scalar code.</summary>
+    private static float ContractDot(GgmlType type, ReadOnlySpan<byte> row, Activation x)
+    {
+        int blockBytes = type == GgmlType.Q4_0 ? 18 : 34;
+        var lanes = new float[8];
+        for (int b = 0; b < x.Length / 32; b++)
+        {
+            var block = row.Slice(b * blockBytes, blockBytes);
+            float dw = (float)BitConverter.UInt16BitsToHalf((ushort)(block[0] | block[1] << 8));
+            float scale = dw * x.Q8Scales[b];
+            for (int j = 0; j < 8; j++)
+            {
+                int sum = 0;
+                for (int i = 4 * j; i < 4 * j + 4; i++)
+                {
+                    int w = type == GgmlType.Q4_0 ? (i < 16 ? block[2 + i] & 0xF : block[2 + i - 16] >> 4) - 8 : (sbyte)block[2 + i];
+                    sum += w * x.Q8[b * 32 + i];
+                }
+                lanes[j] += sum * scale;
+            }
+        }
+        for (int j = 0; j < 4; j++) lanes[j] += lanes[j + 4];
+        return (lanes[0] + lanes[2]) + (lanes[1] + lanes[3]);
+    }
 }

@@ -75,10 +75,15 @@ internal static class IntegerDot
     /// is the same exact integer as Σ(n − 8)·x. Pair sums stay within ±3810, far from 16-bit saturation.</summary>
     /// <remarks>The caller pins the weights (the 16 bytes are broadcast straight from memory).</remarks>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static unsafe Vector256<int> GroupsQ4(ref byte qs, Vector256<sbyte> x, Vector256<int> groupSums8)
+    public static unsafe Vector256<int> GroupsQ4(ref byte qs, Vector256<sbyte> x, Vector256<int> groupSums8) =>
+        GroupsQ4((byte*)Unsafe.AsPointer(ref qs), x, groupSums8);
+
+    /// <summary><see cref="GroupsQ4(ref byte, Vector256{sbyte}, Vector256{int})"/> at a pointer (pinned weights).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static unsafe Vector256<int> GroupsQ4(byte* qs, Vector256<sbyte> x, Vector256<int> groupSums8)
     {
         // Both 128-bit halves get the 16 bytes; the upper half shifts right by 4 to expose the high nibbles.
-        var packed = Avx2.BroadcastVector128ToVector256((byte*)Unsafe.AsPointer(ref qs)).AsUInt64();
+        var packed = Avx2.BroadcastVector128ToVector256(qs).AsUInt64();
         var nibbles = Avx2.ShiftRightLogicalVariable(packed, Vector256.Create(0UL, 0UL, 4UL, 4UL)).AsByte() & Vector256.Create((byte)0x0F);
         var pairs = Avx2.MultiplyAddAdjacent(nibbles, x);
         return Avx2.MultiplyAddAdjacent(pairs, Vector256<short>.One) - groupSums8;
@@ -90,6 +95,13 @@ internal static class IntegerDot
     public static unsafe void Prefetch(ref byte at, int offset)
     {
         if (Sse.IsSupported) Sse.Prefetch0((byte*)Unsafe.AsPointer(ref at) + offset);
+    }
+
+    /// <summary><see cref="Prefetch(ref byte, int)"/> of the line at a pointer.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static unsafe void Prefetch(byte* at)
+    {
+        if (Sse.IsSupported) Sse.Prefetch0(at);
     }
 
     /// <summary>Folds the 8 lanes in the contract's order.</summary>
