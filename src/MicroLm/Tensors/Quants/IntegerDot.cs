@@ -91,9 +91,13 @@ internal static class IntegerDot
         // Both 128-bit halves get the 16 bytes; the upper half shifts right by 4 to expose the high nibbles.
         var packed = Avx2.BroadcastVector128ToVector256((byte*)Unsafe.AsPointer(ref qs)).AsUInt64();
         var nibbles = Avx2.ShiftRightLogicalVariable(packed, Vector256.Create(0UL, 0UL, 4UL, 4UL)).AsByte() & Vector256.Create((byte)0x0F);
-        var pairs = Avx2.MultiplyAddAdjacent(nibbles, x);
-        return Avx2.MultiplyAddAdjacent(pairs, Vector256<short>.One) - groupSums8;
+        return GroupsNibbles(nibbles, x, groupSums8);
     }
+
+    /// <summary>The 8 group sums of Σ(n − 8)·x for 32 unpacked nibbles n (0..15, value order), AVX2: see <see cref="GroupsQ4"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<int> GroupsNibbles(Vector256<byte> nibbles, Vector256<sbyte> x, Vector256<int> groupSums8)
+        => Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(nibbles, x), Vector256<short>.One) - groupSums8;
 
     /// <summary>A hint to fetch the cache line at <paramref name="at"/> + <paramref name="offset"/> (x86 only).
     /// Prefetches never fault, so the address may lie past the end of the weights.</summary>
