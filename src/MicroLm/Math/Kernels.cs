@@ -25,10 +25,45 @@ internal static class Kernels
     /// <summary>Σ a[i]·b[i] in the contract's order.</summary>
     public static float Dot(ReadOnlySpan<float> a, ReadOnlySpan<float> b)
     {
+        int n = a.Length;
+        if ((n & (Lanes - 1)) == 0 && n > 0 && VectorBits >= 256 && AlternativeOrderForTests == 0 && b.Length >= n)
+            return VectorBits >= 512 ? DotInRegisters512(ref MemoryMarshal.GetReference(a), ref MemoryMarshal.GetReference(b), n)
+                : DotInRegisters256(ref MemoryMarshal.GetReference(a), ref MemoryMarshal.GetReference(b), n);
         Span<float> lanes = stackalloc float[Lanes];
         lanes.Clear();
         AccumulateLanes(a, b, lanes);
         return ReduceLanes(lanes);
+    }
+
+    /// <summary><see cref="Dot"/> for lengths that are a multiple of 16, its lanes never leaving registers (decode
+    /// calls Dot once per weight row: the stack round trip cost ~10 % on 288-long rows). Same operations.</summary>
+    private static float DotInRegisters512(ref float a, ref float b, int n)
+    {
+        var acc = Vector512<float>.Zero;
+        for (int i = 0; i < n; i += 16)
+            acc += Vector512.LoadUnsafe(ref a, (nuint)i) * Vector512.LoadUnsafe(ref b, (nuint)i);
+        return Fold8(acc.GetLower() + acc.GetUpper());
+    }
+
+    /// <summary><see cref="DotInRegisters512"/> on two 256-bit halves (lanes 0–7 and 8–15); a method of its own, as
+    /// <see cref="Tensors.Quants.FloatRows"/> found the JIT's 256-bit loop slower when it shares one with the 512-bit loop.</summary>
+    private static float DotInRegisters256(ref float a, ref float b, int n)
+    {
+        var lo = Vector256<float>.Zero; var hi = Vector256<float>.Zero;
+        for (int i = 0; i < n; i += 16)
+        {
+            lo += Vector256.LoadUnsafe(ref a, (nuint)i) * Vector256.LoadUnsafe(ref b, (nuint)i);
+            hi += Vector256.LoadUnsafe(ref a, (nuint)i + 8) * Vector256.LoadUnsafe(ref b, (nuint)i + 8);
+        }
+        return Fold8(lo + hi);
+    }
+
+    /// <summary>The rest of <see cref="ReduceLanes"/> from the 8 sums lane j + lane j+8: j += j+4, then (0 + 2) + (1 + 3).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float Fold8(Vector256<float> s)
+    {
+        var q = s.GetLower() + s.GetUpper();
+        return (q.GetElement(0) + q.GetElement(2)) + (q.GetElement(1) + q.GetElement(3));
     }
 
     /// <summary>lanes[i % 16] += a[i]·b[i] in increasing i. a.Length must be a multiple of 16 for a
@@ -212,7 +247,7 @@ internal static class Kernels
             }
             if (i == n)
             {
-                ReduceLanes4(Vector512.Create(a0, b0), Vector512.Create(a1, b1), Vector512.Create(a2, b2), Vector512.Create(a3, b3), results);
+                ReduceLanes4(a0, b0, a1, b1, a2, b2, a3, b3, results);
                 return;
             }
             a0.StoreUnsafe(ref l); b0.StoreUnsafe(ref l, 8); a1.StoreUnsafe(ref l, 16); b1.StoreUnsafe(ref l, 24);
@@ -230,18 +265,42 @@ internal static class Kernels
     }
 
     /// <summary>Four 16-lane sums held in registers reduced in <see cref="ReduceLanes"/>' order.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static void ReduceLanes4(Vector512<float> a0, Vector512<float> a1, Vector512<float> a2, Vector512<float> a3, Span<float> results)
     {
-        if (AlternativeOrderForTests != 0)
+        if (AlternativeOrderForTests == 0)
         {
-            Span<float> lanes = stackalloc float[Lanes];
-            a0.CopyTo(lanes); results[0] = ReduceLanes(lanes);
-            a1.CopyTo(lanes); results[1] = ReduceLanes(lanes);
-            a2.CopyTo(lanes); results[2] = ReduceLanes(lanes);
-            a3.CopyTo(lanes); results[3] = ReduceLanes(lanes);
+            Fold4(a0.GetLower() + a0.GetUpper(), a1.GetLower() + a1.GetUpper(), a2.GetLower() + a2.GetUpper(), a3.GetLower() + a3.GetUpper()).CopyTo(results);
             return;
         }
-        Fold4(a0.GetLower() + a0.GetUpper(), a1.GetLower() + a1.GetUpper(), a2.GetLower() + a2.GetUpper(), a3.GetLower() + a3.GetUpper()).CopyTo(results);
+        ReduceLanes4Slow(a0, a1, a2, a3, results);
+    }
+
+    /// <summary><see cref="ReduceLanes4(Vector512{float}, Vector512{float}, Vector512{float}, Vector512{float}, Span{float})"/>
+    /// of sums held as 256-bit halves (lanes 0–7 in l, 8–15 in h): the 256-bit paths need no 512-bit value
+    /// (which the JIT builds in memory where 512-bit vectors are not hardware-accelerated).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static void ReduceLanes4(Vector256<float> l0, Vector256<float> h0, Vector256<float> l1, Vector256<float> h1,
+        Vector256<float> l2, Vector256<float> h2, Vector256<float> l3, Vector256<float> h3, Span<float> results)
+    {
+        if (AlternativeOrderForTests == 0) Fold4(l0 + h0, l1 + h1, l2 + h2, l3 + h3).CopyTo(results);
+        else ReduceLanes4Slow(l0, h0, l1, h1, l2, h2, l3, h3, results);
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)] // keeps 512-bit temporaries (stack-zeroed at AVX2) out of the callers
+    private static void ReduceLanes4Slow(Vector256<float> l0, Vector256<float> h0, Vector256<float> l1, Vector256<float> h1,
+        Vector256<float> l2, Vector256<float> h2, Vector256<float> l3, Vector256<float> h3, Span<float> results) =>
+        ReduceLanes4Slow(Vector512.Create(l0, h0), Vector512.Create(l1, h1), Vector512.Create(l2, h2), Vector512.Create(l3, h3), results);
+
+    /// <summary>The test-only alternative order (<see cref="AlternativeOrderForTests"/>), sum by sum.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void ReduceLanes4Slow(Vector512<float> a0, Vector512<float> a1, Vector512<float> a2, Vector512<float> a3, Span<float> results)
+    {
+        Span<float> lanes = stackalloc float[Lanes];
+        a0.CopyTo(lanes); results[0] = ReduceLanes(lanes);
+        a1.CopyTo(lanes); results[1] = ReduceLanes(lanes);
+        a2.CopyTo(lanes); results[2] = ReduceLanes(lanes);
+        a3.CopyTo(lanes); results[3] = ReduceLanes(lanes);
     }
 
     /// <summary>Finishes four reductions at once from their 8-lane sums (lane j = l[j] + l[j+8]):

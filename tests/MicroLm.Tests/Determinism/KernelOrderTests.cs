@@ -68,13 +68,21 @@ public class KernelOrderTests
     public void DotFollowsTheDocumentedLaneOrder()
     {
         // Spell the contract out in scalar code and compare bits: lanes i % 16, then pairwise folding.
-        var a = Random(1000, 3); var b = Random(1000, 4);
-        var lanes = new float[16];
-        for (int i = 0; i < a.Length; i++) lanes[i % 16] += a[i] * b[i];
-        for (int j = 0; j < 8; j++) lanes[j] += lanes[j + 8];
-        for (int j = 0; j < 4; j++) lanes[j] += lanes[j + 4];
-        float expected = (lanes[0] + lanes[2]) + (lanes[1] + lanes[3]);
-        Assert.Equal(BitConverter.SingleToInt32Bits(expected), BitConverter.SingleToInt32Bits(Kernels.Dot(a, b)));
+        // 1000 takes the lane-buffer path, multiples of 16 the register-only one (at 256 and 512 bits).
+        foreach (int n in new[] { 1000, 1024, 16, 288 })
+        {
+            var a = Random(n, 3); var b = Random(n, 4);
+            var lanes = new float[16];
+            for (int i = 0; i < a.Length; i++) lanes[i % 16] += a[i] * b[i];
+            for (int j = 0; j < 8; j++) lanes[j] += lanes[j + 8];
+            for (int j = 0; j < 4; j++) lanes[j] += lanes[j + 4];
+            float expected = (lanes[0] + lanes[2]) + (lanes[1] + lanes[3]);
+            foreach (int bits in new[] { 128, 256, 512 })
+            {
+                if (bits > Kernels.VectorBits && bits > 128) continue;
+                Assert.Equal(BitConverter.SingleToInt32Bits(expected), BitConverter.SingleToInt32Bits(WithVectorBits(bits, () => Kernels.Dot(a, b))));
+            }
+        }
     }
 
     [SharedFact]

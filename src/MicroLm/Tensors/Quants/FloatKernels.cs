@@ -69,7 +69,7 @@ internal static class FloatRows
             l2 += TValues.Load8(ref w2, i) * xa; h2 += TValues.Load8(ref w2, i + 8) * xb;
             l3 += TValues.Load8(ref w3, i) * xa; h3 += TValues.Load8(ref w3, i + 8) * xb;
         }
-        Kernels.ReduceLanes4(Vector512.Create(l0, h0), Vector512.Create(l1, h1), Vector512.Create(l2, h2), Vector512.Create(l3, h3), results);
+        Kernels.ReduceLanes4(l0, h0, l1, h1, l2, h2, l3, h3, results);
     }
 
     /// <summary>A step reads 16 values of four rows (4 × 16 × size bytes: one cache line per byte of value size);
