@@ -167,8 +167,9 @@ public sealed partial class Session : IDisposable
     internal void MatMul(WeightMatrix w, Activation[] input, int count, float[] output)
     {
         _matmulWeight = w; _matmulInput = input; _matmulOutput = output; _matmulCount = count;
-        // A batch's activations are quantized by the team (each token by one thread); a single token by the caller.
-        if (count > 1 && Team.Count > 1) Team.Run(_prepareJob);
+        // A batch's activations are quantized by the team (each token by one thread) unless the step that wrote them
+        // already did (TokenBatch's `next`); a single token by the caller.
+        if (count > 1 && Team.Count > 1) { if (!Activation.Ready(w.Type.Kernel!, input, count)) Team.Run(_prepareJob); }
         else WeightMatrix.Prepare(w, input, 0, count);
         Team.Run(_matmulJob);
     }

@@ -38,7 +38,7 @@ internal static partial class DetMath
         fixed (float* o = output)
             if (Tensors.Wasm.CompiledKernels.TryCall(Tensors.Wasm.Utility.SiluTimes, (int)g, (int)u, (int)o, output.Length) is not null) return;
         Silu(gate, output);
-        for (int i = 0; i < output.Length; i++) output[i] *= up[i];
+        Kernels.Multiply(output, up);
     }
 
     /// <summary>y[i] = GeluTanh(x[i]). Same span rules as <see cref="Exp(ReadOnlySpan{float}, Span{float})"/>.</summary>

@@ -367,7 +367,32 @@ internal static class Kernels
     {
         Span<float> lanes = stackalloc float[Lanes];
         lanes.Clear();
-        for (int i = 0; i < x.Length; i++) lanes[i & 15] += x[i];
+        int n = x.Length, i = 0, full = n & ~(Lanes - 1), bits = VectorBits;
+        ref float px = ref MemoryMarshal.GetReference(x);
+        // Lane j of the vectors is lanes[j]: the same additions in the same order as the loop below.
+        if (full > 0 && bits >= 512)
+        {
+            var acc = Vector512<float>.Zero;
+            for (; i < full; i += 16) acc += Vector512.LoadUnsafe(ref px, (nuint)i);
+            acc.CopyTo(lanes);
+        }
+        else if (full > 0 && bits >= 256)
+        {
+            var acc0 = Vector256<float>.Zero; var acc1 = Vector256<float>.Zero;
+            for (; i < full; i += 16) { acc0 += Vector256.LoadUnsafe(ref px, (nuint)i); acc1 += Vector256.LoadUnsafe(ref px, (nuint)i + 8); }
+            acc0.CopyTo(lanes); acc1.CopyTo(lanes[8..]);
+        }
+        else if (full > 0 && bits >= 128)
+        {
+            var acc0 = Vector128<float>.Zero; var acc1 = Vector128<float>.Zero; var acc2 = Vector128<float>.Zero; var acc3 = Vector128<float>.Zero;
+            for (; i < full; i += 16)
+            {
+                acc0 += Vector128.LoadUnsafe(ref px, (nuint)i); acc1 += Vector128.LoadUnsafe(ref px, (nuint)i + 4);
+                acc2 += Vector128.LoadUnsafe(ref px, (nuint)i + 8); acc3 += Vector128.LoadUnsafe(ref px, (nuint)i + 12);
+            }
+            acc0.CopyTo(lanes); acc1.CopyTo(lanes[4..]); acc2.CopyTo(lanes[8..]); acc3.CopyTo(lanes[12..]);
+        }
+        for (; i < n; i++) lanes[i & 15] += x[i];
         return ReduceLanes(lanes);
     }
 
@@ -376,24 +401,89 @@ internal static class Kernels
     {
         float ss = Dot(x, x) / x.Length + eps;
         float scale = 1f / MathF.Sqrt(ss);
-        for (int i = 0; i < x.Length; i++) output[i] = w[i] * (scale * x[i]);
+        int n = x.Length, i = 0;
+        if (w.Length < n || output.Length < n) throw new ArgumentException("length mismatch");
+        ref float px = ref MemoryMarshal.GetReference(x);
+        ref float pw = ref MemoryMarshal.GetReference(w);
+        ref float po = ref MemoryMarshal.GetReference(output);
+        // Elementwise, so any width gives the loop's bits: w·(scale·x), two roundings per value.
+        if (VectorBits >= 512)
+            for (var s = Vector512.Create(scale); i + 16 <= n; i += 16)
+                (Vector512.LoadUnsafe(ref pw, (nuint)i) * (s * Vector512.LoadUnsafe(ref px, (nuint)i))).StoreUnsafe(ref po, (nuint)i);
+        if (VectorBits >= 256)
+            for (var s = Vector256.Create(scale); i + 8 <= n; i += 8)
+                (Vector256.LoadUnsafe(ref pw, (nuint)i) * (s * Vector256.LoadUnsafe(ref px, (nuint)i))).StoreUnsafe(ref po, (nuint)i);
+        if (VectorBits >= 128)
+            for (var s = Vector128.Create(scale); i + 4 <= n; i += 4)
+                (Vector128.LoadUnsafe(ref pw, (nuint)i) * (s * Vector128.LoadUnsafe(ref px, (nuint)i))).StoreUnsafe(ref po, (nuint)i);
+        for (; i < n; i++) output[i] = w[i] * (scale * x[i]);
     }
 
     /// <summary>out = (x − mean)/√(var + eps) ⊙ w + b, with mean and variance summed in the contract's order.</summary>
     public static void LayerNorm(ReadOnlySpan<float> x, ReadOnlySpan<float> w, ReadOnlySpan<float> b, float eps, Span<float> output)
     {
         int n = x.Length;
+        if (w.Length < n || b.Length < n || output.Length < n) throw new ArgumentException("length mismatch");
         float mean = Sum(x) / n;
-        for (int i = 0; i < n; i++) output[i] = x[i] - mean;
+        ref float px = ref MemoryMarshal.GetReference(x);
+        ref float pw = ref MemoryMarshal.GetReference(w);
+        ref float pb = ref MemoryMarshal.GetReference(b);
+        ref float po = ref MemoryMarshal.GetReference(output);
+        // Both loops are elementwise, so any width gives the scalar loops' bits.
+        int i = 0;
+        if (VectorBits >= 512)
+            for (var m = Vector512.Create(mean); i + 16 <= n; i += 16) (Vector512.LoadUnsafe(ref px, (nuint)i) - m).StoreUnsafe(ref po, (nuint)i);
+        if (VectorBits >= 256)
+            for (var m = Vector256.Create(mean); i + 8 <= n; i += 8) (Vector256.LoadUnsafe(ref px, (nuint)i) - m).StoreUnsafe(ref po, (nuint)i);
+        if (VectorBits >= 128)
+            for (var m = Vector128.Create(mean); i + 4 <= n; i += 4) (Vector128.LoadUnsafe(ref px, (nuint)i) - m).StoreUnsafe(ref po, (nuint)i);
+        for (; i < n; i++) output[i] = x[i] - mean;
         float variance = Dot(output, output) / n;
         float scale = 1f / MathF.Sqrt(variance + eps);
-        for (int i = 0; i < n; i++) output[i] = output[i] * scale * w[i] + b[i];
+        i = 0;
+        if (VectorBits >= 512)
+            for (var s = Vector512.Create(scale); i + 16 <= n; i += 16)
+                (Vector512.LoadUnsafe(ref po, (nuint)i) * s * Vector512.LoadUnsafe(ref pw, (nuint)i) + Vector512.LoadUnsafe(ref pb, (nuint)i)).StoreUnsafe(ref po, (nuint)i);
+        if (VectorBits >= 256)
+            for (var s = Vector256.Create(scale); i + 8 <= n; i += 8)
+                (Vector256.LoadUnsafe(ref po, (nuint)i) * s * Vector256.LoadUnsafe(ref pw, (nuint)i) + Vector256.LoadUnsafe(ref pb, (nuint)i)).StoreUnsafe(ref po, (nuint)i);
+        if (VectorBits >= 128)
+            for (var s = Vector128.Create(scale); i + 4 <= n; i += 4)
+                (Vector128.LoadUnsafe(ref po, (nuint)i) * s * Vector128.LoadUnsafe(ref pw, (nuint)i) + Vector128.LoadUnsafe(ref pb, (nuint)i)).StoreUnsafe(ref po, (nuint)i);
+        for (; i < n; i++) output[i] = output[i] * scale * w[i] + b[i];
     }
 
     /// <summary>y += x.</summary>
     public static void Add(Span<float> y, ReadOnlySpan<float> x)
     {
-        for (int i = 0; i < y.Length; i++) y[i] += x[i];
+        int n = y.Length, i = 0;
+        if (x.Length < n) throw new ArgumentException("length mismatch");
+        ref float py = ref MemoryMarshal.GetReference(y);
+        ref float px = ref MemoryMarshal.GetReference(x);
+        // Elementwise, so any width gives the scalar loop's bits.
+        if (VectorBits >= 512)
+            for (; i + 16 <= n; i += 16) (Vector512.LoadUnsafe(ref py, (nuint)i) + Vector512.LoadUnsafe(ref px, (nuint)i)).StoreUnsafe(ref py, (nuint)i);
+        if (VectorBits >= 256)
+            for (; i + 8 <= n; i += 8) (Vector256.LoadUnsafe(ref py, (nuint)i) + Vector256.LoadUnsafe(ref px, (nuint)i)).StoreUnsafe(ref py, (nuint)i);
+        if (VectorBits >= 128)
+            for (; i + 4 <= n; i += 4) (Vector128.LoadUnsafe(ref py, (nuint)i) + Vector128.LoadUnsafe(ref px, (nuint)i)).StoreUnsafe(ref py, (nuint)i);
+        for (; i < n; i++) y[i] += x[i];
+    }
+
+    /// <summary>y ⊙= x (each product rounded once; elementwise, so any width gives the scalar loop's bits).</summary>
+    public static void Multiply(Span<float> y, ReadOnlySpan<float> x)
+    {
+        int n = y.Length, i = 0;
+        if (x.Length < n) throw new ArgumentException("length mismatch");
+        ref float py = ref MemoryMarshal.GetReference(y);
+        ref float px = ref MemoryMarshal.GetReference(x);
+        if (VectorBits >= 512)
+            for (; i + 16 <= n; i += 16) (Vector512.LoadUnsafe(ref py, (nuint)i) * Vector512.LoadUnsafe(ref px, (nuint)i)).StoreUnsafe(ref py, (nuint)i);
+        if (VectorBits >= 256)
+            for (; i + 8 <= n; i += 8) (Vector256.LoadUnsafe(ref py, (nuint)i) * Vector256.LoadUnsafe(ref px, (nuint)i)).StoreUnsafe(ref py, (nuint)i);
+        if (VectorBits >= 128)
+            for (; i + 4 <= n; i += 4) (Vector128.LoadUnsafe(ref py, (nuint)i) * Vector128.LoadUnsafe(ref px, (nuint)i)).StoreUnsafe(ref py, (nuint)i);
+        for (; i < n; i++) y[i] *= x[i];
     }
 
     /// <summary><see cref="Add"/> in WebAssembly over n floats at y and x: four at a time, then one at a time

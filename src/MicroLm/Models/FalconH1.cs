@@ -175,6 +175,7 @@ internal sealed class FalconH1 : Architecture
                 if (_layer.SsmNorm is { } norm) Mamba2.GroupNorm(ssm, y, norm.Span, c.NormEpsilon);
                 y.CopyTo(_gated[t].Span);
                 _gated[t].Invalidate();
+                WeightMatrix.Prepare(_layer.SsmOut, _gated, t, t + 1); // SsmOut's activation form, by the thread that wrote the row
             };
             _sumMixers = t => Kernels.Add(TokenBatch.Row(_attnProj, t, c.Dim), TokenBatch.Row(_ssmProj, t, c.Dim));
         }
@@ -189,7 +190,7 @@ internal sealed class FalconH1 : Architecture
             for (int l = 0; l < m._layers.Length; l++)
             {
                 var layer = m._layers[l];
-                b.RmsNorm(layer.AttnNorm, c.NormEpsilon); // one normed input h for both mixers
+                b.RmsNorm(layer.AttnNorm, c.NormEpsilon, next: layer.Wq); // one normed input h for both mixers
 
                 // Attention: attnProj = Wo · attention(rope(Wq·h), rope(Wk·h), Wv·h)
                 s.MatMul(layer.Wq, b.Normed, n, _q);
@@ -208,10 +209,10 @@ internal sealed class FalconH1 : Architecture
                 b.AddResidual(_attnProj);
 
                 // Feed-forward: x += Down · (silu(Gate·norm(x)) ⊙ Up·norm(x))
-                b.RmsNorm(layer.FfnNorm, c.NormEpsilon);
+                b.RmsNorm(layer.FfnNorm, c.NormEpsilon, next: layer.Gate);
                 s.MatMul(layer.Gate, b.Normed, n, _gate);
                 s.MatMul(layer.Up, b.Normed, n, _up);
-                b.SwiGlu(_gate, _up, c.HiddenDim, _hidden);
+                b.SwiGlu(_gate, _up, c.HiddenDim, _hidden, next: layer.Down);
                 s.MatMul(layer.Down, _hidden, n, _ffnProj);
                 b.AddResidual(_ffnProj);
 

@@ -109,7 +109,7 @@ internal sealed class GptNeo : Architecture
                 var layer = m._layers[l];
 
                 // Attention (global or local): x += Wo · attention(Wq·ln1(x), Wk·ln1(x), Wv·ln1(x)) + bo
-                b.LayerNorm(layer.AttnNorm, layer.AttnNormBias, c.NormEpsilon);
+                b.LayerNorm(layer.AttnNorm, layer.AttnNormBias, c.NormEpsilon, next: layer.Wq);
                 s.MatMul(layer.Wq, b.Normed, n, _q);
                 s.MatMul(layer.Wk, b.Normed, n, _k);
                 s.MatMul(layer.Wv, b.Normed, n, _v);
@@ -119,10 +119,10 @@ internal sealed class GptNeo : Architecture
                 b.AddResidual(_proj);
 
                 // Feed-forward: x += Down · gelu(Up · ln2(x) + b_up) + b_down
-                b.LayerNorm(layer.FfnNorm, layer.FfnNormBias, c.NormEpsilon);
+                b.LayerNorm(layer.FfnNorm, layer.FfnNormBias, c.NormEpsilon, next: layer.Up);
                 s.MatMul(layer.Up, b.Normed, n, _up);
                 b.AddBias(_up, c.HiddenDim, layer.UpBias);
-                b.Gelu(_up, c.HiddenDim, _hidden);
+                b.Gelu(_up, c.HiddenDim, _hidden, next: layer.Down);
                 s.MatMul(layer.Down, _hidden, n, _proj);
                 b.AddBias(_proj, c.Dim, layer.DownBias);
                 b.AddResidual(_proj);

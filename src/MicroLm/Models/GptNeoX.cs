@@ -79,7 +79,7 @@ internal sealed class GptNeoX : Architecture
                 var layer = m._layers[l];
 
                 // Attention: attnProj = Wo · attention(rope(Q), rope(K), V) + bo, with Q|K|V = Wqkv·ln1(x) + bqkv.
-                b.LayerNorm(layer.AttnNorm, layer.AttnNormBias, c.NormEpsilon);
+                b.LayerNorm(layer.AttnNorm, layer.AttnNormBias, c.NormEpsilon, next: layer.Qkv);
                 s.MatMul(layer.Qkv, b.Normed, n, _qkv);
                 b.AddBias(_qkv, _qkvDim, layer.QkvBias);
                 _attention.Run(m._attention, _caches[l], new(_qkv, _qkvDim, 0), new(_qkv, _qkvDim, qDim), new(_qkv, _qkvDim, qDim + kvDim));
@@ -115,10 +115,10 @@ internal sealed class GptNeoX : Architecture
         {
             var (s, b) = (_s, _batch);
             var c = _m.Config;
-            b.LayerNorm(layer.FfnNorm, layer.FfnNormBias, c.NormEpsilon);
+            b.LayerNorm(layer.FfnNorm, layer.FfnNormBias, c.NormEpsilon, next: layer.Up);
             s.MatMul(layer.Up, b.Normed, n, _up);
             b.AddBias(_up, c.HiddenDim, layer.UpBias);
-            b.Gelu(_up, c.HiddenDim, _hidden);
+            b.Gelu(_up, c.HiddenDim, _hidden, next: layer.Down);
             s.MatMul(layer.Down, _hidden, n, _ffnProj);
             b.AddBias(_ffnProj, c.Dim, layer.DownBias);
         }

@@ -70,7 +70,7 @@ internal sealed class Llama : Architecture
                 var layer = m._layers[l];
 
                 // Attention: x += Wo · attention(rope(Wq·norm(x)), rope(Wk·norm(x)), Wv·norm(x))
-                b.RmsNorm(layer.AttnNorm, c.NormEpsilon);
+                b.RmsNorm(layer.AttnNorm, c.NormEpsilon, next: layer.Wq);
                 s.MatMul(layer.Wq, b.Normed, n, _q);
                 s.MatMul(layer.Wk, b.Normed, n, _k);
                 s.MatMul(layer.Wv, b.Normed, n, _v);
@@ -79,10 +79,10 @@ internal sealed class Llama : Architecture
                 b.AddResidual(_proj);
 
                 // Feed-forward: x += Down · (silu(Gate·norm(x)) ⊙ Up·norm(x))
-                b.RmsNorm(layer.FfnNorm, c.NormEpsilon);
+                b.RmsNorm(layer.FfnNorm, c.NormEpsilon, next: layer.Gate);
                 s.MatMul(layer.Gate, b.Normed, n, _gate);
                 s.MatMul(layer.Up, b.Normed, n, _up);
-                b.SwiGlu(_gate, _up, c.HiddenDim, _hidden);
+                b.SwiGlu(_gate, _up, c.HiddenDim, _hidden, next: layer.Down);
                 s.MatMul(layer.Down, _hidden, n, _proj);
                 b.AddResidual(_proj);
 

@@ -31,6 +31,7 @@ internal sealed class TokenBatch
     private float[] _buffer = [], _buffer2 = [];
     private int _width;
     private Activation[] _output = [];
+    private WeightMatrix? _next;
     private readonly Action<int> _embed, _addRowOf, _rmsNorm, _layerNorm, _addBias, _addResidual, _gelu, _swiGlu;
 
     /// <param name="positionEmbeddings">Keep room for learned position embeddings (see <see cref="AddPositionEmbedding"/>).</param>
@@ -58,16 +59,21 @@ internal sealed class TokenBatch
             _matrix.ReadRow(StartPos + t, row);
             Kernels.Add(Row(X, t, _dim), row);
         };
-        _rmsNorm = t => { Kernels.RmsNorm(Row(X, t, _dim), _weight.Span, _eps, Normed[t].Span); Normed[t].Invalidate(); };
-        _layerNorm = t => { Kernels.LayerNorm(Row(X, t, _dim), _weight.Span, _bias.Span, _eps, Normed[t].Span); Normed[t].Invalidate(); };
+        _rmsNorm = t => { Kernels.RmsNorm(Row(X, t, _dim), _weight.Span, _eps, Normed[t].Span); Wrote(Normed, t); };
+        _layerNorm = t => { Kernels.LayerNorm(Row(X, t, _dim), _weight.Span, _bias.Span, _eps, Normed[t].Span); Wrote(Normed, t); };
         _addBias = t => Kernels.Add(Row(_buffer, t, _width), _bias.Span);
         _addResidual = t => Kernels.Add(Row(X, t, _dim), Row(_buffer, t, _dim));
-        _gelu = t => { DetMath.GeluTanh(Row(_buffer, t, _width), _output[t].Span); _output[t].Invalidate(); };
-        _swiGlu = t =>
-        {
-            DetMath.SiluTimes(Row(_buffer, t, _width), Row(_buffer2, t, _width), _output[t].Span);
-            _output[t].Invalidate();
-        };
+        _gelu = t => { DetMath.GeluTanh(Row(_buffer, t, _width), _output[t].Span); Wrote(_output, t); };
+        _swiGlu = t => { DetMath.SiluTimes(Row(_buffer, t, _width), Row(_buffer2, t, _width), _output[t].Span); Wrote(_output, t); };
+    }
+
+    /// <summary>After a step wrote xs[t]: its old forms are stale, and the form the next matmul reads (if the step
+    /// was told which one) is made now, by the thread that wrote the row while it is in cache, so the matmul
+    /// needs no pass of its own over the batch (and no wait for the team between the two).</summary>
+    private void Wrote(Activation[] xs, int t)
+    {
+        xs[t].Invalidate();
+        if (_next is { } next) WeightMatrix.Prepare(next, xs, t, t + 1);
     }
 
     public static Activation[] Activations(int count, int length) =>
@@ -96,10 +102,11 @@ internal sealed class TokenBatch
     /// <summary>x[t] += positions row (startPos + t): learned absolute position embeddings.</summary>
     public void AddPositionEmbedding(WeightMatrix positions) { _matrix = positions; Run(_addRowOf); }
 
-    /// <summary>normed[t] = RmsNorm(x[t]) ⊙ weight.</summary>
-    public void RmsNorm(ReadOnlyMemory<float> weight, float eps)
+    /// <summary>normed[t] = RmsNorm(x[t]) ⊙ weight. <paramref name="next"/>: the matmul that reads normed first
+    /// (its activation form is made in the same step; any matmul may still read it, see <see cref="Session.MatMul"/>).</summary>
+    public void RmsNorm(ReadOnlyMemory<float> weight, float eps, WeightMatrix? next = null)
     {
-        _weight = weight; _eps = eps;
+        _weight = weight; _eps = eps; _next = next;
         // The browser's compiled kernel, where a host installed one: the whole batch in one call, same bits.
         if (Tensors.Wasm.CompiledKernels.TryRmsNormRows(X, _dim, weight.Span, eps, Normed, Count))
         {
@@ -109,8 +116,12 @@ internal sealed class TokenBatch
         Run(_rmsNorm);
     }
 
-    /// <summary>normed[t] = LayerNorm(x[t]) ⊙ weight + bias.</summary>
-    public void LayerNorm(ReadOnlyMemory<float> weight, ReadOnlyMemory<float> bias, float eps) { _weight = weight; _bias = bias; _eps = eps; Run(_layerNorm); }
+    /// <summary>normed[t] = LayerNorm(x[t]) ⊙ weight + bias (<paramref name="next"/> as in <see cref="RmsNorm"/>).</summary>
+    public void LayerNorm(ReadOnlyMemory<float> weight, ReadOnlyMemory<float> bias, float eps, WeightMatrix? next = null)
+    {
+        _weight = weight; _bias = bias; _eps = eps; _next = next;
+        Run(_layerNorm);
+    }
 
     /// <summary>rows[t] += bias (rows of <paramref name="width"/> values in a batch buffer).</summary>
     public void AddBias(float[] rows, int width, ReadOnlyMemory<float> bias) { _buffer = rows; _width = width; _bias = bias; Run(_addBias); }
@@ -123,13 +134,17 @@ internal sealed class TokenBatch
         Run(_addResidual);
     }
 
-    /// <summary>output[t] = gelu(rows[t]), GELU in its tanh form.</summary>
-    public void Gelu(float[] rows, int width, Activation[] output) { _buffer = rows; _width = width; _output = output; Run(_gelu); }
-
-    /// <summary>output[t] = silu(gate[t]) ⊙ up[t].</summary>
-    public void SwiGlu(float[] gate, float[] up, int width, Activation[] output)
+    /// <summary>output[t] = gelu(rows[t]), GELU in its tanh form (<paramref name="next"/> as in <see cref="RmsNorm"/>).</summary>
+    public void Gelu(float[] rows, int width, Activation[] output, WeightMatrix? next = null)
     {
-        _buffer = gate; _buffer2 = up; _width = width; _output = output;
+        _buffer = rows; _width = width; _output = output; _next = next;
+        Run(_gelu);
+    }
+
+    /// <summary>output[t] = silu(gate[t]) ⊙ up[t] (<paramref name="next"/> as in <see cref="RmsNorm"/>).</summary>
+    public void SwiGlu(float[] gate, float[] up, int width, Activation[] output, WeightMatrix? next = null)
+    {
+        _buffer = gate; _buffer2 = up; _width = width; _output = output; _next = next;
         if (Tensors.Wasm.CompiledKernels.TrySiluTimesRows(gate, up, width, output, Count)) // the browser's, one call
         {
             for (int t = 0; t < Count; t++) output[t].Invalidate();

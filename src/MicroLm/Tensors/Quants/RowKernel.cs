@@ -143,6 +143,15 @@ internal sealed partial class Activation
     /// <summary>Call after writing <see cref="Values"/>.</summary>
     public void Invalidate() => _q8Ready = _q8kReady = false;
 
+    /// <summary>Whether xs[0..count) already hold every form <paramref name="kernel"/>'s dot reads.</summary>
+    public static bool Ready(RowKernel kernel, Activation[] xs, int count)
+    {
+        bool q8 = kernel.UsesQ8Activation, q8k = kernel.UsesQ8KActivation;
+        for (int t = 0; t < count && (q8 || q8k); t++)
+            if ((q8 && !xs[t]._q8Ready) || (q8k && !xs[t]._q8kReady)) return false;
+        return true;
+    }
+
     public void EnsureQ8K()
     {
         if (_q8kReady) return;
