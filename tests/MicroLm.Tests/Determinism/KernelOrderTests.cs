@@ -44,6 +44,33 @@ public class KernelOrderTests
     }
 
     [Fact]
+    public void TheFourRowTwoTokenTileHasDotsBitsOnEveryPath()
+    {
+        // Prefill's float tile (512-bit; other widths and lengths fall back to Dot4): each of its 8 results must be
+        // Dot's bits, including NaN, ±∞, −0 sums and subnormal products.
+        foreach (int n in new[] { 16, 48, 288, 768, 17, 100 })
+        {
+            var rows = Enumerable.Range(0, 4).Select(r => Random(n, 10 + r)).ToArray();
+            var a = Random(n, 20); var b = Random(n, 21);
+            rows[1][n / 2] = float.NaN;
+            rows[2][0] = float.PositiveInfinity;
+            b[n - 1] = 1e-30f; rows[3][n - 1] = 1e-15f; // a subnormal product
+            var zeros = new float[n]; Array.Fill(zeros, -0f);
+            foreach (var (x, y) in new[] { (a, b), (zeros, a), (b, zeros) })
+                foreach (int bits in new[] { 0, 128, 256, 512 })
+                {
+                    if (bits > Kernels.VectorBits && bits > 128) continue;
+                    var results = WithVectorBits(bits, () => { var r = new float[8]; Kernels.Dot4Rows2Tokens(rows[0], rows[1], rows[2], rows[3], x, y, r); return r; });
+                    for (int r = 0; r < 4; r++)
+                    {
+                        Assert.Equal(BitConverter.SingleToInt32Bits(WithVectorBits(0, () => Kernels.Dot(rows[r], x))), BitConverter.SingleToInt32Bits(results[2 * r]));
+                        Assert.Equal(BitConverter.SingleToInt32Bits(WithVectorBits(0, () => Kernels.Dot(rows[r], y))), BitConverter.SingleToInt32Bits(results[2 * r + 1]));
+                    }
+                }
+        }
+    }
+
+    [Fact]
     public void WeightedRowSumAddsEachProductInOrderOnEveryPath()
     {
         // Attention's weighted values: each output element sums its products from +0 in increasing t.

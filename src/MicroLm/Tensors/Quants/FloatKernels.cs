@@ -91,7 +91,17 @@ internal static class FloatRows
     public static void DotManyRows4(ReadOnlySpan<float> w0, ReadOnlySpan<float> w1, ReadOnlySpan<float> w2, ReadOnlySpan<float> w3,
         Activation[] xs, int count, Span<float> output, int stride, int rowIndex)
     {
-        for (int t = 0; t < count; t++)
+        Span<float> eight = stackalloc float[8];
+        int t = 0;
+        for (; t + 2 <= count; t += 2)
+        {
+            Kernels.Dot4Rows2Tokens(w0, w1, w2, w3, xs[t].Span, xs[t + 1].Span, eight);
+            var oa = output.Slice(t * stride + rowIndex, 4);
+            var ob = output.Slice((t + 1) * stride + rowIndex, 4);
+            oa[0] = eight[0]; ob[0] = eight[1]; oa[1] = eight[2]; ob[1] = eight[3];
+            oa[2] = eight[4]; ob[2] = eight[5]; oa[3] = eight[6]; ob[3] = eight[7];
+        }
+        for (; t < count; t++)
             Kernels.Dot4(xs[t].Span, w0, w1, w2, w3, output.Slice(t * stride + rowIndex, 4));
     }
 }
