@@ -500,36 +500,50 @@ internal static class Kernels
     }
 
     /// <summary>y += x.</summary>
-    public static void Add(Span<float> y, ReadOnlySpan<float> x)
+    public static void Add(Span<float> y, ReadOnlySpan<float> x) => Elementwise<AddOp>(y, x);
+
+    /// <summary>y ⊙= x (each product rounded once).</summary>
+    public static void Multiply(Span<float> y, ReadOnlySpan<float> x) => Elementwise<MultiplyOp>(y, x);
+
+    /// <summary>y[i] = y[i] op x[i] at the widest width, then one at a time: elementwise, so any width gives the
+    /// scalar loop's bits.</summary>
+    private static void Elementwise<TOp>(Span<float> y, ReadOnlySpan<float> x) where TOp : struct, IElementwiseOp
     {
         int n = y.Length, i = 0;
         if (x.Length < n) throw new ArgumentException("length mismatch");
         ref float py = ref MemoryMarshal.GetReference(y);
         ref float px = ref MemoryMarshal.GetReference(x);
-        // Elementwise, so any width gives the scalar loop's bits.
         if (VectorBits >= 512)
-            for (; i + 16 <= n; i += 16) (Vector512.LoadUnsafe(ref py, (nuint)i) + Vector512.LoadUnsafe(ref px, (nuint)i)).StoreUnsafe(ref py, (nuint)i);
+            for (; i + 16 <= n; i += 16) TOp.Apply(Vector512.LoadUnsafe(ref py, (nuint)i), Vector512.LoadUnsafe(ref px, (nuint)i)).StoreUnsafe(ref py, (nuint)i);
         if (VectorBits >= 256)
-            for (; i + 8 <= n; i += 8) (Vector256.LoadUnsafe(ref py, (nuint)i) + Vector256.LoadUnsafe(ref px, (nuint)i)).StoreUnsafe(ref py, (nuint)i);
+            for (; i + 8 <= n; i += 8) TOp.Apply(Vector256.LoadUnsafe(ref py, (nuint)i), Vector256.LoadUnsafe(ref px, (nuint)i)).StoreUnsafe(ref py, (nuint)i);
         if (VectorBits >= 128)
-            for (; i + 4 <= n; i += 4) (Vector128.LoadUnsafe(ref py, (nuint)i) + Vector128.LoadUnsafe(ref px, (nuint)i)).StoreUnsafe(ref py, (nuint)i);
-        for (; i < n; i++) y[i] += x[i];
+            for (; i + 4 <= n; i += 4) TOp.Apply(Vector128.LoadUnsafe(ref py, (nuint)i), Vector128.LoadUnsafe(ref px, (nuint)i)).StoreUnsafe(ref py, (nuint)i);
+        for (; i < n; i++) y[i] = TOp.Apply(y[i], x[i]);
     }
 
-    /// <summary>y ⊙= x (each product rounded once; elementwise, so any width gives the scalar loop's bits).</summary>
-    public static void Multiply(Span<float> y, ReadOnlySpan<float> x)
+    private interface IElementwiseOp
     {
-        int n = y.Length, i = 0;
-        if (x.Length < n) throw new ArgumentException("length mismatch");
-        ref float py = ref MemoryMarshal.GetReference(y);
-        ref float px = ref MemoryMarshal.GetReference(x);
-        if (VectorBits >= 512)
-            for (; i + 16 <= n; i += 16) (Vector512.LoadUnsafe(ref py, (nuint)i) * Vector512.LoadUnsafe(ref px, (nuint)i)).StoreUnsafe(ref py, (nuint)i);
-        if (VectorBits >= 256)
-            for (; i + 8 <= n; i += 8) (Vector256.LoadUnsafe(ref py, (nuint)i) * Vector256.LoadUnsafe(ref px, (nuint)i)).StoreUnsafe(ref py, (nuint)i);
-        if (VectorBits >= 128)
-            for (; i + 4 <= n; i += 4) (Vector128.LoadUnsafe(ref py, (nuint)i) * Vector128.LoadUnsafe(ref px, (nuint)i)).StoreUnsafe(ref py, (nuint)i);
-        for (; i < n; i++) y[i] *= x[i];
+        static abstract Vector512<float> Apply(Vector512<float> y, Vector512<float> x);
+        static abstract Vector256<float> Apply(Vector256<float> y, Vector256<float> x);
+        static abstract Vector128<float> Apply(Vector128<float> y, Vector128<float> x);
+        static abstract float Apply(float y, float x);
+    }
+
+    private struct AddOp : IElementwiseOp
+    {
+        public static Vector512<float> Apply(Vector512<float> y, Vector512<float> x) => y + x;
+        public static Vector256<float> Apply(Vector256<float> y, Vector256<float> x) => y + x;
+        public static Vector128<float> Apply(Vector128<float> y, Vector128<float> x) => y + x;
+        public static float Apply(float y, float x) => y + x;
+    }
+
+    private struct MultiplyOp : IElementwiseOp
+    {
+        public static Vector512<float> Apply(Vector512<float> y, Vector512<float> x) => y * x;
+        public static Vector256<float> Apply(Vector256<float> y, Vector256<float> x) => y * x;
+        public static Vector128<float> Apply(Vector128<float> y, Vector128<float> x) => y * x;
+        public static float Apply(float y, float x) => y * x;
     }
 
     /// <summary><see cref="Add"/> in WebAssembly over n floats at y and x: four at a time, then one at a time
