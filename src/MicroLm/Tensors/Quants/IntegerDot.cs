@@ -69,6 +69,17 @@ internal static class IntegerDot
         return Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(magnitudes, Avx2.Sign(x, w)), Vector256<short>.One);
     }
 
+    /// <summary>Whether prefill tiles take the AVX-512 (VL) forms below: at the 512-bit setting of the width switch.</summary>
+    internal static bool UseEvex => UseX86 && Avx512BW.VL.IsSupported && Math.Kernels.VectorBits >= 512;
+
+    /// <summary><see cref="Groups256(Vector256{byte}, Vector256{sbyte}, Vector256{sbyte})"/> with the sign step as a masked
+    /// blend of x and −x (−x where w &lt; 0; where w = 0 the magnitude is 0, so either gives 0): the same exact integers.
+    /// vpsignb has only a VEX form, which confines a tile's registers to 16; the blend is EVEX, so a tile's 16 sums
+    /// stay in registers (AVX-512 only). x never holds −128, so −x is exact.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<int> Groups256Evex(Vector256<byte> magnitudes, Vector256<sbyte> negative, Vector256<sbyte> x, Vector256<sbyte> minusX)
+        => Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(magnitudes, Avx512BW.VL.BlendVariable(x, minusX, negative)), Vector256<short>.One);
+
     /// <summary>The 8 group sums of a Q4_0 block (16 packed bytes at <paramref name="qs"/>) with x, AVX2 only:
     /// the nibbles go unsigned into the u8·s8 pair products (no sign fix-ups, no −8 per value) and the
     /// activation's 8·Σx per group (<see cref="Activation.Q8GroupSums8"/>) is subtracted after, which
@@ -85,9 +96,13 @@ internal static class IntegerDot
         // Both 128-bit halves get the 16 bytes; the upper half shifts right by 4 to expose the high nibbles.
         var packed = Avx2.BroadcastVector128ToVector256(qs).AsUInt64();
         var nibbles = Avx2.ShiftRightLogicalVariable(packed, Vector256.Create(0UL, 0UL, 4UL, 4UL)).AsByte() & Vector256.Create((byte)0x0F);
-        var pairs = Avx2.MultiplyAddAdjacent(nibbles, x);
-        return Avx2.MultiplyAddAdjacent(pairs, Vector256<short>.One) - groupSums8;
+        return GroupsNibbles(nibbles, x, groupSums8);
     }
+
+    /// <summary>The 8 group sums of Σ(n − 8)·x for 32 unpacked nibbles n (0..15, value order), AVX2: see <see cref="GroupsQ4"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<int> GroupsNibbles(Vector256<byte> nibbles, Vector256<sbyte> x, Vector256<int> groupSums8)
+        => Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(nibbles, x), Vector256<short>.One) - groupSums8;
 
     /// <summary>A hint to fetch the cache line at <paramref name="at"/> + <paramref name="offset"/> (x86 only).
     /// Prefetches never fault, so the address may lie past the end of the weights.</summary>

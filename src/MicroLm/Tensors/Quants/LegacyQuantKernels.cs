@@ -178,10 +178,12 @@ internal sealed partial class Q8_0Kernel : RowKernel
         if (IntegerDot.VectorBits < 256 || count < 4) return false;
         Span<float> scratch = stackalloc float[32]; // 16 results, then 16 scale products
         var results = scratch[..16];
+        bool evex = IntegerDot.UseEvex;
         int t = 0;
         for (; t + 4 <= count; t += 4)
         {
-            Tile4x4(ref MemoryMarshal.GetReference(rows), rowBytes, xs[t], xs[t + 1], xs[t + 2], xs[t + 3], ref MemoryMarshal.GetReference(scratch));
+            if (evex) Tile4x4Evex(ref MemoryMarshal.GetReference(rows), rowBytes, xs[t], xs[t + 1], xs[t + 2], xs[t + 3], ref MemoryMarshal.GetReference(scratch));
+            else Tile4x4(ref MemoryMarshal.GetReference(rows), rowBytes, xs[t], xs[t + 1], xs[t + 2], xs[t + 3], ref MemoryMarshal.GetReference(scratch));
             for (int k = 0; k < 4; k++)
             {
                 var o = output.Slice((t + k) * stride + rowIndex, 4);
@@ -250,6 +252,72 @@ internal sealed partial class Q8_0Kernel : RowKernel
             d1 += Vector256.ConvertToSingle(IntegerDot.Groups256(u1, v1, x)) * Vector256.Create(Unsafe.Add(ref p, 7));
             d2 += Vector256.ConvertToSingle(IntegerDot.Groups256(u2, v2, x)) * Vector256.Create(Unsafe.Add(ref p, 11));
             d3 += Vector256.ConvertToSingle(IntegerDot.Groups256(u3, v3, x)) * Vector256.Create(Unsafe.Add(ref p, 15));
+        }
+        IntegerDot.Fold4(a0, b0, c0, d0).StoreUnsafe(ref scratch);
+        IntegerDot.Fold4(a1, b1, c1, d1).StoreUnsafe(ref scratch, 4);
+        IntegerDot.Fold4(a2, b2, c2, d2).StoreUnsafe(ref scratch, 8);
+        IntegerDot.Fold4(a3, b3, c3, d3).StoreUnsafe(ref scratch, 12);
+    }
+
+    /// <summary><see cref="Tile4x4"/> at AVX-512: the sign step as a masked blend (<see cref="IntegerDot.Groups256Evex"/>),
+    /// so the JIT may use all 32 vector registers: with vpsignb (VEX only) the 16 sums, 4 magnitudes and temporaries
+    /// shared ymm0–15 and spilled. Same exact integers and float operations, so the same bits. Measured (110M shape,
+    /// 128 tokens, --prefill-kernels, CPU time, load ~5): Q8_0 39.4 → 42.1 GMAC/s, Q4_0 39.5 → 41.1.</summary>
+    private static void Tile4x4Evex(ref byte w0, int rowBytes, Activation a, Activation b, Activation c, Activation d, ref float scratch)
+    {
+        ref byte w1 = ref Unsafe.Add(ref w0, rowBytes);
+        ref byte w2 = ref Unsafe.Add(ref w0, 2 * rowBytes);
+        ref byte w3 = ref Unsafe.Add(ref w0, 3 * rowBytes);
+        ref sbyte qa = ref MemoryMarshal.GetArrayDataReference(a.Q8), qb = ref MemoryMarshal.GetArrayDataReference(b.Q8);
+        ref sbyte qc = ref MemoryMarshal.GetArrayDataReference(c.Q8), qd = ref MemoryMarshal.GetArrayDataReference(d.Q8);
+        ref float sa = ref MemoryMarshal.GetArrayDataReference(a.Q8Scales), sb = ref MemoryMarshal.GetArrayDataReference(b.Q8Scales);
+        ref float sc = ref MemoryMarshal.GetArrayDataReference(c.Q8Scales), sd = ref MemoryMarshal.GetArrayDataReference(d.Q8Scales);
+        ref float p = ref Unsafe.Add(ref scratch, 16);
+        Vector256<float> a0 = default, b0 = default, c0 = default, d0 = default, a1 = default, b1 = default, c1 = default, d1 = default;
+        Vector256<float> a2 = default, b2 = default, c2 = default, d2 = default, a3 = default, b3 = default, c3 = default, d3 = default;
+        int blocks = a.Length / 32;
+        for (int bl = 0; bl < blocks; bl++)
+        {
+            int o = bl * BlockBytes;
+            ref byte k0 = ref Unsafe.Add(ref w0, o);
+            ref byte k1 = ref Unsafe.Add(ref w1, o);
+            ref byte k2 = ref Unsafe.Add(ref w2, o);
+            ref byte k3 = ref Unsafe.Add(ref w3, o);
+            var dx = Vector128.Create(Unsafe.Add(ref sa, bl), Unsafe.Add(ref sb, bl), Unsafe.Add(ref sc, bl), Unsafe.Add(ref sd, bl));
+            (Vector128.Create(Block.Half(ref k0)) * dx).StoreUnsafe(ref p);
+            (Vector128.Create(Block.Half(ref k1)) * dx).StoreUnsafe(ref p, 4);
+            (Vector128.Create(Block.Half(ref k2)) * dx).StoreUnsafe(ref p, 8);
+            (Vector128.Create(Block.Half(ref k3)) * dx).StoreUnsafe(ref p, 12);
+            var v0 = Vector256.LoadUnsafe(ref Unsafe.As<byte, sbyte>(ref Unsafe.Add(ref k0, 2)));
+            var v1 = Vector256.LoadUnsafe(ref Unsafe.As<byte, sbyte>(ref Unsafe.Add(ref k1, 2)));
+            var v2 = Vector256.LoadUnsafe(ref Unsafe.As<byte, sbyte>(ref Unsafe.Add(ref k2, 2)));
+            var v3 = Vector256.LoadUnsafe(ref Unsafe.As<byte, sbyte>(ref Unsafe.Add(ref k3, 2)));
+            var u0 = IntegerDot.Magnitudes(v0); var u1 = IntegerDot.Magnitudes(v1);
+            var u2 = IntegerDot.Magnitudes(v2); var u3 = IntegerDot.Magnitudes(v3);
+            var n0 = Vector256.LessThan(v0, Vector256<sbyte>.Zero); var n1 = Vector256.LessThan(v1, Vector256<sbyte>.Zero);
+            var n2 = Vector256.LessThan(v2, Vector256<sbyte>.Zero); var n3 = Vector256.LessThan(v3, Vector256<sbyte>.Zero);
+            nuint at = (nuint)(bl * 32);
+            Vector256<sbyte> x, mx;
+            x = Vector256.LoadUnsafe(ref qa, at); mx = Vector256<sbyte>.Zero - x;
+            a0 += Vector256.ConvertToSingle(IntegerDot.Groups256Evex(u0, n0, x, mx)) * Vector256.Create(Unsafe.Add(ref p, 0));
+            a1 += Vector256.ConvertToSingle(IntegerDot.Groups256Evex(u1, n1, x, mx)) * Vector256.Create(Unsafe.Add(ref p, 4));
+            a2 += Vector256.ConvertToSingle(IntegerDot.Groups256Evex(u2, n2, x, mx)) * Vector256.Create(Unsafe.Add(ref p, 8));
+            a3 += Vector256.ConvertToSingle(IntegerDot.Groups256Evex(u3, n3, x, mx)) * Vector256.Create(Unsafe.Add(ref p, 12));
+            x = Vector256.LoadUnsafe(ref qb, at); mx = Vector256<sbyte>.Zero - x;
+            b0 += Vector256.ConvertToSingle(IntegerDot.Groups256Evex(u0, n0, x, mx)) * Vector256.Create(Unsafe.Add(ref p, 1));
+            b1 += Vector256.ConvertToSingle(IntegerDot.Groups256Evex(u1, n1, x, mx)) * Vector256.Create(Unsafe.Add(ref p, 5));
+            b2 += Vector256.ConvertToSingle(IntegerDot.Groups256Evex(u2, n2, x, mx)) * Vector256.Create(Unsafe.Add(ref p, 9));
+            b3 += Vector256.ConvertToSingle(IntegerDot.Groups256Evex(u3, n3, x, mx)) * Vector256.Create(Unsafe.Add(ref p, 13));
+            x = Vector256.LoadUnsafe(ref qc, at); mx = Vector256<sbyte>.Zero - x;
+            c0 += Vector256.ConvertToSingle(IntegerDot.Groups256Evex(u0, n0, x, mx)) * Vector256.Create(Unsafe.Add(ref p, 2));
+            c1 += Vector256.ConvertToSingle(IntegerDot.Groups256Evex(u1, n1, x, mx)) * Vector256.Create(Unsafe.Add(ref p, 6));
+            c2 += Vector256.ConvertToSingle(IntegerDot.Groups256Evex(u2, n2, x, mx)) * Vector256.Create(Unsafe.Add(ref p, 10));
+            c3 += Vector256.ConvertToSingle(IntegerDot.Groups256Evex(u3, n3, x, mx)) * Vector256.Create(Unsafe.Add(ref p, 14));
+            x = Vector256.LoadUnsafe(ref qd, at); mx = Vector256<sbyte>.Zero - x;
+            d0 += Vector256.ConvertToSingle(IntegerDot.Groups256Evex(u0, n0, x, mx)) * Vector256.Create(Unsafe.Add(ref p, 3));
+            d1 += Vector256.ConvertToSingle(IntegerDot.Groups256Evex(u1, n1, x, mx)) * Vector256.Create(Unsafe.Add(ref p, 7));
+            d2 += Vector256.ConvertToSingle(IntegerDot.Groups256Evex(u2, n2, x, mx)) * Vector256.Create(Unsafe.Add(ref p, 11));
+            d3 += Vector256.ConvertToSingle(IntegerDot.Groups256Evex(u3, n3, x, mx)) * Vector256.Create(Unsafe.Add(ref p, 15));
         }
         IntegerDot.Fold4(a0, b0, c0, d0).StoreUnsafe(ref scratch);
         IntegerDot.Fold4(a1, b1, c1, d1).StoreUnsafe(ref scratch, 4);
@@ -417,15 +485,98 @@ internal sealed partial class Q4_0Kernel : RowKernel
         Q8_0Kernel.Instance.DotMany2(q8, blocks * Q8_0Kernel.BlockBytes, xs, count, output, stride, rowIndex);
     }
 
-    /// <summary>Prefill over four rows: all four unpacked once into Q8_0 blocks (as <see cref="DotMany"/>), then
-    /// Q8_0's four-row tiles.</summary>
+    /// <summary>Prefill over four rows: their nibbles unpacked once (unsigned) and scales converted once for all
+    /// tokens, then <see cref="Tile4x4Nibbles"/> per four tokens; the token tail takes <see cref="Dot4Rows"/> (same bits).
+    /// Measured (110M shape, 128 tokens, --prefill-kernels, CPU time, load ~10–15 on 2 cores, so ±3 %): AVX-512 JIT
+    /// 40.0/39.5/39.8 → 42.5/43.5/42.3 GMAC/s against unpacking to Q8_0 (q − 8) and Q8_0's sign-step tile; AVX2
+    /// 37.2/34.9/36.4 → 36.9/36.6/37.3.</summary>
     public override bool DotManyRows4(ReadOnlySpan<byte> rows, int rowBytes, Activation[] xs, int count, Span<float> output, int stride, int rowIndex)
     {
-        int blocks = xs[0].Length / 32, q8Bytes = blocks * Q8_0Kernel.BlockBytes;
+        int blocks = xs[0].Length / 32;
         if (IntegerDot.VectorBits < 256 || count < 8 || blocks > 128) return false;
-        Span<byte> q8 = stackalloc byte[4 * q8Bytes];
-        for (int k = 0; k < 4; k++) UnpackToQ8(rows.Slice(k * rowBytes, rowBytes), q8.Slice(k * q8Bytes, q8Bytes));
-        return Q8_0Kernel.Instance.DotManyRows4(q8, q8Bytes, xs, count, output, stride, rowIndex);
+        Span<byte> nibbles = stackalloc byte[blocks * 128];
+        Span<float> scales = stackalloc float[blocks * 4];
+        Span<float> scratch = stackalloc float[32]; // 16 results, then 16 scale products
+        UnpackRows4(rows, rowBytes, blocks, nibbles, scales);
+        int t = 0;
+        for (; t + 4 <= count; t += 4)
+        {
+            Tile4x4Nibbles(ref MemoryMarshal.GetReference(nibbles), ref MemoryMarshal.GetReference(scales), xs[t], xs[t + 1], xs[t + 2], xs[t + 3], ref MemoryMarshal.GetReference(scratch));
+            for (int k = 0; k < 4; k++) scratch.Slice(4 * k, 4).CopyTo(output.Slice((t + k) * stride + rowIndex, 4));
+        }
+        for (; t < count; t++) Dot4Rows(rows, rowBytes, xs[t], output.Slice(t * stride + rowIndex, 4));
+        return true;
+    }
+
+    /// <summary>A four-row group's nibbles unpacked once, unsigned (0..15, value order, block-major: 4 × 32 bytes per
+    /// block), and its scales d_w (4 floats per block), for <see cref="Tile4x4Nibbles"/>.</summary>
+    private static void UnpackRows4(ReadOnlySpan<byte> rows, int rowBytes, int blocks, Span<byte> nibbles, Span<float> scales)
+    {
+        for (int bl = 0; bl < blocks; bl++)
+            for (int r = 0; r < 4; r++)
+            {
+                ref byte k = ref Unsafe.Add(ref MemoryMarshal.GetReference(rows), r * rowBytes + bl * BlockBytes);
+                var packed = Vector128.LoadUnsafe(ref Unsafe.Add(ref k, 2));
+                (packed & Vector128.Create((byte)0x0F)).StoreUnsafe(ref MemoryMarshal.GetReference(nibbles), (nuint)(bl * 128 + r * 32));
+                Vector128.ShiftRightLogical(packed, 4).StoreUnsafe(ref MemoryMarshal.GetReference(nibbles), (nuint)(bl * 128 + r * 32 + 16));
+                scales[bl * 4 + r] = Block.Half(ref k);
+            }
+    }
+
+    /// <summary>Four rows × four tokens on unsigned nibbles (<see cref="IntegerDot.GroupsNibbles"/>: the exact integers
+    /// Σ(n − 8)·x without a sign step, and no |w| or masks per block), then Dot's float steps, so Dot's bits. results[4·row + token] at <paramref name="scratch"/>, whose floats 16..31
+    /// hold the scale products (16 + 4·token + row).</summary>
+    private static void Tile4x4Nibbles(ref byte nibbles, ref float scales, Activation a, Activation b, Activation c, Activation d, ref float scratch)
+    {
+        ref sbyte qa = ref MemoryMarshal.GetArrayDataReference(a.Q8), qb = ref MemoryMarshal.GetArrayDataReference(b.Q8);
+        ref sbyte qc = ref MemoryMarshal.GetArrayDataReference(c.Q8), qd = ref MemoryMarshal.GetArrayDataReference(d.Q8);
+        ref int ga = ref MemoryMarshal.GetArrayDataReference(a.Q8GroupSums8), gb = ref MemoryMarshal.GetArrayDataReference(b.Q8GroupSums8);
+        ref int gc = ref MemoryMarshal.GetArrayDataReference(c.Q8GroupSums8), gd = ref MemoryMarshal.GetArrayDataReference(d.Q8GroupSums8);
+        ref float sa = ref MemoryMarshal.GetArrayDataReference(a.Q8Scales), sb = ref MemoryMarshal.GetArrayDataReference(b.Q8Scales);
+        ref float sc = ref MemoryMarshal.GetArrayDataReference(c.Q8Scales), sd = ref MemoryMarshal.GetArrayDataReference(d.Q8Scales);
+        ref float p = ref Unsafe.Add(ref scratch, 16);
+        Vector256<float> a0 = default, b0 = default, c0 = default, d0 = default, a1 = default, b1 = default, c1 = default, d1 = default;
+        Vector256<float> a2 = default, b2 = default, c2 = default, d2 = default, a3 = default, b3 = default, c3 = default, d3 = default;
+        int blocks = a.Length / 32;
+        for (int bl = 0; bl < blocks; bl++)
+        {
+            // s = d_w · d_x for the 16 pairs, the same float products Dot forms (multiplication commutes exactly).
+            var dw = Vector128.LoadUnsafe(ref scales, (nuint)(bl * 4));
+            (dw * Vector128.Create(Unsafe.Add(ref sa, bl))).StoreUnsafe(ref p);
+            (dw * Vector128.Create(Unsafe.Add(ref sb, bl))).StoreUnsafe(ref p, 4);
+            (dw * Vector128.Create(Unsafe.Add(ref sc, bl))).StoreUnsafe(ref p, 8);
+            (dw * Vector128.Create(Unsafe.Add(ref sd, bl))).StoreUnsafe(ref p, 12);
+            ref byte m = ref Unsafe.Add(ref nibbles, bl * 128);
+            var u0 = Vector256.LoadUnsafe(ref m); var u1 = Vector256.LoadUnsafe(ref m, 32);
+            var u2 = Vector256.LoadUnsafe(ref m, 64); var u3 = Vector256.LoadUnsafe(ref m, 96);
+            nuint at = (nuint)(bl * 32), gat = (nuint)(bl * 8);
+            Vector256<sbyte> x;
+            Vector256<int> g;
+            x = Vector256.LoadUnsafe(ref qa, at); g = Vector256.LoadUnsafe(ref ga, gat);
+            a0 += Vector256.ConvertToSingle(IntegerDot.GroupsNibbles(u0, x, g)) * Vector256.Create(Unsafe.Add(ref p, 0));
+            a1 += Vector256.ConvertToSingle(IntegerDot.GroupsNibbles(u1, x, g)) * Vector256.Create(Unsafe.Add(ref p, 1));
+            a2 += Vector256.ConvertToSingle(IntegerDot.GroupsNibbles(u2, x, g)) * Vector256.Create(Unsafe.Add(ref p, 2));
+            a3 += Vector256.ConvertToSingle(IntegerDot.GroupsNibbles(u3, x, g)) * Vector256.Create(Unsafe.Add(ref p, 3));
+            x = Vector256.LoadUnsafe(ref qb, at); g = Vector256.LoadUnsafe(ref gb, gat);
+            b0 += Vector256.ConvertToSingle(IntegerDot.GroupsNibbles(u0, x, g)) * Vector256.Create(Unsafe.Add(ref p, 4));
+            b1 += Vector256.ConvertToSingle(IntegerDot.GroupsNibbles(u1, x, g)) * Vector256.Create(Unsafe.Add(ref p, 5));
+            b2 += Vector256.ConvertToSingle(IntegerDot.GroupsNibbles(u2, x, g)) * Vector256.Create(Unsafe.Add(ref p, 6));
+            b3 += Vector256.ConvertToSingle(IntegerDot.GroupsNibbles(u3, x, g)) * Vector256.Create(Unsafe.Add(ref p, 7));
+            x = Vector256.LoadUnsafe(ref qc, at); g = Vector256.LoadUnsafe(ref gc, gat);
+            c0 += Vector256.ConvertToSingle(IntegerDot.GroupsNibbles(u0, x, g)) * Vector256.Create(Unsafe.Add(ref p, 8));
+            c1 += Vector256.ConvertToSingle(IntegerDot.GroupsNibbles(u1, x, g)) * Vector256.Create(Unsafe.Add(ref p, 9));
+            c2 += Vector256.ConvertToSingle(IntegerDot.GroupsNibbles(u2, x, g)) * Vector256.Create(Unsafe.Add(ref p, 10));
+            c3 += Vector256.ConvertToSingle(IntegerDot.GroupsNibbles(u3, x, g)) * Vector256.Create(Unsafe.Add(ref p, 11));
+            x = Vector256.LoadUnsafe(ref qd, at); g = Vector256.LoadUnsafe(ref gd, gat);
+            d0 += Vector256.ConvertToSingle(IntegerDot.GroupsNibbles(u0, x, g)) * Vector256.Create(Unsafe.Add(ref p, 12));
+            d1 += Vector256.ConvertToSingle(IntegerDot.GroupsNibbles(u1, x, g)) * Vector256.Create(Unsafe.Add(ref p, 13));
+            d2 += Vector256.ConvertToSingle(IntegerDot.GroupsNibbles(u2, x, g)) * Vector256.Create(Unsafe.Add(ref p, 14));
+            d3 += Vector256.ConvertToSingle(IntegerDot.GroupsNibbles(u3, x, g)) * Vector256.Create(Unsafe.Add(ref p, 15));
+        }
+        IntegerDot.Fold4(a0, a1, a2, a3).StoreUnsafe(ref scratch);
+        IntegerDot.Fold4(b0, b1, b2, b3).StoreUnsafe(ref scratch, 4);
+        IntegerDot.Fold4(c0, c1, c2, c3).StoreUnsafe(ref scratch, 8);
+        IntegerDot.Fold4(d0, d1, d2, d3).StoreUnsafe(ref scratch, 12);
     }
 
     public override bool PrefersFourRows(int rowBytes) => true;
