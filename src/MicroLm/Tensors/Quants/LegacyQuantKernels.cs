@@ -127,7 +127,7 @@ internal sealed partial class Q8_0Kernel : RowKernel
     }
 
     /// <summary>Rows w0, w1 (<paramref name="rowBytes"/> apart) × tokens a..d; results[4·row + token] at <paramref name="scratch"/>,
-    /// floats 16..23 the scale products (as <see cref="Tile4x4"/>). For 16 vector registers: the weights are read again
+    /// floats 16..23 the scale products (as <see cref="Tile4x4{TSign}"/>). For 16 vector registers: the weights are read again
     /// from memory (L1) for the sign step instead of being held, so the tile's sums stay in registers.</summary>
     private static void Tile2x4(ref byte w0, int rowBytes, Activation a, Activation b, Activation c, Activation d, ref float scratch)
     {
@@ -182,8 +182,8 @@ internal sealed partial class Q8_0Kernel : RowKernel
         int t = 0;
         for (; t + 4 <= count; t += 4)
         {
-            if (evex) Tile4x4Evex(ref MemoryMarshal.GetReference(rows), rowBytes, xs[t], xs[t + 1], xs[t + 2], xs[t + 3], ref MemoryMarshal.GetReference(scratch));
-            else Tile4x4(ref MemoryMarshal.GetReference(rows), rowBytes, xs[t], xs[t + 1], xs[t + 2], xs[t + 3], ref MemoryMarshal.GetReference(scratch));
+            if (evex) Tile4x4<SignBlend>(ref MemoryMarshal.GetReference(rows), rowBytes, xs[t], xs[t + 1], xs[t + 2], xs[t + 3], ref MemoryMarshal.GetReference(scratch));
+            else Tile4x4<SignInstruction>(ref MemoryMarshal.GetReference(rows), rowBytes, xs[t], xs[t + 1], xs[t + 2], xs[t + 3], ref MemoryMarshal.GetReference(scratch));
             for (int k = 0; k < 4; k++)
             {
                 var o = output.Slice((t + k) * stride + rowIndex, 4);
@@ -196,10 +196,14 @@ internal sealed partial class Q8_0Kernel : RowKernel
 
     /// <summary>Rows w0..w3 (<paramref name="rowBytes"/> apart) × tokens a..d; results[4·row + token] at <paramref name="scratch"/>,
     /// whose floats 16..31 hold each block's scale products d_w·d_x (four vector multiplies per block instead of
-    /// sixteen, then read back as broadcasts: loads, not arithmetic). Measured (110M shapes, 128 tokens, CPU time,
-    /// AVX-512 JIT): 34.8 → 40 GMAC/s against the former 2 × 4 tile; at AVX2 (16 registers, so some sums spill) ~34.5 → ~36,
-    /// still ahead of two <see cref="Tile2x4"/> passes.</summary>
-    private static void Tile4x4(ref byte w0, int rowBytes, Activation a, Activation b, Activation c, Activation d, ref float scratch)
+    /// sixteen, then read back as broadcasts: loads, not arithmetic). <typeparamref name="TSign"/> is the sign step:
+    /// <see cref="SignInstruction"/> (vpsignb, VEX only) or, at AVX-512, <see cref="SignBlend"/> (a masked blend, EVEX,
+    /// so the JIT may use all 32 registers: with vpsignb the 16 sums, 4 magnitudes and temporaries shared ymm0–15 and
+    /// spilled). Same exact integers and float operations either way, so the same bits. Measured (110M shapes, 128
+    /// tokens, CPU time): 34.8 → 40 GMAC/s against the former 2 × 4 tile at AVX-512; the blend +2–7 % on top; at AVX2
+    /// (16 registers, some sums spill) ~34.5 → ~36, still ahead of two <see cref="Tile2x4"/> passes.</summary>
+    private static void Tile4x4<TSign>(ref byte w0, int rowBytes, Activation a, Activation b, Activation c, Activation d, ref float scratch)
+        where TSign : struct, ISignStep
     {
         ref byte w1 = ref Unsafe.Add(ref w0, rowBytes);
         ref byte w2 = ref Unsafe.Add(ref w0, 2 * rowBytes);
@@ -226,32 +230,34 @@ internal sealed partial class Q8_0Kernel : RowKernel
             (Vector128.Create(Block.Half(ref k2)) * dx).StoreUnsafe(ref p, 8);
             (Vector128.Create(Block.Half(ref k3)) * dx).StoreUnsafe(ref p, 12);
             var v0 = Vector256.LoadUnsafe(ref Unsafe.As<byte, sbyte>(ref Unsafe.Add(ref k0, 2)));
+            var u0 = IntegerDot.Magnitudes(v0); var n0 = TSign.Negatives(v0);
             var v1 = Vector256.LoadUnsafe(ref Unsafe.As<byte, sbyte>(ref Unsafe.Add(ref k1, 2)));
+            var u1 = IntegerDot.Magnitudes(v1); var n1 = TSign.Negatives(v1);
             var v2 = Vector256.LoadUnsafe(ref Unsafe.As<byte, sbyte>(ref Unsafe.Add(ref k2, 2)));
+            var u2 = IntegerDot.Magnitudes(v2); var n2 = TSign.Negatives(v2);
             var v3 = Vector256.LoadUnsafe(ref Unsafe.As<byte, sbyte>(ref Unsafe.Add(ref k3, 2)));
-            var u0 = IntegerDot.Magnitudes(v0); var u1 = IntegerDot.Magnitudes(v1);
-            var u2 = IntegerDot.Magnitudes(v2); var u3 = IntegerDot.Magnitudes(v3);
+            var u3 = IntegerDot.Magnitudes(v3); var n3 = TSign.Negatives(v3);
             nuint at = (nuint)(bl * 32);
-            var x = Vector256.LoadUnsafe(ref qa, at);
-            a0 += Vector256.ConvertToSingle(IntegerDot.Groups256(u0, v0, x)) * Vector256.Create(p);
-            a1 += Vector256.ConvertToSingle(IntegerDot.Groups256(u1, v1, x)) * Vector256.Create(Unsafe.Add(ref p, 4));
-            a2 += Vector256.ConvertToSingle(IntegerDot.Groups256(u2, v2, x)) * Vector256.Create(Unsafe.Add(ref p, 8));
-            a3 += Vector256.ConvertToSingle(IntegerDot.Groups256(u3, v3, x)) * Vector256.Create(Unsafe.Add(ref p, 12));
-            x = Vector256.LoadUnsafe(ref qb, at);
-            b0 += Vector256.ConvertToSingle(IntegerDot.Groups256(u0, v0, x)) * Vector256.Create(Unsafe.Add(ref p, 1));
-            b1 += Vector256.ConvertToSingle(IntegerDot.Groups256(u1, v1, x)) * Vector256.Create(Unsafe.Add(ref p, 5));
-            b2 += Vector256.ConvertToSingle(IntegerDot.Groups256(u2, v2, x)) * Vector256.Create(Unsafe.Add(ref p, 9));
-            b3 += Vector256.ConvertToSingle(IntegerDot.Groups256(u3, v3, x)) * Vector256.Create(Unsafe.Add(ref p, 13));
-            x = Vector256.LoadUnsafe(ref qc, at);
-            c0 += Vector256.ConvertToSingle(IntegerDot.Groups256(u0, v0, x)) * Vector256.Create(Unsafe.Add(ref p, 2));
-            c1 += Vector256.ConvertToSingle(IntegerDot.Groups256(u1, v1, x)) * Vector256.Create(Unsafe.Add(ref p, 6));
-            c2 += Vector256.ConvertToSingle(IntegerDot.Groups256(u2, v2, x)) * Vector256.Create(Unsafe.Add(ref p, 10));
-            c3 += Vector256.ConvertToSingle(IntegerDot.Groups256(u3, v3, x)) * Vector256.Create(Unsafe.Add(ref p, 14));
-            x = Vector256.LoadUnsafe(ref qd, at);
-            d0 += Vector256.ConvertToSingle(IntegerDot.Groups256(u0, v0, x)) * Vector256.Create(Unsafe.Add(ref p, 3));
-            d1 += Vector256.ConvertToSingle(IntegerDot.Groups256(u1, v1, x)) * Vector256.Create(Unsafe.Add(ref p, 7));
-            d2 += Vector256.ConvertToSingle(IntegerDot.Groups256(u2, v2, x)) * Vector256.Create(Unsafe.Add(ref p, 11));
-            d3 += Vector256.ConvertToSingle(IntegerDot.Groups256(u3, v3, x)) * Vector256.Create(Unsafe.Add(ref p, 15));
+            var x = Vector256.LoadUnsafe(ref qa, at); var mx = TSign.Minus(x);
+            a0 += Vector256.ConvertToSingle(TSign.Groups(u0, v0, n0, x, mx)) * Vector256.Create(p);
+            a1 += Vector256.ConvertToSingle(TSign.Groups(u1, v1, n1, x, mx)) * Vector256.Create(Unsafe.Add(ref p, 4));
+            a2 += Vector256.ConvertToSingle(TSign.Groups(u2, v2, n2, x, mx)) * Vector256.Create(Unsafe.Add(ref p, 8));
+            a3 += Vector256.ConvertToSingle(TSign.Groups(u3, v3, n3, x, mx)) * Vector256.Create(Unsafe.Add(ref p, 12));
+            x = Vector256.LoadUnsafe(ref qb, at); mx = TSign.Minus(x);
+            b0 += Vector256.ConvertToSingle(TSign.Groups(u0, v0, n0, x, mx)) * Vector256.Create(Unsafe.Add(ref p, 1));
+            b1 += Vector256.ConvertToSingle(TSign.Groups(u1, v1, n1, x, mx)) * Vector256.Create(Unsafe.Add(ref p, 5));
+            b2 += Vector256.ConvertToSingle(TSign.Groups(u2, v2, n2, x, mx)) * Vector256.Create(Unsafe.Add(ref p, 9));
+            b3 += Vector256.ConvertToSingle(TSign.Groups(u3, v3, n3, x, mx)) * Vector256.Create(Unsafe.Add(ref p, 13));
+            x = Vector256.LoadUnsafe(ref qc, at); mx = TSign.Minus(x);
+            c0 += Vector256.ConvertToSingle(TSign.Groups(u0, v0, n0, x, mx)) * Vector256.Create(Unsafe.Add(ref p, 2));
+            c1 += Vector256.ConvertToSingle(TSign.Groups(u1, v1, n1, x, mx)) * Vector256.Create(Unsafe.Add(ref p, 6));
+            c2 += Vector256.ConvertToSingle(TSign.Groups(u2, v2, n2, x, mx)) * Vector256.Create(Unsafe.Add(ref p, 10));
+            c3 += Vector256.ConvertToSingle(TSign.Groups(u3, v3, n3, x, mx)) * Vector256.Create(Unsafe.Add(ref p, 14));
+            x = Vector256.LoadUnsafe(ref qd, at); mx = TSign.Minus(x);
+            d0 += Vector256.ConvertToSingle(TSign.Groups(u0, v0, n0, x, mx)) * Vector256.Create(Unsafe.Add(ref p, 3));
+            d1 += Vector256.ConvertToSingle(TSign.Groups(u1, v1, n1, x, mx)) * Vector256.Create(Unsafe.Add(ref p, 7));
+            d2 += Vector256.ConvertToSingle(TSign.Groups(u2, v2, n2, x, mx)) * Vector256.Create(Unsafe.Add(ref p, 11));
+            d3 += Vector256.ConvertToSingle(TSign.Groups(u3, v3, n3, x, mx)) * Vector256.Create(Unsafe.Add(ref p, 15));
         }
         IntegerDot.Fold4(a0, b0, c0, d0).StoreUnsafe(ref scratch);
         IntegerDot.Fold4(a1, b1, c1, d1).StoreUnsafe(ref scratch, 4);
@@ -259,70 +265,35 @@ internal sealed partial class Q8_0Kernel : RowKernel
         IntegerDot.Fold4(a3, b3, c3, d3).StoreUnsafe(ref scratch, 12);
     }
 
-    /// <summary><see cref="Tile4x4"/> at AVX-512: the sign step as a masked blend (<see cref="IntegerDot.Groups256Evex"/>),
-    /// so the JIT may use all 32 vector registers: with vpsignb (VEX only) the 16 sums, 4 magnitudes and temporaries
-    /// shared ymm0–15 and spilled. Same exact integers and float operations, so the same bits. Measured (110M shape,
-    /// 128 tokens, --prefill-kernels, CPU time, load ~5): Q8_0 39.4 → 42.1 GMAC/s, Q4_0 39.5 → 41.1.</summary>
-    private static void Tile4x4Evex(ref byte w0, int rowBytes, Activation a, Activation b, Activation c, Activation d, ref float scratch)
+    /// <summary>How a tile applies w's signs to x (v = w, u = |w|): what it keeps per weight block (the mask n) and per
+    /// token block (−x). A step that needs neither returns default, which the JIT drops.</summary>
+    private interface ISignStep
     {
-        ref byte w1 = ref Unsafe.Add(ref w0, rowBytes);
-        ref byte w2 = ref Unsafe.Add(ref w0, 2 * rowBytes);
-        ref byte w3 = ref Unsafe.Add(ref w0, 3 * rowBytes);
-        ref sbyte qa = ref MemoryMarshal.GetArrayDataReference(a.Q8), qb = ref MemoryMarshal.GetArrayDataReference(b.Q8);
-        ref sbyte qc = ref MemoryMarshal.GetArrayDataReference(c.Q8), qd = ref MemoryMarshal.GetArrayDataReference(d.Q8);
-        ref float sa = ref MemoryMarshal.GetArrayDataReference(a.Q8Scales), sb = ref MemoryMarshal.GetArrayDataReference(b.Q8Scales);
-        ref float sc = ref MemoryMarshal.GetArrayDataReference(c.Q8Scales), sd = ref MemoryMarshal.GetArrayDataReference(d.Q8Scales);
-        ref float p = ref Unsafe.Add(ref scratch, 16);
-        Vector256<float> a0 = default, b0 = default, c0 = default, d0 = default, a1 = default, b1 = default, c1 = default, d1 = default;
-        Vector256<float> a2 = default, b2 = default, c2 = default, d2 = default, a3 = default, b3 = default, c3 = default, d3 = default;
-        int blocks = a.Length / 32;
-        for (int bl = 0; bl < blocks; bl++)
-        {
-            int o = bl * BlockBytes;
-            ref byte k0 = ref Unsafe.Add(ref w0, o);
-            ref byte k1 = ref Unsafe.Add(ref w1, o);
-            ref byte k2 = ref Unsafe.Add(ref w2, o);
-            ref byte k3 = ref Unsafe.Add(ref w3, o);
-            var dx = Vector128.Create(Unsafe.Add(ref sa, bl), Unsafe.Add(ref sb, bl), Unsafe.Add(ref sc, bl), Unsafe.Add(ref sd, bl));
-            (Vector128.Create(Block.Half(ref k0)) * dx).StoreUnsafe(ref p);
-            (Vector128.Create(Block.Half(ref k1)) * dx).StoreUnsafe(ref p, 4);
-            (Vector128.Create(Block.Half(ref k2)) * dx).StoreUnsafe(ref p, 8);
-            (Vector128.Create(Block.Half(ref k3)) * dx).StoreUnsafe(ref p, 12);
-            var v0 = Vector256.LoadUnsafe(ref Unsafe.As<byte, sbyte>(ref Unsafe.Add(ref k0, 2)));
-            var v1 = Vector256.LoadUnsafe(ref Unsafe.As<byte, sbyte>(ref Unsafe.Add(ref k1, 2)));
-            var v2 = Vector256.LoadUnsafe(ref Unsafe.As<byte, sbyte>(ref Unsafe.Add(ref k2, 2)));
-            var v3 = Vector256.LoadUnsafe(ref Unsafe.As<byte, sbyte>(ref Unsafe.Add(ref k3, 2)));
-            var u0 = IntegerDot.Magnitudes(v0); var u1 = IntegerDot.Magnitudes(v1);
-            var u2 = IntegerDot.Magnitudes(v2); var u3 = IntegerDot.Magnitudes(v3);
-            var n0 = Vector256.LessThan(v0, Vector256<sbyte>.Zero); var n1 = Vector256.LessThan(v1, Vector256<sbyte>.Zero);
-            var n2 = Vector256.LessThan(v2, Vector256<sbyte>.Zero); var n3 = Vector256.LessThan(v3, Vector256<sbyte>.Zero);
-            nuint at = (nuint)(bl * 32);
-            Vector256<sbyte> x, mx;
-            x = Vector256.LoadUnsafe(ref qa, at); mx = Vector256<sbyte>.Zero - x;
-            a0 += Vector256.ConvertToSingle(IntegerDot.Groups256Evex(u0, n0, x, mx)) * Vector256.Create(Unsafe.Add(ref p, 0));
-            a1 += Vector256.ConvertToSingle(IntegerDot.Groups256Evex(u1, n1, x, mx)) * Vector256.Create(Unsafe.Add(ref p, 4));
-            a2 += Vector256.ConvertToSingle(IntegerDot.Groups256Evex(u2, n2, x, mx)) * Vector256.Create(Unsafe.Add(ref p, 8));
-            a3 += Vector256.ConvertToSingle(IntegerDot.Groups256Evex(u3, n3, x, mx)) * Vector256.Create(Unsafe.Add(ref p, 12));
-            x = Vector256.LoadUnsafe(ref qb, at); mx = Vector256<sbyte>.Zero - x;
-            b0 += Vector256.ConvertToSingle(IntegerDot.Groups256Evex(u0, n0, x, mx)) * Vector256.Create(Unsafe.Add(ref p, 1));
-            b1 += Vector256.ConvertToSingle(IntegerDot.Groups256Evex(u1, n1, x, mx)) * Vector256.Create(Unsafe.Add(ref p, 5));
-            b2 += Vector256.ConvertToSingle(IntegerDot.Groups256Evex(u2, n2, x, mx)) * Vector256.Create(Unsafe.Add(ref p, 9));
-            b3 += Vector256.ConvertToSingle(IntegerDot.Groups256Evex(u3, n3, x, mx)) * Vector256.Create(Unsafe.Add(ref p, 13));
-            x = Vector256.LoadUnsafe(ref qc, at); mx = Vector256<sbyte>.Zero - x;
-            c0 += Vector256.ConvertToSingle(IntegerDot.Groups256Evex(u0, n0, x, mx)) * Vector256.Create(Unsafe.Add(ref p, 2));
-            c1 += Vector256.ConvertToSingle(IntegerDot.Groups256Evex(u1, n1, x, mx)) * Vector256.Create(Unsafe.Add(ref p, 6));
-            c2 += Vector256.ConvertToSingle(IntegerDot.Groups256Evex(u2, n2, x, mx)) * Vector256.Create(Unsafe.Add(ref p, 10));
-            c3 += Vector256.ConvertToSingle(IntegerDot.Groups256Evex(u3, n3, x, mx)) * Vector256.Create(Unsafe.Add(ref p, 14));
-            x = Vector256.LoadUnsafe(ref qd, at); mx = Vector256<sbyte>.Zero - x;
-            d0 += Vector256.ConvertToSingle(IntegerDot.Groups256Evex(u0, n0, x, mx)) * Vector256.Create(Unsafe.Add(ref p, 3));
-            d1 += Vector256.ConvertToSingle(IntegerDot.Groups256Evex(u1, n1, x, mx)) * Vector256.Create(Unsafe.Add(ref p, 7));
-            d2 += Vector256.ConvertToSingle(IntegerDot.Groups256Evex(u2, n2, x, mx)) * Vector256.Create(Unsafe.Add(ref p, 11));
-            d3 += Vector256.ConvertToSingle(IntegerDot.Groups256Evex(u3, n3, x, mx)) * Vector256.Create(Unsafe.Add(ref p, 15));
-        }
-        IntegerDot.Fold4(a0, b0, c0, d0).StoreUnsafe(ref scratch);
-        IntegerDot.Fold4(a1, b1, c1, d1).StoreUnsafe(ref scratch, 4);
-        IntegerDot.Fold4(a2, b2, c2, d2).StoreUnsafe(ref scratch, 8);
-        IntegerDot.Fold4(a3, b3, c3, d3).StoreUnsafe(ref scratch, 12);
+        static abstract Vector256<sbyte> Negatives(Vector256<sbyte> w);
+        static abstract Vector256<sbyte> Minus(Vector256<sbyte> x);
+        static abstract Vector256<int> Groups(Vector256<byte> u, Vector256<sbyte> w, Vector256<sbyte> negatives, Vector256<sbyte> x, Vector256<sbyte> minusX);
+    }
+
+    /// <summary>vpsignb(x, w).</summary>
+    private struct SignInstruction : ISignStep
+    {
+        public static Vector256<sbyte> Negatives(Vector256<sbyte> w) => default;
+        public static Vector256<sbyte> Minus(Vector256<sbyte> x) => default;
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<int> Groups(Vector256<byte> u, Vector256<sbyte> w, Vector256<sbyte> negatives, Vector256<sbyte> x, Vector256<sbyte> minusX) =>
+            IntegerDot.Groups256(u, w, x);
+    }
+
+    /// <summary>A masked blend of x and −x under w &lt; 0 (AVX-512).</summary>
+    private struct SignBlend : ISignStep
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<sbyte> Negatives(Vector256<sbyte> w) => Vector256.LessThan(w, Vector256<sbyte>.Zero);
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<sbyte> Minus(Vector256<sbyte> x) => Vector256<sbyte>.Zero - x;
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<int> Groups(Vector256<byte> u, Vector256<sbyte> w, Vector256<sbyte> negatives, Vector256<sbyte> x, Vector256<sbyte> minusX) =>
+            IntegerDot.Groups256Evex(u, negatives, x, minusX);
     }
 
     // Four rows per pass with the rows two passes ahead prefetched, three lines per 4-block step of 136 bytes (two
