@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using MicroLm.Cli;
 using MicroLm.Gguf;
 using MicroLm.Tensors;
@@ -55,20 +54,7 @@ internal static class DecodeKernels
                         m.MatMul(one, 1, o, 0, m.Rows);
                     }
                 }
-                var warm = Stopwatch.StartNew();
-                while (warm.Elapsed.TotalSeconds < 2) Pass();
-                var process = Process.GetCurrentProcess();
-                double best = double.MaxValue;
-                for (int run = 0; run < a.Reps; run++)
-                {
-                    int passes = 0;
-                    process.Refresh();
-                    var cpu = process.TotalProcessorTime;
-                    var wall = Stopwatch.StartNew();
-                    while (wall.Elapsed.TotalSeconds < 0.5) { Pass(); passes++; }
-                    process.Refresh();
-                    best = System.Math.Min(best, (process.TotalProcessorTime - cpu).TotalSeconds / passes);
-                }
+                double best = KernelTiming.BestCpuSecondsPerPass(Pass, a.Reps, 2, 0.5);
                 output.WriteLine($"| {shape.Name} | {format} | {best * 1e3:F3} | {1 / best:F1} | {macs / best / 1e9:F2} |");
             }
     }

@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using MicroLm.Cli;
 using MicroLm.Gguf;
 using MicroLm.Tensors;
@@ -48,20 +47,7 @@ internal static class PrefillKernels
                 // Dim×dim counts four times in a layer (q, k, v, output), hidden×dim twice (gate, up), dim×hidden once.
                 long layerMacs = macs + (long)shape.Dim * shape.Dim * a.Prompt * 3 + (long)shape.Hidden * shape.Dim * a.Prompt;
                 void Pass() { foreach (var (m, xs, o) in work) m.MatMul(xs, xs.Length, o, 0, m.Rows); }
-                var warm = Stopwatch.StartNew();
-                while (warm.Elapsed.TotalSeconds < 1.5) Pass();
-                var process = Process.GetCurrentProcess();
-                double best = double.MaxValue;
-                for (int run = 0; run < a.Reps; run++)
-                {
-                    int passes = 0;
-                    process.Refresh();
-                    var cpu = process.TotalProcessorTime;
-                    var wall = Stopwatch.StartNew();
-                    while (wall.Elapsed.TotalSeconds < 0.4) { Pass(); passes++; }
-                    process.Refresh();
-                    best = System.Math.Min(best, (process.TotalProcessorTime - cpu).TotalSeconds / passes);
-                }
+                double best = KernelTiming.BestCpuSecondsPerPass(Pass, a.Reps, 1.5, 0.4);
                 double perMac = best / macs;
                 output.WriteLine($"| {shape.Name} | {format} | {perMac * layerMacs * 1e3:F2} | {1 / perMac / 1e9:F1} |");
             }
