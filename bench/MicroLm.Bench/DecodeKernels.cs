@@ -8,7 +8,7 @@ namespace MicroLm.Bench;
 /// <summary>--decode-kernels: the matrix-vector products of one decode step alone, timed in process CPU time (so a busy
 /// machine slows the figures less than wall time would): every 2-D weight of the synthetic bench model of each shape and
 /// format (all layers and the tied classifier, read in place from the file, so the weights stream from memory as in a
-/// real decode), one thread, through <see cref="WeightMatrix.Prepare"/> and <see cref="WeightMatrix.MatMul"/> with one
+/// real decode), one thread, through <see cref="WeightMatrix.PrepareOne"/> and <see cref="WeightMatrix.MatMul"/> with one
 /// token; an input is prepared once for the matrices that share it (q/k/v, gate/up), as the forward pass does. Min
 /// over --reps runs of ~0.5 s each, after a warm-up that lets the JIT reach its final tier. No peer: for comparing kernels.</summary>
 internal static class DecodeKernels
@@ -50,7 +50,7 @@ internal static class DecodeKernels
                     foreach (var (m, x, fresh, o) in work)
                     {
                         one[0] = x;
-                        if (fresh) { x.Invalidate(); WeightMatrix.Prepare(m, one, 0, 1); }
+                        if (fresh) { x.Invalidate(); WeightMatrix.PrepareOne(m, one); }
                         m.MatMul(one, 1, o, 0, m.Rows);
                     }
                 }

@@ -122,7 +122,7 @@ internal static class DecodeProfile
             {
                 long t0 = Stopwatch.GetTimestamp();
                 if (fresh) x[0].Invalidate(); // a new activation, as the forward pass makes one
-                WeightMatrix.Prepare(w, x, 0, 1);
+                WeightMatrix.PrepareOne(w, x);
                 long t1 = Stopwatch.GetTimestamp();
                 w.MatMul(x, 1, y, 0, w.Rows);
                 long t2 = Stopwatch.GetTimestamp();

@@ -58,7 +58,7 @@ internal static class DeterminismCost
                 var m = new Mat(f, name);
                 var x = RandomActivation(m.W.Columns, 7);
                 var xs = new[] { x };
-                WeightMatrix.Prepare(m.W, xs, 0, 1);
+                WeightMatrix.PrepareOne(m.W, xs);
                 float[] yDet = new float[m.W.Rows], yCon = new float[m.W.Rows], yNd = new float[m.W.Rows], yNd1 = new float[m.W.Rows];
                 bool f32 = format == GgmlType.F32;
                 Action det = () => m.W.MatMul(xs, 1, yDet, 0, m.W.Rows);
@@ -326,7 +326,7 @@ internal static class DeterminismCost
             {
                 if (fresh) x.Invalidate();
                 one[0] = x;
-                WeightMatrix.Prepare(m.W, one, 0, 1);
+                WeightMatrix.PrepareOne(m.W, one);
                 bool f32 = m.W.Type.Type == GgmlType.F32;
                 switch (k)
                 {

@@ -170,6 +170,7 @@ public sealed partial class Session : IDisposable
         // A batch's activations are quantized by the team (each token by one thread) unless the step that wrote them
         // already did (TokenBatch's `next`); a single token by the caller.
         if (count > 1 && Team.Count > 1) { if (!Activation.Ready(w.Type.Kernel!, input, count)) Team.Run(_prepareJob); }
+        else if (count == 1) WeightMatrix.PrepareOne(w, input);
         else WeightMatrix.Prepare(w, input, 0, count);
         Team.Run(_matmulJob);
     }

@@ -81,9 +81,14 @@ internal sealed class WeightMatrix
             if (w._kernel.UsesQ8Activation) xs[t].EnsureQ8();
             if (w._kernel.UsesQ8KActivation) xs[t].EnsureQ8K();
         }
-        // The F16 decode form, for a lone token only (prefill converts the rows and reads the values), and not
-        // where a host's compiled kernels compute the matmuls (they read the values).
-        if (w._kernel.UsesHalfScaledActivation && start == 0 && end == 1 && !Wasm.CompiledKernels.Active) xs[0].EnsureHalfScaled();
+    }
+
+    /// <summary><see cref="Prepare"/> for a matmul of one token (decode), which also reads the F16 decode form
+    /// (prefill converts the rows and reads the values, and a host's compiled kernels read the values).</summary>
+    public static void PrepareOne(WeightMatrix w, Activation[] xs)
+    {
+        Prepare(w, xs, 0, 1);
+        if (w._kernel.UsesHalfScaledActivation && !Wasm.CompiledKernels.Active) xs[0].EnsureHalfScaled();
     }
 
     /// <summary>A 1-D F32 tensor (norm weights, biases) as a span over the file.</summary>

@@ -131,7 +131,9 @@ public class DecodeKernelTests
                         if (bits > saved) continue;
                         Kernels.VectorBits = bits;
                         x.Invalidate();
-                        WeightMatrix.Prepare(matrix, [x], 0, 1);
+                        WeightMatrix.Prepare(matrix, [x], 0, 1); // a batch's token prepared alone (prefill): no decode form
+                        Assert.Null(x.HalfScaled);
+                        WeightMatrix.PrepareOne(matrix, [x]);
                         Assert.Equal(kind < 3, x.HalfScaled is not null);
                         foreach (var (start, end) in new[] { (0, rows), (1, rows), (3, 10) })
                         {
@@ -194,7 +196,7 @@ public class DecodeKernelTests
                             if (bits > saved) continue;
                             Kernels.VectorBits = bits;
                             x.Invalidate();
-                            WeightMatrix.Prepare(matrix, [x], 0, 1);
+                            WeightMatrix.PrepareOne(matrix, [x]);
                             foreach (var (start, end) in new[] { (0, rows), (1, rows), (2, rows - 3) })
                             {
                                 var output = new float[rows];
