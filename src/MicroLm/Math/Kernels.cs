@@ -202,14 +202,13 @@ internal static class Kernels
     /// each with exactly <see cref="Dot"/>'s operations (term i into lane i % 16 from +0, multiply then add, then
     /// <see cref="ReduceLanes"/>). One load of a row chunk serves two tokens and one load of a token chunk four
     /// rows (6 loads per 8 products, where <see cref="Dot4"/> needs 5 per 4): +15 % CPU time on F32 prefill matmuls
-    /// at 512 bits. 256 bits take <see cref="Dot4"/> twice: their 16 registers cannot hold 4 × 2 sums of two halves
-    /// each, and two passes of 2 rows × 2 tokens measured 0–15 % slower than Dot4. So do lengths that are not a
-    /// multiple of 16.</summary>
+    /// at 512 bits. 256 bits sweep each block twice, once per half of the lanes (<see cref="Tile4x2In256"/>); 128 bits
+    /// and lengths that are not a multiple of 16 take <see cref="Dot4"/> twice.</summary>
     public static void Dot4Rows2Tokens(ReadOnlySpan<float> w0, ReadOnlySpan<float> w1, ReadOnlySpan<float> w2, ReadOnlySpan<float> w3,
         ReadOnlySpan<float> a, ReadOnlySpan<float> b, Span<float> results)
     {
         int n = a.Length;
-        if ((n & (Lanes - 1)) != 0 || n == 0 || VectorBits < 512 || AlternativeOrderForTests != 0
+        if ((n & (Lanes - 1)) != 0 || n == 0 || VectorBits < 256 || AlternativeOrderForTests != 0
             || b.Length < n || w0.Length < n || w1.Length < n || w2.Length < n || w3.Length < n || results.Length < 8)
         {
             Span<float> four = stackalloc float[4];
@@ -220,8 +219,56 @@ internal static class Kernels
             return;
         }
         ref float pa = ref MemoryMarshal.GetReference(a), pb = ref MemoryMarshal.GetReference(b);
+        if (VectorBits < 512)
+        {
+            Tile4x2In256(ref MemoryMarshal.GetReference(w0), ref MemoryMarshal.GetReference(w1), ref MemoryMarshal.GetReference(w2),
+                ref MemoryMarshal.GetReference(w3), ref pa, ref pb, n, results);
+            return;
+        }
         Tile4x2In512(ref MemoryMarshal.GetReference(w0), ref MemoryMarshal.GetReference(w1), ref MemoryMarshal.GetReference(w2),
             ref MemoryMarshal.GetReference(w3), ref pa, ref pb, n, results);
+    }
+
+    /// <summary>The 4 × 2 tile in 256-bit registers, which cannot hold its sixteen half-sums at once: each block of 512
+    /// values is swept twice, for lanes 0–7 of the eight sums, then for lanes 8–15 (a lane's additions are its own and
+    /// stay in order, so the halves may be summed apart); the block's second sweep reads L1. The sums wait in memory
+    /// between sweeps. `--prefill-kernels` CPU time at AVX2 against two Dot4 calls: 110M shape F32 19.3–19.8 → 22.2–22.8
+    /// GMAC/s, 15M F32 20.2–21.5 → 22.2–23.9; F16 19.0–26.0 → 22.8–23.4 (busy machine). One whole-row sweep per half
+    /// gained on 15M only (the 110M shape's rows leave L1 before the second sweep).</summary>
+    private static void Tile4x2In256(ref float w0, ref float w1, ref float w2, ref float w3, ref float pa, ref float pb, int n, Span<float> results)
+    {
+        Span<Vector256<float>> acc = stackalloc Vector256<float>[16];
+        const int Block = 512;
+        for (int start = 0; start < n; start += Block)
+        {
+            int len = System.Math.Min(Block, n - start);
+            HalfLanes4x2(acc[..8], ref Unsafe.Add(ref w0, start), ref Unsafe.Add(ref w1, start), ref Unsafe.Add(ref w2, start),
+                ref Unsafe.Add(ref w3, start), ref Unsafe.Add(ref pa, start), ref Unsafe.Add(ref pb, start), len);
+            HalfLanes4x2(acc[8..], ref Unsafe.Add(ref w0, start + 8), ref Unsafe.Add(ref w1, start + 8), ref Unsafe.Add(ref w2, start + 8),
+                ref Unsafe.Add(ref w3, start + 8), ref Unsafe.Add(ref pa, start + 8), ref Unsafe.Add(ref pb, start + 8), len);
+        }
+        var ra = Fold4(acc[0] + acc[8], acc[1] + acc[9], acc[2] + acc[10], acc[3] + acc[11]);
+        var rb = Fold4(acc[4] + acc[12], acc[5] + acc[13], acc[6] + acc[14], acc[7] + acc[15]);
+        System.Runtime.Intrinsics.X86.Sse.UnpackLow(ra, rb).CopyTo(results);
+        System.Runtime.Intrinsics.X86.Sse.UnpackHigh(ra, rb).CopyTo(results[4..]);
+    }
+
+    /// <summary>One sweep of <see cref="Tile4x2In256"/>: 8 lanes of the eight sums (acc: rows 0–3 of token a, then of
+    /// token b), continued over values i..i+7 of every 16 from the given starts, for <paramref name="n"/> values.</summary>
+    private static void HalfLanes4x2(Span<Vector256<float>> acc, ref float w0, ref float w1, ref float w2, ref float w3, ref float pa, ref float pb, int n)
+    {
+        var a0 = acc[0]; var a1 = acc[1]; var a2 = acc[2]; var a3 = acc[3];
+        var b0 = acc[4]; var b1 = acc[5]; var b2 = acc[6]; var b3 = acc[7];
+        for (int i = 0; i < n; i += 16)
+        {
+            var xa = Vector256.LoadUnsafe(ref pa, (nuint)i);
+            var xb = Vector256.LoadUnsafe(ref pb, (nuint)i);
+            var r = Vector256.LoadUnsafe(ref w0, (nuint)i); a0 += r * xa; b0 += r * xb;
+            r = Vector256.LoadUnsafe(ref w1, (nuint)i); a1 += r * xa; b1 += r * xb;
+            r = Vector256.LoadUnsafe(ref w2, (nuint)i); a2 += r * xa; b2 += r * xb;
+            r = Vector256.LoadUnsafe(ref w3, (nuint)i); a3 += r * xa; b3 += r * xb;
+        }
+        acc[0] = a0; acc[1] = a1; acc[2] = a2; acc[3] = a3; acc[4] = b0; acc[5] = b1; acc[6] = b2; acc[7] = b3;
     }
 
     private static void Tile4x2In512(ref float w0, ref float w1, ref float w2, ref float w3, ref float pa, ref float pb, int n, Span<float> results)

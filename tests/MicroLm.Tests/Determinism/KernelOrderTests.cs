@@ -46,9 +46,9 @@ public class KernelOrderTests
     [Fact]
     public void TheFourRowTwoTokenTileHasDotsBitsOnEveryPath()
     {
-        // Prefill's float tile (512-bit; other widths and lengths fall back to Dot4): each of its 8 results must be
-        // Dot's bits, including NaN, ±∞, −0 sums and subnormal products.
-        foreach (int n in new[] { 16, 48, 288, 768, 17, 100 })
+        // Prefill's float tile (512-bit, and 256-bit in two sweeps per 512-value block; other widths and lengths fall
+        // back to Dot4): each of its 8 results must be Dot's bits, including NaN, ±∞, −0 sums and subnormal products.
+        foreach (int n in new[] { 16, 48, 288, 768, 1040, 2048, 17, 100 })
         {
             var rows = Enumerable.Range(0, 4).Select(r => Random(n, 10 + r)).ToArray();
             var a = Random(n, 20); var b = Random(n, 21);
