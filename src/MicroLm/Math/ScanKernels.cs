@@ -17,10 +17,15 @@ internal static class ScanKernels
         ref float ps = ref MemoryMarshal.GetReference(s);
         ref float pb = ref MemoryMarshal.GetReference(b);
         ref float pc = ref MemoryMarshal.GetReference(c);
+        int i = 0, full = n & ~(Kernels.Lanes - 1), bits = Kernels.VectorBits;
+        // Rows that are whole vectors (the usual state sizes) fold in registers: the stack round trip of the lanes
+        // and their scalar fold had cost more than the update itself on 64-value rows (prefill and decode call this
+        // once per state row and token). Same operations as ReduceLanes (lanes j + j+8, then Fold8).
+        if (full == n && n > 0 && bits >= 256 && Kernels.AlternativeOrderForTests == 0)
+            return bits >= 512 ? UpdateAndDot512(ref ps, ref pb, ref pc, n, decay, xDelta) : UpdateAndDot256(ref ps, ref pb, ref pc, n, decay, xDelta);
         Span<float> lanes = stackalloc float[Kernels.Lanes];
         lanes.Clear();
         ref float l = ref MemoryMarshal.GetReference(lanes);
-        int i = 0, full = n & ~(Kernels.Lanes - 1), bits = Kernels.VectorBits;
         if (full > 0 && bits >= 512)
         {
             var d = Vector512.Create(decay); var x = Vector512.Create(xDelta);
@@ -74,5 +79,35 @@ internal static class ScanKernels
             Unsafe.Add(ref l, i & 15) += v * Unsafe.Add(ref pc, i);
         }
         return Kernels.ReduceLanes(lanes);
+    }
+
+    /// <summary><see cref="UpdateAndDot"/>'s 512-bit loop for n a multiple of 16, folded in registers.</summary>
+    private static float UpdateAndDot512(ref float ps, ref float pb, ref float pc, int n, float decay, float xDelta)
+    {
+        var d = Vector512.Create(decay); var x = Vector512.Create(xDelta);
+        var acc = Vector512<float>.Zero;
+        for (int i = 0; i < n; i += 16)
+        {
+            var v = Vector512.LoadUnsafe(ref ps, (nuint)i) * d + Vector512.LoadUnsafe(ref pb, (nuint)i) * x;
+            v.StoreUnsafe(ref ps, (nuint)i);
+            acc += v * Vector512.LoadUnsafe(ref pc, (nuint)i);
+        }
+        return Kernels.Fold8(acc.GetLower() + acc.GetUpper());
+    }
+
+    /// <summary><see cref="UpdateAndDot"/>'s 256-bit loop (lanes 0–7 and 8–15) for n a multiple of 16, folded in registers.</summary>
+    private static float UpdateAndDot256(ref float ps, ref float pb, ref float pc, int n, float decay, float xDelta)
+    {
+        var d = Vector256.Create(decay); var x = Vector256.Create(xDelta);
+        var acc0 = Vector256<float>.Zero; var acc1 = Vector256<float>.Zero;
+        for (int i = 0; i < n; i += 16)
+        {
+            var v0 = Vector256.LoadUnsafe(ref ps, (nuint)i) * d + Vector256.LoadUnsafe(ref pb, (nuint)i) * x;
+            var v1 = Vector256.LoadUnsafe(ref ps, (nuint)i + 8) * d + Vector256.LoadUnsafe(ref pb, (nuint)i + 8) * x;
+            v0.StoreUnsafe(ref ps, (nuint)i); v1.StoreUnsafe(ref ps, (nuint)i + 8);
+            acc0 += v0 * Vector256.LoadUnsafe(ref pc, (nuint)i);
+            acc1 += v1 * Vector256.LoadUnsafe(ref pc, (nuint)i + 8);
+        }
+        return Kernels.Fold8(acc0 + acc1);
     }
 }

@@ -1,3 +1,4 @@
+using System.Runtime.Intrinsics;
 using MicroLm.Math;
 
 namespace MicroLm.Models;
@@ -36,7 +37,13 @@ internal static class Mamba2
     {
         int k = s.ConvKernel, keep = k - 1, channels = s.ConvChannels;
         var window = state.Conv.AsSpan();
-        for (int c = c0; c < c1; c++)
+        int c = c0;
+        // A batch (prefill), eight channels at a time where the kernel is short (the usual 4 taps): the same operations per channel as
+        // the loop below, lane by lane (this step was ~2 % of 90M-shape prefill when it ran channel by channel).
+        if (count >= 4 && Vector256.IsHardwareAccelerated && Math.Kernels.VectorBits >= 256 && k <= MaxVectorTaps)
+            for (; c + 8 <= c1; c += 8)
+                Convolve8(keep, window.Slice(c * keep, 8 * keep), weight.Slice(c * k, 8 * k), bias.Slice(c, 8), proj, projStride, xbcOffset + c, count, output[c..], channels);
+        for (; c < c1; c++)
         {
             var w = weight.Slice(c * k, k);
             var win = window.Slice(c * keep, keep);
@@ -55,6 +62,46 @@ internal static class Mamba2
         {
             var row = output.Slice(t * channels + c0, c1 - c0);
             DetMath.Silu(row, row);
+        }
+    }
+
+    private const int MaxVectorTaps = 8;
+
+    /// <summary><see cref="Convolve"/> for eight consecutive channels, one per lane: the window and the taps held as
+    /// vectors (transposed from their channel-major layout once per call), each token's sum formed from +0 over the
+    /// taps oldest first, plus the newest input's product, plus the bias: the scalar loop's operations.</summary>
+    private static void Convolve8(int keep, Span<float> window, ReadOnlySpan<float> weight, ReadOnlySpan<float> bias,
+        ReadOnlySpan<float> proj, int projStride, int inputOffset, int count, Span<float> output, int outputStride)
+    {
+        int k = keep + 1;
+        Span<float> lanes = stackalloc float[8];
+        Span<Vector256<float>> w = stackalloc Vector256<float>[MaxVectorTaps];
+        Span<Vector256<float>> win = stackalloc Vector256<float>[MaxVectorTaps];
+        for (int j = 0; j < k; j++)
+        {
+            for (int lane = 0; lane < 8; lane++) lanes[lane] = weight[lane * k + j];
+            w[j] = Vector256.Create<float>(lanes);
+        }
+        for (int j = 0; j < keep; j++)
+        {
+            for (int lane = 0; lane < 8; lane++) lanes[lane] = window[lane * keep + j];
+            win[j] = Vector256.Create<float>(lanes);
+        }
+        var b = Vector256.Create<float>(bias);
+        for (int t = 0; t < count; t++)
+        {
+            var input = Vector256.Create<float>(proj.Slice(t * projStride + inputOffset, 8));
+            var sum = Vector256<float>.Zero;
+            for (int j = 0; j < keep; j++) sum += win[j] * w[j];
+            sum += input * w[keep];
+            (sum + b).CopyTo(output.Slice(t * outputStride, 8));
+            for (int j = 0; j + 1 < keep; j++) win[j] = win[j + 1];
+            if (keep > 0) win[keep - 1] = input;
+        }
+        for (int j = 0; j < keep; j++)
+        {
+            win[j].CopyTo(lanes);
+            for (int lane = 0; lane < 8; lane++) window[lane * keep + j] = lanes[lane];
         }
     }
 
