@@ -116,6 +116,11 @@ internal static class Mamba2
     {
         int hd = s.HeadDim, n = s.State, inner = s.Inner, channels = s.ConvChannels;
         var ssm = state.Ssm.AsSpan();
+        if (count > 1 && ScanKernels.HasTokensPath(n))
+        {
+            ScanTokens(s, ssm, a, d, dtBias, conv, proj, projStride, dtOffset, count, output, h0, h1);
+            return;
+        }
         for (int t = 0; t < count; t++)
         {
             var xbc = conv.Slice(t * channels, channels);
@@ -136,6 +141,39 @@ internal static class Mamba2
                     float yi = ScanKernels.UpdateAndDot(ssm.Slice(i * n, n), b, c, decay, x * delta) + x * d[h];
                     y[i] = yi * y[i];
                 }
+            }
+        }
+    }
+
+    /// <summary>Tokens per pass of <see cref="ScanTokens"/>: their B and C rows stay in L1 while each state row runs through them.</summary>
+    private const int ScanChunk = 32;
+
+    /// <summary><see cref="Scan"/> for a batch with each state row held in registers across tokens
+    /// (<see cref="ScanKernels.UpdateAndDotTokens"/>): the order of the loops changes (state row outside, tokens
+    /// inside, in chunks), not any value's operations, so the bits are the token-by-token scan's.</summary>
+    private static void ScanTokens(Mamba2Shape s, Span<float> ssm, ReadOnlySpan<float> a, ReadOnlySpan<float> d, ReadOnlySpan<float> dtBias,
+        ReadOnlySpan<float> conv, ReadOnlySpan<float> proj, int projStride, int dtOffset, int count, Span<float> output, int h0, int h1)
+    {
+        int hd = s.HeadDim, n = s.State, inner = s.Inner, channels = s.ConvChannels;
+        for (int t = 0; t < count; t++)
+            DetMath.Silu(proj.Slice(t * projStride + h0 * hd, (h1 - h0) * hd), output.Slice(t * inner + h0 * hd, (h1 - h0) * hd));
+        Span<float> delta = stackalloc float[ScanChunk], decay = stackalloc float[ScanChunk];
+        for (int t0 = 0; t0 < count; t0 += ScanChunk)
+        {
+            int tn = System.Math.Min(ScanChunk, count - t0);
+            var rows = conv[(t0 * channels)..];
+            var outs = output[(t0 * inner)..];
+            for (int h = h0; h < h1; h++)
+            {
+                int g = h / s.HeadsPerGroup;
+                for (int t = 0; t < tn; t++)
+                {
+                    delta[t] = DetMath.Softplus(proj[(t0 + t) * projStride + dtOffset + h] + dtBias[h]);
+                    decay[t] = DetMath.Exp(delta[t] * a[h]);
+                }
+                for (int i = h * hd; i < (h + 1) * hd; i++)
+                    ScanKernels.UpdateAndDotTokens(ssm.Slice(i * n, n), rows, channels, inner + g * n, inner + s.Groups * n + g * n, i,
+                        delta, decay, d[h], outs, inner, tn);
             }
         }
     }
