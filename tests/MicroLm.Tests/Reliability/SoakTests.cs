@@ -71,12 +71,16 @@ public class SoakTests
         var c = model.Config;
         const int ctx = 64;
         var tokens = Enumerable.Range(0, ctx).Select(i => 3 + i % (c.VocabSize - 3)).ToArray();
-        long Allocated(int batch)
+        long AllocatedOnce(int batch)
         {
             long before = GC.GetAllocatedBytesForCurrentThread();
             using (var s = model.CreateSession(ctx, threads: 1, maxBatch: batch)) s.Evaluate(tokens);
             return GC.GetAllocatedBytesForCurrentThread() - before;
         }
+        // The least of three: the thread's allocation counter now and then reads high by up to a few KB (CI saw
+        // +992 and +7,632 bytes on one of five sessions, never on the same size twice); a session's own cost is
+        // the same every time, so the minimum is it, and the equalities below stay exact.
+        long Allocated(int batch) => System.Math.Min(AllocatedOnce(batch), System.Math.Min(AllocatedOnce(batch), AllocatedOnce(batch)));
         Allocated(8); // first-use costs (JIT, static tables) out of the way
         long a1 = Allocated(1), a16 = Allocated(16), a64 = Allocated(64), aHuge = Allocated(100_000_000), aMax = Allocated(int.MaxValue);
         long kv = c.KvCacheBytes(ctx, 4);
