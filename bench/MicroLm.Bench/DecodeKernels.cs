@@ -7,7 +7,7 @@ namespace MicroLm.Bench;
 
 /// <summary>--decode-kernels: the matrix-vector products of one decode step alone, timed in process CPU time (so a busy
 /// machine slows the figures less than wall time would): every 2-D weight of the synthetic bench model of each shape and
-/// format (all layers and the tied classifier, read in place from the file, so the weights stream from memory as in a
+/// format (all layers and the classifier, tied or not, but not an untied token embedding, read in place from the file, so the weights stream from memory as in a
 /// real decode), one thread, through <see cref="WeightMatrix.PrepareOne"/> and <see cref="WeightMatrix.MatMul"/> with one
 /// token; an input is prepared once for the matrices that share it (q/k/v, gate/up), as the forward pass does. Min
 /// over --reps runs of ~0.5 s each, after a warm-up that lets the JIT reach its final tier. No peer: for comparing kernels.</summary>
@@ -26,9 +26,11 @@ internal static class DecodeKernels
                 var work = new List<(WeightMatrix Matrix, Activation X, bool Fresh, float[] Output)>();
                 var inputs = new Dictionary<int, Activation>();
                 long macs = 0;
+                // An untied model's token embedding is looked up one row per token, not multiplied.
+                bool untied = file.FindTensor("output.weight") != null;
                 foreach (var t in file.Tensors)
                 {
-                    if (t.Shape.Length != 2) continue;
+                    if (t.Shape.Length != 2 || (untied && t.Name == "token_embd.weight")) continue;
                     var m = new WeightMatrix(file, t);
                     // One input per (layer, input vector): k/v read q's input, up reads gate's.
                     bool shares = t.Name.EndsWith("attn_k.weight", StringComparison.Ordinal) || t.Name.EndsWith("attn_v.weight", StringComparison.Ordinal)

@@ -49,18 +49,9 @@ internal sealed class WeightMatrix
         if (Wasm.CompiledKernels.TryMatMul(this, data, _kernel.UsesQ8Activation, xs, count, output, rowStart, rowEnd)) return;
         if (count == 1)
         {
-            // Decode: four rows per pass over x where the kernel prefers it, else one row at a time through Dot
-            // directly (DotMany's per-call setup was ~7 % of 110M-shape F32 decode). Same bits per row either way.
-            if (_kernel.PrefersFourRows(RowBytes))
-            {
-                Span<float> four = stackalloc float[4];
-                for (; rowStart + 4 <= rowEnd; rowStart += 4)
-                {
-                    _kernel.Dot4Rows(data.Slice(rowStart * RowBytes, 4 * RowBytes), RowBytes, xs[0], four);
-                    four.CopyTo(output[rowStart..]);
-                }
-            }
-            for (int r = rowStart; r < rowEnd; r++) output[r] = _kernel.Dot(data.Slice(r * RowBytes, RowBytes), xs[0]);
+            // Decode: the kernel walks the row range in one call (DotMany's per-call setup was ~7 % of 110M-shape
+            // F32 decode, and a call per four rows weighed as much on Pythia's 50,304 short classifier rows).
+            _kernel.DecodeRows(data, RowBytes, xs[0], output, rowStart, rowEnd);
             return;
         }
         if (count > 1)

@@ -77,6 +77,72 @@ public class DecodeKernelTests
                 }
     }
 
+    /// <summary>F32 decode through <see cref="WeightMatrix.MatMul"/> (the kernel's row-range walk: four-row groups by
+    /// pointer, then single rows) equals, row by row, <see cref="Kernels.Dot"/> at the scalar setting, at every width:
+    /// rows of 128 and 512 values (Pythia's classifier rows) and others below and above the four-row limit, with and
+    /// without a tail past 16; 50 rows (many groups, so the walk and its prefetch cross several of them) and 11 (a
+    /// multiple of no pass); ranges that start and end off the four-row grid, a range of one row and an empty one, with
+    /// the outputs outside the range left alone; weights and activations that are subnormal, ±0, huge, ±inf or NaN.</summary>
+    [Fact]
+    public void F32DecodeOfARowRangeEqualsDotRowByRowAtEveryWidth()
+    {
+        var rng = new Rng(88);
+        float[] special = [0f, -0f, float.Epsilon, -BitConverter.Int32BitsToSingle(0x007FFFFF), 3e38f, -3e38f, 1e-30f];
+        const float Untouched = 12345f;
+        foreach (int n in new[] { 16, 17, 128, 288, 300, 512, 768 })
+            foreach (int rows in new[] { 11, 50 })
+            {
+                var w = new float[rows * n];
+                for (int i = 0; i < w.Length; i++) w[i] = i % 11 == 4 ? special[i % special.Length] : (rng.NextFloat() - 0.5f) * 2;
+                if (rows == 50) { w[7 * n + 3] = float.PositiveInfinity; w[9 * n] = float.NaN; w[10 * n + n - 1] = float.NegativeInfinity; }
+                var data = new byte[w.Length * 4];
+                Buffer.BlockCopy(w, 0, data, 0, data.Length);
+                var file = MicroLm.Gguf.GgufFile.FromMemory(new MicroLm.Gguf.GgufWriter().Add("general.architecture", "llama").AddTensor("w", GgmlType.F32, [n, rows], data).ToArray());
+                var matrix = new WeightMatrix(file, file.Tensors[0]);
+                foreach (int kind in new[] { 0, 1, 2 })
+                {
+                    var x = new Activation(n);
+                    for (int i = 0; i < n; i++)
+                        x.Values[i] = kind switch
+                        {
+                            0 => (rng.NextFloat() - 0.5f) * 4,
+                            1 => EdgeActivations[i % EdgeActivations.Length],
+                            _ => (rng.NextFloat() - 0.5f) * 1e-38f,
+                        };
+                    if (kind == 2) { x.Values[n - 1] = float.NaN; x.Values[0] = 3e38f; }
+                    var reference = new int[rows];
+                    int saved = Kernels.VectorBits;
+                    try
+                    {
+                        Kernels.VectorBits = 0;
+                        for (int r = 0; r < rows; r++) reference[r] = BitConverter.SingleToInt32Bits(Kernels.Dot(w.AsSpan(r * n, n), x.Span));
+                        foreach (int bits in new[] { 0, 128, 256, 512 })
+                        {
+                            if (bits > saved) continue;
+                            Kernels.VectorBits = bits;
+                            x.Invalidate();
+                            WeightMatrix.PrepareOne(matrix, [x]);
+                            foreach (var (start, end) in new[] { (0, rows), (1, rows), (3, rows - 2), (2, 3), (5, 5), (4, 8) })
+                            {
+                                var output = new float[rows];
+                                Array.Fill(output, Untouched);
+                                matrix.MatMul([x], 1, output, start, end);
+                                for (int r = 0; r < rows; r++)
+                                {
+                                    int expected = r >= start && r < end ? reference[r] : BitConverter.SingleToInt32Bits(Untouched);
+                                    // A NaN matches any NaN (its sign follows the order of an add's operands; docs/determinism.md, "NaN").
+                                    if (float.IsNaN(BitConverter.Int32BitsToSingle(expected)) && float.IsNaN(output[r])) continue;
+                                    Assert.True(expected == BitConverter.SingleToInt32Bits(output[r]),
+                                        $"n {n}, {rows} rows, activation kind {kind}, width {bits}, rows [{start}, {end}): row {r} is {output[r]:R}, expected {BitConverter.Int32BitsToSingle(expected):R}");
+                                }
+                            }
+                        }
+                    }
+                    finally { Kernels.VectorBits = saved; }
+                }
+            }
+    }
+
     /// <summary>F16 decode through <see cref="WeightMatrix.MatMul"/> (four-row passes, single rows, Vector128 and scalar)
     /// with the activation prepared as decode prepares it equals, row by row, the F32 dot of the IEEE-converted row at the
     /// scalar setting: every width, row lengths with and without a tail past 16, rows above and below the four-row limit,

@@ -81,6 +81,31 @@ internal abstract class RowKernel
         for (int k = 0; k < 4; k++) results[k] = Dot(rows.Slice(k * rowBytes, rowBytes), x);
     }
 
+    /// <summary>Decode: output[r] = row r · x for rows [rowStart, rowEnd) of <paramref name="data"/> (rows of
+    /// <paramref name="rowBytes"/>), four rows per pass where <see cref="PrefersFourRows"/> says so, else one at a
+    /// time. Kernels override it to walk the whole range in one call; each result must equal <see cref="Dot"/>'s bits.</summary>
+    public virtual void DecodeRows(ReadOnlySpan<byte> data, int rowBytes, Activation x, Span<float> output, int rowStart, int rowEnd)
+    {
+        if (PrefersFourRows(rowBytes))
+        {
+            Span<float> four = stackalloc float[4];
+            for (; rowStart + 4 <= rowEnd; rowStart += 4)
+            {
+                Dot4Rows(data.Slice(rowStart * rowBytes, 4 * rowBytes), rowBytes, x, four);
+                four.CopyTo(output[rowStart..]);
+            }
+        }
+        for (int r = rowStart; r < rowEnd; r++) output[r] = Dot(data.Slice(r * rowBytes, rowBytes), x);
+    }
+
+    /// <summary>Throws unless rows [rowStart, rowEnd) lie inside <paramref name="data"/> and their outputs inside
+    /// <paramref name="output"/> (for kernels that address them by pointer).</summary>
+    protected static void CheckRange(ReadOnlySpan<byte> data, int rowBytes, Span<float> output, int rowStart, int rowEnd)
+    {
+        if (rowStart < 0 || rowStart > rowEnd || rowEnd > output.Length || rowBytes < 0 || (long)rowEnd * rowBytes > data.Length)
+            throw new ArgumentOutOfRangeException(nameof(rowEnd), $"rows [{rowStart}, {rowEnd}) of {rowBytes} bytes do not fit {data.Length} bytes / {output.Length} outputs");
+    }
+
     /// <summary>Four dots of one row (prefill); kernels override it to decode the row once. Each result
     /// must equal <see cref="Dot"/>'s bits.</summary>
     protected virtual void Dot4(ReadOnlySpan<byte> row, Activation a, Activation b, Activation c, Activation d, Span<float> results)
