@@ -244,6 +244,44 @@ internal static class Kernels
         System.Runtime.Intrinsics.X86.Sse.UnpackHigh(ra, rb).CopyTo(results[4..]); // a2 b2 a3 b3
     }
 
+    /// <summary>Batched prefill's float tile at 512 bits: rows w0..w3 with tokens x0..x3, results[4·token + row], each
+    /// with exactly <see cref="Dot"/>'s operations, like <see cref="Dot4Rows2Tokens"/> (whose contract and fallbacks it
+    /// shares); 8 loads per 16 products. False where that one would not take the 512-bit tile (the caller then pairs).</summary>
+    public static bool Dot4Rows4Tokens(ReadOnlySpan<float> w0, ReadOnlySpan<float> w1, ReadOnlySpan<float> w2, ReadOnlySpan<float> w3,
+        ReadOnlySpan<float> x0, ReadOnlySpan<float> x1, ReadOnlySpan<float> x2, ReadOnlySpan<float> x3, Span<float> results)
+    {
+        int n = x0.Length;
+        if ((n & (Lanes - 1)) != 0 || n == 0 || VectorBits < 512 || AlternativeOrderForTests != 0 || results.Length < 16
+            || x1.Length < n || x2.Length < n || x3.Length < n || w0.Length < n || w1.Length < n || w2.Length < n || w3.Length < n)
+            return false;
+        Tile4x4In512(ref MemoryMarshal.GetReference(w0), ref MemoryMarshal.GetReference(w1), ref MemoryMarshal.GetReference(w2),
+            ref MemoryMarshal.GetReference(w3), ref MemoryMarshal.GetReference(x0), ref MemoryMarshal.GetReference(x1),
+            ref MemoryMarshal.GetReference(x2), ref MemoryMarshal.GetReference(x3), n, results);
+        return true;
+    }
+
+    private static void Tile4x4In512(ref float w0, ref float w1, ref float w2, ref float w3,
+        ref float p0, ref float p1, ref float p2, ref float p3, int n, Span<float> results)
+    {
+        Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default, b0 = default, b1 = default, b2 = default, b3 = default;
+        Vector512<float> c0 = default, c1 = default, c2 = default, c3 = default, d0 = default, d1 = default, d2 = default, d3 = default;
+        for (int i = 0; i < n; i += 16)
+        {
+            var xa = Vector512.LoadUnsafe(ref p0, (nuint)i);
+            var xb = Vector512.LoadUnsafe(ref p1, (nuint)i);
+            var xc = Vector512.LoadUnsafe(ref p2, (nuint)i);
+            var xd = Vector512.LoadUnsafe(ref p3, (nuint)i);
+            var r = Vector512.LoadUnsafe(ref w0, (nuint)i); a0 += r * xa; b0 += r * xb; c0 += r * xc; d0 += r * xd;
+            r = Vector512.LoadUnsafe(ref w1, (nuint)i); a1 += r * xa; b1 += r * xb; c1 += r * xc; d1 += r * xd;
+            r = Vector512.LoadUnsafe(ref w2, (nuint)i); a2 += r * xa; b2 += r * xb; c2 += r * xc; d2 += r * xd;
+            r = Vector512.LoadUnsafe(ref w3, (nuint)i); a3 += r * xa; b3 += r * xb; c3 += r * xc; d3 += r * xd;
+        }
+        Fold4(a0.GetLower() + a0.GetUpper(), a1.GetLower() + a1.GetUpper(), a2.GetLower() + a2.GetUpper(), a3.GetLower() + a3.GetUpper()).CopyTo(results);
+        Fold4(b0.GetLower() + b0.GetUpper(), b1.GetLower() + b1.GetUpper(), b2.GetLower() + b2.GetUpper(), b3.GetLower() + b3.GetUpper()).CopyTo(results[4..]);
+        Fold4(c0.GetLower() + c0.GetUpper(), c1.GetLower() + c1.GetUpper(), c2.GetLower() + c2.GetUpper(), c3.GetLower() + c3.GetUpper()).CopyTo(results[8..]);
+        Fold4(d0.GetLower() + d0.GetUpper(), d1.GetLower() + d1.GetUpper(), d2.GetLower() + d2.GetUpper(), d3.GetLower() + d3.GetUpper()).CopyTo(results[12..]);
+    }
+
     /// <summary>Four dot products of one row with four vectors (batched prefill): each result has
     /// exactly the bits of <see cref="Dot"/>; the row is only loaded once per chunk.</summary>
     [SkipLocalsInit] // the lanes are stored whole before the tail reads them; zeroing them cost a fifth of a short call

@@ -71,6 +71,35 @@ public class KernelOrderTests
     }
 
     [Fact]
+    public void TheFourRowFourTokenTileHasDotsBitsWhereItRuns()
+    {
+        // Prefill's 512-bit 4 × 4 float tile: each of its 16 results (results[4·token + row]) must be Dot's bits,
+        // including NaN, ±∞, −0 sums and subnormal products; it declines (false) where the 4 × 2 tile falls back.
+        foreach (int n in new[] { 16, 48, 288, 768, 2048, 17, 100 })
+        {
+            var rows = Enumerable.Range(0, 4).Select(r => Random(n, 30 + r)).ToArray();
+            var a = Random(n, 40); var b = Random(n, 41); var c = Random(n, 42);
+            rows[1][n / 2] = float.NaN;
+            rows[2][0] = float.PositiveInfinity;
+            b[n - 1] = 1e-30f; rows[3][n - 1] = 1e-15f; // a subnormal product
+            var zeros = new float[n]; Array.Fill(zeros, -0f);
+            var tokens = new[] { a, b, zeros, c };
+            foreach (int bits in new[] { 0, 128, 256, 512 })
+            {
+                if (bits > Kernels.VectorBits && bits > 128) continue;
+                var results = new float[16];
+                bool ran = WithVectorBits(bits, () => Kernels.Dot4Rows4Tokens(rows[0], rows[1], rows[2], rows[3], a, b, zeros, c, results));
+                Assert.Equal(bits == 512 && n % 16 == 0, ran);
+                if (!ran) continue;
+                for (int t = 0; t < 4; t++)
+                    for (int r = 0; r < 4; r++)
+                        Assert.True(BitConverter.SingleToInt32Bits(WithVectorBits(0, () => Kernels.Dot(rows[r], tokens[t]))) == BitConverter.SingleToInt32Bits(results[4 * t + r]),
+                            $"n {n}: row {r} token {t} is {results[4 * t + r]}");
+            }
+        }
+    }
+
+    [Fact]
     public void WeightedRowSumAddsEachProductInOrderOnEveryPath()
     {
         // Attention's weighted values: each output element sums its products from +0 in increasing t.

