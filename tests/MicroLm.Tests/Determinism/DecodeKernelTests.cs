@@ -55,6 +55,49 @@ public class DecodeKernelTests
         Assert.Equal(63488 * EdgeActivations.Length, checkedProducts);
     }
 
+    /// <summary>F16Kernel.Pairs' three loads (the odd halves of 8 pairs, the even ones from the pairs one half earlier,
+    /// and the even ones in place) read every finite half (63,488) at both parities, with arbitrary neighbours in the
+    /// other 16 bits of each lane, as Scaled reads it: times each edge activation scaled by 2^112, the same bits as the
+    /// IEEE half's float times the activation, and each lane holds the half the contract puts there.</summary>
+    [Fact]
+    public void PairLoadsReadEveryFiniteHalfAtBothParities()
+    {
+        if (!Vector256.IsHardwareAccelerated) return; // the pair loops run at 256 bits only
+        int checkedProducts = 0;
+        foreach (int shift in new[] { 0, 1 }) // half j at row index j + shift: every half at an even and at an odd index
+        {
+            var bytes = new byte[2 + 2 * (65536 + 16 + shift)];
+            for (int j = 0; j < 65536; j++) BitConverter.TryWriteBytes(bytes.AsSpan(2 + 2 * (j + shift)), (ushort)j);
+            ref byte row = ref bytes[2]; // Even reads one half before index i
+            foreach (float x in EdgeActivations)
+            {
+                var xs = Vector256.Create(x * TwoPow112);
+                for (int i = 0; i < 65536 + shift; i += 16)
+                {
+                    var even = F16Kernel.Pairs.Even(ref row, i) * xs;
+                    var inPlace = F16Kernel.Pairs.EvenInPlace(ref row, i) * xs;
+                    var odd = F16Kernel.Pairs.Odd(ref row, i) * xs;
+                    for (int k = 0; k < 16; k++)
+                    {
+                        int index = i + k, value = index - shift;
+                        if (value < 0 || value > 65535) continue;
+                        float half = (float)BitConverter.UInt16BitsToHalf((ushort)value);
+                        if (!float.IsFinite(half)) continue; // refused at load (F16Kernel.Validate)
+                        int expected = BitConverter.SingleToInt32Bits(half * x);
+                        if (k % 2 == 0)
+                        {
+                            Assert.True(expected == BitConverter.SingleToInt32Bits(even.GetElement(k / 2)), $"even half 0x{value:X4} × {x:R}: {even.GetElement(k / 2):R}, expected {half * x:R}");
+                            Assert.Equal(expected, BitConverter.SingleToInt32Bits(inPlace.GetElement(k / 2)));
+                        }
+                        else Assert.True(expected == BitConverter.SingleToInt32Bits(odd.GetElement(k / 2)), $"odd half 0x{value:X4} × {x:R}: {odd.GetElement(k / 2):R}, expected {half * x:R}");
+                        checkedProducts++;
+                    }
+                }
+            }
+        }
+        Assert.Equal(2 * 63488 * EdgeActivations.Length, checkedProducts);
+    }
+
     [Fact]
     public void HalfScaledFormExistsOnlyWhereItIsExact()
     {
@@ -65,15 +108,19 @@ public class DecodeKernelTests
                 foreach (int at in new[] { 0, n - 1 })
                 {
                     var x = new Activation(n);
-                    for (int i = 0; i < n; i++) x.Values[i] = 0.5f;
+                    for (int i = 0; i < n; i++) x.Values[i] = 0.5f + i; // distinct: the pair form's order shows
                     x.Values[at] = value;
                     Assert.Null(x.HalfScaled); // not made yet
                     x.EnsureHalfScaled();
-                    if (!exact) { Assert.Null(x.HalfScaled); continue; }
+                    if (!exact) { Assert.Null(x.HalfScaled); Assert.Null(x.HalfPairs); continue; }
                     Assert.NotNull(x.HalfScaled);
                     for (int i = 0; i < n; i++) Assert.Equal(x.Values[i] * TwoPow112, x.HalfScaled![i]);
+                    Assert.Equal(Kernels.VectorBits >= 256, x.HalfPairs is not null);
+                    for (int i = 0; i < (n & ~15) && x.HalfPairs is { } pairs; i++) // per 16: the even values, then the odd ones
+                        Assert.Equal(x.HalfScaled![i], pairs[(i & ~15) + (i & 1) * 8 + (i & 15) / 2]);
                     x.Invalidate();
                     Assert.Null(x.HalfScaled); // values changed: made again on the next matmul
+                    Assert.Null(x.HalfPairs);
                 }
     }
 
@@ -146,29 +193,31 @@ public class DecodeKernelTests
     /// <summary>F16 decode through <see cref="WeightMatrix.MatMul"/> (four-row passes, single rows, Vector128 and scalar)
     /// with the activation prepared as decode prepares it equals, row by row, the F32 dot of the IEEE-converted row at the
     /// scalar setting: every width, row lengths with and without a tail past 16, rows above and below the four-row limit,
-    /// 11 rows (a multiple of no pass), halves that are subnormal, ±0 and ±65504, and activations at the scaled form's
-    /// edges or beyond them (|x| ≥ 2^16, ±inf, NaN: the kernel multiplies as before there).</summary>
+    /// 11 rows (a multiple of no pass), halves that are subnormal, ±0 and ±65504, a row of −0 times positive activations
+    /// (+0: lanes start at +0), and activations at the scaled form's edges or beyond them (|x| ≥ 2^16, ±inf, NaN: the kernel
+    /// multiplies as before there, without the pair form). At 256 and 512 bits the pair loops (F16Kernel.Pairs) run, so a
+    /// product with the wrong activation, a lane in the wrong place before the fold, or a fold in another order shows.</summary>
     [Fact]
     public void F16DecodeEqualsTheDotOfTheConvertedRowAtEveryWidth()
     {
         const int rows = 11;
         var rng = new Rng(77);
         ushort[] special = [0x0001, 0x8001, 0x03FF, 0x83FF, 0x0400, 0x0000, 0x8000, 0x7BFF, 0xFBFF, 0x3C00];
-        foreach (int n in new[] { 16, 17, 48, 288, 300, 768, 1024, 1040, 2048 })
+        foreach (int n in new[] { 1, 15, 16, 17, 31, 32, 48, 288, 300, 768, 1024, 1040, 2048 })
         {
             var halves = new ushort[rows * n];
             for (int i = 0; i < halves.Length; i++)
             {
                 ushort h;
                 do h = (ushort)rng.NextUInt64(); while ((h & 0x7C00) == 0x7C00); // finite halves over the whole range
-                halves[i] = i % 7 == 3 ? special[i % special.Length] : h;
+                halves[i] = i / n == 2 ? (ushort)0x8000 : i % 7 == 3 ? special[i % special.Length] : h; // row 2: all −0
             }
             var data = new byte[halves.Length * 2];
             Buffer.BlockCopy(halves, 0, data, 0, data.Length);
             var file = MicroLm.Gguf.GgufFile.FromMemory(new MicroLm.Gguf.GgufWriter().Add("general.architecture", "llama").AddTensor("w", GgmlType.F16, [n, rows], data).ToArray());
             var matrix = new WeightMatrix(file, file.Tensors[0]);
             var converted = new float[n];
-            foreach (int kind in new[] { 0, 1, 2, 3, 4, 5 })
+            foreach (int kind in new[] { 0, 1, 2, 3, 4, 5, 6 })
             {
                 var x = new Activation(n);
                 for (int i = 0; i < n; i++)
@@ -177,6 +226,7 @@ public class DecodeKernelTests
                         0 => (rng.NextFloat() - 0.5f) * 4,
                         1 => EdgeActivations[i % EdgeActivations.Length],
                         2 => (rng.NextFloat() - 0.5f) * 1e-38f, // subnormal and tiny: products underflow
+                        6 => rng.NextFloat() + 0.25f, // positive: row 2's products are all −0, its lanes start at +0, so its dot is +0
                         _ => (rng.NextFloat() - 0.5f) * 2,
                     };
                 if (kind == 3) x.Values[n - 1] = 65536f;               // too large: no scaled form
@@ -200,7 +250,8 @@ public class DecodeKernelTests
                         WeightMatrix.Prepare(matrix, [x], 0, 1); // a batch's token prepared alone (prefill): no decode form
                         Assert.Null(x.HalfScaled);
                         WeightMatrix.PrepareOne(matrix, [x]);
-                        Assert.Equal(kind < 3, x.HalfScaled is not null);
+                        Assert.Equal(kind is < 3 or 6, x.HalfScaled is not null);
+                        Assert.Equal(kind is < 3 or 6 && bits >= 256, x.HalfPairs is not null);
                         foreach (var (start, end) in new[] { (0, rows), (1, rows), (3, 10) })
                         {
                             var output = new float[rows];

@@ -2,6 +2,7 @@ using System.Buffers.Binary;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 using MicroLm.Math;
 
 namespace MicroLm.Tensors.Quants;
@@ -283,14 +284,17 @@ internal sealed partial class F16Kernel : RowKernel
         for (int i = 0; i < output.Length; i++) output[i] = table[h[i]];
     }
 
-    /// <summary>F16 decode reads <see cref="Activation.HalfScaled"/> (x·2^112) where it is exact; see <see cref="Scaled"/>.</summary>
+    /// <summary>F16 decode reads <see cref="Activation.HalfScaled"/> (x·2^112) where it is exact, and at 256 bits and
+    /// more its de-interleaved copy <see cref="Activation.HalfPairs"/>; see <see cref="Scaled"/> and <see cref="Pairs"/>.</summary>
     public override bool UsesHalfScaledActivation => true;
 
     /// <summary>Converts in registers (exact: see <see cref="ToSingle(Vector256{uint})"/>) and accumulates in
     /// the 16 lanes of <see cref="Kernels"/>, so the bits equal an F32 dot of the converted row. With the
-    /// activation's scaled form (<see cref="Scaled"/>) each product skips the conversion's ×2^112, same bits.</summary>
+    /// activation's scaled form (<see cref="Scaled"/>) each product skips the conversion's ×2^112, same bits; at 256
+    /// bits and more that form is read de-interleaved (<see cref="Pairs"/>), same bits again.</summary>
     public override float Dot(ReadOnlySpan<byte> row, Activation x) =>
-        x.HalfScaled is { } scaled ? Dot<Scaled>(row, x, scaled) : Dot<Values>(row, x, x.Values);
+        x.HalfPairs is { } pairs && Kernels.VectorBits >= 256 ? Pairs.Dot(row, x, pairs)
+        : x.HalfScaled is { } scaled ? Dot<Scaled>(row, x, scaled) : Dot<Values>(row, x, x.Values);
 
     /// <summary><see cref="Dot"/> with the halves loaded by <typeparamref name="TValues"/> and multiplied with
     /// <paramref name="inputs"/> (its <see cref="IFloatValues.Inputs"/>); the tail past the last 16 values is
@@ -351,7 +355,7 @@ internal sealed partial class F16Kernel : RowKernel
     public override void Dot4Rows(ReadOnlySpan<byte> rows, int rowBytes, Activation x, Span<float> results)
     {
         if (Kernels.VectorBits < 256 || (x.Length & 15) != 0) base.Dot4Rows(rows, rowBytes, x, results);
-        else if (x.HalfScaled is not null) FloatRows.Dot4Rows<Scaled>(rows, rowBytes, x, results);
+        else if (x.HalfPairs is { } pairs && x.Length > 0) Pairs.Dot4Rows(ref MemoryMarshal.GetReference(rows), rowBytes, pairs, x.Length, results);
         else FloatRows.Dot4Rows<Values>(rows, rowBytes, x, results);
     }
 
@@ -407,6 +411,102 @@ internal sealed partial class F16Kernel : RowKernel
         {
             var wide = Vector256.WidenLower(Vector128.LoadUnsafe(ref Unsafe.As<byte, short>(ref row), (nuint)i).ToVector256Unsafe());
             return (Vector256.ShiftLeft(wide, 13) & Vector256.Create(unchecked((int)0x8FFFFFFF))).AsSingle();
+        }
+    }
+
+    /// <summary>The 256-bit decode loops over <see cref="Activation.HalfPairs"/>: 16 halves load as 8 little-endian
+    /// 32-bit lanes, lane k holding half 2k in its low 16 bits and half 2k+1 in its high 16 bits. The odd halves are
+    /// then one arithmetic shift by 3 and a mask from <see cref="Scaled"/>'s v·2^-112 (sign in bit 31, magnitude in
+    /// bits 13–27); the even halves are the same two steps on the lanes loaded one half earlier (half 2k in the high
+    /// 16 bits), or, for a row's first 16 values (nothing may be read before a row), on the lanes shifted left by 16.
+    /// No widening shuffle. Each value's product is <see cref="Scaled"/>'s (same bits, multiplied by the same
+    /// x·2^112), and the lanes are the contract's 16 (<see cref="Kernels.ReduceLanes"/>): the even accumulator's lane
+    /// k is lane 2k, the odd one's lane 2k+1, each summing its terms in increasing index from +0. They are
+    /// interleaved back into lane order once per row, before the documented fold, so the bits equal the other paths'.</summary>
+    internal static class Pairs
+    {
+        private static Vector256<int> Mask => Vector256.Create(unchecked((int)0x8FFFE000));
+
+        /// <summary>Halves i+1, i+3, …, i+15 of the row as v·2^-112.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        internal static Vector256<float> Odd(ref byte row, int i) =>
+            (Vector256.ShiftRightArithmetic(Vector256.LoadUnsafe(ref Unsafe.As<byte, int>(ref Unsafe.Add(ref row, 2 * i))), 3) & Mask).AsSingle();
+
+        /// <summary>Halves i, i+2, …, i+14 (i ≥ 1) from the lanes one half earlier.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        internal static Vector256<float> Even(ref byte row, int i) =>
+            (Vector256.ShiftRightArithmetic(Vector256.LoadUnsafe(ref Unsafe.As<byte, int>(ref Unsafe.Add(ref row, 2 * i - 2))), 3) & Mask).AsSingle();
+
+        /// <summary>Halves i, i+2, …, i+14 from the same lanes as <see cref="Odd"/> (the first 16 values of a row).</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        internal static Vector256<float> EvenInPlace(ref byte row, int i) =>
+            (Vector256.ShiftRightArithmetic(Vector256.ShiftLeft(Vector256.LoadUnsafe(ref Unsafe.As<byte, int>(ref Unsafe.Add(ref row, 2 * i))), 16), 3) & Mask).AsSingle();
+
+        /// <summary>The 16 contract lanes in order from the even and odd accumulators (lane 2k = even[k], 2k+1 = odd[k]).</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private static (Vector256<float> Low, Vector256<float> High) Interleave(Vector256<float> even, Vector256<float> odd)
+        {
+            var a = Avx.UnpackLow(even, odd);  // e0 o0 e1 o1 | e4 o4 e5 o5
+            var b = Avx.UnpackHigh(even, odd); // e2 o2 e3 o3 | e6 o6 e7 o7
+            return (Avx.Permute2x128(a, b, 0x20), Avx.Permute2x128(a, b, 0x31));
+        }
+
+        public static float Dot(ReadOnlySpan<byte> row, Activation x, float[] pairs)
+        {
+            int n = x.Length, full = n & ~15, i = 0;
+            ref byte w = ref MemoryMarshal.GetReference(row);
+            ref float xp = ref MemoryMarshal.GetArrayDataReference(pairs);
+            var even = Vector256<float>.Zero; var odd = Vector256<float>.Zero;
+            if (full > 0)
+            {
+                even += EvenInPlace(ref w, 0) * Vector256.LoadUnsafe(ref xp);
+                odd += Odd(ref w, 0) * Vector256.LoadUnsafe(ref xp, 8);
+                for (i = 16; i < full; i += 16)
+                {
+                    even += Even(ref w, i) * Vector256.LoadUnsafe(ref xp, (nuint)i);
+                    odd += Odd(ref w, i) * Vector256.LoadUnsafe(ref xp, (nuint)i + 8);
+                }
+            }
+            Span<float> lanes = stackalloc float[Kernels.Lanes];
+            ref float l = ref MemoryMarshal.GetReference(lanes);
+            var (low, high) = Interleave(even, odd);
+            low.StoreUnsafe(ref l); high.StoreUnsafe(ref l, 8);
+            var table = HalfToFloat;
+            ref ushort h = ref Unsafe.As<byte, ushort>(ref w);
+            ref float xo = ref MemoryMarshal.GetArrayDataReference(x.Values);
+            for (; i < n; i++) Unsafe.Add(ref l, i & 15) += table[Unsafe.Add(ref h, i)] * Unsafe.Add(ref xo, i);
+            return Kernels.ReduceLanes(lanes);
+        }
+
+        /// <summary>Four consecutive rows per pass (the caller checks the width and that n is a multiple of 16), with
+        /// <see cref="FloatRows.Dot4Rows{TValues}"/>' prefetch two passes ahead.</summary>
+        public static void Dot4Rows(ref byte w0, int rowBytes, float[] pairs, int n, Span<float> results)
+        {
+            ref byte w1 = ref Unsafe.Add(ref w0, rowBytes);
+            ref byte w2 = ref Unsafe.Add(ref w1, rowBytes);
+            ref byte w3 = ref Unsafe.Add(ref w2, rowBytes);
+            ref float xp = ref MemoryMarshal.GetArrayDataReference(pairs);
+            int ahead = 8 * rowBytes;
+            var xe = Vector256.LoadUnsafe(ref xp); var xo = Vector256.LoadUnsafe(ref xp, 8);
+            var z = Vector256<float>.Zero;
+            var e0 = z + EvenInPlace(ref w0, 0) * xe; var o0 = z + Odd(ref w0, 0) * xo;
+            var e1 = z + EvenInPlace(ref w1, 0) * xe; var o1 = z + Odd(ref w1, 0) * xo;
+            var e2 = z + EvenInPlace(ref w2, 0) * xe; var o2 = z + Odd(ref w2, 0) * xo;
+            var e3 = z + EvenInPlace(ref w3, 0) * xe; var o3 = z + Odd(ref w3, 0) * xo;
+            for (int i = 16; i < n; i += 16)
+            {
+                int p = ahead + 8 * i;
+                IntegerDot.Prefetch(ref w0, p);
+                IntegerDot.Prefetch(ref w0, p + 64);
+                xe = Vector256.LoadUnsafe(ref xp, (nuint)i); xo = Vector256.LoadUnsafe(ref xp, (nuint)i + 8);
+                e0 += Even(ref w0, i) * xe; o0 += Odd(ref w0, i) * xo;
+                e1 += Even(ref w1, i) * xe; o1 += Odd(ref w1, i) * xo;
+                e2 += Even(ref w2, i) * xe; o2 += Odd(ref w2, i) * xo;
+                e3 += Even(ref w3, i) * xe; o3 += Odd(ref w3, i) * xo;
+            }
+            var (l0, h0) = Interleave(e0, o0); var (l1, h1) = Interleave(e1, o1);
+            var (l2, h2) = Interleave(e2, o2); var (l3, h3) = Interleave(e3, o3);
+            Kernels.ReduceLanes4(l0, h0, l1, h1, l2, h2, l3, h3, results);
         }
     }
 

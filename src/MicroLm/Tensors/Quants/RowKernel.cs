@@ -317,5 +317,34 @@ internal sealed partial class Activation
             Unsafe.Add(ref s, i) = x * factor;
         }
         _halfScaledState = exact ? 1 : 2;
+        _halfPairsReady = exact && Kernels.VectorBits >= 256 && Avx2.IsSupported;
+        if (_halfPairsReady) MakeHalfPairs(scaled);
+    }
+
+    private float[]? _halfPairs;
+    private bool _halfPairsReady;
+
+    /// <summary><see cref="HalfScaled"/> de-interleaved per 16 values, for the F16 decode loops of 256 bits (F16Kernel.Pairs),
+    /// which take a row's 16 halves as 8 pairs in 32-bit lanes and convert the even and the odd halves apart: values 16g,
+    /// 16g+2, …, 16g+14, then 16g+1, …, 16g+15, for the full groups of 16 (a tail is read from <see cref="Values"/>).
+    /// Made with <see cref="HalfScaled"/> where 256-bit vectors are in use; null when that is not, or when it is null.</summary>
+    public float[]? HalfPairs => _halfScaledState == 1 && _halfPairsReady ? _halfPairs : null;
+
+    private void MakeHalfPairs(float[] scaled)
+    {
+        var pairs = _halfPairs ??= GC.AllocateArray<float>(Values.Length, pinned: true);
+        ref float s = ref MemoryMarshal.GetArrayDataReference(scaled);
+        ref float p = ref MemoryMarshal.GetArrayDataReference(pairs);
+        int full = Length & ~15;
+        for (int g = 0; g < full; g += 16)
+        {
+            var a = Vector256.LoadUnsafe(ref s, (nuint)g); var b = Vector256.LoadUnsafe(ref s, (nuint)g + 8);
+            // Within each 128-bit half: a0 a2 b0 b2 | a4 a6 b4 b6 (even), a1 a3 b1 b3 | a5 a7 b5 b7 (odd); then 64-bit
+            // pieces 0, 2, 1, 3 put them in index order.
+            var even = Avx.Shuffle(a, b, 0b10_00_10_00).AsDouble();
+            var odd = Avx.Shuffle(a, b, 0b11_01_11_01).AsDouble();
+            Avx2.Permute4x64(even, 0b11_01_10_00).AsSingle().StoreUnsafe(ref p, (nuint)g);
+            Avx2.Permute4x64(odd, 0b11_01_10_00).AsSingle().StoreUnsafe(ref p, (nuint)g + 8);
+        }
     }
 }
