@@ -76,6 +76,7 @@ internal static class FalconH1Models
     public static readonly string[] Names =
     [
         "falcon-h1-synthetic-F32", "falcon-h1-synthetic-Q8_0", "falcon-h1-tiny90m-synthetic-F32", "falcon-h1-tiny90m-synthetic-Q8_0",
+        "falcon-h1-state64-synthetic-Q8_0",
     ];
 
     private static SyntheticFalconH1Options Small(GgmlType type) => new()
@@ -90,6 +91,8 @@ internal static class FalconH1Models
         "falcon-h1-synthetic-Q8_0" => Small(GgmlType.Q8_0),
         "falcon-h1-tiny90m-synthetic-F32" => SyntheticFalconH1.Tiny90M(GgmlType.F32),
         "falcon-h1-tiny90m-synthetic-Q8_0" => SyntheticFalconH1.Tiny90M(GgmlType.Q8_0),
+        // Falcon-H1-Tiny's SSM state size (64), where prefill's scan keeps each state row in registers across tokens.
+        "falcon-h1-state64-synthetic-Q8_0" => Small(GgmlType.Q8_0) with { SsmHeads = 4, SsmGroups = 1, SsmState = 64, Seed = 64 },
         _ => throw new ArgumentException($"unknown model '{name}'"),
     };
 }

@@ -60,7 +60,7 @@ internal static class Kernels
 
     /// <summary>The rest of <see cref="ReduceLanes"/> from the 8 sums lane j + lane j+8: j += j+4, then (0 + 2) + (1 + 3).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static float Fold8(Vector256<float> s)
+    internal static float Fold8(Vector256<float> s)
     {
         var q = s.GetLower() + s.GetUpper();
         return (q.GetElement(0) + q.GetElement(2)) + (q.GetElement(1) + q.GetElement(3));

@@ -217,6 +217,98 @@ public class FalconH1Tests(ITestOutputHelper output)
         finally { Kernels.VectorBits = saved; }
     }
 
+    [Fact]
+    public void Batched_convolution_has_the_bits_of_token_by_token_scalar_steps()
+    {
+        // The vector path (eight channels per lane group, taken for batches of 4+ tokens) against the scalar loop one
+        // token at a time, over channel ranges that start and end off a multiple of 8 and kernels of 1 to 5 taps.
+        var rng = new SyntheticRandom(31);
+        int saved = Kernels.VectorBits;
+        try
+        {
+            foreach (int taps in new[] { 1, 2, 4, 5 })
+                foreach (int count in new[] { 1, 4, 7, 19 })
+                {
+                    var shape = new Mamba2Shape(ConvKernel: taps, Inner: 40, State: 4, Heads: 4, Groups: 1); // 48 channels
+                    int channels = shape.ConvChannels, stride = channels + 9, offset = 5;
+                    float[] Values(int n) => Enumerable.Range(0, n).Select(_ => rng.NextNormal()).ToArray();
+                    float[] weight = Values(channels * taps), bias = Values(channels), proj = Values(count * stride);
+                    float[] window0 = Values(channels * (taps - 1));
+                    foreach (var (c0, c1) in new[] { (0, channels), (3, 37), (8, 16), (45, 48) })
+                    {
+                        Kernels.VectorBits = 0;
+                        var expectedState = shape.NewState(0);
+                        window0.CopyTo(expectedState.Conv, 0);
+                        var expected = new float[count * channels];
+                        for (int t = 0; t < count; t++)
+                        {
+                            var one = new float[channels];
+                            Mamba2.Convolve(shape, expectedState, weight, bias, proj.AsSpan(t * stride), stride, offset, 1, one, c0, c1);
+                            one.AsSpan(c0, c1 - c0).CopyTo(expected.AsSpan(t * channels + c0));
+                        }
+                        foreach (int bits in new[] { 256, 512 })
+                        {
+                            Kernels.VectorBits = bits;
+                            var state = shape.NewState(0);
+                            window0.CopyTo(state.Conv, 0);
+                            var got = new float[count * channels];
+                            Mamba2.Convolve(shape, state, weight, bias, proj, stride, offset, count, got, c0, c1);
+                            string where = $"taps {taps}, {count} tokens, channels {c0}..{c1}, {bits} bits";
+                            Assert.True(expected.Select(BitConverter.SingleToInt32Bits).SequenceEqual(got.Select(BitConverter.SingleToInt32Bits)), where + ": outputs differ");
+                            Assert.True(expectedState.Conv.SequenceEqual(state.Conv), where + ": windows differ");
+                        }
+                    }
+                }
+        }
+        finally { Kernels.VectorBits = saved; }
+    }
+
+    [Fact]
+    public void Batched_scan_has_the_bits_of_token_by_token_scalar_steps()
+    {
+        // The scan with each state row held across a batch's tokens (state size 64, chunks of 32 tokens) against one
+        // token at a time on the scalar path: outputs and the carried state, two groups, head ranges of one thread's part.
+        var rng = new SyntheticRandom(43);
+        int saved = Kernels.VectorBits;
+        try
+        {
+            var shape = new Mamba2Shape(ConvKernel: 4, Inner: 48, State: 64, Heads: 6, Groups: 2);
+            int channels = shape.ConvChannels, projStride = shape.Projection + 3, dtOffset = shape.Inner + channels;
+            float[] Values(int n, float scale = 1) => Enumerable.Range(0, n).Select(_ => rng.NextNormal() * scale).ToArray();
+            float[] a = Values(shape.Heads).Select(v => -System.Math.Abs(v)).ToArray(), d = Values(shape.Heads), dtBias = Values(shape.Heads);
+            foreach (int count in new[] { 2, 5, 33, 70 })
+            {
+                float[] conv = Values(count * channels), proj = Values(count * projStride);
+                float[] ssm0 = Values(shape.Heads * shape.HeadDim * shape.State, 0.5f);
+                foreach (var (h0, h1) in new[] { (0, shape.Heads), (1, 4) })
+                {
+                    Kernels.VectorBits = 0;
+                    var expectedState = shape.NewState(0);
+                    ssm0.CopyTo(expectedState.Ssm, 0);
+                    var expected = new float[count * shape.Inner];
+                    for (int t = 0; t < count; t++)
+                    {
+                        var one = new float[shape.Inner];
+                        Mamba2.Scan(shape, expectedState, a, d, dtBias, conv.AsSpan(t * channels), proj.AsSpan(t * projStride), projStride, dtOffset, 1, one, h0, h1);
+                        one.CopyTo(expected.AsSpan(t * shape.Inner));
+                    }
+                    foreach (int bits in new[] { 256, 512 })
+                    {
+                        Kernels.VectorBits = bits;
+                        var state = shape.NewState(0);
+                        ssm0.CopyTo(state.Ssm, 0);
+                        var got = new float[count * shape.Inner];
+                        Mamba2.Scan(shape, state, a, d, dtBias, conv, proj, projStride, dtOffset, count, got, h0, h1);
+                        string where = $"{count} tokens, heads {h0}..{h1}, {bits} bits";
+                        Assert.True(expected.Select(BitConverter.SingleToInt32Bits).SequenceEqual(got.Select(BitConverter.SingleToInt32Bits)), where + ": outputs differ");
+                        Assert.True(expectedState.Ssm.Select(BitConverter.SingleToInt32Bits).SequenceEqual(state.Ssm.Select(BitConverter.SingleToInt32Bits)), where + ": states differ");
+                    }
+                }
+            }
+        }
+        finally { Kernels.VectorBits = saved; }
+    }
+
     // ---------------------------------------------------------------- DetMath.Softplus
 
     [Fact]
