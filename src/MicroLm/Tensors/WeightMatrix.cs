@@ -54,6 +54,7 @@ internal sealed class WeightMatrix
             _kernel.DecodeRows(data, RowBytes, xs[0], output, rowStart, rowEnd);
             return;
         }
+        if (count > 1) rowStart = _kernel.PrefillRows(data, RowBytes, xs, count, output, Rows, rowStart, rowEnd);
         if (count > 1)
             for (; rowStart + 4 <= rowEnd; rowStart += 4)
                 if (!_kernel.DotManyRows4(data.Slice(rowStart * RowBytes, 4 * RowBytes), RowBytes, xs, count, output, Rows, rowStart)) break;

@@ -304,14 +304,14 @@ public class QuantizedKernelPathTests
     /// <summary>Prefill through <see cref="Tensors.WeightMatrix.MatMul"/> (four-row × four-token tiles, their token
     /// tails, two-row tiles, single rows) gives every (row, token) exactly the bits of the one-row dot at the scalar
     /// setting, at every width: 11 rows (not a multiple of any tile), row ranges that start off the tile grid, token
-    /// counts around the four-token tile, quants at +127, −127 and −128 (Q4_0: nibbles 0 and 15), and block scales that
+    /// counts around the four- and eight-token tiles (AVX-512: two tokens per vector, <see cref="Tensors.Quants.TokenPairs"/>), quants at +127, −127 and −128 (Q4_0: nibbles 0 and 15), and block scales that
     /// are NaN, ±inf, subnormal, ±0 and the largest half.</summary>
     [Theory]
     [InlineData(Tensors.GgmlType.Q8_0)]
     [InlineData(Tensors.GgmlType.Q4_0)]
     public void PrefillTilesGiveEachRowAndTokenTheBitsOfDot(Tensors.GgmlType type)
     {
-        const int n = 96, rows = 11, maxTokens = 13;
+        const int n = 96, rows = 11, maxTokens = 27;
         var info = Tensors.TensorTypes.Get(type);
         int rowBytes = (int)info.RowBytes(n), blocks = n / 32;
         var rng = new Rng(31);
@@ -352,7 +352,7 @@ public class QuantizedKernelPathTests
             {
                 if (bits > saved) continue;
                 Kernels.VectorBits = bits;
-                foreach (int count in new[] { 1, 2, 3, 4, 5, 7, 8, 9, 12, 13 })
+                foreach (int count in new[] { 1, 2, 3, 4, 5, 7, 8, 9, 12, 13, 16, 19, 24, 27 })
                     foreach (var (start, end) in new[] { (0, rows), (1, rows - 1), (2, rows), (0, 7), (3, 4) })
                     {
                         var output = new float[count * rows];

@@ -69,6 +69,11 @@ internal abstract class RowKernel
     /// path for rows of this size (the caller then uses <see cref="DotMany2"/>). Same bits as <see cref="Dot"/>.</summary>
     public virtual bool DotManyRows4(ReadOnlySpan<byte> rows, int rowBytes, Activation[] xs, int count, Span<float> output, int stride, int rowIndex) => false;
 
+    /// <summary>Prefill over rows [rowStart, rowEnd) and all <paramref name="count"/> tokens in one call, for kernels that
+    /// lay out the batch's activations once per call (<see cref="TokenPairs"/>); returns the first row it did not do
+    /// (rowStart: none). Same bits as <see cref="Dot"/>.</summary>
+    public virtual int PrefillRows(ReadOnlySpan<byte> data, int rowBytes, Activation[] xs, int count, Span<float> output, int stride, int rowStart, int rowEnd) => rowStart;
+
     /// <summary>Whether decode should call <see cref="Dot4Rows"/> for rows of <paramref name="rowBytes"/>:
     /// the kernels that override it load the activation once per four rows and prefetch the rows ahead
     /// (measurements in docs/performance.md).</summary>

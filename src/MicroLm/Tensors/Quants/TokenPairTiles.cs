@@ -1,0 +1,198 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
+namespace MicroLm.Tensors.Quants;
+
+/// <summary>Prefill at AVX-512 with two tokens per 512-bit vector: a (row, token pair) sum holds token 2k's eight lanes
+/// in the even dwords and token 2k+1's in the odd ones, so each vector operation does two pairs' work of the 256-bit
+/// tiles (half the instructions per pair; the 256-bit tiles ran well below their pipes' bound). The activations of a
+/// matmul call are laid out once per call for this: each 4-value group of token 2k followed by the same group of token
+/// 2k+1 (quants and 8·Σx group sums), and the block scales transposed (token-minor). Per-call scratch, one set per thread.</summary>
+internal static class TokenPairs
+{
+    [ThreadStatic] private static byte[]? t_quants;
+    [ThreadStatic] private static int[]? t_sums;
+    [ThreadStatic] private static float[]? t_scales;
+
+    /// <summary>Whether the pair tiles run: 512-bit vectors with AVX-512 BW at the 512-bit setting of the width switch.</summary>
+    internal static bool Enabled => IntegerDot.UseEvex && Avx512BW.IsSupported && Vector512.IsHardwareAccelerated;
+
+    /// <summary>Lays out tokens [0, pairs·2) of <paramref name="xs"/>: quants at (pair·blocks + block)·64 bytes, group
+    /// sums at (pair·blocks + block)·16 ints, scales at block·tokens + token (tokens = pairs·2).</summary>
+    internal static (byte[] Quants, int[] Sums, float[] Scales) Prepare(Activation[] xs, int pairs, int blocks, bool groupSums)
+    {
+        int tokens = 2 * pairs;
+        var quants = t_quants is { } q && q.Length >= tokens * blocks * 32 ? q : t_quants = new byte[tokens * blocks * 32];
+        var sums = !groupSums ? Array.Empty<int>() : t_sums is { } s && s.Length >= tokens * blocks * 8 ? s : t_sums = new int[tokens * blocks * 8];
+        var scales = t_scales is { } d && d.Length >= tokens * blocks ? d : t_scales = new float[tokens * blocks];
+        var order = Vector512.Create(0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15);
+        ref byte qo = ref MemoryMarshal.GetArrayDataReference(quants);
+        ref int so = ref MemoryMarshal.GetArrayDataReference(sums);
+        ref float fo = ref MemoryMarshal.GetArrayDataReference(scales);
+        for (int k = 0; k < pairs; k++)
+        {
+            var (even, odd) = (xs[2 * k], xs[2 * k + 1]);
+            ref byte qe = ref Unsafe.As<sbyte, byte>(ref MemoryMarshal.GetArrayDataReference(even.Q8));
+            ref byte qd = ref Unsafe.As<sbyte, byte>(ref MemoryMarshal.GetArrayDataReference(odd.Q8));
+            for (int b = 0; b < blocks; b++)
+            {
+                nuint at = (nuint)((k * blocks + b) * 64);
+                var both = Vector512.Create(Vector256.LoadUnsafe(ref qe, (nuint)(b * 32)), Vector256.LoadUnsafe(ref qd, (nuint)(b * 32))).AsInt32();
+                Avx512F.PermuteVar16x32(both, order).AsByte().StoreUnsafe(ref qo, at);
+                if (groupSums)
+                {
+                    var g = Vector512.Create(Vector256.LoadUnsafe(ref MemoryMarshal.GetArrayDataReference(even.Q8GroupSums8), (nuint)(b * 8)),
+                        Vector256.LoadUnsafe(ref MemoryMarshal.GetArrayDataReference(odd.Q8GroupSums8), (nuint)(b * 8)));
+                    Avx512F.PermuteVar16x32(g, order).StoreUnsafe(ref so, at / 4);
+                }
+                Unsafe.Add(ref fo, b * tokens + 2 * k) = even.Q8Scales[b];
+                Unsafe.Add(ref fo, b * tokens + 2 * k + 1) = odd.Q8Scales[b];
+            }
+        }
+        return (quants, sums, scales);
+    }
+
+    /// <summary>Folds a (row, token pair) sum in the contract's order (<see cref="IntegerDot.Fold"/>: j += j+4, then
+    /// (0 + 2) + (1 + 3), each token's lanes apart) and writes token 2k's result to <paramref name="even"/>, 2k+1's to
+    /// <paramref name="odd"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static void Fold(Vector512<float> sum, ref float even, ref float odd)
+    {
+        var s = sum.GetLower() + sum.GetUpper();       // j += j+4, both tokens
+        var h = s.GetLower() + s.GetUpper();           // (s0 + s2), (s1 + s3), both tokens
+        var r = h + Sse.MoveHighToLow(h, h);           // (s0 + s2) + (s1 + s3)
+        even = r.ToScalar();
+        odd = r.GetElement(1);
+    }
+
+    /// <summary>Folds four rows' sums of one token pair into output[at + row] (even token) and output[at + stride + row].</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static void Store4(Vector512<float> r0, Vector512<float> r1, Vector512<float> r2, Vector512<float> r3, ref float output, int at, int stride)
+    {
+        Fold(r0, ref Unsafe.Add(ref output, at), ref Unsafe.Add(ref output, at + stride));
+        Fold(r1, ref Unsafe.Add(ref output, at + 1), ref Unsafe.Add(ref output, at + stride + 1));
+        Fold(r2, ref Unsafe.Add(ref output, at + 2), ref Unsafe.Add(ref output, at + stride + 2));
+        Fold(r3, ref Unsafe.Add(ref output, at + 3), ref Unsafe.Add(ref output, at + stride + 3));
+    }
+}
+
+internal sealed partial class Q4_0Kernel
+{
+    [ThreadStatic] private static byte[]? t_nibbles;
+    [ThreadStatic] private static float[]? t_rowScales;
+
+    /// <summary>Prefill over rows [rowStart, rowEnd) at AVX-512 (<see cref="TokenPairs"/>): per four-row group the nibbles
+    /// are unpacked once (unsigned, each 4-value group twice, for both tokens of a pair) and the scales converted once,
+    /// then <see cref="TilePairs"/> takes eight tokens at a time; the tokens past the last eight take
+    /// <see cref="Dot4Rows"/>. Same integers and float steps per (row, token) as Dot, so Dot's bits.</summary>
+    public override int PrefillRows(ReadOnlySpan<byte> data, int rowBytes, Activation[] xs, int count, Span<float> output, int stride, int rowStart, int rowEnd)
+    {
+        int blocks = xs[0].Length / 32;
+        if (!TokenPairs.Enabled || count < 8 || rowEnd - rowStart < 4) return rowStart;
+        if ((long)count * stride > output.Length || rowEnd > stride || rowStart < 0) throw new ArgumentOutOfRangeException(nameof(output));
+        int tiled = count & ~7;
+        var (quants, sums, scales) = TokenPairs.Prepare(xs, tiled / 2, blocks, groupSums: true);
+        var nibbles = t_nibbles is { } n && n.Length >= blocks * 256 ? n : t_nibbles = new byte[blocks * 256];
+        var rowScales = t_rowScales is { } d && d.Length >= blocks * 4 ? d : t_rowScales = new float[blocks * 4];
+        Span<float> products = stackalloc float[32];
+        for (; rowStart + 4 <= rowEnd; rowStart += 4)
+        {
+            var rows = data.Slice(rowStart * rowBytes, 4 * rowBytes);
+            UnpackRows4Doubled(rows, rowBytes, blocks, nibbles, rowScales);
+            for (int t = 0; t < tiled; t += 8)
+                TilePairs(ref MemoryMarshal.GetArrayDataReference(nibbles), ref MemoryMarshal.GetArrayDataReference(rowScales), quants, sums, scales,
+                    t, tiled, blocks, ref MemoryMarshal.GetReference(products), output, stride, rowStart);
+            for (int t = tiled; t < count; t++) Dot4Rows(rows, rowBytes, xs[t], output.Slice(t * stride + rowStart, 4));
+        }
+        return rowStart;
+    }
+
+    /// <summary>Four rows' nibbles, unsigned, block-major (4 × 64 bytes per block): each 4-value group of a row twice
+    /// (dwords j, j: the even and odd token of a pair), and their scales d_w (4 floats per block).</summary>
+    private static void UnpackRows4Doubled(ReadOnlySpan<byte> rows, int rowBytes, int blocks, byte[] nibbles, float[] scales)
+    {
+        var twice = Vector512.Create(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+        ref byte target = ref MemoryMarshal.GetArrayDataReference(nibbles);
+        ref float dw = ref MemoryMarshal.GetArrayDataReference(scales);
+        ref byte source = ref MemoryMarshal.GetReference(rows);
+        for (int r = 0; r < 4; r++)
+        {
+            ref byte row = ref Unsafe.Add(ref source, r * rowBytes);
+            for (int bl = 0; bl < blocks; bl++)
+            {
+                ref byte k = ref Unsafe.Add(ref row, bl * BlockBytes);
+                var packed = Vector128.LoadUnsafe(ref Unsafe.Add(ref k, 2));
+                var values = Vector256.Create(packed & Vector128.Create((byte)0x0F), Vector128.ShiftRightLogical(packed, 4)).AsInt32();
+                Avx512F.PermuteVar16x32(Vector512.Create(values, values), twice).AsByte().StoreUnsafe(ref target, (nuint)((bl * 4 + r) * 64));
+                Unsafe.Add(ref dw, bl * 4 + r) = Block.Half(ref k);
+            }
+        }
+    }
+
+    /// <summary>Four rows × tokens [t, t + 8) as 16 (row, token pair) sums of 512 bits. Per block: the 32 scale products
+    /// d_w·d_x (four 8-wide multiplies, read back as 64-bit broadcasts: each pair's two), then per sum the unsigned
+    /// nibble pair sums minus 8·Σx (<see cref="IntegerDot.GroupsNibbles"/>'s integers), convert, multiply, add.</summary>
+    private static void TilePairs(ref byte nibbles, ref float rowScales, byte[] quants, int[] sums, float[] scales, int t, int tokens, int blocks,
+        ref float p, Span<float> output, int stride, int rowIndex)
+    {
+        ref byte q = ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(quants), t / 2 * blocks * 64);
+        ref int g = ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(sums), t / 2 * blocks * 16);
+        ref float dx = ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(scales), t);
+        nuint pairBytes = (nuint)(blocks * 64), pairInts = (nuint)(blocks * 16);
+        var ones = Vector512<short>.One;
+        Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default, b0 = default, b1 = default, b2 = default, b3 = default;
+        Vector512<float> c0 = default, c1 = default, c2 = default, c3 = default, d0 = default, d1 = default, d2 = default, d3 = default;
+        for (int bl = 0; bl < blocks; bl++)
+        {
+            // s = d_w · d_x, p[8·row + token]: the products Dot forms.
+            var dx8 = Vector256.LoadUnsafe(ref dx, (nuint)(bl * tokens));
+            ref float dw = ref Unsafe.Add(ref rowScales, bl * 4);
+            (Vector256.Create(dw) * dx8).StoreUnsafe(ref p);
+            (Vector256.Create(Unsafe.Add(ref dw, 1)) * dx8).StoreUnsafe(ref p, 8);
+            (Vector256.Create(Unsafe.Add(ref dw, 2)) * dx8).StoreUnsafe(ref p, 16);
+            (Vector256.Create(Unsafe.Add(ref dw, 3)) * dx8).StoreUnsafe(ref p, 24);
+            ref byte m = ref Unsafe.Add(ref nibbles, bl * 256);
+            var u0 = Vector512.LoadUnsafe(ref m); var u1 = Vector512.LoadUnsafe(ref m, 64);
+            var u2 = Vector512.LoadUnsafe(ref m, 128); var u3 = Vector512.LoadUnsafe(ref m, 192);
+            nuint qo = (nuint)(bl * 64), go = (nuint)(bl * 16);
+            Vector512<sbyte> x; Vector512<int> s;
+            x = Vector512.LoadUnsafe(ref q, qo).AsSByte(); s = Vector512.LoadUnsafe(ref g, go);
+            a0 += Vector512.ConvertToSingle(Groups(u0, x, s, ones)) * Pair(ref p, 0);
+            a1 += Vector512.ConvertToSingle(Groups(u1, x, s, ones)) * Pair(ref p, 8);
+            a2 += Vector512.ConvertToSingle(Groups(u2, x, s, ones)) * Pair(ref p, 16);
+            a3 += Vector512.ConvertToSingle(Groups(u3, x, s, ones)) * Pair(ref p, 24);
+            x = Vector512.LoadUnsafe(ref q, qo + pairBytes).AsSByte(); s = Vector512.LoadUnsafe(ref g, go + pairInts);
+            b0 += Vector512.ConvertToSingle(Groups(u0, x, s, ones)) * Pair(ref p, 2);
+            b1 += Vector512.ConvertToSingle(Groups(u1, x, s, ones)) * Pair(ref p, 10);
+            b2 += Vector512.ConvertToSingle(Groups(u2, x, s, ones)) * Pair(ref p, 18);
+            b3 += Vector512.ConvertToSingle(Groups(u3, x, s, ones)) * Pair(ref p, 26);
+            x = Vector512.LoadUnsafe(ref q, qo + 2 * pairBytes).AsSByte(); s = Vector512.LoadUnsafe(ref g, go + 2 * pairInts);
+            c0 += Vector512.ConvertToSingle(Groups(u0, x, s, ones)) * Pair(ref p, 4);
+            c1 += Vector512.ConvertToSingle(Groups(u1, x, s, ones)) * Pair(ref p, 12);
+            c2 += Vector512.ConvertToSingle(Groups(u2, x, s, ones)) * Pair(ref p, 20);
+            c3 += Vector512.ConvertToSingle(Groups(u3, x, s, ones)) * Pair(ref p, 28);
+            x = Vector512.LoadUnsafe(ref q, qo + 3 * pairBytes).AsSByte(); s = Vector512.LoadUnsafe(ref g, go + 3 * pairInts);
+            d0 += Vector512.ConvertToSingle(Groups(u0, x, s, ones)) * Pair(ref p, 6);
+            d1 += Vector512.ConvertToSingle(Groups(u1, x, s, ones)) * Pair(ref p, 14);
+            d2 += Vector512.ConvertToSingle(Groups(u2, x, s, ones)) * Pair(ref p, 22);
+            d3 += Vector512.ConvertToSingle(Groups(u3, x, s, ones)) * Pair(ref p, 30);
+        }
+        ref float o = ref MemoryMarshal.GetReference(output);
+        int at = t * stride + rowIndex, step = 2 * stride;
+        TokenPairs.Store4(a0, a1, a2, a3, ref o, at, stride);
+        TokenPairs.Store4(b0, b1, b2, b3, ref o, at + step, stride);
+        TokenPairs.Store4(c0, c1, c2, c3, ref o, at + 2 * step, stride);
+        TokenPairs.Store4(d0, d1, d2, d3, ref o, at + 3 * step, stride);
+    }
+
+    /// <summary>Σ(n − 8)·x per group for both tokens: u8·s8 pair sums, pairs of pairs, minus 8·Σx (exact integers).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<int> Groups(Vector512<byte> nibbles, Vector512<sbyte> x, Vector512<int> groupSums8, Vector512<short> ones) =>
+        Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(nibbles, x), ones) - groupSums8;
+
+    /// <summary>The scale products of one row and a token pair (p[at], p[at + 1]) in the even and odd lanes: a 64-bit broadcast.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<float> Pair(ref float p, int at) => Vector512.Create(Unsafe.As<float, double>(ref Unsafe.Add(ref p, at))).AsSingle();
+}
