@@ -15,16 +15,20 @@ internal static class TokenPairs
     [ThreadStatic] private static byte[]? t_quants;
     [ThreadStatic] private static int[]? t_sums;
     [ThreadStatic] private static float[]? t_scales;
+    [ThreadStatic] private static byte[]? t_minus;
 
     /// <summary>Whether the pair tiles run: 512-bit vectors with AVX-512 BW at the 512-bit setting of the width switch.</summary>
     internal static bool Enabled => IntegerDot.UseEvex && Avx512BW.IsSupported && Vector512.IsHardwareAccelerated;
 
     /// <summary>Lays out tokens [0, pairs·2) of <paramref name="xs"/>: quants at (pair·blocks + block)·64 bytes, group
-    /// sums at (pair·blocks + block)·16 ints, scales at block·tokens + token (tokens = pairs·2).</summary>
-    internal static (byte[] Quants, int[] Sums, float[] Scales) Prepare(Activation[] xs, int pairs, int blocks, bool groupSums)
+    /// sums at (pair·blocks + block)·16 ints, scales at block·tokens + token (tokens = pairs·2); with
+    /// <paramref name="minus"/>, −quants laid out as the quants (Q8_0's sign step; quants are never −128, so exact).</summary>
+    internal static (byte[] Quants, int[] Sums, float[] Scales, byte[] Minus) Prepare(Activation[] xs, int pairs, int blocks, bool groupSums, bool minus = false)
     {
         int tokens = 2 * pairs;
         var quants = t_quants is { } q && q.Length >= tokens * blocks * 32 ? q : t_quants = new byte[tokens * blocks * 32];
+        var negated = !minus ? Array.Empty<byte>() : t_minus is { } mq && mq.Length >= tokens * blocks * 32 ? mq : t_minus = new byte[tokens * blocks * 32];
+        ref byte mo = ref MemoryMarshal.GetArrayDataReference(negated);
         var sums = !groupSums ? Array.Empty<int>() : t_sums is { } s && s.Length >= tokens * blocks * 8 ? s : t_sums = new int[tokens * blocks * 8];
         var scales = t_scales is { } d && d.Length >= tokens * blocks ? d : t_scales = new float[tokens * blocks];
         var order = Vector512.Create(0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15);
@@ -40,7 +44,9 @@ internal static class TokenPairs
             {
                 nuint at = (nuint)((k * blocks + b) * 64);
                 var both = Vector512.Create(Vector256.LoadUnsafe(ref qe, (nuint)(b * 32)), Vector256.LoadUnsafe(ref qd, (nuint)(b * 32))).AsInt32();
-                Avx512F.PermuteVar16x32(both, order).AsByte().StoreUnsafe(ref qo, at);
+                var interleaved = Avx512F.PermuteVar16x32(both, order).AsSByte();
+                interleaved.AsByte().StoreUnsafe(ref qo, at);
+                if (minus) (Vector512<sbyte>.Zero - interleaved).AsByte().StoreUnsafe(ref mo, at);
                 if (groupSums)
                 {
                     var g = Vector512.Create(Vector256.LoadUnsafe(ref MemoryMarshal.GetArrayDataReference(even.Q8GroupSums8), (nuint)(b * 8)),
@@ -51,7 +57,7 @@ internal static class TokenPairs
                 Unsafe.Add(ref fo, b * tokens + 2 * k + 1) = odd.Q8Scales[b];
             }
         }
-        return (quants, sums, scales);
+        return (quants, sums, scales, negated);
     }
 
     /// <summary>Folds a (row, token pair) sum in the contract's order (<see cref="IntegerDot.Fold"/>: j += j+4, then
@@ -93,7 +99,7 @@ internal sealed partial class Q4_0Kernel
         if (!TokenPairs.Enabled || count < 8 || rowEnd - rowStart < 4) return rowStart;
         if ((long)count * stride > output.Length || rowEnd > stride || rowStart < 0) throw new ArgumentOutOfRangeException(nameof(output));
         int tiled = count & ~7;
-        var (quants, sums, scales) = TokenPairs.Prepare(xs, tiled / 2, blocks, groupSums: true);
+        var (quants, sums, scales, _) = TokenPairs.Prepare(xs, tiled / 2, blocks, groupSums: true);
         var nibbles = t_nibbles is { } n && n.Length >= blocks * 256 ? n : t_nibbles = new byte[blocks * 256];
         var rowScales = t_rowScales is { } d && d.Length >= blocks * 4 ? d : t_rowScales = new float[blocks * 4];
         Span<float> products = stackalloc float[32];
@@ -193,6 +199,133 @@ internal sealed partial class Q4_0Kernel
         Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(nibbles, x), ones) - groupSums8;
 
     /// <summary>The scale products of one row and a token pair (p[at], p[at + 1]) in the even and odd lanes: a 64-bit broadcast.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<float> Pair(ref float p, int at) => Vector512.Create(Unsafe.As<float, double>(ref Unsafe.Add(ref p, at))).AsSingle();
+}
+
+internal sealed partial class Q8_0Kernel
+{
+    [ThreadStatic] private static byte[]? t_magnitudes, t_weights;
+    [ThreadStatic] private static float[]? t_rowScales;
+
+    /// <summary>Prefill over rows [rowStart, rowEnd) at AVX-512 (<see cref="TokenPairs"/>): per four-row group |w| and w are
+    /// laid out once (each 4-value group twice, for both tokens of a pair) and the scales converted once, then
+    /// <see cref="TilePairs"/> takes eight tokens at a time; the tokens past the last eight take <see cref="Dot4Rows"/>.
+    /// Same integers and float steps per (row, token) as Dot, so Dot's bits.</summary>
+    public override int PrefillRows(ReadOnlySpan<byte> data, int rowBytes, Activation[] xs, int count, Span<float> output, int stride, int rowStart, int rowEnd)
+    {
+        int blocks = xs[0].Length / 32;
+        if (!TokenPairs.Enabled || count < 8 || rowEnd - rowStart < 4) return rowStart;
+        if ((long)count * stride > output.Length || rowEnd > stride || rowStart < 0) throw new ArgumentOutOfRangeException(nameof(output));
+        int tiled = count & ~7;
+        var (quants, _, scales, minus) = TokenPairs.Prepare(xs, tiled / 2, blocks, groupSums: false, minus: true);
+        var magnitudes = t_magnitudes is { } u && u.Length >= blocks * 256 ? u : t_magnitudes = new byte[blocks * 256];
+        var weights = t_weights is { } w && w.Length >= blocks * 256 ? w : t_weights = new byte[blocks * 256];
+        var rowScales = t_rowScales is { } d && d.Length >= blocks * 4 ? d : t_rowScales = new float[blocks * 4];
+        Span<float> products = stackalloc float[32];
+        for (; rowStart + 4 <= rowEnd; rowStart += 4)
+        {
+            var rows = data.Slice(rowStart * rowBytes, 4 * rowBytes);
+            LayOutRows4(rows, rowBytes, blocks, magnitudes, weights, rowScales);
+            for (int t = 0; t < tiled; t += 8)
+                TilePairs(ref MemoryMarshal.GetArrayDataReference(magnitudes), ref MemoryMarshal.GetArrayDataReference(weights), ref MemoryMarshal.GetArrayDataReference(rowScales),
+                    quants, minus, scales, t, tiled, blocks, ref MemoryMarshal.GetReference(products), output, stride, rowStart);
+            for (int t = tiled; t < count; t++) Dot4Rows(rows, rowBytes, xs[t], output.Slice(t * stride + rowStart, 4));
+        }
+        return rowStart;
+    }
+
+    /// <summary>Four rows' |w| and w, block-major (4 × 64 bytes per block each), every 4-value group twice (the even and
+    /// odd token of a pair), and their scales d_w (4 floats per block).</summary>
+    private static void LayOutRows4(ReadOnlySpan<byte> rows, int rowBytes, int blocks, byte[] magnitudes, byte[] weights, float[] scales)
+    {
+        var twice = Vector512.Create(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+        ref byte mt = ref MemoryMarshal.GetArrayDataReference(magnitudes);
+        ref byte wt = ref MemoryMarshal.GetArrayDataReference(weights);
+        ref float dw = ref MemoryMarshal.GetArrayDataReference(scales);
+        ref byte source = ref MemoryMarshal.GetReference(rows);
+        for (int r = 0; r < 4; r++)
+        {
+            ref byte row = ref Unsafe.Add(ref source, r * rowBytes);
+            for (int bl = 0; bl < blocks; bl++)
+            {
+                ref byte k = ref Unsafe.Add(ref row, bl * BlockBytes);
+                var values = Vector256.LoadUnsafe(ref Unsafe.Add(ref k, 2)).AsInt32();
+                var doubled = Avx512F.PermuteVar16x32(Vector512.Create(values, values), twice).AsSByte();
+                nuint at = (nuint)((bl * 4 + r) * 64);
+                doubled.AsByte().StoreUnsafe(ref wt, at);
+                Avx512BW.Abs(doubled).StoreUnsafe(ref mt, at);
+                Unsafe.Add(ref dw, bl * 4 + r) = Block.Half(ref k);
+            }
+        }
+    }
+
+    /// <summary>Four rows × tokens [t, t + 8) as 16 (row, token pair) sums of 512 bits: per block the 32 scale products
+    /// d_w·d_x (four 8-wide multiplies, read back as 64-bit broadcasts), then per sum the sign step (a masked blend of x and
+    /// −x under w &lt; 0, as <see cref="IntegerDot.Groups256Evex"/>), |w|·x pair sums, pairs of pairs, convert, multiply, add.</summary>
+    private static void TilePairs(ref byte magnitudes, ref byte weights, ref float rowScales, byte[] quants, byte[] minus, float[] scales, int t, int tokens, int blocks,
+        ref float p, Span<float> output, int stride, int rowIndex)
+    {
+        ref byte q = ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(quants), t / 2 * blocks * 64);
+        ref byte mq = ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(minus), t / 2 * blocks * 64);
+        ref float dx = ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(scales), t);
+        nuint pairBytes = (nuint)(blocks * 64);
+        var ones = Vector512<short>.One;
+        Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default, b0 = default, b1 = default, b2 = default, b3 = default;
+        Vector512<float> c0 = default, c1 = default, c2 = default, c3 = default, d0 = default, d1 = default, d2 = default, d3 = default;
+        for (int bl = 0; bl < blocks; bl++)
+        {
+            // s = d_w · d_x, p[8·row + token]: the products Dot forms.
+            var dx8 = Vector256.LoadUnsafe(ref dx, (nuint)(bl * tokens));
+            ref float dw = ref Unsafe.Add(ref rowScales, bl * 4);
+            (Vector256.Create(dw) * dx8).StoreUnsafe(ref p);
+            (Vector256.Create(Unsafe.Add(ref dw, 1)) * dx8).StoreUnsafe(ref p, 8);
+            (Vector256.Create(Unsafe.Add(ref dw, 2)) * dx8).StoreUnsafe(ref p, 16);
+            (Vector256.Create(Unsafe.Add(ref dw, 3)) * dx8).StoreUnsafe(ref p, 24);
+            nuint wo = (nuint)(bl * 256);
+            var u0 = Vector512.LoadUnsafe(ref magnitudes, wo); var u1 = Vector512.LoadUnsafe(ref magnitudes, wo + 64);
+            var u2 = Vector512.LoadUnsafe(ref magnitudes, wo + 128); var u3 = Vector512.LoadUnsafe(ref magnitudes, wo + 192);
+            var n0 = Vector512.LessThan(Vector512.LoadUnsafe(ref weights, wo).AsSByte(), Vector512<sbyte>.Zero);
+            var n1 = Vector512.LessThan(Vector512.LoadUnsafe(ref weights, wo + 64).AsSByte(), Vector512<sbyte>.Zero);
+            var n2 = Vector512.LessThan(Vector512.LoadUnsafe(ref weights, wo + 128).AsSByte(), Vector512<sbyte>.Zero);
+            var n3 = Vector512.LessThan(Vector512.LoadUnsafe(ref weights, wo + 192).AsSByte(), Vector512<sbyte>.Zero);
+            nuint qo = (nuint)(bl * 64);
+            Vector512<sbyte> x, mx;
+            x = Vector512.LoadUnsafe(ref q, qo).AsSByte(); mx = Vector512.LoadUnsafe(ref mq, qo).AsSByte();
+            a0 += Vector512.ConvertToSingle(Groups(u0, n0, x, mx, ones)) * Pair(ref p, 0);
+            a1 += Vector512.ConvertToSingle(Groups(u1, n1, x, mx, ones)) * Pair(ref p, 8);
+            a2 += Vector512.ConvertToSingle(Groups(u2, n2, x, mx, ones)) * Pair(ref p, 16);
+            a3 += Vector512.ConvertToSingle(Groups(u3, n3, x, mx, ones)) * Pair(ref p, 24);
+            x = Vector512.LoadUnsafe(ref q, qo + pairBytes).AsSByte(); mx = Vector512.LoadUnsafe(ref mq, qo + pairBytes).AsSByte();
+            b0 += Vector512.ConvertToSingle(Groups(u0, n0, x, mx, ones)) * Pair(ref p, 2);
+            b1 += Vector512.ConvertToSingle(Groups(u1, n1, x, mx, ones)) * Pair(ref p, 10);
+            b2 += Vector512.ConvertToSingle(Groups(u2, n2, x, mx, ones)) * Pair(ref p, 18);
+            b3 += Vector512.ConvertToSingle(Groups(u3, n3, x, mx, ones)) * Pair(ref p, 26);
+            x = Vector512.LoadUnsafe(ref q, qo + 2 * pairBytes).AsSByte(); mx = Vector512.LoadUnsafe(ref mq, qo + 2 * pairBytes).AsSByte();
+            c0 += Vector512.ConvertToSingle(Groups(u0, n0, x, mx, ones)) * Pair(ref p, 4);
+            c1 += Vector512.ConvertToSingle(Groups(u1, n1, x, mx, ones)) * Pair(ref p, 12);
+            c2 += Vector512.ConvertToSingle(Groups(u2, n2, x, mx, ones)) * Pair(ref p, 20);
+            c3 += Vector512.ConvertToSingle(Groups(u3, n3, x, mx, ones)) * Pair(ref p, 28);
+            x = Vector512.LoadUnsafe(ref q, qo + 3 * pairBytes).AsSByte(); mx = Vector512.LoadUnsafe(ref mq, qo + 3 * pairBytes).AsSByte();
+            d0 += Vector512.ConvertToSingle(Groups(u0, n0, x, mx, ones)) * Pair(ref p, 6);
+            d1 += Vector512.ConvertToSingle(Groups(u1, n1, x, mx, ones)) * Pair(ref p, 14);
+            d2 += Vector512.ConvertToSingle(Groups(u2, n2, x, mx, ones)) * Pair(ref p, 22);
+            d3 += Vector512.ConvertToSingle(Groups(u3, n3, x, mx, ones)) * Pair(ref p, 30);
+        }
+        ref float o = ref MemoryMarshal.GetReference(output);
+        int at = t * stride + rowIndex, step = 2 * stride;
+        TokenPairs.Store4(a0, a1, a2, a3, ref o, at, stride);
+        TokenPairs.Store4(b0, b1, b2, b3, ref o, at + step, stride);
+        TokenPairs.Store4(c0, c1, c2, c3, ref o, at + 2 * step, stride);
+        TokenPairs.Store4(d0, d1, d2, d3, ref o, at + 3 * step, stride);
+    }
+
+    /// <summary>Σw·x per group for both tokens: |w| times x or −x (−x where w &lt; 0; where w = 0 |w| is 0), u8·s8 pair
+    /// sums, pairs of pairs (exact integers, as <see cref="IntegerDot.Groups256Evex"/>).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<int> Groups(Vector512<byte> magnitudes, Vector512<sbyte> negative, Vector512<sbyte> x, Vector512<sbyte> minusX, Vector512<short> ones) =>
+        Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(magnitudes, Avx512BW.BlendVariable(x, minusX, negative)), ones);
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector512<float> Pair(ref float p, int at) => Vector512.Create(Unsafe.As<float, double>(ref Unsafe.Add(ref p, at))).AsSingle();
 }
