@@ -119,7 +119,9 @@ internal sealed partial class Q4_0Kernel
     /// (dwords j, j: the even and odd token of a pair), and their scales d_w (4 floats per block).</summary>
     private static void UnpackRows4Doubled(ReadOnlySpan<byte> rows, int rowBytes, int blocks, byte[] nibbles, float[] scales)
     {
-        var twice = Vector512.Create(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+        // The 16 packed bytes as dwords P0..P3: values 4j..4j+3 are the low nibbles of Pj (j < 4) or the high ones of P(j−4).
+        var twice = Vector512.Create(0u, 0, 1, 1, 2, 2, 3, 3, 0, 0, 1, 1, 2, 2, 3, 3);
+        var shifts = Vector512.Create(0u, 0, 0, 0, 0, 0, 0, 0, 4, 4, 4, 4, 4, 4, 4, 4);
         ref byte target = ref MemoryMarshal.GetArrayDataReference(nibbles);
         ref float dw = ref MemoryMarshal.GetArrayDataReference(scales);
         ref byte source = ref MemoryMarshal.GetReference(rows);
@@ -129,9 +131,9 @@ internal sealed partial class Q4_0Kernel
             for (int bl = 0; bl < blocks; bl++)
             {
                 ref byte k = ref Unsafe.Add(ref row, bl * BlockBytes);
-                var packed = Vector128.LoadUnsafe(ref Unsafe.Add(ref k, 2));
-                var values = Vector256.Create(packed & Vector128.Create((byte)0x0F), Vector128.ShiftRightLogical(packed, 4)).AsInt32();
-                Avx512F.PermuteVar16x32(Vector512.Create(values, values), twice).AsByte().StoreUnsafe(ref target, (nuint)((bl * 4 + r) * 64));
+                var packed = Vector128.LoadUnsafe(ref Unsafe.Add(ref k, 2)).AsUInt32().ToVector256Unsafe().ToVector512Unsafe();
+                var doubled = Avx512F.ShiftRightLogicalVariable(Avx512F.PermuteVar16x32(packed, twice), shifts).AsByte() & Vector512.Create((byte)0x0F);
+                doubled.StoreUnsafe(ref target, (nuint)((bl * 4 + r) * 64));
                 Unsafe.Add(ref dw, bl * 4 + r) = Block.Half(ref k);
             }
         }
@@ -251,7 +253,7 @@ internal sealed partial class Q8_0Kernel
             {
                 ref byte k = ref Unsafe.Add(ref row, bl * BlockBytes);
                 var values = Vector256.LoadUnsafe(ref Unsafe.Add(ref k, 2)).AsInt32();
-                var doubled = Avx512F.PermuteVar16x32(Vector512.Create(values, values), twice).AsSByte();
+                var doubled = Avx512F.PermuteVar16x32(values.ToVector512Unsafe(), twice).AsSByte();
                 nuint at = (nuint)((bl * 4 + r) * 64);
                 doubled.AsByte().StoreUnsafe(ref wt, at);
                 Avx512BW.Abs(doubled).StoreUnsafe(ref mt, at);
