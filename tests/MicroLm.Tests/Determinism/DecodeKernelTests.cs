@@ -190,6 +190,40 @@ public class DecodeKernelTests
             }
     }
 
+    /// <summary><see cref="Kernels.AllFinite"/> (the logits and hidden-state check) at every width equals float.IsFinite over
+    /// every value: one NaN (quiet, signalling, negative), ±inf, or a finite value next to them (the largest float, −0,
+    /// subnormals) at every position of lengths around the vector steps, so a skipped tail or a lane left unchecked fails.</summary>
+    [Fact]
+    public void AllFiniteFindsEveryNonFiniteValueAtEveryWidth()
+    {
+        float[] bad = [float.NaN, -float.NaN, BitConverter.Int32BitsToSingle(0x7F800001), BitConverter.Int32BitsToSingle(unchecked((int)0xFFBFFFFF)), float.PositiveInfinity, float.NegativeInfinity];
+        float[] good = [float.MaxValue, -float.MaxValue, -0f, float.Epsilon, BitConverter.Int32BitsToSingle(0x007FFFFF), 1f];
+        int saved = Kernels.VectorBits;
+        try
+        {
+            foreach (int bits in new[] { 0, 128, 256, 512 })
+            {
+                if (bits > saved) continue;
+                Kernels.VectorBits = bits;
+                foreach (int n in new[] { 0, 1, 3, 4, 7, 8, 15, 16, 17, 31, 33, 63, 64, 65, 100 })
+                {
+                    var x = new float[n];
+                    for (int i = 0; i < n; i++) x[i] = good[i % good.Length];
+                    Assert.True(Kernels.AllFinite(x), $"width {bits}, n {n}: all finite");
+                    for (int at = 0; at < n; at++)
+                        foreach (float b in bad)
+                        {
+                            float keep = x[at];
+                            x[at] = b;
+                            Assert.False(Kernels.AllFinite(x), $"width {bits}, n {n}: 0x{BitConverter.SingleToInt32Bits(b):X8} at {at}");
+                            x[at] = keep;
+                        }
+                }
+            }
+        }
+        finally { Kernels.VectorBits = saved; }
+    }
+
     /// <summary>F16 decode through <see cref="WeightMatrix.MatMul"/> (four-row passes, single rows, Vector128 and scalar)
     /// with the activation prepared as decode prepares it equals, row by row, the F32 dot of the IEEE-converted row at the
     /// scalar setting: every width, row lengths with and without a tail past 16, rows above and below the four-row limit,
