@@ -224,7 +224,8 @@ public class DecodeKernelTests
         finally { Kernels.VectorBits = saved; }
     }
 
-    /// <summary>F16 decode through <see cref="WeightMatrix.MatMul"/> (four-row passes, single rows, Vector128 and scalar)
+    /// <summary>F16 decode through <see cref="WeightMatrix.MatMul"/> (four-row passes on short rows, two-row passes on long
+    /// ones, single rows, Vector128 and scalar; ranges on and off the pass grid, the rows outside them left alone)
     /// with the activation prepared as decode prepares it equals, row by row, the F32 dot of the IEEE-converted row at the
     /// scalar setting: every width, row lengths with and without a tail past 16, rows above and below the four-row limit,
     /// 11 rows (a multiple of no pass), halves that are subnormal, ±0 and ±65504, a row of −0 times positive activations
@@ -286,10 +287,13 @@ public class DecodeKernelTests
                         WeightMatrix.PrepareOne(matrix, [x]);
                         Assert.Equal(kind is < 3 or 6, x.HalfScaled is not null);
                         Assert.Equal(kind is < 3 or 6 && bits >= 256, x.HalfPairs is not null);
-                        foreach (var (start, end) in new[] { (0, rows), (1, rows), (3, 10) })
+                        foreach (var (start, end) in new[] { (0, rows), (1, rows), (3, 10), (2, 3), (4, 8) })
                         {
                             var output = new float[rows];
+                            Array.Fill(output, 12345f);
                             matrix.MatMul([x], 1, output, start, end);
+                            for (int r = 0; r < rows; r++)
+                                if (r < start || r >= end) Assert.True(output[r] == 12345f, $"n {n}, width {bits}, rows [{start}, {end}): row {r} was written");
                             for (int r = start; r < end; r++)
                                 Assert.True(reference[r] == BitConverter.SingleToInt32Bits(output[r]),
                                     $"n {n}, activation kind {kind}, width {bits}, rows [{start}, {end}): row {r} is {output[r]:R}, expected {BitConverter.Int32BitsToSingle(reference[r]):R}");
