@@ -845,7 +845,30 @@ internal static class Kernels
         if (x.Length >= 64)
             fixed (float* p = x)
                 if (Tensors.Wasm.CompiledKernels.TryCall(Tensors.Wasm.Utility.AllFinite, (int)p, x.Length) is { } compiled) return compiled != 0;
-        foreach (float v in x) if (!float.IsFinite(v)) return false;
+        // On the bits, a vector at a time: the logits check ran one float at a time, ~2 % of a Pythia-14M token
+        // (50,304 logits). A value is finite unless its exponent bits are all ones.
+        const int Exponent = 0x7F800000;
+        ref int v = ref Unsafe.As<float, int>(ref MemoryMarshal.GetReference(x));
+        int i = 0, n = x.Length, bits = VectorBits;
+        if (bits >= 512)
+        {
+            var e = Vector512.Create(Exponent); var bad = Vector512<int>.Zero;
+            for (; i + 16 <= n; i += 16) bad |= Vector512.Equals(Vector512.LoadUnsafe(ref v, (nuint)i) & e, e);
+            if (bad != Vector512<int>.Zero) return false;
+        }
+        else if (bits >= 256)
+        {
+            var e = Vector256.Create(Exponent); var bad = Vector256<int>.Zero;
+            for (; i + 8 <= n; i += 8) bad |= Vector256.Equals(Vector256.LoadUnsafe(ref v, (nuint)i) & e, e);
+            if (bad != Vector256<int>.Zero) return false;
+        }
+        else if (bits >= 128)
+        {
+            var e = Vector128.Create(Exponent); var bad = Vector128<int>.Zero;
+            for (; i + 4 <= n; i += 4) bad |= Vector128.Equals(Vector128.LoadUnsafe(ref v, (nuint)i) & e, e);
+            if (bad != Vector128<int>.Zero) return false;
+        }
+        for (; i < n; i++) if ((Unsafe.Add(ref v, i) & Exponent) == Exponent) return false;
         return true;
     }
 

@@ -101,6 +101,22 @@ public class DecodeKernelTests
     [Fact]
     public void HalfScaledFormExistsOnlyWhereItIsExact()
     {
+        int saved = Kernels.VectorBits;
+        try
+        {
+            // The pair form is made at 256 bits only (512-bit decode widens the halves in one load).
+            foreach (int bits in new[] { 128, 256, 512 })
+            {
+                if (bits > saved) continue;
+                Kernels.VectorBits = bits;
+                HalfScaledFormAtThisWidth();
+            }
+        }
+        finally { Kernels.VectorBits = saved; }
+    }
+
+    private static void HalfScaledFormAtThisWidth()
+    {
         float below = BitConverter.Int32BitsToSingle(0x477FFFFF); // the largest float below 2^16
         foreach (var (value, exact) in new[] { (below, true), (-below, true), (65536f, false), (-65536f, false), (3e38f, false),
             (float.PositiveInfinity, false), (float.NegativeInfinity, false), (float.NaN, false), (float.Epsilon, true) })
@@ -115,7 +131,7 @@ public class DecodeKernelTests
                     if (!exact) { Assert.Null(x.HalfScaled); Assert.Null(x.HalfPairs); continue; }
                     Assert.NotNull(x.HalfScaled);
                     for (int i = 0; i < n; i++) Assert.Equal(x.Values[i] * TwoPow112, x.HalfScaled![i]);
-                    Assert.Equal(Kernels.VectorBits >= 256, x.HalfPairs is not null);
+                    Assert.Equal(Kernels.VectorBits == 256 && System.Runtime.Intrinsics.X86.Avx2.IsSupported, x.HalfPairs is not null);
                     for (int i = 0; i < (n & ~15) && x.HalfPairs is { } pairs; i++) // per 16: the even values, then the odd ones
                         Assert.Equal(x.HalfScaled![i], pairs[(i & ~15) + (i & 1) * 8 + (i & 15) / 2]);
                     x.Invalidate();
@@ -140,7 +156,13 @@ public class DecodeKernelTests
             foreach (int rows in new[] { 11, 50 })
             {
                 var w = new float[rows * n];
-                for (int i = 0; i < w.Length; i++) w[i] = i % 11 == 4 ? special[i % special.Length] : (rng.NextFloat() - 0.5f) * 2;
+                // Rows with ±3e38 overflow to ±inf and mostly sum to NaN, which any NaN matches: odd rows hold ±1e30 instead, so
+                // their dots stay finite and a row's result in another row's place shows.
+                for (int i = 0; i < w.Length; i++)
+                {
+                    float v = i % 11 == 4 ? special[i % special.Length] : (rng.NextFloat() - 0.5f) * 2;
+                    w[i] = (i / n) % 2 == 1 && System.MathF.Abs(v) == 3e38f ? System.MathF.CopySign(1e30f, v) : v;
+                }
                 if (rows == 50) { w[7 * n + 3] = float.PositiveInfinity; w[9 * n] = float.NaN; w[10 * n + n - 1] = float.NegativeInfinity; }
                 var data = new byte[w.Length * 4];
                 Buffer.BlockCopy(w, 0, data, 0, data.Length);
@@ -190,7 +212,42 @@ public class DecodeKernelTests
             }
     }
 
-    /// <summary>F16 decode through <see cref="WeightMatrix.MatMul"/> (four-row passes, single rows, Vector128 and scalar)
+    /// <summary><see cref="Kernels.AllFinite"/> (the logits and hidden-state check) at every width equals float.IsFinite over
+    /// every value: one NaN (quiet, signalling, negative), ±inf, or a finite value next to them (the largest float, −0,
+    /// subnormals) at every position of lengths around the vector steps, so a skipped tail or a lane left unchecked fails.</summary>
+    [Fact]
+    public void AllFiniteFindsEveryNonFiniteValueAtEveryWidth()
+    {
+        float[] bad = [float.NaN, -float.NaN, BitConverter.Int32BitsToSingle(0x7F800001), BitConverter.Int32BitsToSingle(unchecked((int)0xFFBFFFFF)), float.PositiveInfinity, float.NegativeInfinity];
+        float[] good = [float.MaxValue, -float.MaxValue, -0f, float.Epsilon, BitConverter.Int32BitsToSingle(0x007FFFFF), 1f];
+        int saved = Kernels.VectorBits;
+        try
+        {
+            foreach (int bits in new[] { 0, 128, 256, 512 })
+            {
+                if (bits > saved) continue;
+                Kernels.VectorBits = bits;
+                foreach (int n in new[] { 0, 1, 3, 4, 7, 8, 15, 16, 17, 31, 33, 63, 64, 65, 100 })
+                {
+                    var x = new float[n];
+                    for (int i = 0; i < n; i++) x[i] = good[i % good.Length];
+                    Assert.True(Kernels.AllFinite(x), $"width {bits}, n {n}: all finite");
+                    for (int at = 0; at < n; at++)
+                        foreach (float b in bad)
+                        {
+                            float keep = x[at];
+                            x[at] = b;
+                            Assert.False(Kernels.AllFinite(x), $"width {bits}, n {n}: 0x{BitConverter.SingleToInt32Bits(b):X8} at {at}");
+                            x[at] = keep;
+                        }
+                }
+            }
+        }
+        finally { Kernels.VectorBits = saved; }
+    }
+
+    /// <summary>F16 decode through <see cref="WeightMatrix.MatMul"/> (four-row passes on short rows, two-row passes on long
+    /// ones, single rows, Vector128 and scalar; ranges on and off the pass grid, the rows outside them left alone)
     /// with the activation prepared as decode prepares it equals, row by row, the F32 dot of the IEEE-converted row at the
     /// scalar setting: every width, row lengths with and without a tail past 16, rows above and below the four-row limit,
     /// 11 rows (a multiple of no pass), halves that are subnormal, ±0 and ±65504, a row of −0 times positive activations
@@ -251,11 +308,14 @@ public class DecodeKernelTests
                         Assert.Null(x.HalfScaled);
                         WeightMatrix.PrepareOne(matrix, [x]);
                         Assert.Equal(kind is < 3 or 6, x.HalfScaled is not null);
-                        Assert.Equal(kind is < 3 or 6 && bits >= 256, x.HalfPairs is not null);
-                        foreach (var (start, end) in new[] { (0, rows), (1, rows), (3, 10) })
+                        Assert.Equal(kind is < 3 or 6 && bits == 256, x.HalfPairs is not null);
+                        foreach (var (start, end) in new[] { (0, rows), (1, rows), (3, 10), (2, 3), (4, 8) })
                         {
                             var output = new float[rows];
+                            Array.Fill(output, 12345f);
                             matrix.MatMul([x], 1, output, start, end);
+                            for (int r = 0; r < rows; r++)
+                                if (r < start || r >= end) Assert.True(output[r] == 12345f, $"n {n}, width {bits}, rows [{start}, {end}): row {r} was written");
                             for (int r = start; r < end; r++)
                                 Assert.True(reference[r] == BitConverter.SingleToInt32Bits(output[r]),
                                     $"n {n}, activation kind {kind}, width {bits}, rows [{start}, {end}): row {r} is {output[r]:R}, expected {BitConverter.Int32BitsToSingle(reference[r]):R}");

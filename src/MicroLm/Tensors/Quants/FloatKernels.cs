@@ -80,6 +80,32 @@ internal static class FloatRows
         }
     }
 
+    /// <summary>F32 decode of rows too long for four per pass, two per pass at 512 bits: each row is <see cref="Kernels.Dot"/>'s
+    /// pass (one 512-bit accumulator, term i in lane i mod 16, the documented fold), so the same bits; the pair two passes
+    /// ahead is prefetched at two rows' pace. `--decode-kernels` CPU time at AVX-512 (three alternations, this session's Zen 5
+    /// VM): 110M F32 18.8-19.9 → 16.6-17.4 ms, P70M 6.8-7.8 → 5.4-6.9, H1-90M 13.2-15.7 → 12.7-14.3; at AVX2 no clear gain
+    /// was measured, so 256 bits keeps one row at a time. The caller checks n (a positive multiple of 16) and the bounds.</summary>
+    public static unsafe void DotRowPairs(byte* rows, nint rowBytes, float* x, nuint n, float* output, nint pairs)
+    {
+        Span<float> four = stackalloc float[4];
+        for (nint p = 0; p < pairs; p++, rows += 2 * rowBytes, output += 2)
+        {
+            float* w0 = (float*)rows, w1 = (float*)(rows + rowBytes);
+            byte* ahead = rows + 4 * rowBytes;
+            var a0 = Vector512<float>.Zero; var a1 = Vector512<float>.Zero;
+            for (nuint i = 0; i < n; i += 16, ahead += 128)
+            {
+                IntegerDot.Prefetch(ahead);
+                IntegerDot.Prefetch(ahead + 64);
+                var xs = Vector512.Load(x + i);
+                a0 += Vector512.Load(w0 + i) * xs;
+                a1 += Vector512.Load(w1 + i) * xs;
+            }
+            Kernels.ReduceLanes4(a0, a1, a0, a1, four);
+            output[0] = four[0]; output[1] = four[1];
+        }
+    }
+
     /// <summary><see cref="DotRowGroups{TValues}"/> on 256-bit vectors (<see cref="Dot4Rows256{TValues}"/>'s pass; a
     /// method of its own for the same reason).</summary>
     private static unsafe void DotRowGroups256<TValues>(byte* rows, nint rowBytes, float* x, nuint n, float* output, nint groups)
@@ -274,7 +300,14 @@ internal sealed partial class F32Kernel : RowKernel
         fixed (byte* w = data)
         fixed (float* xv = x.Values)
         fixed (float* o = output)
+        {
             if (done > 0) FloatRows.DotRowGroups<Values>(w + (nint)rowStart * rowBytes, rowBytes, xv, (nuint)n, o + rowStart, done / 4);
+            else if (n > 0 && Kernels.VectorBits >= 512 && Kernels.AlternativeOrderForTests == 0)
+            {
+                done = (rowEnd - rowStart) & ~1;
+                if (done > 0) FloatRows.DotRowPairs(w + (nint)rowStart * rowBytes, rowBytes, xv, (nuint)n, o + rowStart, done / 2);
+            }
+        }
         var xs = new ReadOnlySpan<float>(x.Values, 0, n);
         for (int r = rowStart + done; r < rowEnd; r++)
             output[r] = Kernels.Dot(MemoryMarshal.Cast<byte, float>(data.Slice(r * rowBytes, 4 * n)), xs);
@@ -373,6 +406,7 @@ internal sealed partial class F16Kernel : RowKernel
     {
         if (Kernels.VectorBits < 256 || (x.Length & 15) != 0) base.Dot4Rows(rows, rowBytes, x, results);
         else if (x.HalfPairs is { } pairs && x.Length > 0) Pairs.Dot4Rows(ref MemoryMarshal.GetReference(rows), rowBytes, pairs, x.Length, results);
+        else if (x.HalfScaled is not null) FloatRows.Dot4Rows<Scaled>(rows, rowBytes, x, results);
         else FloatRows.Dot4Rows<Values>(rows, rowBytes, x, results);
     }
 
@@ -525,6 +559,82 @@ internal sealed partial class F16Kernel : RowKernel
             var (l2, h2) = Interleave(e2, o2); var (l3, h3) = Interleave(e3, o3);
             Kernels.ReduceLanes4(l0, h0, l1, h1, l2, h2, l3, h3, results);
         }
+
+        /// <summary>Two consecutive rows per pass (rows too long for four: n a positive multiple of 16), prefetching the
+        /// pair two passes ahead at two rows' pace; each row's lanes as <see cref="Dot"/>'s.</summary>
+        public static void Dot2Rows(ref byte w0, int rowBytes, float[] pairs, int n, Span<float> results)
+        {
+            ref byte w1 = ref Unsafe.Add(ref w0, rowBytes);
+            ref float xp = ref MemoryMarshal.GetArrayDataReference(pairs);
+            int ahead = 4 * rowBytes;
+            var xe = Vector256.LoadUnsafe(ref xp); var xo = Vector256.LoadUnsafe(ref xp, 8);
+            var z = Vector256<float>.Zero;
+            var e0 = z + EvenInPlace(ref w0, 0) * xe; var o0 = z + Odd(ref w0, 0) * xo;
+            var e1 = z + EvenInPlace(ref w1, 0) * xe; var o1 = z + Odd(ref w1, 0) * xo;
+            for (int i = 16; i < n; i += 16)
+            {
+                IntegerDot.Prefetch(ref w0, ahead + 4 * i);
+                xe = Vector256.LoadUnsafe(ref xp, (nuint)i); xo = Vector256.LoadUnsafe(ref xp, (nuint)i + 8);
+                e0 += Even(ref w0, i) * xe; o0 += Odd(ref w0, i) * xo;
+                e1 += Even(ref w1, i) * xe; o1 += Odd(ref w1, i) * xo;
+            }
+            var (l0, h0) = Interleave(e0, o0); var (l1, h1) = Interleave(e1, o1);
+            Span<float> four = stackalloc float[4];
+            Kernels.ReduceLanes4(l0, h0, l1, h1, l0, h0, l1, h1, four);
+            results[0] = four[0]; results[1] = four[1];
+        }
+    }
+
+    /// <summary>Decode of a row range: at 256 bits with the pair form, short rows four per pass (<see cref="Pairs.Dot4Rows"/>)
+    /// and long ones two per pass (<see cref="Pairs.Dot2Rows"/>); at 512 bits with the scaled form, long rows two per pass
+    /// (<see cref="Dot2RowsScaled512"/>) and short ones through <see cref="Dot4Rows"/> (<see cref="Scaled"/>'s widening
+    /// load, one per 16 halves: `--decode-kernels` 110M F16 at AVX-512 on this session's Zen 5 VM, per matrix, CPU time,
+    /// q 0.46-0.47 → 0.37 ms, up 1.23-1.31 → 0.97-1.09, the classifier 1.57-1.69 → 1.27-1.29 against the pair loops);
+    /// the rest one at a time. Every result has <see cref="Dot"/>'s bits.</summary>
+    public override void DecodeRows(ReadOnlySpan<byte> data, int rowBytes, Activation x, Span<float> output, int rowStart, int rowEnd)
+    {
+        int n = x.Length;
+        ref byte w = ref MemoryMarshal.GetReference(data);
+        int r = rowStart;
+        if (Kernels.VectorBits >= 512 && (n & 15) == 0 && n > 0 && x.HalfScaled is { } scaled && (long)n * 2 <= rowBytes && !PrefersFourRows(rowBytes))
+        {
+            CheckRange(data, rowBytes, output, rowStart, rowEnd);
+            for (; r + 2 <= rowEnd; r += 2) Dot2RowsScaled512(ref Unsafe.Add(ref w, (nint)r * rowBytes), rowBytes, scaled, n, output.Slice(r, 2));
+            if (r < rowEnd) output[r] = Dot(data.Slice(r * rowBytes, rowBytes), x);
+            return;
+        }
+        if (Kernels.VectorBits < 256 || (n & 15) != 0 || n == 0 || x.HalfPairs is not { } pairs || (long)n * 2 > rowBytes)
+        {
+            base.DecodeRows(data, rowBytes, x, output, rowStart, rowEnd);
+            return;
+        }
+        CheckRange(data, rowBytes, output, rowStart, rowEnd);
+        if (PrefersFourRows(rowBytes))
+            for (; r + 4 <= rowEnd; r += 4) Pairs.Dot4Rows(ref Unsafe.Add(ref w, (nint)r * rowBytes), rowBytes, pairs, n, output.Slice(r, 4));
+        else
+            for (; r + 2 <= rowEnd; r += 2) Pairs.Dot2Rows(ref Unsafe.Add(ref w, (nint)r * rowBytes), rowBytes, pairs, n, output.Slice(r, 2));
+        for (; r < rowEnd; r++) output[r] = Pairs.Dot(data.Slice(r * rowBytes, rowBytes), x, pairs);
+    }
+
+    /// <summary>Two long rows per pass at 512 bits (n a positive multiple of 16): <see cref="Dot{TValues}"/>'s 512-bit
+    /// loop over <see cref="Scaled"/> for each row (same products, same lanes, same fold, so the same bits), prefetching the
+    /// pair two passes ahead as <see cref="Pairs.Dot2Rows"/> does.</summary>
+    private static void Dot2RowsScaled512(ref byte w0, int rowBytes, float[] scaled, int n, Span<float> results)
+    {
+        ref byte w1 = ref Unsafe.Add(ref w0, rowBytes);
+        ref float xv = ref MemoryMarshal.GetArrayDataReference(scaled);
+        int ahead = 4 * rowBytes;
+        var a0 = Vector512<float>.Zero; var a1 = Vector512<float>.Zero;
+        for (int i = 0; i < n; i += 16)
+        {
+            IntegerDot.Prefetch(ref w0, ahead + 4 * i);
+            var xs = Vector512.LoadUnsafe(ref xv, (nuint)i);
+            a0 += Scaled.Load16(ref w0, i) * xs;
+            a1 += Scaled.Load16(ref w1, i) * xs;
+        }
+        Span<float> four = stackalloc float[4];
+        Kernels.ReduceLanes4(a0, a1, a0, a1, four);
+        results[0] = four[0]; results[1] = four[1];
     }
 
     /// <summary>Prefill, four rows per pass: the rows are converted once (exactly) and dotted with every token

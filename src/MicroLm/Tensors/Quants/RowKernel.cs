@@ -322,7 +322,7 @@ internal sealed partial class Activation
             Unsafe.Add(ref s, i) = x * factor;
         }
         _halfScaledState = exact ? 1 : 2;
-        _halfPairsReady = exact && Kernels.VectorBits >= 256 && Avx2.IsSupported;
+        _halfPairsReady = exact && Kernels.VectorBits == 256 && Avx2.IsSupported;
         if (_halfPairsReady) MakeHalfPairs(scaled);
     }
 
@@ -332,7 +332,8 @@ internal sealed partial class Activation
     /// <summary><see cref="HalfScaled"/> de-interleaved per 16 values, for the F16 decode loops of 256 bits (F16Kernel.Pairs),
     /// which take a row's 16 halves as 8 pairs in 32-bit lanes and convert the even and the odd halves apart: values 16g,
     /// 16g+2, …, 16g+14, then 16g+1, …, 16g+15, for the full groups of 16 (a tail is read from <see cref="Values"/>).
-    /// Made with <see cref="HalfScaled"/> where 256-bit vectors are in use; null when that is not, or when it is null.</summary>
+    /// Made with <see cref="HalfScaled"/> where 256-bit vectors are the widest in use; null otherwise (at 512 bits one widening
+    /// load per 16 halves measured faster, see F16Kernel.DecodeRows), or when <see cref="HalfScaled"/> is null.</summary>
     public float[]? HalfPairs => _halfScaledState == 1 && _halfPairsReady ? _halfPairs : null;
 
     private void MakeHalfPairs(float[] scaled)
