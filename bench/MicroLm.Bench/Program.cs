@@ -323,8 +323,11 @@ namespace MicroLm.Bench
         {
             try
             {
-                var line = File.ReadLines("/proc/cpuinfo").FirstOrDefault(l => l.StartsWith("model name", StringComparison.Ordinal));
-                if (line != null) return line[(line.IndexOf(':') + 1)..].Trim();
+                // "AMD EPYC" alone does not say which generation ran (the VM's CPU changes between sittings): add the family and model.
+                var lines = File.ReadLines("/proc/cpuinfo").Take(64).ToList();
+                string? Field(string name) => lines.FirstOrDefault(l => l.StartsWith(name, StringComparison.Ordinal) && l.IndexOf(':') is int c && c > 0 && l[..c].Trim() == name) is { } l ? l[(l.IndexOf(':') + 1)..].Trim() : null;
+                if (Field("model name") is { } model)
+                    return Field("cpu family") is { } family && Field("model") is { } number ? $"{model}, family {family} model {number}" : model;
             }
             catch (IOException) { }
             catch (UnauthorizedAccessException) { }
