@@ -102,7 +102,12 @@ internal static class IntegerDot
     /// <summary>The 8 group sums of Σ(n − 8)·x for 32 unpacked nibbles n (0..15, value order), AVX2: see <see cref="GroupsQ4"/>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<int> GroupsNibbles(Vector256<byte> nibbles, Vector256<sbyte> x, Vector256<int> groupSums8)
-        => Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(nibbles, x), Vector256<short>.One) - groupSums8;
+    {
+        // AVX-VNNI (Alder Lake and later, Zen 5) sums four u8·s8 products into the accumulator in one step, so starting
+        // from −8·Σx gives the same exact integers as the two widening steps and the subtraction.
+        if (AvxVnni.IsSupported) return AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero - groupSums8, nibbles, x);
+        return Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(nibbles, x), Vector256<short>.One) - groupSums8;
+    }
 
     /// <summary>A hint to fetch the cache line at <paramref name="at"/> + <paramref name="offset"/> (x86 only).
     /// Prefetches never fault, so the address may lie past the end of the weights.</summary>
