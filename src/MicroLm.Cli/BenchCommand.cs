@@ -160,10 +160,15 @@ public static class BenchTiming
         return Stats.Of(xs);
     }
 
-    public static string VectorDescription() =>
-        System.Runtime.Intrinsics.Vector512.IsHardwareAccelerated ? "Vector512"
-        : System.Runtime.Intrinsics.Vector256.IsHardwareAccelerated ? "Vector256"
-        : System.Runtime.Intrinsics.Vector128.IsHardwareAccelerated ? "Vector128" : "scalar";
+    /// <summary>The vector width the kernels run at, and AVX-VNNI where the quantized integer steps take it: DOTNET_EnableAVX512=0
+    /// leaves it on, so a 256-bit run on a CPU that has it is not what an AVX2-only CPU runs (DOTNET_EnableAVXVNNI=0 is).</summary>
+    public static string VectorDescription()
+    {
+        string width = System.Runtime.Intrinsics.Vector512.IsHardwareAccelerated ? "Vector512"
+            : System.Runtime.Intrinsics.Vector256.IsHardwareAccelerated ? "Vector256"
+            : System.Runtime.Intrinsics.Vector128.IsHardwareAccelerated ? "Vector128" : "scalar";
+        return System.Runtime.Intrinsics.X86.AvxVnni.IsSupported ? width + " + AVX-VNNI" : width;
+    }
 
     /// <summary>The JIT settings that matter for speed, as the environment sets them.</summary>
     public static string JitDescription()
