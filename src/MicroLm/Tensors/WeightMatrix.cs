@@ -54,13 +54,15 @@ internal sealed class WeightMatrix
             _kernel.DecodeRows(data, RowBytes, xs[0], output, rowStart, rowEnd);
             return;
         }
-        if (count > 1) rowStart = _kernel.PrefillRows(data, RowBytes, xs, count, output, Rows, rowStart, rowEnd);
         if (count > 1)
+        {
+            // Prefill, widest first: the kernel's whole-range path, then four rows, then two; the rest one at a time.
+            rowStart = _kernel.PrefillRows(data, RowBytes, xs, count, output, Rows, rowStart, rowEnd);
             for (; rowStart + 4 <= rowEnd; rowStart += 4)
                 if (!_kernel.DotManyRows4(data.Slice(rowStart * RowBytes, 4 * RowBytes), RowBytes, xs, count, output, Rows, rowStart)) break;
-        if (count > 1)
             for (; rowStart + 2 <= rowEnd; rowStart += 2)
                 _kernel.DotMany2(data.Slice(rowStart * RowBytes, 2 * RowBytes), RowBytes, xs, count, output, Rows, rowStart);
+        }
         for (int r = rowStart; r < rowEnd; r++)
             _kernel.DotMany(data.Slice(r * RowBytes, RowBytes), xs, count, output, Rows, r);
     }

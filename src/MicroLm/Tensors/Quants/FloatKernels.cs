@@ -80,26 +80,29 @@ internal static class FloatRows
         }
     }
 
-    /// <summary>F32 decode of rows too long for four per pass, two per pass at 512 bits: each row is <see cref="Kernels.Dot"/>'s
-    /// pass (one 512-bit accumulator, term i in lane i mod 16, the documented fold), so the same bits; the pair two passes
-    /// ahead is prefetched at two rows' pace. `--decode-kernels` CPU time at AVX-512 (three alternations, this session's Zen 5
-    /// VM): 110M F32 18.8-19.9 → 16.6-17.4 ms, P70M 6.8-7.8 → 5.4-6.9, H1-90M 13.2-15.7 → 12.7-14.3; at AVX2 no clear gain
-    /// was measured, so 256 bits keeps one row at a time. The caller checks n (a positive multiple of 16) and the bounds.</summary>
-    public static unsafe void DotRowPairs(byte* rows, nint rowBytes, float* x, nuint n, float* output, nint pairs)
+    /// <summary>Decode of rows too long for four per pass, two per pass at 512 bits (F32, and F16 over its scaled form):
+    /// each row is <see cref="Kernels.Dot"/>'s pass (one 512-bit accumulator, term i in lane i mod 16, the documented
+    /// fold), so the same bits; the pair two passes ahead is prefetched at two rows' pace. `--decode-kernels` CPU time at
+    /// AVX-512 (three alternations, Zen 5 VM): 110M F32 18.8-19.9 → 16.6-17.4 ms, P70M 6.8-7.8 → 5.4-6.9, H1-90M 13.2-15.7 →
+    /// 12.7-14.3; at AVX2 no clear gain was measured, so 256 bits keeps one row at a time (F16: the pair form's two-row
+    /// pass). The caller checks the width, n (a positive multiple of 16) and the bounds.</summary>
+    public static unsafe void DotRowPairs<TValues>(byte* rows, nint rowBytes, float* x, nuint n, float* output, nint pairs)
+        where TValues : struct, IFloatValues
     {
         Span<float> four = stackalloc float[4];
+        nuint step = (nuint)(16 * TValues.Size);
         for (nint p = 0; p < pairs; p++, rows += 2 * rowBytes, output += 2)
         {
-            float* w0 = (float*)rows, w1 = (float*)(rows + rowBytes);
-            byte* ahead = rows + 4 * rowBytes;
+            byte* w0 = rows, w1 = rows + rowBytes, ahead = rows + 4 * rowBytes;
             var a0 = Vector512<float>.Zero; var a1 = Vector512<float>.Zero;
-            for (nuint i = 0; i < n; i += 16, ahead += 128)
+            nuint o = 0;
+            for (nuint i = 0; i < n; i += 16, o += step, ahead += 2 * step)
             {
                 IntegerDot.Prefetch(ahead);
-                IntegerDot.Prefetch(ahead + 64);
+                if (TValues.Size == 4) IntegerDot.Prefetch(ahead + 64);
                 var xs = Vector512.Load(x + i);
-                a0 += Vector512.Load(w0 + i) * xs;
-                a1 += Vector512.Load(w1 + i) * xs;
+                a0 += TValues.Load16(ref *(w0 + o), 0) * xs;
+                a1 += TValues.Load16(ref *(w1 + o), 0) * xs;
             }
             Kernels.ReduceLanes4(a0, a1, a0, a1, four);
             output[0] = four[0]; output[1] = four[1];
@@ -305,7 +308,7 @@ internal sealed partial class F32Kernel : RowKernel
             else if (n > 0 && Kernels.VectorBits >= 512 && Kernels.AlternativeOrderForTests == 0)
             {
                 done = (rowEnd - rowStart) & ~1;
-                if (done > 0) FloatRows.DotRowPairs(w + (nint)rowStart * rowBytes, rowBytes, xv, (nuint)n, o + rowStart, done / 2);
+                if (done > 0) FloatRows.DotRowPairs<Values>(w + (nint)rowStart * rowBytes, rowBytes, xv, (nuint)n, o + rowStart, done / 2);
             }
         }
         var xs = new ReadOnlySpan<float>(x.Values, 0, n);
@@ -587,11 +590,11 @@ internal sealed partial class F16Kernel : RowKernel
 
     /// <summary>Decode of a row range: at 256 bits with the pair form, short rows four per pass (<see cref="Pairs.Dot4Rows"/>)
     /// and long ones two per pass (<see cref="Pairs.Dot2Rows"/>); at 512 bits with the scaled form, long rows two per pass
-    /// (<see cref="Dot2RowsScaled512"/>) and short ones through <see cref="Dot4Rows"/> (<see cref="Scaled"/>'s widening
+    /// (<see cref="FloatRows.DotRowPairs{TValues}"/>) and short ones through <see cref="Dot4Rows"/> (<see cref="Scaled"/>'s widening
     /// load, one per 16 halves: `--decode-kernels` 110M F16 at AVX-512 on this session's Zen 5 VM, per matrix, CPU time,
     /// q 0.46-0.47 → 0.37 ms, up 1.23-1.31 → 0.97-1.09, the classifier 1.57-1.69 → 1.27-1.29 against the pair loops);
     /// the rest one at a time. Every result has <see cref="Dot"/>'s bits.</summary>
-    public override void DecodeRows(ReadOnlySpan<byte> data, int rowBytes, Activation x, Span<float> output, int rowStart, int rowEnd)
+    public override unsafe void DecodeRows(ReadOnlySpan<byte> data, int rowBytes, Activation x, Span<float> output, int rowStart, int rowEnd)
     {
         int n = x.Length;
         ref byte w = ref MemoryMarshal.GetReference(data);
@@ -599,7 +602,12 @@ internal sealed partial class F16Kernel : RowKernel
         if (Kernels.VectorBits >= 512 && (n & 15) == 0 && n > 0 && x.HalfScaled is { } scaled && (long)n * 2 <= rowBytes && !PrefersFourRows(rowBytes))
         {
             CheckRange(data, rowBytes, output, rowStart, rowEnd);
-            for (; r + 2 <= rowEnd; r += 2) Dot2RowsScaled512(ref Unsafe.Add(ref w, (nint)r * rowBytes), rowBytes, scaled, n, output.Slice(r, 2));
+            int pairCount = (rowEnd - rowStart) / 2;
+            fixed (byte* rows = data)
+            fixed (float* xv = scaled)
+            fixed (float* o = output)
+                FloatRows.DotRowPairs<Scaled>(rows + (nint)rowStart * rowBytes, rowBytes, xv, (nuint)n, o + rowStart, pairCount);
+            r += 2 * pairCount;
             if (r < rowEnd) output[r] = Dot(data.Slice(r * rowBytes, rowBytes), x);
             return;
         }
@@ -614,27 +622,6 @@ internal sealed partial class F16Kernel : RowKernel
         else
             for (; r + 2 <= rowEnd; r += 2) Pairs.Dot2Rows(ref Unsafe.Add(ref w, (nint)r * rowBytes), rowBytes, pairs, n, output.Slice(r, 2));
         for (; r < rowEnd; r++) output[r] = Pairs.Dot(data.Slice(r * rowBytes, rowBytes), x, pairs);
-    }
-
-    /// <summary>Two long rows per pass at 512 bits (n a positive multiple of 16): <see cref="Dot{TValues}"/>'s 512-bit
-    /// loop over <see cref="Scaled"/> for each row (same products, same lanes, same fold, so the same bits), prefetching the
-    /// pair two passes ahead as <see cref="Pairs.Dot2Rows"/> does.</summary>
-    private static void Dot2RowsScaled512(ref byte w0, int rowBytes, float[] scaled, int n, Span<float> results)
-    {
-        ref byte w1 = ref Unsafe.Add(ref w0, rowBytes);
-        ref float xv = ref MemoryMarshal.GetArrayDataReference(scaled);
-        int ahead = 4 * rowBytes;
-        var a0 = Vector512<float>.Zero; var a1 = Vector512<float>.Zero;
-        for (int i = 0; i < n; i += 16)
-        {
-            IntegerDot.Prefetch(ref w0, ahead + 4 * i);
-            var xs = Vector512.LoadUnsafe(ref xv, (nuint)i);
-            a0 += Scaled.Load16(ref w0, i) * xs;
-            a1 += Scaled.Load16(ref w1, i) * xs;
-        }
-        Span<float> four = stackalloc float[4];
-        Kernels.ReduceLanes4(a0, a1, a0, a1, four);
-        results[0] = four[0]; results[1] = four[1];
     }
 
     /// <summary>Prefill, four rows per pass: the rows are converted once (exactly) and dotted with every token
