@@ -145,7 +145,8 @@ public class DecodeKernelTests
     /// rows of 128 and 512 values (Pythia's classifier rows) and others below and above the four-row limit, with and
     /// without a tail past 16; 50 rows (many groups, so the walk and its prefetch cross several of them) and 11 (a
     /// multiple of no pass); ranges that start and end off the four-row grid, a range of one row and an empty one, with
-    /// the outputs outside the range left alone; weights and activations that are subnormal, ±0, huge, ±inf or NaN.</summary>
+    /// the outputs outside the range left alone; weights and activations that are subnormal, ±0, huge, ±inf or NaN; the
+    /// weights both on 64-byte lines and 32 bytes off them (the walk picks its pass by alignment).</summary>
     [Fact]
     public void F32DecodeOfARowRangeEqualsDotRowByRowAtEveryWidth()
     {
@@ -166,10 +167,13 @@ public class DecodeKernelTests
                 if (rows == 50) { w[7 * n + 3] = float.PositiveInfinity; w[9 * n] = float.NaN; w[10 * n + n - 1] = float.NegativeInfinity; }
                 var data = new byte[w.Length * 4];
                 Buffer.BlockCopy(w, 0, data, 0, data.Length);
-                var file = MicroLm.Gguf.GgufFile.FromMemory(new MicroLm.Gguf.GgufWriter().Add("general.architecture", "llama").AddTensor("w", GgmlType.F32, [n, rows], data).ToArray());
-                var matrix = new WeightMatrix(file, file.Tensors[0]);
+                byte[] gguf = new MicroLm.Gguf.GgufWriter().Add("general.architecture", "llama").AddTensor("w", GgmlType.F32, [n, rows], data).ToArray();
+                foreach (int misalignment in new[] { 0, 32 })
                 foreach (int kind in new[] { 0, 1, 2 })
                 {
+                    var file = MicroLm.Gguf.GgufFile.FromMemory(PlaceTensorData(gguf, misalignment));
+                    var matrix = new WeightMatrix(file, file.Tensors[0]);
+                    Assert.Equal(misalignment, (int)(AddressOf(file.GetTensorData(file.Tensors[0])) & 63));
                     var x = new Activation(n);
                     for (int i = 0; i < n; i++)
                         x.Values[i] = kind switch
@@ -202,7 +206,7 @@ public class DecodeKernelTests
                                     // A NaN matches any NaN (its sign follows the order of an add's operands; docs/determinism.md, "NaN").
                                     if (float.IsNaN(BitConverter.Int32BitsToSingle(expected)) && float.IsNaN(output[r])) continue;
                                     Assert.True(expected == BitConverter.SingleToInt32Bits(output[r]),
-                                        $"n {n}, {rows} rows, activation kind {kind}, width {bits}, rows [{start}, {end}): row {r} is {output[r]:R}, expected {BitConverter.Int32BitsToSingle(expected):R}");
+                                        $"n {n}, {rows} rows, weights {misalignment} bytes off a line, activation kind {kind}, width {bits}, rows [{start}, {end}): row {r} is {output[r]:R}, expected {BitConverter.Int32BitsToSingle(expected):R}");
                                 }
                             }
                         }
@@ -210,6 +214,24 @@ public class DecodeKernelTests
                     finally { Kernels.VectorBits = saved; }
                 }
             }
+    }
+
+    /// <summary>A copy of a GGUF file in pinned memory, placed so that its (first) tensor's data starts
+    /// <paramref name="misalignment"/> bytes past a 64-byte line.</summary>
+    private static unsafe ReadOnlyMemory<byte> PlaceTensorData(byte[] gguf, int misalignment)
+    {
+        long dataStart = MicroLm.Gguf.GgufFile.FromMemory(gguf) is var f ? f.DataOffset + f.Tensors[0].Offset : 0;
+        var buffer = GC.AllocateUninitializedArray<byte>(gguf.Length + 64, pinned: true);
+        long at;
+        fixed (byte* p = buffer) at = (long)p;
+        int shift = (int)(((misalignment - at - dataStart) % 64 + 64) % 64);
+        gguf.CopyTo(buffer, shift);
+        return buffer.AsMemory(shift, gguf.Length);
+    }
+
+    private static unsafe long AddressOf(ReadOnlyMemory<byte> pinned)
+    {
+        fixed (byte* p = pinned.Span) return (long)p;
     }
 
     /// <summary><see cref="Kernels.AllFinite"/> (the logits and hidden-state check) at every width equals float.IsFinite over

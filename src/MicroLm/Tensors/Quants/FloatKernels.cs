@@ -55,11 +55,14 @@ internal static class FloatRows
     /// <paramref name="rows"/> (pinned) dotted with <paramref name="x"/> (n values, a multiple of 16), results to
     /// output[0..]. Each group of four is <see cref="Dot4Rows{TValues}"/>'s pass (same operations, same bits), but the
     /// loop over groups walks weights, prefetches and outputs by pointer, so a 50,304-row classifier of 128-value rows
-    /// pays no call, slice or copy per four rows. The caller checks the width (≥ 256) and the bounds.</summary>
+    /// pays no call, slice or copy per four rows. F32 rows off 64-byte lines take the 256-bit pass even at 512 bits (same
+    /// lanes and bits; see <see cref="Kernels.DotStreamed"/>): `--decode-kernels --formats F32` (CPU time, Zen 5, AVX-512,
+    /// three alternations, together with DotStreamed) P14M 9.8-10.4 → 10.9-11.1 GMAC/s, 15M 8.6-9.1 → 9.2-9.6, P70M
+    /// 5.6-7.8 → 7.4-8.7. The caller checks the width (≥ 256) and the bounds.</summary>
     public static unsafe void DotRowGroups<TValues>(byte* rows, nint rowBytes, float* x, nuint n, float* output, nint groups)
         where TValues : struct, IFloatValues
     {
-        if (Kernels.VectorBits < 512) { DotRowGroups256<TValues>(rows, rowBytes, x, n, output, groups); return; }
+        if (Kernels.VectorBits < 512 || (TValues.Size == 4 && (((nint)rows | rowBytes) & 63) != 0)) { DotRowGroups256<TValues>(rows, rowBytes, x, n, output, groups); return; }
         nuint step = (nuint)(16 * TValues.Size);
         for (byte* w0 = rows, end = rows + 4 * rowBytes * groups; w0 < end; w0 += 4 * rowBytes, output += 4)
         {
@@ -80,12 +83,11 @@ internal static class FloatRows
         }
     }
 
-    /// <summary>Decode of rows too long for four per pass, two per pass at 512 bits (F32, and F16 over its scaled form):
-    /// each row is <see cref="Kernels.Dot"/>'s pass (one 512-bit accumulator, term i in lane i mod 16, the documented
-    /// fold), so the same bits; the pair two passes ahead is prefetched at two rows' pace. `--decode-kernels` CPU time at
-    /// AVX-512 (three alternations, Zen 5 VM): 110M F32 18.8-19.9 → 16.6-17.4 ms, P70M 6.8-7.8 → 5.4-6.9, H1-90M 13.2-15.7 →
-    /// 12.7-14.3; at AVX2 no clear gain was measured, so 256 bits keeps one row at a time (F16: the pair form's two-row
-    /// pass). The caller checks the width, n (a positive multiple of 16) and the bounds.</summary>
+    /// <summary>Decode of rows too long for four per pass, two per pass at 512 bits (F16 over its scaled form, and F32 rows
+    /// on 64-byte lines; misaligned F32 rows stream one at a time, <see cref="Kernels.DotStreamed"/>): each row is
+    /// <see cref="Kernels.Dot"/>'s pass (one 512-bit accumulator, term i in lane i mod 16, the documented fold), so the
+    /// same bits; the pair two passes ahead is prefetched at two rows' pace. At AVX2 F16 takes the pair form's two-row
+    /// pass. The caller checks the width, n (a positive multiple of 16) and the bounds.</summary>
     public static unsafe void DotRowPairs<TValues>(byte* rows, nint rowBytes, float* x, nuint n, float* output, nint pairs)
         where TValues : struct, IFloatValues
     {
@@ -292,8 +294,9 @@ internal sealed partial class F32Kernel : RowKernel
     }
 
     /// <summary>Decode of a row range in one call (no per-row or per-four-rows call): short rows four per pass
-    /// (<see cref="FloatRows.DotRowGroups{TValues}"/>), the rest and long rows one at a time through
-    /// <see cref="Kernels.Dot"/>. Every result has Dot's bits.</summary>
+    /// (<see cref="FloatRows.DotRowGroups{TValues}"/>), long rows on 64-byte lines two per pass at 512 bits
+    /// (<see cref="FloatRows.DotRowPairs{TValues}"/>), the rest one at a time through <see cref="Kernels.DotStreamed"/>.
+    /// Every result has Dot's bits.</summary>
     public override unsafe void DecodeRows(ReadOnlySpan<byte> data, int rowBytes, Activation x, Span<float> output, int rowStart, int rowEnd)
     {
         CheckRange(data, rowBytes, output, rowStart, rowEnd);
@@ -304,16 +307,19 @@ internal sealed partial class F32Kernel : RowKernel
         fixed (float* xv = x.Values)
         fixed (float* o = output)
         {
-            if (done > 0) FloatRows.DotRowGroups<Values>(w + (nint)rowStart * rowBytes, rowBytes, xv, (nuint)n, o + rowStart, done / 4);
-            else if (n > 0 && Kernels.VectorBits >= 512 && Kernels.AlternativeOrderForTests == 0)
+            byte* first = w + (nint)rowStart * rowBytes;
+            if (done > 0) FloatRows.DotRowGroups<Values>(first, rowBytes, xv, (nuint)n, o + rowStart, done / 4);
+            else if (n > 0 && Kernels.VectorBits >= 512 && Kernels.AlternativeOrderForTests == 0 && (((nint)first | rowBytes) & 63) == 0)
             {
+                // Rows on 64-byte lines: two per pass at 512 bits. Misaligned rows (a GGUF file aligns tensors to 32
+                // bytes) would split every 512-bit load across two lines; they stream one at a time (DotStreamed).
                 done = (rowEnd - rowStart) & ~1;
-                if (done > 0) FloatRows.DotRowPairs<Values>(w + (nint)rowStart * rowBytes, rowBytes, xv, (nuint)n, o + rowStart, done / 2);
+                if (done > 0) FloatRows.DotRowPairs<Values>(first, rowBytes, xv, (nuint)n, o + rowStart, done / 2);
             }
         }
         var xs = new ReadOnlySpan<float>(x.Values, 0, n);
         for (int r = rowStart + done; r < rowEnd; r++)
-            output[r] = Kernels.Dot(MemoryMarshal.Cast<byte, float>(data.Slice(r * rowBytes, 4 * n)), xs);
+            output[r] = Kernels.DotStreamed(MemoryMarshal.Cast<byte, float>(data.Slice(r * rowBytes, 4 * n)), xs);
     }
 }
 
