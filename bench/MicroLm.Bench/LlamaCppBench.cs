@@ -32,7 +32,9 @@ internal sealed class LlamaCppBench : IDisposable
         _configured = true;
     }
 
-    public LlamaCppBench(string path, int threads, int contextSize, int batch)
+    /// <param name="inMemory">false: the file is mapped (llama.cpp's own default, llama_model_default_params; LLamaSharp's
+    /// ModelParams would otherwise read it into memory); true: read into memory (load mode none).</param>
+    public LlamaCppBench(string path, int threads, int contextSize, int batch, bool inMemory)
     {
         Configure();
         var p = new ModelParams(path)
@@ -46,6 +48,7 @@ internal sealed class LlamaCppBench : IDisposable
             TypeK = GGMLType.GGML_TYPE_F32,
             TypeV = GGMLType.GGML_TYPE_F32,
             FlashAttention = false,
+            LoadMode = inMemory ? LLamaLoadMode.None : LLamaLoadMode.MemoryMap,
         };
         _weights = LLamaWeights.LoadFromFile(p);
         _context = _weights.CreateContext(p);

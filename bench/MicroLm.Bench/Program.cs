@@ -61,9 +61,12 @@ namespace MicroLm.Bench
     {
         public const string Usage = """
             usage: dotnet run -c Release --project bench/MicroLm.Bench -- [--shapes 15M,110M,H1-90M,P14M,P70M] [--formats F32,F16,Q8_0,Q4_0]
-                   [--threads 1,2] [--reps N] [-p 128] [-n 128] [--isa avx2|avx512|native] [--write-docs] [--profile] [--determinism-cost] [--prefill-kernels] [--decode-kernels]
+                   [--threads 1,2] [--reps N] [-p 128] [-n 128] [--isa avx2|avx512|native] [--load mapped|memory] [--write-docs] [--profile] [--determinism-cost] [--prefill-kernels] [--decode-kernels]
               --isa         the instruction-set level of both engines: MicroLm's JIT (avx2 sets DOTNET_EnableAVX512=0 in a
                             child run) and LLamaSharp's matching llama.cpp build; native (default) is the best this CPU runs
+              --load        how both engines hold the weights: mapped (default; MicroLm's Model.Load(path) and llama.cpp's
+                            own default, LLAMA_LOAD_MODE_MMAP) or memory (both read the file into process memory: MicroLm's
+                            Model.Load(bytes), as `microlm --no-mmap`, and llama.cpp's load mode none, LLamaSharp's default)
               --settle-ms   idle time before each timed run (default 100; llama.cpp's workers spin after a run)
               --write-docs  put the table into docs/performance.md between <!-- bench:begin --> and <!-- bench:end -->
                             (--isa avx2 / avx512: the bench-avx2 / bench-avx512 markers)
@@ -84,6 +87,10 @@ namespace MicroLm.Bench
         public int SettleMs = 100;
         public bool WriteDocs, Profile, DeterminismCost, WriteModels, PrefillKernels, DecodeKernels, Help;
         public IsaLevel Isa = IsaLevel.Native;
+        /// <summary>Both engines map the file (the default of each) or both read it into memory: on Linux, memory the
+        /// process allocates is backed by transparent huge pages and a file mapping mostly by 4 KB pages, which changes
+        /// how fast a token streams its weights (docs/performance.md, "Mapped or in memory").</summary>
+        public bool InMemory;
         private bool _formatsGiven, _shapesGiven, _repsGiven;
 
         public static BenchArgs Parse(string[] args)
@@ -104,6 +111,12 @@ namespace MicroLm.Bench
                     case "-p": a.Prompt = Int(); break;
                     case "-n": a.Gen = Int(); break;
                     case "--isa": a.Isa = MicroLm.Bench.Isa.Parse(Value()); break;
+                    case "--load": a.InMemory = Value() switch
+                    {
+                        "mapped" => false,
+                        "memory" => true,
+                        var v => throw new ArgumentException($"--load expects mapped or memory, not '{v}'"),
+                    }; break;
                     case "--write-docs": a.WriteDocs = true; break;
                     case "--settle-ms": a.SettleMs = int.TryParse(Value(), NumberStyles.Integer, CultureInfo.InvariantCulture, out int ms) && ms >= 0 ? ms
                         : throw new ArgumentException("--settle-ms expects a non-negative integer"); break;
@@ -143,11 +156,15 @@ namespace MicroLm.Bench
     /// <summary>The interleaved MicroLm / llama.cpp comparison table.</summary>
     internal static class Comparison
     {
+        public static string LoadDescription(BenchArgs a) => a.InMemory
+            ? "read into memory by both engines (--load memory)"
+            : "memory-mapped by both engines (--load mapped, each engine's default)";
+
         public static int Run(BenchArgs a)
         {
             var started = DateTime.UtcNow;
             LlamaCppBench.Configure(a.Isa);
-            Console.Error.WriteLine($"MicroLm: {BenchTiming.VectorDescription()}; llama.cpp: {LlamaCppBench.Version()}");
+            Console.Error.WriteLine($"MicroLm: {BenchTiming.VectorDescription()}; llama.cpp: {LlamaCppBench.Version()}; weights {LoadDescription(a)}");
             var bandwidths = new List<string>();
             var rows = new List<string>
             {
@@ -160,7 +177,7 @@ namespace MicroLm.Bench
             foreach (var format in a.Formats)
             {
                 string path = BenchModels.Ensure(shape, format, Console.Error);
-                using var model = Model.Load(path);
+                using var model = a.InMemory ? Model.Load(File.ReadAllBytes(path)) : Model.Load(path);
                 var prompt = BenchTokens.Prompt(a.Prompt, model.Config.VocabSize, model.Tokenizer.BosId);
                 var gen = BenchTokens.Generation(a.Gen, model.Config.VocabSize, model.Tokenizer.BosId);
                 long weightBytes = MemoryBound.BytesPerToken(model.File);
@@ -171,7 +188,7 @@ namespace MicroLm.Bench
                 {
                     using var session = model.CreateSession(contextLength: ctx, threads: threads, maxBatch: a.Prompt);
                     var ours = new SessionBench(session);
-                    using var theirs = new LlamaCppBench(path, threads, ctx, a.Prompt);
+                    using var theirs = new LlamaCppBench(path, threads, ctx, a.Prompt, a.InMemory);
                     // Warm-up on a short prompt and a few tokens: the same code paths as the timed runs (a batch,
                     // then single tokens), so the JIT reaches tier 1 without minutes of 110M-sized work.
                     var shortPrompt = prompt[..System.Math.Min(16, prompt.Length)];
@@ -300,7 +317,7 @@ namespace MicroLm.Bench
             block.AppendLine(Begin);
             block.AppendLine($"Measured {started:yyyy-MM-dd} on {Machine.Cpu()} ({Environment.ProcessorCount} logical cores), " +
                              $"{RuntimeInformation.FrameworkDescription} ({RuntimeInformation.ProcessArchitecture}, {BenchTiming.VectorDescription()}, " +
-                             $"tiered compilation + dynamic PGO, measured after warm-up), against {LlamaCppBench.Version()}; --isa {a.Isa.ToString().ToLowerInvariant()}. " +
+                             $"tiered compilation + dynamic PGO, measured after warm-up), against {LlamaCppBench.Version()}; --isa {a.Isa.ToString().ToLowerInvariant()}; weights {Comparison.LoadDescription(a)}. " +
                              $"Memory bound: weight bytes read per evaluation ÷ the single-thread read bandwidth over a working set of that size, measured in the same run ({string.Join("; ", bandwidths)}). " +
                              $"{a.Reps} interleaved repetitions per cell, each after {a.SettleMs} ms idle, mean ± sd; the whole run took {elapsed.TotalMinutes:F1} min.");
             block.AppendLine();
