@@ -14,6 +14,12 @@ internal static class FloatRows
     /// rows share L1 sets 4 KB apart); on 1.5 KB rows they were ~10 % faster.</summary>
     public const int MaxFourRowBytes = 2048;
 
+    /// <summary>Largest F32 rows decoded four per pass when they are not on 64-byte lines at 512 bits (longer ones stream
+    /// one at a time). Measured (`--decode-kernels --formats F32`, CPU time, Zen 5, three alternations, against 2048): at
+    /// AVX2 15M (1152-byte rows) 9.7-10.1 → 11.0-11.2 GMAC/s, P70M (2048) 5.9-6.7 → 7.2-9.9, H1-90M 5.8-6.1 → 6.9-8.3;
+    /// at AVX-512 15M 8.7-10.4 → 11.6-12.1, P70M 5.9-8.9 → 9.9-10.4; P14M's 512-byte rows want four per pass.</summary>
+    public const int MaxF32FourRowBytesOffLine = 1024;
+
 
     /// <summary>Largest four rows (as floats) that prefill's four-row tile takes. They are read again for every pair of
     /// tokens, from L2 once past L1: measured (`--prefill-kernels`, CPU time) that is still far faster than one row at a
@@ -284,8 +290,9 @@ internal sealed partial class F32Kernel : RowKernel
     }
 
     /// <summary>Decode over four short rows at once (<see cref="FloatRows.Dot4Rows{TValues}"/>); long rows
-    /// stream one at a time (see <see cref="FloatRows.MaxFourRowBytes"/>).</summary>
-    public override bool PrefersFourRows(int rowBytes) => Kernels.VectorBits >= 256 && rowBytes <= FloatRows.MaxFourRowBytes;
+    /// stream one at a time (see <see cref="FloatRows.MaxF32FourRowBytesOffLine"/>; <see cref="DecodeRows"/> also takes
+    /// rows up to <see cref="FloatRows.MaxFourRowBytes"/> four at a time when they are on 64-byte lines at 512 bits).</summary>
+    public override bool PrefersFourRows(int rowBytes) => Kernels.VectorBits >= 256 && rowBytes <= FloatRows.MaxF32FourRowBytesOffLine;
 
     public override void Dot4Rows(ReadOnlySpan<byte> rows, int rowBytes, Activation x, Span<float> results)
     {
@@ -294,7 +301,7 @@ internal sealed partial class F32Kernel : RowKernel
     }
 
     /// <summary>Decode of a row range in one call (no per-row or per-four-rows call): short rows four per pass
-    /// (<see cref="FloatRows.DotRowGroups{TValues}"/>), long rows on 64-byte lines two per pass at 512 bits
+    /// (<see cref="FloatRows.DotRowGroups{TValues}"/>; see <see cref="PrefersFourRows"/>), long rows on 64-byte lines two per pass at 512 bits
     /// (<see cref="FloatRows.DotRowPairs{TValues}"/>), the rest one at a time through <see cref="Kernels.DotStreamed"/>.
     /// Every result has Dot's bits.</summary>
     public override unsafe void DecodeRows(ReadOnlySpan<byte> data, int rowBytes, Activation x, Span<float> output, int rowStart, int rowEnd)
@@ -302,17 +309,23 @@ internal sealed partial class F32Kernel : RowKernel
         CheckRange(data, rowBytes, output, rowStart, rowEnd);
         int n = x.Length;
         if (Kernels.VectorBits < 256 || (n & 15) != 0 || (long)n * 4 > rowBytes) { base.DecodeRows(data, rowBytes, x, output, rowStart, rowEnd); return; }
-        int done = PrefersFourRows(rowBytes) ? (rowEnd - rowStart) & ~3 : 0;
+        int done = 0;
         fixed (byte* w = data)
         fixed (float* xv = x.Values)
         fixed (float* o = output)
         {
             byte* first = w + (nint)rowStart * rowBytes;
-            if (done > 0) FloatRows.DotRowGroups<Values>(first, rowBytes, xv, (nuint)n, o + rowStart, done / 4);
-            else if (n > 0 && Kernels.VectorBits >= 512 && Kernels.AlternativeOrderForTests == 0 && (((nint)first | rowBytes) & 63) == 0)
+            // Rows on 64-byte lines take the 512-bit passes (four rows up to MaxFourRowBytes, then two). Rows off them (a
+            // GGUF file aligns tensors to 32 bytes) would split every 512-bit load across two lines: past
+            // MaxF32FourRowBytesOffLine they stream one at a time (DotStreamed).
+            bool lined = Kernels.VectorBits >= 512 && (((nint)first | rowBytes) & 63) == 0;
+            if (PrefersFourRows(rowBytes) || (lined && rowBytes <= FloatRows.MaxFourRowBytes))
             {
-                // Rows on 64-byte lines: two per pass at 512 bits. Misaligned rows (a GGUF file aligns tensors to 32
-                // bytes) would split every 512-bit load across two lines; they stream one at a time (DotStreamed).
+                done = (rowEnd - rowStart) & ~3;
+                if (done > 0) FloatRows.DotRowGroups<Values>(first, rowBytes, xv, (nuint)n, o + rowStart, done / 4);
+            }
+            else if (n > 0 && lined && Kernels.AlternativeOrderForTests == 0)
+            {
                 done = (rowEnd - rowStart) & ~1;
                 if (done > 0) FloatRows.DotRowPairs<Values>(first, rowBytes, xv, (nuint)n, o + rowStart, done / 2);
             }
