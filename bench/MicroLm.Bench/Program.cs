@@ -66,7 +66,7 @@ namespace MicroLm.Bench
                             child run) and LLamaSharp's matching llama.cpp build; native (default) is the best this CPU runs
               --load        how both engines hold the weights: mapped (default; MicroLm's Model.Load(path) and llama.cpp's
                             own default, LLAMA_LOAD_MODE_MMAP) or memory (both read the file into process memory: MicroLm's
-                            Model.Load(bytes), as `microlm --no-mmap`, and llama.cpp's load mode none, LLamaSharp's default)
+                            Model.Load of the file's stream, as `microlm --no-mmap`, and llama.cpp's load mode none, LLamaSharp's default)
               --settle-ms   idle time before each timed run (default 100; llama.cpp's workers spin after a run)
               --write-docs  put the table into docs/performance.md between <!-- bench:begin --> and <!-- bench:end -->
                             (--isa avx2 / avx512: the bench-avx2 / bench-avx512 markers)
@@ -156,6 +156,13 @@ namespace MicroLm.Bench
     /// <summary>The interleaved MicroLm / llama.cpp comparison table.</summary>
     internal static class Comparison
     {
+        /// <summary>The file read into memory, as `microlm --no-mmap` reads it (Model.Load of a stream).</summary>
+        private static Model LoadIntoMemory(string path)
+        {
+            using var stream = File.OpenRead(path);
+            return Model.Load(stream);
+        }
+
         public static string LoadDescription(BenchArgs a) => a.InMemory
             ? "read into memory by both engines (--load memory)"
             : "memory-mapped by both engines (--load mapped, each engine's default)";
@@ -177,7 +184,7 @@ namespace MicroLm.Bench
             foreach (var format in a.Formats)
             {
                 string path = BenchModels.Ensure(shape, format, Console.Error);
-                using var model = a.InMemory ? Model.Load(File.ReadAllBytes(path)) : Model.Load(path);
+                using var model = a.InMemory ? LoadIntoMemory(path) : Model.Load(path);
                 var prompt = BenchTokens.Prompt(a.Prompt, model.Config.VocabSize, model.Tokenizer.BosId);
                 var gen = BenchTokens.Generation(a.Gen, model.Config.VocabSize, model.Tokenizer.BosId);
                 long weightBytes = MemoryBound.BytesPerToken(model.File);
