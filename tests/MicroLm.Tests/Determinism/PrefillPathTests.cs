@@ -144,6 +144,9 @@ public class PrefillPathTests
         SameBits(reference, AllLogits(model, threads: 3, batch: 0, prompt), $"{family} {type}, 3 threads");
         SameBits(reference, AllLogits(model, threads: 2, batch: 5, prompt), $"{family} {type}, 2 threads, batches of 5");
         SameBits(reference, AllLogits(model, threads: 1, batch: 1, prompt), $"{family} {type}, token by token");
+        // The narrower widths' batch tiles (AVX2's 2 × 4 quantized passes, the 256-bit float tiles) give the same bits.
+        foreach (int bits in Widths.Where(b => b is > 0 and < 512))
+            SameBits(reference, At(bits, () => AllLogits(model, threads: 1, batch: 0, prompt)), $"{family} {type}, batch at {bits} bits");
     }
 
     [SharedTheory]
