@@ -20,6 +20,11 @@ internal static class FloatRows
     /// at AVX-512 15M 8.7-10.4 → 11.6-12.1, P70M 5.9-8.9 → 9.9-10.4; P14M's 512-byte rows want four per pass.</summary>
     public const int MaxF32FourRowBytesOffLine = 1024;
 
+    /// <summary>Whether every row of a run starts on a 64-byte line (the run's start and the row length both multiples of
+    /// 64), so a 512-bit load of F32 values never straddles two lines. A GGUF file aligns tensors to 32 bytes, so its
+    /// rows often are not; off a line, F32 rows take the 256-bit passes (same lanes, same bits).</summary>
+    public static unsafe bool OnLines(byte* rows, nint rowBytes) => (((nint)rows | rowBytes) & 63) == 0;
+
 
     /// <summary>Largest four rows (as floats) that prefill's four-row tile takes. They are read again for every pair of
     /// tokens, from L2 once past L1: measured (`--prefill-kernels`, CPU time) that is still far faster than one row at a
@@ -68,7 +73,7 @@ internal static class FloatRows
     public static unsafe void DotRowGroups<TValues>(byte* rows, nint rowBytes, float* x, nuint n, float* output, nint groups)
         where TValues : struct, IFloatValues
     {
-        if (Kernels.VectorBits < 512 || (TValues.Size == 4 && (((nint)rows | rowBytes) & 63) != 0)) { DotRowGroups256<TValues>(rows, rowBytes, x, n, output, groups); return; }
+        if (Kernels.VectorBits < 512 || (TValues.Size == 4 && !OnLines(rows, rowBytes))) { DotRowGroups256<TValues>(rows, rowBytes, x, n, output, groups); return; }
         nuint step = (nuint)(16 * TValues.Size);
         for (byte* w0 = rows, end = rows + 4 * rowBytes * groups; w0 < end; w0 += 4 * rowBytes, output += 4)
         {
@@ -318,7 +323,7 @@ internal sealed partial class F32Kernel : RowKernel
             // Rows on 64-byte lines take the 512-bit passes (four rows up to MaxFourRowBytes, then two). Rows off them (a
             // GGUF file aligns tensors to 32 bytes) would split every 512-bit load across two lines: past
             // MaxF32FourRowBytesOffLine they stream one at a time (DotStreamed).
-            bool lined = Kernels.VectorBits >= 512 && (((nint)first | rowBytes) & 63) == 0;
+            bool lined = Kernels.VectorBits >= 512 && FloatRows.OnLines(first, rowBytes);
             if (PrefersFourRows(rowBytes) || (lined && rowBytes <= FloatRows.MaxFourRowBytes))
             {
                 done = (rowEnd - rowStart) & ~3;
