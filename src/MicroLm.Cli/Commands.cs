@@ -117,7 +117,7 @@ public static class Commands
         if (o.Has("--no-mmap"))
         {
             var info = new FileInfo(path);
-            if (info.Exists && info.Length > Array.MaxLength - 64) throw new MicroLmException($"{path} is too large to read into memory ({info.Length:N0} bytes)");
+            if (info.Exists && info.Length > Model.MaxBytesInMemory) throw new MicroLmException($"{path} is too large to read into memory ({info.Length:N0} bytes)");
             if (!info.Exists) throw new FileNotFoundException($"no such file: {path}", path);
             using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 1);
             return Model.Load(stream, Backend(o));

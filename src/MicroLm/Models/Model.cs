@@ -63,12 +63,15 @@ public sealed class Model : IDisposable
             return ReadIntoMemory(copy);
         }
         long length = stream.Length - stream.Position;
-        if (length > Array.MaxLength - 64) throw new MicroLmException($"the stream holds {length:N0} bytes, more than one buffer can (load it from a path instead)");
+        if (length > MaxBytesInMemory) throw new MicroLmException($"the stream holds {length:N0} bytes, more than one buffer can (load it from a path instead)");
         var buffer = GC.AllocateUninitializedArray<byte>((int)length + 63, pinned: true);
         int start = LineOffset(buffer);
         stream.ReadExactly(buffer, start, (int)length);
         return buffer.AsMemory(start, (int)length);
     }
+
+    /// <summary>The largest file <see cref="Load(Stream, ModelOptions?)"/> reads into memory: one array, with room to start on a line.</summary>
+    internal static long MaxBytesInMemory => Array.MaxLength - 63;
 
     /// <summary>Bytes from the start of a pinned array's data to the next 64-byte line.</summary>
     private static unsafe int LineOffset(byte[] pinned)
