@@ -457,7 +457,7 @@ internal static class DeterminismCost
     {
         int rows = m.W.Rows, blocks = m.W.Columns / 32, rowBytes = m.W.RowBytes, pairs = blocks & ~1;
         ref byte pw = ref MemoryMarshal.GetReference(m.Data.Span);
-        ref sbyte q = ref MemoryMarshal.GetArrayDataReference(x.Q8);
+        ref sbyte q = ref MemoryMarshal.GetReference(x.Q8);
         ref float sc = ref MemoryMarshal.GetArrayDataReference(x.Q8Scales);
         int r = 0;
         for (; r + 4 <= rows; r += 4)
@@ -512,7 +512,7 @@ internal static class DeterminismCost
     {
         int rows = m.W.Rows, blocks = m.W.Columns / 32, rowBytes = m.W.RowBytes, pairs = blocks & ~1;
         ref byte pw = ref MemoryMarshal.GetReference(m.Data.Span);
-        ref sbyte q = ref MemoryMarshal.GetArrayDataReference(x.Q8);
+        ref sbyte q = ref MemoryMarshal.GetReference(x.Q8);
         ref float sc = ref MemoryMarshal.GetArrayDataReference(x.Q8Scales);
         for (int r = 0; r < rows; r++)
         {

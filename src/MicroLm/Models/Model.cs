@@ -64,20 +64,14 @@ public sealed class Model : IDisposable
         }
         long length = stream.Length - stream.Position;
         if (length > MaxBytesInMemory) throw new MicroLmException($"the stream holds {length:N0} bytes, more than one buffer can (load it from a path instead)");
-        var buffer = GC.AllocateUninitializedArray<byte>((int)length + 63, pinned: true);
-        int start = LineOffset(buffer);
+        var buffer = GC.AllocateUninitializedArray<byte>((int)length + IO.CacheLines.Bytes - 1, pinned: true);
+        int start = IO.CacheLines.Offset(buffer);
         stream.ReadExactly(buffer, start, (int)length);
         return buffer.AsMemory(start, (int)length);
     }
 
     /// <summary>The largest file <see cref="Load(Stream, ModelOptions?)"/> reads into memory: one array, with room to start on a line.</summary>
-    internal static long MaxBytesInMemory => Array.MaxLength - 63;
-
-    /// <summary>Bytes from the start of a pinned array's data to the next 64-byte line.</summary>
-    private static unsafe int LineOffset(byte[] pinned)
-    {
-        fixed (byte* p = pinned) return (int)((64 - ((nint)p & 63)) & 63);
-    }
+    internal static long MaxBytesInMemory => Array.MaxLength - (IO.CacheLines.Bytes - 1);
 
     /// <param name="backend">Float (default) or the integer-only fixed-point backend.</param>
     internal static Model Load(string path, Backend backend)

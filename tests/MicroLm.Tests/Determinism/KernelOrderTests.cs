@@ -395,7 +395,7 @@ public class QuantizedKernelPathTests
                 var x = new Tensors.Quants.Activation(n);
                 v.CopyTo(x.Values, 0);
                 x.EnsureQ8();
-                return (x.Q8, x.Q8Scales, x.Q8ScaledSums, x.Q8GroupSums8);
+                return (x.Q8.ToArray(), x.Q8Scales, x.Q8ScaledSums, x.Q8GroupSums8);
             }
             finally { Kernels.VectorBits = saved; }
         }

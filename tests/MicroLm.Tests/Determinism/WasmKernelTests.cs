@@ -61,7 +61,7 @@ public sealed class WasmKernelTests
                     table[2 * t + 1] = (int)Place(MemoryMarshal.AsBytes(xs[t].Q8K!.Blocks.AsSpan()), 4);
                     continue;
                 }
-                table[2 * t] = (int)(q8 ? Place(MemoryMarshal.AsBytes(xs[t].Q8.AsSpan())) : Place(MemoryMarshal.AsBytes(xs[t].Values.AsSpan(0, columns))));
+                table[2 * t] = (int)(q8 ? Place(MemoryMarshal.AsBytes(xs[t].Q8)) : Place(MemoryMarshal.AsBytes(xs[t].Values.AsSpan(0, columns))));
                 table[2 * t + 1] = q8 ? (int)Place(MemoryMarshal.AsBytes(xs[t].Q8Scales.AsSpan())) : 0;
             }
             long tableAt = Place(MemoryMarshal.AsBytes(table.AsSpan()));
@@ -633,7 +633,7 @@ public sealed class WasmKernelTests
                 int q = wasm.Place(new byte[n]), sc = wasm.Place(new float[blocks]), ss = wasm.Place(new float[blocks]), gs = wasm.Place(new int[8 * blocks]);
                 int outputs = wasm.Place<int>([q, sc, ss, gs]);
                 wasm.Call(Utility.QuantizeQ8, pv, blocks, outputs);
-                Assert.Equal(a.Q8.AsSpan(0, n).ToArray(), wasm.Read<sbyte>(q, n));
+                Assert.Equal(a.Q8[..n].ToArray(), wasm.Read<sbyte>(q, n));
                 var diffs = Differences(a.Q8Scales.AsSpan(0, blocks).ToArray(), wasm.Read<float>(sc, blocks))
                     .Concat(Differences(a.Q8ScaledSums.AsSpan(0, blocks).ToArray(), wasm.Read<float>(ss, blocks))).ToList();
                 Assert.True(diffs.Count == 0, $"{blocks} blocks, kind {kind}: {string.Join("; ", diffs.Take(3))}");

@@ -50,7 +50,7 @@ internal sealed partial class Q8_0Kernel : RowKernel
     public override float Dot(ReadOnlySpan<byte> row, Activation x)
     {
         ref byte w = ref MemoryMarshal.GetReference(row);
-        ref sbyte q = ref MemoryMarshal.GetArrayDataReference(x.Q8);
+        ref sbyte q = ref MemoryMarshal.GetReference(x.Q8);
         var scales = x.Q8Scales;
         int blocks = x.Length / 32;
         if (IntegerDot.VectorBits >= 256)
@@ -81,8 +81,8 @@ internal sealed partial class Q8_0Kernel : RowKernel
     {
         if (IntegerDot.VectorBits < 256) { base.Dot4(row, a, b, c, d, results); return; }
         ref byte w = ref MemoryMarshal.GetReference(row);
-        ref sbyte qa = ref MemoryMarshal.GetArrayDataReference(a.Q8), qb = ref MemoryMarshal.GetArrayDataReference(b.Q8);
-        ref sbyte qc = ref MemoryMarshal.GetArrayDataReference(c.Q8), qd = ref MemoryMarshal.GetArrayDataReference(d.Q8);
+        ref sbyte qa = ref MemoryMarshal.GetReference(a.Q8), qb = ref MemoryMarshal.GetReference(b.Q8);
+        ref sbyte qc = ref MemoryMarshal.GetReference(c.Q8), qd = ref MemoryMarshal.GetReference(d.Q8);
         var accA = Vector256<float>.Zero; var accB = Vector256<float>.Zero; var accC = Vector256<float>.Zero; var accD = Vector256<float>.Zero;
         for (int bl = 0; bl < a.Length / 32; bl++)
         {
@@ -132,8 +132,8 @@ internal sealed partial class Q8_0Kernel : RowKernel
     private static void Tile2x4(ref byte w0, int rowBytes, Activation a, Activation b, Activation c, Activation d, ref float scratch)
     {
         ref byte w1 = ref Unsafe.Add(ref w0, rowBytes);
-        ref sbyte qa = ref MemoryMarshal.GetArrayDataReference(a.Q8), qb = ref MemoryMarshal.GetArrayDataReference(b.Q8);
-        ref sbyte qc = ref MemoryMarshal.GetArrayDataReference(c.Q8), qd = ref MemoryMarshal.GetArrayDataReference(d.Q8);
+        ref sbyte qa = ref MemoryMarshal.GetReference(a.Q8), qb = ref MemoryMarshal.GetReference(b.Q8);
+        ref sbyte qc = ref MemoryMarshal.GetReference(c.Q8), qd = ref MemoryMarshal.GetReference(d.Q8);
         ref float sa = ref MemoryMarshal.GetArrayDataReference(a.Q8Scales), sb = ref MemoryMarshal.GetArrayDataReference(b.Q8Scales);
         ref float sc = ref MemoryMarshal.GetArrayDataReference(c.Q8Scales), sd = ref MemoryMarshal.GetArrayDataReference(d.Q8Scales);
         ref float p = ref Unsafe.Add(ref scratch, 16);
@@ -208,8 +208,8 @@ internal sealed partial class Q8_0Kernel : RowKernel
         ref byte w1 = ref Unsafe.Add(ref w0, rowBytes);
         ref byte w2 = ref Unsafe.Add(ref w0, 2 * rowBytes);
         ref byte w3 = ref Unsafe.Add(ref w0, 3 * rowBytes);
-        ref sbyte qa = ref MemoryMarshal.GetArrayDataReference(a.Q8), qb = ref MemoryMarshal.GetArrayDataReference(b.Q8);
-        ref sbyte qc = ref MemoryMarshal.GetArrayDataReference(c.Q8), qd = ref MemoryMarshal.GetArrayDataReference(d.Q8);
+        ref sbyte qa = ref MemoryMarshal.GetReference(a.Q8), qb = ref MemoryMarshal.GetReference(b.Q8);
+        ref sbyte qc = ref MemoryMarshal.GetReference(c.Q8), qd = ref MemoryMarshal.GetReference(d.Q8);
         ref float sa = ref MemoryMarshal.GetArrayDataReference(a.Q8Scales), sb = ref MemoryMarshal.GetArrayDataReference(b.Q8Scales);
         ref float sc = ref MemoryMarshal.GetArrayDataReference(c.Q8Scales), sd = ref MemoryMarshal.GetArrayDataReference(d.Q8Scales);
         ref float p = ref Unsafe.Add(ref scratch, 16);
@@ -308,7 +308,7 @@ internal sealed partial class Q8_0Kernel : RowKernel
         ref byte w1 = ref Unsafe.Add(ref w0, rowBytes);
         ref byte w2 = ref Unsafe.Add(ref w0, 2 * rowBytes);
         ref byte w3 = ref Unsafe.Add(ref w0, 3 * rowBytes);
-        ref sbyte q = ref MemoryMarshal.GetArrayDataReference(x.Q8);
+        ref sbyte q = ref MemoryMarshal.GetReference(x.Q8);
         var scales = x.Q8Scales;
         int ahead = 8 * rowBytes;
         var a0 = Vector256<float>.Zero; var a1 = Vector256<float>.Zero; var a2 = Vector256<float>.Zero; var a3 = Vector256<float>.Zero;
@@ -357,7 +357,7 @@ internal sealed partial class Q4_0Kernel : RowKernel
     public override unsafe float Dot(ReadOnlySpan<byte> row, Activation x)
     {
         ref byte w = ref MemoryMarshal.GetReference(row);
-        ref sbyte q = ref MemoryMarshal.GetArrayDataReference(x.Q8);
+        ref sbyte q = ref MemoryMarshal.GetReference(x.Q8);
         var scales = x.Q8Scales;
         int blocks = x.Length / 32;
         if (IntegerDot.VectorBits >= 256)
@@ -396,8 +396,8 @@ internal sealed partial class Q4_0Kernel : RowKernel
     private static void Dot4Pinned(ReadOnlySpan<byte> row, Activation a, Activation b, Activation c, Activation d, Span<float> results)
     {
         ref byte w = ref MemoryMarshal.GetReference(row);
-        ref sbyte qa = ref MemoryMarshal.GetArrayDataReference(a.Q8), qb = ref MemoryMarshal.GetArrayDataReference(b.Q8);
-        ref sbyte qc = ref MemoryMarshal.GetArrayDataReference(c.Q8), qd = ref MemoryMarshal.GetArrayDataReference(d.Q8);
+        ref sbyte qa = ref MemoryMarshal.GetReference(a.Q8), qb = ref MemoryMarshal.GetReference(b.Q8);
+        ref sbyte qc = ref MemoryMarshal.GetReference(c.Q8), qd = ref MemoryMarshal.GetReference(d.Q8);
         ref int sa = ref MemoryMarshal.GetArrayDataReference(a.Q8GroupSums8), sb = ref MemoryMarshal.GetArrayDataReference(b.Q8GroupSums8);
         ref int sc = ref MemoryMarshal.GetArrayDataReference(c.Q8GroupSums8), sd = ref MemoryMarshal.GetArrayDataReference(d.Q8GroupSums8);
         var accA = Vector256<float>.Zero; var accB = Vector256<float>.Zero; var accC = Vector256<float>.Zero; var accD = Vector256<float>.Zero;
@@ -499,8 +499,8 @@ internal sealed partial class Q4_0Kernel : RowKernel
     /// hold the scale products (16 + 4·token + row).</summary>
     private static void Tile4x4Nibbles(ref byte nibbles, ref float scales, Activation a, Activation b, Activation c, Activation d, ref float scratch)
     {
-        ref sbyte qa = ref MemoryMarshal.GetArrayDataReference(a.Q8), qb = ref MemoryMarshal.GetArrayDataReference(b.Q8);
-        ref sbyte qc = ref MemoryMarshal.GetArrayDataReference(c.Q8), qd = ref MemoryMarshal.GetArrayDataReference(d.Q8);
+        ref sbyte qa = ref MemoryMarshal.GetReference(a.Q8), qb = ref MemoryMarshal.GetReference(b.Q8);
+        ref sbyte qc = ref MemoryMarshal.GetReference(c.Q8), qd = ref MemoryMarshal.GetReference(d.Q8);
         ref int ga = ref MemoryMarshal.GetArrayDataReference(a.Q8GroupSums8), gb = ref MemoryMarshal.GetArrayDataReference(b.Q8GroupSums8);
         ref int gc = ref MemoryMarshal.GetArrayDataReference(c.Q8GroupSums8), gd = ref MemoryMarshal.GetArrayDataReference(d.Q8GroupSums8);
         ref float sa = ref MemoryMarshal.GetArrayDataReference(a.Q8Scales), sb = ref MemoryMarshal.GetArrayDataReference(b.Q8Scales);
@@ -570,7 +570,7 @@ internal sealed partial class Q4_0Kernel : RowKernel
         // waiting on memory. A step reads 72 bytes, so it prefetches two lines: with one, every ninth line
         // was missed. 110M-shape decode, 1 thread: 91 -> 155 tok/s (one line per step) -> ~180 (two).
         byte* ahead = w0 + 8 * rowBytes;
-        ref byte q = ref Unsafe.As<sbyte, byte>(ref MemoryMarshal.GetArrayDataReference(x.Q8));
+        ref byte q = ref Unsafe.As<sbyte, byte>(ref MemoryMarshal.GetReference(x.Q8));
         ref byte sums = ref Unsafe.As<int, byte>(ref MemoryMarshal.GetArrayDataReference(x.Q8GroupSums8));
         ref float scales = ref MemoryMarshal.GetArrayDataReference(x.Q8Scales);
         ref float halves = ref MemoryMarshal.GetArrayDataReference(F16Kernel.HalfToFloat);

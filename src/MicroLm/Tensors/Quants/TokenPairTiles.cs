@@ -38,8 +38,8 @@ internal static class TokenPairs
         for (int k = 0; k < pairs; k++)
         {
             var (even, odd) = (xs[2 * k], xs[2 * k + 1]);
-            ref byte qe = ref Unsafe.As<sbyte, byte>(ref MemoryMarshal.GetArrayDataReference(even.Q8));
-            ref byte qd = ref Unsafe.As<sbyte, byte>(ref MemoryMarshal.GetArrayDataReference(odd.Q8));
+            ref byte qe = ref Unsafe.As<sbyte, byte>(ref MemoryMarshal.GetReference(even.Q8));
+            ref byte qd = ref Unsafe.As<sbyte, byte>(ref MemoryMarshal.GetReference(odd.Q8));
             for (int b = 0; b < blocks; b++)
             {
                 nuint at = (nuint)((k * blocks + b) * 64);

@@ -516,6 +516,9 @@ internal static class CompiledKernels
     private static unsafe int Address<T>(T[] pinned) where T : unmanaged =>
         (int)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(pinned));
 
+    private static unsafe int Address<T>(Span<T> pinned) where T : unmanaged =>
+        (int)Unsafe.AsPointer(ref MemoryMarshal.GetReference(pinned));
+
     /// <summary>Rows computed per pass by a type's <see cref="WasmDotRows"/>.</summary>
     public const int RowsPerPass = 4;
 
