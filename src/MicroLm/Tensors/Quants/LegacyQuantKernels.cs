@@ -127,7 +127,7 @@ internal sealed partial class Q8_0Kernel : RowKernel
     }
 
     /// <summary>Rows w0, w1 (<paramref name="rowBytes"/> apart) × tokens a..d; results[4·row + token] at <paramref name="scratch"/>,
-    /// floats 16..23 the scale products (as <see cref="Tile4x4{TSign}"/>). For 16 vector registers: the weights are read again
+    /// floats 16..23 the scale products (as <see cref="Tile4x4"/>). For 16 vector registers: the weights are read again
     /// from memory (L1) for the sign step instead of being held, so the tile's sums stay in registers.</summary>
     private static void Tile2x4(ref byte w0, int rowBytes, Activation a, Activation b, Activation c, Activation d, ref float scratch)
     {
@@ -169,9 +169,11 @@ internal sealed partial class Q8_0Kernel : RowKernel
         IntegerDot.Fold4(a1, b1, c1, d1).StoreUnsafe(ref scratch, 4);
     }
 
-    /// <summary>Prefill tiles of four rows × four tokens, tried by <see cref="WeightMatrix.MatMul"/> before the two-row
-    /// tiles: each weight block is loaded, its |w| taken and its scale converted once for four tokens, and each
-    /// token block loaded once for four rows. Each (row, token) sum takes Dot's operations, so the bits are Dot's.
+    /// <summary>Prefill over four rows, tried by <see cref="WeightMatrix.MatMul"/> before the two-row tiles, four tokens
+    /// at a time: at AVX-512 one <see cref="Tile4x4"/>, at AVX2 two <see cref="Tile2x4"/> passes (16 ymm registers hold
+    /// eight sums but not sixteen: the 4 × 4 tile kept 11 of its 16 on the stack). Each (row, token) sum takes Dot's
+    /// operations, so the bits are Dot's. Measured (`--prefill-kernels --isa avx2 --formats Q8_0`, Zen 5, CPU time, three
+    /// alternations): 110M 43.0–46.5 → 49.1–49.8 GMAC/s, 15M 41.0–44.3 → 46.5–46.6; without VNNI 40.0–41.5 → 42.5–45.2.
     /// Token counts that are not a multiple of four end with <see cref="Dot4Rows"/> (same bits).</summary>
     public override bool DotManyRows4(ReadOnlySpan<byte> rows, int rowBytes, Activation[] xs, int count, Span<float> output, int stride, int rowIndex)
     {
@@ -182,8 +184,13 @@ internal sealed partial class Q8_0Kernel : RowKernel
         int t = 0;
         for (; t + 4 <= count; t += 4)
         {
-            if (evex) Tile4x4<SignBlend>(ref MemoryMarshal.GetReference(rows), rowBytes, xs[t], xs[t + 1], xs[t + 2], xs[t + 3], ref MemoryMarshal.GetReference(scratch));
-            else Tile4x4<SignInstruction>(ref MemoryMarshal.GetReference(rows), rowBytes, xs[t], xs[t + 1], xs[t + 2], xs[t + 3], ref MemoryMarshal.GetReference(scratch));
+            if (evex) Tile4x4(ref MemoryMarshal.GetReference(rows), rowBytes, xs[t], xs[t + 1], xs[t + 2], xs[t + 3], ref MemoryMarshal.GetReference(scratch));
+            else
+            {
+                // Rows 0–1 land in results[0..8), rows 2–3 in [8..16): the 4 × 4 tile's layout.
+                Tile2x4(ref MemoryMarshal.GetReference(rows), rowBytes, xs[t], xs[t + 1], xs[t + 2], xs[t + 3], ref MemoryMarshal.GetReference(scratch));
+                Tile2x4(ref Unsafe.Add(ref MemoryMarshal.GetReference(rows), 2 * rowBytes), rowBytes, xs[t], xs[t + 1], xs[t + 2], xs[t + 3], ref scratch[8]);
+            }
             for (int k = 0; k < 4; k++)
             {
                 var o = output.Slice((t + k) * stride + rowIndex, 4);
@@ -196,14 +203,11 @@ internal sealed partial class Q8_0Kernel : RowKernel
 
     /// <summary>Rows w0..w3 (<paramref name="rowBytes"/> apart) × tokens a..d; results[4·row + token] at <paramref name="scratch"/>,
     /// whose floats 16..31 hold each block's scale products d_w·d_x (four vector multiplies per block instead of
-    /// sixteen, then read back as broadcasts: loads, not arithmetic). <typeparamref name="TSign"/> is the sign step:
-    /// <see cref="SignInstruction"/> (vpsignb, VEX only) or, at AVX-512, <see cref="SignBlend"/> (a masked blend, EVEX,
-    /// so the JIT may use all 32 registers: with vpsignb the 16 sums, 4 magnitudes and temporaries shared ymm0–15 and
-    /// spilled). Same exact integers and float operations either way, so the same bits. Measured (110M shapes, 128
-    /// tokens, CPU time): 34.8 → 40 GMAC/s against the former 2 × 4 tile at AVX-512; the blend +2–7 % on top; at AVX2
-    /// (16 registers, some sums spill) ~34.5 → ~36, still ahead of two <see cref="Tile2x4"/> passes.</summary>
-    private static void Tile4x4<TSign>(ref byte w0, int rowBytes, Activation a, Activation b, Activation c, Activation d, ref float scratch)
-        where TSign : struct, ISignStep
+    /// sixteen, then read back as broadcasts: loads, not arithmetic). AVX-512 only: the sign step is a masked blend of x
+    /// and −x (EVEX, <see cref="IntegerDot.Groups256Evex"/>), so the JIT may use all 32 registers for the 16 sums, four
+    /// magnitudes and masks. Measured (110M shapes, 128 tokens, CPU time): 34.8 → 40 GMAC/s against the 2 × 4 tile at
+    /// AVX-512; the blend +2–7 % over vpsignb (VEX only, so 16 registers).</summary>
+    private static void Tile4x4(ref byte w0, int rowBytes, Activation a, Activation b, Activation c, Activation d, ref float scratch)
     {
         ref byte w1 = ref Unsafe.Add(ref w0, rowBytes);
         ref byte w2 = ref Unsafe.Add(ref w0, 2 * rowBytes);
@@ -230,34 +234,34 @@ internal sealed partial class Q8_0Kernel : RowKernel
             (Vector128.Create(Block.Half(ref k2)) * dx).StoreUnsafe(ref p, 8);
             (Vector128.Create(Block.Half(ref k3)) * dx).StoreUnsafe(ref p, 12);
             var v0 = Vector256.LoadUnsafe(ref Unsafe.As<byte, sbyte>(ref Unsafe.Add(ref k0, 2)));
-            var u0 = IntegerDot.Magnitudes(v0); var n0 = TSign.Negatives(v0);
+            var u0 = IntegerDot.Magnitudes(v0); var n0 = Negatives(v0);
             var v1 = Vector256.LoadUnsafe(ref Unsafe.As<byte, sbyte>(ref Unsafe.Add(ref k1, 2)));
-            var u1 = IntegerDot.Magnitudes(v1); var n1 = TSign.Negatives(v1);
+            var u1 = IntegerDot.Magnitudes(v1); var n1 = Negatives(v1);
             var v2 = Vector256.LoadUnsafe(ref Unsafe.As<byte, sbyte>(ref Unsafe.Add(ref k2, 2)));
-            var u2 = IntegerDot.Magnitudes(v2); var n2 = TSign.Negatives(v2);
+            var u2 = IntegerDot.Magnitudes(v2); var n2 = Negatives(v2);
             var v3 = Vector256.LoadUnsafe(ref Unsafe.As<byte, sbyte>(ref Unsafe.Add(ref k3, 2)));
-            var u3 = IntegerDot.Magnitudes(v3); var n3 = TSign.Negatives(v3);
+            var u3 = IntegerDot.Magnitudes(v3); var n3 = Negatives(v3);
             nuint at = (nuint)(bl * 32);
-            var x = Vector256.LoadUnsafe(ref qa, at); var mx = TSign.Minus(x);
-            a0 += Vector256.ConvertToSingle(TSign.Groups(u0, v0, n0, x, mx)) * Vector256.Create(p);
-            a1 += Vector256.ConvertToSingle(TSign.Groups(u1, v1, n1, x, mx)) * Vector256.Create(Unsafe.Add(ref p, 4));
-            a2 += Vector256.ConvertToSingle(TSign.Groups(u2, v2, n2, x, mx)) * Vector256.Create(Unsafe.Add(ref p, 8));
-            a3 += Vector256.ConvertToSingle(TSign.Groups(u3, v3, n3, x, mx)) * Vector256.Create(Unsafe.Add(ref p, 12));
-            x = Vector256.LoadUnsafe(ref qb, at); mx = TSign.Minus(x);
-            b0 += Vector256.ConvertToSingle(TSign.Groups(u0, v0, n0, x, mx)) * Vector256.Create(Unsafe.Add(ref p, 1));
-            b1 += Vector256.ConvertToSingle(TSign.Groups(u1, v1, n1, x, mx)) * Vector256.Create(Unsafe.Add(ref p, 5));
-            b2 += Vector256.ConvertToSingle(TSign.Groups(u2, v2, n2, x, mx)) * Vector256.Create(Unsafe.Add(ref p, 9));
-            b3 += Vector256.ConvertToSingle(TSign.Groups(u3, v3, n3, x, mx)) * Vector256.Create(Unsafe.Add(ref p, 13));
-            x = Vector256.LoadUnsafe(ref qc, at); mx = TSign.Minus(x);
-            c0 += Vector256.ConvertToSingle(TSign.Groups(u0, v0, n0, x, mx)) * Vector256.Create(Unsafe.Add(ref p, 2));
-            c1 += Vector256.ConvertToSingle(TSign.Groups(u1, v1, n1, x, mx)) * Vector256.Create(Unsafe.Add(ref p, 6));
-            c2 += Vector256.ConvertToSingle(TSign.Groups(u2, v2, n2, x, mx)) * Vector256.Create(Unsafe.Add(ref p, 10));
-            c3 += Vector256.ConvertToSingle(TSign.Groups(u3, v3, n3, x, mx)) * Vector256.Create(Unsafe.Add(ref p, 14));
-            x = Vector256.LoadUnsafe(ref qd, at); mx = TSign.Minus(x);
-            d0 += Vector256.ConvertToSingle(TSign.Groups(u0, v0, n0, x, mx)) * Vector256.Create(Unsafe.Add(ref p, 3));
-            d1 += Vector256.ConvertToSingle(TSign.Groups(u1, v1, n1, x, mx)) * Vector256.Create(Unsafe.Add(ref p, 7));
-            d2 += Vector256.ConvertToSingle(TSign.Groups(u2, v2, n2, x, mx)) * Vector256.Create(Unsafe.Add(ref p, 11));
-            d3 += Vector256.ConvertToSingle(TSign.Groups(u3, v3, n3, x, mx)) * Vector256.Create(Unsafe.Add(ref p, 15));
+            var x = Vector256.LoadUnsafe(ref qa, at); var mx = Minus(x);
+            a0 += Vector256.ConvertToSingle(IntegerDot.Groups256Evex(u0, n0, x, mx)) * Vector256.Create(p);
+            a1 += Vector256.ConvertToSingle(IntegerDot.Groups256Evex(u1, n1, x, mx)) * Vector256.Create(Unsafe.Add(ref p, 4));
+            a2 += Vector256.ConvertToSingle(IntegerDot.Groups256Evex(u2, n2, x, mx)) * Vector256.Create(Unsafe.Add(ref p, 8));
+            a3 += Vector256.ConvertToSingle(IntegerDot.Groups256Evex(u3, n3, x, mx)) * Vector256.Create(Unsafe.Add(ref p, 12));
+            x = Vector256.LoadUnsafe(ref qb, at); mx = Minus(x);
+            b0 += Vector256.ConvertToSingle(IntegerDot.Groups256Evex(u0, n0, x, mx)) * Vector256.Create(Unsafe.Add(ref p, 1));
+            b1 += Vector256.ConvertToSingle(IntegerDot.Groups256Evex(u1, n1, x, mx)) * Vector256.Create(Unsafe.Add(ref p, 5));
+            b2 += Vector256.ConvertToSingle(IntegerDot.Groups256Evex(u2, n2, x, mx)) * Vector256.Create(Unsafe.Add(ref p, 9));
+            b3 += Vector256.ConvertToSingle(IntegerDot.Groups256Evex(u3, n3, x, mx)) * Vector256.Create(Unsafe.Add(ref p, 13));
+            x = Vector256.LoadUnsafe(ref qc, at); mx = Minus(x);
+            c0 += Vector256.ConvertToSingle(IntegerDot.Groups256Evex(u0, n0, x, mx)) * Vector256.Create(Unsafe.Add(ref p, 2));
+            c1 += Vector256.ConvertToSingle(IntegerDot.Groups256Evex(u1, n1, x, mx)) * Vector256.Create(Unsafe.Add(ref p, 6));
+            c2 += Vector256.ConvertToSingle(IntegerDot.Groups256Evex(u2, n2, x, mx)) * Vector256.Create(Unsafe.Add(ref p, 10));
+            c3 += Vector256.ConvertToSingle(IntegerDot.Groups256Evex(u3, n3, x, mx)) * Vector256.Create(Unsafe.Add(ref p, 14));
+            x = Vector256.LoadUnsafe(ref qd, at); mx = Minus(x);
+            d0 += Vector256.ConvertToSingle(IntegerDot.Groups256Evex(u0, n0, x, mx)) * Vector256.Create(Unsafe.Add(ref p, 3));
+            d1 += Vector256.ConvertToSingle(IntegerDot.Groups256Evex(u1, n1, x, mx)) * Vector256.Create(Unsafe.Add(ref p, 7));
+            d2 += Vector256.ConvertToSingle(IntegerDot.Groups256Evex(u2, n2, x, mx)) * Vector256.Create(Unsafe.Add(ref p, 11));
+            d3 += Vector256.ConvertToSingle(IntegerDot.Groups256Evex(u3, n3, x, mx)) * Vector256.Create(Unsafe.Add(ref p, 15));
         }
         IntegerDot.Fold4(a0, b0, c0, d0).StoreUnsafe(ref scratch);
         IntegerDot.Fold4(a1, b1, c1, d1).StoreUnsafe(ref scratch, 4);
@@ -265,36 +269,11 @@ internal sealed partial class Q8_0Kernel : RowKernel
         IntegerDot.Fold4(a3, b3, c3, d3).StoreUnsafe(ref scratch, 12);
     }
 
-    /// <summary>How a tile applies w's signs to x (v = w, u = |w|): what it keeps per weight block (the mask n) and per
-    /// token block (−x). A step that needs neither returns default, which the JIT drops.</summary>
-    private interface ISignStep
-    {
-        static abstract Vector256<sbyte> Negatives(Vector256<sbyte> w);
-        static abstract Vector256<sbyte> Minus(Vector256<sbyte> x);
-        static abstract Vector256<int> Groups(Vector256<byte> u, Vector256<sbyte> w, Vector256<sbyte> negatives, Vector256<sbyte> x, Vector256<sbyte> minusX);
-    }
-
-    /// <summary>vpsignb(x, w).</summary>
-    private struct SignInstruction : ISignStep
-    {
-        public static Vector256<sbyte> Negatives(Vector256<sbyte> w) => default;
-        public static Vector256<sbyte> Minus(Vector256<sbyte> x) => default;
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static Vector256<int> Groups(Vector256<byte> u, Vector256<sbyte> w, Vector256<sbyte> negatives, Vector256<sbyte> x, Vector256<sbyte> minusX) =>
-            IntegerDot.Groups256(u, w, x);
-    }
-
-    /// <summary>A masked blend of x and −x under w &lt; 0 (AVX-512).</summary>
-    private struct SignBlend : ISignStep
-    {
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static Vector256<sbyte> Negatives(Vector256<sbyte> w) => Vector256.LessThan(w, Vector256<sbyte>.Zero);
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static Vector256<sbyte> Minus(Vector256<sbyte> x) => Vector256<sbyte>.Zero - x;
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static Vector256<int> Groups(Vector256<byte> u, Vector256<sbyte> w, Vector256<sbyte> negatives, Vector256<sbyte> x, Vector256<sbyte> minusX) =>
-            IntegerDot.Groups256Evex(u, negatives, x, minusX);
-    }
+    // Tile4x4's sign step: per weight block the mask w < 0, per token block −x (then IntegerDot.Groups256Evex blends).
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<sbyte> Negatives(Vector256<sbyte> w) => Vector256.LessThan(w, Vector256<sbyte>.Zero);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<sbyte> Minus(Vector256<sbyte> x) => Vector256<sbyte>.Zero - x;
 
     // Four rows per pass with the rows two passes ahead prefetched, three lines per 4-block step of 136 bytes (two
     // missed some lines): without the prefetch four row streams halved 110M-shape decode; with it,
