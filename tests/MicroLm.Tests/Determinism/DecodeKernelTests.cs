@@ -268,8 +268,8 @@ public class DecodeKernelTests
         finally { Kernels.VectorBits = saved; }
     }
 
-    /// <summary>F16 decode through <see cref="WeightMatrix.MatMul"/> (four-row passes on short rows, two-row passes on long
-    /// ones, single rows, Vector128 and scalar; ranges on and off the pass grid, the rows outside them left alone)
+    /// <summary>F16 decode through <see cref="WeightMatrix.MatMul"/> (four-row passes on every row length at 256 bits, on short
+    /// rows at 512 with two-row passes on long ones, single rows, Vector128 and scalar; ranges on and off the pass grid, the rows outside them left alone)
     /// with the activation prepared as decode prepares it equals, row by row, the F32 dot of the IEEE-converted row at the
     /// scalar setting: every width, row lengths with and without a tail past 16, rows above and below the four-row limit,
     /// 11 rows (a multiple of no pass), halves that are subnormal, ±0 and ±65504, a row of −0 times positive activations

@@ -586,34 +586,11 @@ internal sealed partial class F16Kernel : RowKernel
             var (l2, h2) = Interleave(e2, o2); var (l3, h3) = Interleave(e3, o3);
             Kernels.ReduceLanes4(l0, h0, l1, h1, l2, h2, l3, h3, results);
         }
-
-        /// <summary>Two consecutive rows per pass (rows too long for four: n a positive multiple of 16), prefetching the
-        /// pair two passes ahead at two rows' pace; each row's lanes as <see cref="Dot"/>'s.</summary>
-        public static void Dot2Rows(ref byte w0, int rowBytes, float[] pairs, int n, Span<float> results)
-        {
-            ref byte w1 = ref Unsafe.Add(ref w0, rowBytes);
-            ref float xp = ref MemoryMarshal.GetArrayDataReference(pairs);
-            int ahead = 4 * rowBytes;
-            var xe = Vector256.LoadUnsafe(ref xp); var xo = Vector256.LoadUnsafe(ref xp, 8);
-            var z = Vector256<float>.Zero;
-            var e0 = z + EvenInPlace(ref w0, 0) * xe; var o0 = z + Odd(ref w0, 0) * xo;
-            var e1 = z + EvenInPlace(ref w1, 0) * xe; var o1 = z + Odd(ref w1, 0) * xo;
-            for (int i = 16; i < n; i += 16)
-            {
-                IntegerDot.Prefetch(ref w0, ahead + 4 * i);
-                xe = Vector256.LoadUnsafe(ref xp, (nuint)i); xo = Vector256.LoadUnsafe(ref xp, (nuint)i + 8);
-                e0 += Even(ref w0, i) * xe; o0 += Odd(ref w0, i) * xo;
-                e1 += Even(ref w1, i) * xe; o1 += Odd(ref w1, i) * xo;
-            }
-            var (l0, h0) = Interleave(e0, o0); var (l1, h1) = Interleave(e1, o1);
-            Span<float> four = stackalloc float[4];
-            Kernels.ReduceLanes4(l0, h0, l1, h1, l0, h0, l1, h1, four);
-            results[0] = four[0]; results[1] = four[1];
-        }
     }
 
-    /// <summary>Decode of a row range: at 256 bits with the pair form, short rows four per pass (<see cref="Pairs.Dot4Rows"/>)
-    /// and long ones two per pass (<see cref="Pairs.Dot2Rows"/>); at 512 bits with the scaled form, long rows two per pass
+    /// <summary>Decode of a row range: at 256 bits with the pair form, four rows per pass (<see cref="Pairs.Dot4Rows"/>; on
+    /// 4 KB rows too, where two per pass measured slower: `--profile --isa avx2 --shapes 110M --formats F16`, Zen 5, ffn_down
+    /// 1.81–1.94 → 1.63–1.64 ms per token, and one at a time 2.04–2.29); at 512 bits with the scaled form, long rows two per pass
     /// (<see cref="FloatRows.DotRowPairs{TValues}"/>) and short ones through <see cref="Dot4Rows"/> (<see cref="Scaled"/>'s widening
     /// load, one per 16 halves: `--decode-kernels` 110M F16 at AVX-512 on this session's Zen 5 VM, per matrix, CPU time,
     /// q 0.46-0.47 → 0.37 ms, up 1.23-1.31 → 0.97-1.09, the classifier 1.57-1.69 → 1.27-1.29 against the pair loops);
@@ -641,10 +618,7 @@ internal sealed partial class F16Kernel : RowKernel
             return;
         }
         CheckRange(data, rowBytes, output, rowStart, rowEnd);
-        if (PrefersFourRows(rowBytes))
-            for (; r + 4 <= rowEnd; r += 4) Pairs.Dot4Rows(ref Unsafe.Add(ref w, (nint)r * rowBytes), rowBytes, pairs, n, output.Slice(r, 4));
-        else
-            for (; r + 2 <= rowEnd; r += 2) Pairs.Dot2Rows(ref Unsafe.Add(ref w, (nint)r * rowBytes), rowBytes, pairs, n, output.Slice(r, 2));
+        for (; r + 4 <= rowEnd; r += 4) Pairs.Dot4Rows(ref Unsafe.Add(ref w, (nint)r * rowBytes), rowBytes, pairs, n, output.Slice(r, 4));
         for (; r < rowEnd; r++) output[r] = Pairs.Dot(data.Slice(r * rowBytes, rowBytes), x, pairs);
     }
 
