@@ -361,7 +361,7 @@ internal static class DeterminismCost
     {
         int rows = m.W.Rows, cols = m.W.Columns;
         ref float pw = ref Unsafe.As<byte, float>(ref MemoryMarshal.GetReference(m.Data.Span));
-        ref float px = ref MemoryMarshal.GetArrayDataReference(x.Values);
+        ref float px = ref MemoryMarshal.GetReference(x.Values);
         int r = 0;
         for (; r + 4 <= rows; r += 4)
         {
@@ -404,7 +404,7 @@ internal static class DeterminismCost
     {
         int rows = m.W.Rows, cols = m.W.Columns;
         ref float pw = ref Unsafe.As<byte, float>(ref MemoryMarshal.GetReference(m.Data.Span));
-        ref float px = ref MemoryMarshal.GetArrayDataReference(x.Values);
+        ref float px = ref MemoryMarshal.GetReference(x.Values);
         for (int r = 0; r < rows; r++)
         {
             ref float w0 = ref Unsafe.Add(ref pw, (nint)r * cols);

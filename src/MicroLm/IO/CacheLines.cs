@@ -16,6 +16,13 @@ internal static class CacheLines
         return new ArraySegment<T>(array, Offset(array), length);
     }
 
+    /// <summary>The <paramref name="length"/> elements of <paramref name="unmovable"/> (stack or pinned memory, with
+    /// <see cref="Bytes"/> / sizeof(T) − 1 elements to spare) that start on a line.</summary>
+    public static unsafe Span<T> Start<T>(Span<T> unmovable, int length) where T : unmanaged
+    {
+        fixed (T* p = unmovable) return unmovable.Slice((int)((Bytes - ((nint)p & (Bytes - 1))) & (Bytes - 1)) / sizeof(T), length);
+    }
+
     /// <summary>Elements from the start of a pinned array's data to the next line (array data sits on 8-byte
     /// steps, so for elements of 1, 2, 4 or 8 bytes this lands exactly on the line).</summary>
     public static unsafe int Offset<T>(T[] pinned) where T : unmanaged

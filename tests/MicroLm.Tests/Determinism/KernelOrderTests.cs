@@ -393,7 +393,7 @@ public class QuantizedKernelPathTests
             {
                 Kernels.VectorBits = bits;
                 var x = new Tensors.Quants.Activation(n);
-                v.CopyTo(x.Values, 0);
+                v.CopyTo(x.Values);
                 x.EnsureQ8();
                 return (x.Q8.ToArray(), x.Q8Scales, x.Q8ScaledSums, x.Q8GroupSums8);
             }

@@ -61,7 +61,7 @@ public sealed class WasmKernelTests
                     table[2 * t + 1] = (int)Place(MemoryMarshal.AsBytes(xs[t].Q8K!.Blocks.AsSpan()), 4);
                     continue;
                 }
-                table[2 * t] = (int)(q8 ? Place(MemoryMarshal.AsBytes(xs[t].Q8)) : Place(MemoryMarshal.AsBytes(xs[t].Values.AsSpan(0, columns))));
+                table[2 * t] = (int)(q8 ? Place(MemoryMarshal.AsBytes(xs[t].Q8)) : Place(MemoryMarshal.AsBytes(xs[t].Values[..columns])));
                 table[2 * t + 1] = q8 ? (int)Place(MemoryMarshal.AsBytes(xs[t].Q8Scales.AsSpan())) : 0;
             }
             long tableAt = Place(MemoryMarshal.AsBytes(table.AsSpan()));
@@ -166,7 +166,7 @@ public sealed class WasmKernelTests
         // and a reassociated float step (isum·d)·d_x vs isum·(d·d_x) would round differently.
         if (quantize && rng.Next(2) == 0)
             for (int i = 0; i < n; i++) a.Values[i] = (float)(0.5 + 0.5 * rng.NextDouble());
-        if (quantize && rng.Next(4) == 0) a.Values.AsSpan(0, System.Math.Min(n, q8k ? 256 : 32)).Clear(); // an all-zero block: scale 0
+        if (quantize && rng.Next(4) == 0) a.Values[..System.Math.Min(n, q8k ? 256 : 32)].Clear(); // an all-zero block: scale 0
         if (quantize && edges && n > 32)
         {
             // a block of extreme magnitude: huge (scale near the float range) or subnormal (scale subnormal or 0)
@@ -623,7 +623,7 @@ public sealed class WasmKernelTests
                     };
                     a.Values[i] = (float)((rng.NextDouble() * 2 - 1) * magnitude);
                 }
-                if (kind == 4) { a.Values.AsSpan(0, 32).Clear(); a.Values[n - 1] = -0f; }
+                if (kind == 4) { a.Values[..32].Clear(); a.Values[n - 1] = -0f; }
                 if (kind == 5)
                     for (int b = 0; b < blocks; b++)  // amax/127 exactly halfway between two halves, or at 65520·127
                         a.Values[b * 32 + rng.Next(32)] = b % 2 == 0 ? 127f * (1f + 1f / 2048f) * MathF.Pow(2, rng.Next(-14, 15)) : 65520f * 127f;

@@ -27,13 +27,13 @@ public class CacheLinesTests
     }
 
     [Fact]
-    public void ActivationQuantsStartOnALine()
+    public void ActivationValuesAndQuantsStartOnALine()
     {
         for (int length = 32; length <= 32 * 40; length += 32)
         {
             var x = new Activation(length);
-            Assert.Equal(0L, Line(x.Q8));
-            Assert.Equal(length, x.Q8.Length);
+            Assert.Equal((0L, 0L), (Line(x.Values), Line(x.Q8)));
+            Assert.Equal((length, length), (x.Values.Length, x.Q8.Length));
         }
     }
 }

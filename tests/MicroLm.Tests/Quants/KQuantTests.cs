@@ -178,7 +178,7 @@ public class KQuantTests
     private static Activation Act(float[] x)
     {
         var a = new Activation(x.Length);
-        x.CopyTo(a.Values, 0);
+        x.CopyTo(a.Values);
         a.Invalidate();
         a.EnsureQ8();
         if (x.Length % 256 == 0) a.EnsureQ8K(); // what WeightMatrix.Prepare does before a K-quant matmul
@@ -301,7 +301,7 @@ public class KQuantTests
         float first = Q4_KKernel.Instance.Dot(row, a);
         Assert.Equal(first, Q4_KKernel.Instance.Dot(row, a));
         var other = RandomVector(512, rng);
-        other.CopyTo(a.Values, 0);
+        other.CopyTo(a.Values);
         a.Invalidate();
         a.EnsureQ8K();
         Assert.Equal(Q4_KKernel.Instance.Dot(row, Q8KForm.From(other)), Q4_KKernel.Instance.Dot(row, a));

@@ -231,7 +231,7 @@ public class QuantizerTests
         for (int i = 0; i < 32; i++) v[6 * 32 + i] = i == 0 ? 127f : i - 16 + 0.5f;                // d = 1: every other value is a tie
         for (int i = 0; i < 32; i++) v[7 * 32 + i] = i % 3 == 0 ? -0f : float.Epsilon * i;        // −0 and subnormals
         var x = new Activation(v.Length);
-        v.CopyTo(x.Values, 0);
+        v.CopyTo(x.Values);
         x.EnsureQ8();
         for (int b = 0; b < v.Length / 32; b++)
         {

@@ -44,7 +44,7 @@ internal static class FloatRows
         ref byte w1 = ref Unsafe.Add(ref w0, rowBytes);
         ref byte w2 = ref Unsafe.Add(ref w1, rowBytes);
         ref byte w3 = ref Unsafe.Add(ref w2, rowBytes);
-        ref float xv = ref MemoryMarshal.GetArrayDataReference(TValues.Inputs(x));
+        ref float xv = ref MemoryMarshal.GetReference(TValues.Inputs(x));
         int ahead = 8 * rowBytes;
         if (Kernels.VectorBits < 512) { Dot4Rows256<TValues>(ref w0, rowBytes, x, results); return; }
         {
@@ -187,7 +187,7 @@ internal static class FloatRows
         ref byte w1 = ref Unsafe.Add(ref w0, rowBytes);
         ref byte w2 = ref Unsafe.Add(ref w1, rowBytes);
         ref byte w3 = ref Unsafe.Add(ref w2, rowBytes);
-        ref float xv = ref MemoryMarshal.GetArrayDataReference(TValues.Inputs(x));
+        ref float xv = ref MemoryMarshal.GetReference(TValues.Inputs(x));
         int ahead = 8 * rowBytes;
         var l0 = Vector256<float>.Zero; var h0 = Vector256<float>.Zero; var l1 = Vector256<float>.Zero; var h1 = Vector256<float>.Zero;
         var l2 = Vector256<float>.Zero; var h2 = Vector256<float>.Zero; var l3 = Vector256<float>.Zero; var h3 = Vector256<float>.Zero;
@@ -256,7 +256,7 @@ internal interface IFloatValues
     static abstract Vector256<float> Load8(ref byte row, int i);
     /// <summary>The activation's values these loads are multiplied with (<see cref="Activation.Values"/>, or a
     /// form made for the type, e.g. <see cref="Activation.HalfScaled"/>).</summary>
-    static abstract float[] Inputs(Activation x);
+    static abstract Span<float> Inputs(Activation x);
 }
 
 internal sealed partial class F32Kernel : RowKernel
@@ -268,7 +268,7 @@ internal sealed partial class F32Kernel : RowKernel
         public static Vector512<float> Load16(ref byte row, int i) => Vector512.LoadUnsafe(ref Unsafe.As<byte, float>(ref row), (nuint)i);
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static Vector256<float> Load8(ref byte row, int i) => Vector256.LoadUnsafe(ref Unsafe.As<byte, float>(ref row), (nuint)i);
-        public static float[] Inputs(Activation x) => x.Values;
+        public static Span<float> Inputs(Activation x) => x.Values;
     }
 
     public static readonly F32Kernel Instance = new();
@@ -277,7 +277,7 @@ internal sealed partial class F32Kernel : RowKernel
         MemoryMarshal.Cast<byte, float>(row)[..output.Length].CopyTo(output);
 
     public override float Dot(ReadOnlySpan<byte> row, Activation x) =>
-        Kernels.Dot(MemoryMarshal.Cast<byte, float>(row), x.Values.AsSpan(0, x.Length));
+        Kernels.Dot(MemoryMarshal.Cast<byte, float>(row), x.Values.Slice(0, x.Length));
 
     protected override void Dot4(ReadOnlySpan<byte> row, Activation a, Activation b, Activation c, Activation d, Span<float> results) =>
         Kernels.Dot4(MemoryMarshal.Cast<byte, float>(row), a.Span, b.Span, c.Span, d.Span, results);
@@ -335,7 +335,7 @@ internal sealed partial class F32Kernel : RowKernel
                 if (done > 0) FloatRows.DotRowPairs<Values>(first, rowBytes, xv, (nuint)n, o + rowStart, done / 2);
             }
         }
-        var xs = new ReadOnlySpan<float>(x.Values, 0, n);
+        var xs = (ReadOnlySpan<float>)x.Values[..n];
         for (int r = rowStart + done; r < rowEnd; r++)
             output[r] = Kernels.DotStreamed(MemoryMarshal.Cast<byte, float>(data.Slice(r * rowBytes, 4 * n)), xs);
     }
@@ -376,12 +376,12 @@ internal sealed partial class F16Kernel : RowKernel
     /// <summary><see cref="Dot"/> with the halves loaded by <typeparamref name="TValues"/> and multiplied with
     /// <paramref name="inputs"/> (its <see cref="IFloatValues.Inputs"/>); the tail past the last 16 values is
     /// IEEE half × x (the same products: see <see cref="Scaled"/>).</summary>
-    private static float Dot<TValues>(ReadOnlySpan<byte> row, Activation x, float[] inputs) where TValues : struct, IHalfValues
+    private static float Dot<TValues>(ReadOnlySpan<byte> row, Activation x, Span<float> inputs) where TValues : struct, IHalfValues
     {
         int n = x.Length, full = n & ~15, i = 0;
         ref ushort h = ref Unsafe.As<byte, ushort>(ref MemoryMarshal.GetReference(row));
         ref byte hb = ref MemoryMarshal.GetReference(row);
-        ref float xv = ref MemoryMarshal.GetArrayDataReference(inputs);
+        ref float xv = ref MemoryMarshal.GetReference(inputs);
         Span<float> lanes = stackalloc float[Kernels.Lanes];
         ref float l = ref MemoryMarshal.GetReference(lanes);
         int bits = Kernels.VectorBits;
@@ -420,7 +420,7 @@ internal sealed partial class F16Kernel : RowKernel
         }
         else lanes.Clear();
         var table = HalfToFloat;
-        ref float xo = ref MemoryMarshal.GetArrayDataReference(x.Values);
+        ref float xo = ref MemoryMarshal.GetReference(x.Values);
         for (; i < n; i++) Unsafe.Add(ref l, i & 15) += table[Unsafe.Add(ref h, i)] * Unsafe.Add(ref xo, i);
         return Kernels.ReduceLanes(lanes);
     }
@@ -447,7 +447,7 @@ internal sealed partial class F16Kernel : RowKernel
     internal struct Values : IHalfValues
     {
         public static int Size => 2;
-        public static float[] Inputs(Activation x) => x.Values;
+        public static Span<float> Inputs(Activation x) => x.Values;
 
         /// <summary>16 halves at row[i] as floats, the same conversion from halves sign-extended to 32 bits: a
         /// shift by 13 puts the sign in bit 31 (copies in 28–30, masked off) and the magnitude in bits 13–27.</summary>
@@ -471,7 +471,7 @@ internal sealed partial class F16Kernel : RowKernel
     internal struct Scaled : IHalfValues
     {
         public static int Size => 2;
-        public static float[] Inputs(Activation x) => x.HalfScaled!;
+        public static Span<float> Inputs(Activation x) => x.HalfScaled!;
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static Vector512<float> Load16(ref byte row, int i)
@@ -551,7 +551,7 @@ internal sealed partial class F16Kernel : RowKernel
             low.StoreUnsafe(ref l); high.StoreUnsafe(ref l, 8);
             var table = HalfToFloat;
             ref ushort h = ref Unsafe.As<byte, ushort>(ref w);
-            ref float xo = ref MemoryMarshal.GetArrayDataReference(x.Values);
+            ref float xo = ref MemoryMarshal.GetReference(x.Values);
             for (; i < n; i++) Unsafe.Add(ref l, i & 15) += table[Unsafe.Add(ref h, i)] * Unsafe.Add(ref xo, i);
             return Kernels.ReduceLanes(lanes);
         }
@@ -628,7 +628,8 @@ internal sealed partial class F16Kernel : RowKernel
     {
         int n = xs[0].Length;
         if (Kernels.VectorBits < 256 || 16 * n > FloatRows.MaxManyRowsBytes) return false;
-        Span<float> w = stackalloc float[4 * n];
+        // On a line: the tiles load it in 32- or 64-byte steps, and where the stack put it varied between processes.
+        var w = IO.CacheLines.Start(stackalloc float[4 * n + IO.CacheLines.Bytes / 4 - 1], 4 * n);
         var h = MemoryMarshal.Cast<byte, ushort>(rows);
         for (int k = 0; k < 4; k++) ToSingle(h.Slice(k * rowBytes / 2, n), w.Slice(k * n, n));
         FloatRows.DotManyRows4(w[..n], w.Slice(n, n), w.Slice(2 * n, n), w.Slice(3 * n, n), xs, count, output, stride, rowIndex);
