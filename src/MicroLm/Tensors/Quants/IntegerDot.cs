@@ -99,6 +99,17 @@ internal static class IntegerDot
         return GroupsNibbles(nibbles, x, groupSums8);
     }
 
+    /// <summary>The 8 group sums <paramref name="start"/> + Σu·x over groups of 4, for unsigned bytes u: weights stored with an
+    /// offset (a nibble n = w + 8, a Q8_0 quant as w + 128), started from −offset·Σx, give Σw·x exactly. With AVX-VNNI one
+    /// instruction; without it the two widening steps, whose 16-bit pair sums saturate past u = 129, so there only
+    /// nibbles may come here.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<int> GroupsUnsigned(Vector256<byte> u, Vector256<sbyte> x, Vector256<int> start)
+    {
+        if (AvxVnni.IsSupported) return AvxVnni.MultiplyWideningAndAdd(start, u, x);
+        return Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(u, x), Vector256<short>.One) + start;
+    }
+
     /// <summary>The 8 group sums of Σ(n − 8)·x for 32 unpacked nibbles n (0..15, value order), AVX2: see <see cref="GroupsQ4"/>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<int> GroupsNibbles(Vector256<byte> nibbles, Vector256<sbyte> x, Vector256<int> groupSums8)

@@ -170,8 +170,10 @@ internal sealed partial class Q8_0Kernel : RowKernel
     }
 
     /// <summary>Prefill over four rows, tried by <see cref="WeightMatrix.MatMul"/> before the two-row tiles, four tokens
-    /// at a time: at AVX-512 one <see cref="Tile4x4"/>, at AVX2 two <see cref="Tile2x4"/> passes (16 ymm registers hold
-    /// eight sums but not sixteen: the 4 × 4 tile kept 11 of its 16 on the stack). Each (row, token) sum takes Dot's
+    /// at a time: at AVX-512 one <see cref="Tile4x4"/>; at AVX2 with AVX-VNNI and 8 tokens or more the rows unpacked once as
+    /// w + 128 and two <see cref="UnsignedTiles.Tile4x2{TOffset}"/> passes (no sign step per pair: `microlm bench -p 128 -n 0`,
+    /// 110M, one thread, six alternations, 472–505 → 491–520 tok/s, and 356–361 → 397–406 in a slower hour); otherwise two
+    /// <see cref="Tile2x4"/> passes (16 ymm registers hold eight sums but not sixteen: the 4 × 4 tile kept 11 of its 16 on the stack). Each (row, token) sum takes Dot's
     /// operations, so the bits are Dot's. Measured (`--prefill-kernels --isa avx2 --formats Q8_0`, Zen 5, CPU time, three
     /// alternations): 110M 43.0–46.5 → 49.1–49.8 GMAC/s, 15M 41.0–44.3 → 46.5–46.6; without VNNI 40.0–41.5 → 42.5–45.2.
     /// Token counts that are not a multiple of four end with <see cref="Dot4Rows"/> (same bits).</summary>
@@ -181,6 +183,22 @@ internal sealed partial class Q8_0Kernel : RowKernel
         Span<float> scratch = stackalloc float[32]; // 16 results, then 16 scale products
         var results = scratch[..16];
         bool evex = IntegerDot.UseEvex;
+        int blocks = xs[0].Length / 32;
+        if (!evex && System.Runtime.Intrinsics.X86.AvxVnni.IsSupported && count >= 8 && blocks <= 128)
+        {
+            var unsigned = IO.CacheLines.Start(stackalloc byte[blocks * 128 + IO.CacheLines.Bytes - 1], blocks * 128);
+            Span<float> scales = stackalloc float[blocks * 4];
+            UnpackRows4(rows, rowBytes, blocks, unsigned, scales);
+            int s = 0;
+            for (; s + 4 <= count; s += 4)
+            {
+                UnsignedTiles.Tile4x2<UnsignedTiles.Q8Offset>(ref MemoryMarshal.GetReference(unsigned), ref MemoryMarshal.GetReference(scales), xs[s], xs[s + 1], ref MemoryMarshal.GetReference(scratch));
+                UnsignedTiles.Tile4x2<UnsignedTiles.Q8Offset>(ref MemoryMarshal.GetReference(unsigned), ref MemoryMarshal.GetReference(scales), xs[s + 2], xs[s + 3], ref scratch[8]);
+                for (int k = 0; k < 4; k++) scratch.Slice(4 * k, 4).CopyTo(output.Slice((s + k) * stride + rowIndex, 4));
+            }
+            for (; s < count; s++) Dot4Rows(rows, rowBytes, xs[s], output.Slice(s * stride + rowIndex, 4));
+            return true;
+        }
         int t = 0;
         for (; t + 4 <= count; t += 4)
         {
@@ -199,6 +217,19 @@ internal sealed partial class Q8_0Kernel : RowKernel
         }
         for (; t < count; t++) Dot4Rows(rows, rowBytes, xs[t], output.Slice(t * stride + rowIndex, 4));
         return true;
+    }
+
+    /// <summary>A four-row group's quants as unsigned bytes w + 128 (block-major, 4 × 32 bytes per block) and its scales d_w
+    /// (4 floats per block), for <see cref="UnsignedTiles.Tile4x2{TOffset}"/>.</summary>
+    private static void UnpackRows4(ReadOnlySpan<byte> rows, int rowBytes, int blocks, Span<byte> unsigned, Span<float> scales)
+    {
+        for (int bl = 0; bl < blocks; bl++)
+            for (int r = 0; r < 4; r++)
+            {
+                ref byte k = ref Unsafe.Add(ref MemoryMarshal.GetReference(rows), r * rowBytes + bl * BlockBytes);
+                (Vector256.LoadUnsafe(ref Unsafe.Add(ref k, 2)) ^ Vector256.Create((byte)0x80)).StoreUnsafe(ref MemoryMarshal.GetReference(unsigned), (nuint)(bl * 128 + r * 32));
+                scales[bl * 4 + r] = Block.Half(ref k);
+            }
     }
 
     /// <summary>Rows w0..w3 (<paramref name="rowBytes"/> apart) × tokens a..d; results[4·row + token] at <paramref name="scratch"/>,
@@ -436,7 +467,7 @@ internal sealed partial class Q4_0Kernel : RowKernel
     }
 
     /// <summary>Prefill over four rows: their nibbles unpacked once (unsigned) and scales converted once for all
-    /// tokens, then per four tokens one <see cref="Tile4x4Nibbles"/> at AVX-512 or two <see cref="Tile4x2Nibbles"/> at AVX2
+    /// tokens, then per four tokens one <see cref="Tile4x4Nibbles"/> at AVX-512 or two <see cref="UnsignedTiles.Tile4x2{TOffset}"/> at AVX2
     /// (16 ymm registers: the 4 × 4 tile kept 8 of its 16 sums on the stack); the token tail takes <see cref="Dot4Rows"/> (same bits).
     /// The 4 × 2 passes measured (`--prefill-kernels --isa avx2 --formats Q4_0`, Zen 5, CPU time, three alternations):
     /// 110M 42.5–52.0 → 54.0–57.8 GMAC/s and 15M 47.0–47.7 → 50.7–54.1 with AVX-VNNI, 45.1–46.7 → 47.3–48.3 without;
@@ -460,8 +491,8 @@ internal sealed partial class Q4_0Kernel : RowKernel
             else
             {
                 // Tokens t, t+1 land in scratch[0..8), t+2, t+3 in [8..16): the 4 × 4 tile's layout.
-                Tile4x2Nibbles(ref MemoryMarshal.GetReference(nibbles), ref MemoryMarshal.GetReference(scales), xs[t], xs[t + 1], ref MemoryMarshal.GetReference(scratch));
-                Tile4x2Nibbles(ref MemoryMarshal.GetReference(nibbles), ref MemoryMarshal.GetReference(scales), xs[t + 2], xs[t + 3], ref scratch[8]);
+                UnsignedTiles.Tile4x2<UnsignedTiles.NibbleOffset>(ref MemoryMarshal.GetReference(nibbles), ref MemoryMarshal.GetReference(scales), xs[t], xs[t + 1], ref MemoryMarshal.GetReference(scratch));
+                UnsignedTiles.Tile4x2<UnsignedTiles.NibbleOffset>(ref MemoryMarshal.GetReference(nibbles), ref MemoryMarshal.GetReference(scales), xs[t + 2], xs[t + 3], ref scratch[8]);
             }
             for (int k = 0; k < 4; k++) scratch.Slice(4 * k, 4).CopyTo(output.Slice((t + k) * stride + rowIndex, 4));
         }
@@ -482,40 +513,6 @@ internal sealed partial class Q4_0Kernel : RowKernel
                 Vector128.ShiftRightLogical(packed, 4).StoreUnsafe(ref MemoryMarshal.GetReference(nibbles), (nuint)(bl * 128 + r * 32 + 16));
                 scales[bl * 4 + r] = Block.Half(ref k);
             }
-    }
-
-    /// <summary>Four rows × tokens a, b: results[4·token + row] at <paramref name="scratch"/>, floats 16..23 (of a 32-float
-    /// scratch) the scale products. Eight sums, four nibble vectors, x and −8·Σx fit 16 registers.</summary>
-    private static void Tile4x2Nibbles(ref byte nibbles, ref float scales, Activation a, Activation b, ref float scratch)
-    {
-        ref sbyte qa = ref MemoryMarshal.GetReference(a.Q8), qb = ref MemoryMarshal.GetReference(b.Q8);
-        ref int ga = ref MemoryMarshal.GetArrayDataReference(a.Q8GroupSums8), gb = ref MemoryMarshal.GetArrayDataReference(b.Q8GroupSums8);
-        ref float sa = ref MemoryMarshal.GetArrayDataReference(a.Q8Scales), sb = ref MemoryMarshal.GetArrayDataReference(b.Q8Scales);
-        ref float p = ref Unsafe.Add(ref scratch, 16);
-        Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default, b0 = default, b1 = default, b2 = default, b3 = default;
-        int blocks = a.Length / 32;
-        for (int bl = 0; bl < blocks; bl++)
-        {
-            var dw = Vector128.LoadUnsafe(ref scales, (nuint)(bl * 4));
-            (dw * Vector128.Create(Unsafe.Add(ref sa, bl))).StoreUnsafe(ref p);
-            (dw * Vector128.Create(Unsafe.Add(ref sb, bl))).StoreUnsafe(ref p, 4);
-            ref byte m = ref Unsafe.Add(ref nibbles, bl * 128);
-            var u0 = Vector256.LoadUnsafe(ref m); var u1 = Vector256.LoadUnsafe(ref m, 32);
-            var u2 = Vector256.LoadUnsafe(ref m, 64); var u3 = Vector256.LoadUnsafe(ref m, 96);
-            nuint at = (nuint)(bl * 32), gat = (nuint)(bl * 8);
-            var x = Vector256.LoadUnsafe(ref qa, at); var g = Vector256.LoadUnsafe(ref ga, gat);
-            a0 += Vector256.ConvertToSingle(IntegerDot.GroupsNibbles(u0, x, g)) * Vector256.Create(Unsafe.Add(ref p, 0));
-            a1 += Vector256.ConvertToSingle(IntegerDot.GroupsNibbles(u1, x, g)) * Vector256.Create(Unsafe.Add(ref p, 1));
-            a2 += Vector256.ConvertToSingle(IntegerDot.GroupsNibbles(u2, x, g)) * Vector256.Create(Unsafe.Add(ref p, 2));
-            a3 += Vector256.ConvertToSingle(IntegerDot.GroupsNibbles(u3, x, g)) * Vector256.Create(Unsafe.Add(ref p, 3));
-            x = Vector256.LoadUnsafe(ref qb, at); g = Vector256.LoadUnsafe(ref gb, gat);
-            b0 += Vector256.ConvertToSingle(IntegerDot.GroupsNibbles(u0, x, g)) * Vector256.Create(Unsafe.Add(ref p, 4));
-            b1 += Vector256.ConvertToSingle(IntegerDot.GroupsNibbles(u1, x, g)) * Vector256.Create(Unsafe.Add(ref p, 5));
-            b2 += Vector256.ConvertToSingle(IntegerDot.GroupsNibbles(u2, x, g)) * Vector256.Create(Unsafe.Add(ref p, 6));
-            b3 += Vector256.ConvertToSingle(IntegerDot.GroupsNibbles(u3, x, g)) * Vector256.Create(Unsafe.Add(ref p, 7));
-        }
-        IntegerDot.Fold4(a0, a1, a2, a3).StoreUnsafe(ref scratch);
-        IntegerDot.Fold4(b0, b1, b2, b3).StoreUnsafe(ref scratch, 4);
     }
 
     /// <summary>Four rows × four tokens on unsigned nibbles (<see cref="IntegerDot.GroupsNibbles"/>: the exact integers
@@ -732,5 +729,65 @@ internal sealed partial class Q5_1Kernel : RowKernel
             sum += isum * (Block.Half(block, 0) * x.Q8Scales[b]) + Block.Half(block, 2) * x.Q8ScaledSums[b];
         }
         return sum;
+    }
+}
+
+/// <summary>Prefill tiles over weights unpacked once per four-row group into unsigned bytes u = w + offset (Q4_0's nibbles,
+/// offset 8; Q8_0's quants, offset 128), block-major (4 × 32 bytes per block), with their scales d_w (4 floats per
+/// block). Started from −offset·Σx, <see cref="IntegerDot.GroupsUnsigned"/> gives the exact Σw·x of each group, so no
+/// sign step per (row, token) pair; then Dot's float steps, so Dot's bits.</summary>
+internal static class UnsignedTiles
+{
+    /// <summary>−offset·Σx per group of 4 from <see cref="Activation.Q8GroupSums8"/> (8·Σx).</summary>
+    public interface IOffset { static abstract Vector256<int> Start(Vector256<int> groupSums8); }
+
+    /// <summary>Q4_0's nibbles, n = w + 8.</summary>
+    public struct NibbleOffset : IOffset
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<int> Start(Vector256<int> groupSums8) => Vector256<int>.Zero - groupSums8;
+    }
+
+    /// <summary>Q8_0's quants as w + 128 (AVX-VNNI only, see <see cref="IntegerDot.GroupsUnsigned"/>).</summary>
+    public struct Q8Offset : IOffset
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<int> Start(Vector256<int> groupSums8) => Vector256<int>.Zero - Vector256.ShiftLeft(groupSums8, 4);
+    }
+
+    /// <summary>Four rows × tokens a, b: results[4·token + row] at <paramref name="scratch"/>, floats 16..23 (of a 32-float
+    /// scratch) the scale products. At AVX2: eight sums, four weight vectors, x and −offset·Σx fit 16 registers.</summary>
+    public static void Tile4x2<TOffset>(ref byte unsigned, ref float scales, Activation a, Activation b, ref float scratch) where TOffset : struct, IOffset
+    {
+        ref sbyte qa = ref MemoryMarshal.GetReference(a.Q8), qb = ref MemoryMarshal.GetReference(b.Q8);
+        ref int ga = ref MemoryMarshal.GetArrayDataReference(a.Q8GroupSums8), gb = ref MemoryMarshal.GetArrayDataReference(b.Q8GroupSums8);
+        ref float sa = ref MemoryMarshal.GetArrayDataReference(a.Q8Scales), sb = ref MemoryMarshal.GetArrayDataReference(b.Q8Scales);
+        ref float p = ref Unsafe.Add(ref scratch, 16);
+        Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default, b0 = default, b1 = default, b2 = default, b3 = default;
+        int blocks = a.Length / 32;
+        for (int bl = 0; bl < blocks; bl++)
+        {
+            var dw = Vector128.LoadUnsafe(ref scales, (nuint)(bl * 4));
+            (dw * Vector128.Create(Unsafe.Add(ref sa, bl))).StoreUnsafe(ref p);
+            (dw * Vector128.Create(Unsafe.Add(ref sb, bl))).StoreUnsafe(ref p, 4);
+            ref byte m = ref Unsafe.Add(ref unsigned, bl * 128);
+            var u0 = Vector256.LoadUnsafe(ref m); var u1 = Vector256.LoadUnsafe(ref m, 32);
+            var u2 = Vector256.LoadUnsafe(ref m, 64); var u3 = Vector256.LoadUnsafe(ref m, 96);
+            nuint at = (nuint)(bl * 32), gat = (nuint)(bl * 8);
+            var x = Vector256.LoadUnsafe(ref qa, at);
+            var start = TOffset.Start(Vector256.LoadUnsafe(ref ga, gat));
+            a0 += Vector256.ConvertToSingle(IntegerDot.GroupsUnsigned(u0, x, start)) * Vector256.Create(Unsafe.Add(ref p, 0));
+            a1 += Vector256.ConvertToSingle(IntegerDot.GroupsUnsigned(u1, x, start)) * Vector256.Create(Unsafe.Add(ref p, 1));
+            a2 += Vector256.ConvertToSingle(IntegerDot.GroupsUnsigned(u2, x, start)) * Vector256.Create(Unsafe.Add(ref p, 2));
+            a3 += Vector256.ConvertToSingle(IntegerDot.GroupsUnsigned(u3, x, start)) * Vector256.Create(Unsafe.Add(ref p, 3));
+            x = Vector256.LoadUnsafe(ref qb, at);
+            start = TOffset.Start(Vector256.LoadUnsafe(ref gb, gat));
+            b0 += Vector256.ConvertToSingle(IntegerDot.GroupsUnsigned(u0, x, start)) * Vector256.Create(Unsafe.Add(ref p, 4));
+            b1 += Vector256.ConvertToSingle(IntegerDot.GroupsUnsigned(u1, x, start)) * Vector256.Create(Unsafe.Add(ref p, 5));
+            b2 += Vector256.ConvertToSingle(IntegerDot.GroupsUnsigned(u2, x, start)) * Vector256.Create(Unsafe.Add(ref p, 6));
+            b3 += Vector256.ConvertToSingle(IntegerDot.GroupsUnsigned(u3, x, start)) * Vector256.Create(Unsafe.Add(ref p, 7));
+        }
+        IntegerDot.Fold4(a0, a1, a2, a3).StoreUnsafe(ref scratch);
+        IntegerDot.Fold4(b0, b1, b2, b3).StoreUnsafe(ref scratch, 4);
     }
 }
