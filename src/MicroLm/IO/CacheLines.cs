@@ -20,13 +20,15 @@ internal static class CacheLines
     /// <see cref="Bytes"/> / sizeof(T) − 1 elements to spare) that start on a line.</summary>
     public static unsafe Span<T> Start<T>(Span<T> unmovable, int length) where T : unmanaged
     {
-        fixed (T* p = unmovable) return unmovable.Slice((int)((Bytes - ((nint)p & (Bytes - 1))) & (Bytes - 1)) / sizeof(T), length);
+        fixed (T* p = unmovable) return unmovable.Slice(ToLine(p), length);
     }
 
     /// <summary>Elements from the start of a pinned array's data to the next line (array data sits on 8-byte
     /// steps, so for elements of 1, 2, 4 or 8 bytes this lands exactly on the line).</summary>
     public static unsafe int Offset<T>(T[] pinned) where T : unmanaged
     {
-        fixed (T* p = pinned) return (int)((Bytes - ((nint)p & (Bytes - 1))) & (Bytes - 1)) / sizeof(T);
+        fixed (T* p = pinned) return ToLine(p);
     }
+
+    private static unsafe int ToLine<T>(T* p) where T : unmanaged => (int)((Bytes - ((nint)p & (Bytes - 1))) & (Bytes - 1)) / sizeof(T);
 }
