@@ -184,23 +184,15 @@ internal sealed partial class Q8_0Kernel : RowKernel
         var results = scratch[..16];
         bool evex = IntegerDot.UseEvex;
         int blocks = xs[0].Length / 32;
+        int t = 0;
         if (!evex && System.Runtime.Intrinsics.X86.AvxVnni.IsSupported && count >= 8 && blocks <= 128)
         {
             var unsigned = IO.CacheLines.Start(stackalloc byte[blocks * 128 + IO.CacheLines.Bytes - 1], blocks * 128);
             Span<float> scales = stackalloc float[blocks * 4];
             UnpackRows4(rows, rowBytes, blocks, unsigned, scales);
-            int s = 0;
-            for (; s + 4 <= count; s += 4)
-            {
-                UnsignedTiles.Tile4x2<UnsignedTiles.Q8Offset>(ref MemoryMarshal.GetReference(unsigned), ref MemoryMarshal.GetReference(scales), xs[s], xs[s + 1], ref MemoryMarshal.GetReference(scratch));
-                UnsignedTiles.Tile4x2<UnsignedTiles.Q8Offset>(ref MemoryMarshal.GetReference(unsigned), ref MemoryMarshal.GetReference(scales), xs[s + 2], xs[s + 3], ref scratch[8]);
-                for (int k = 0; k < 4; k++) scratch.Slice(4 * k, 4).CopyTo(output.Slice((s + k) * stride + rowIndex, 4));
-            }
-            for (; s < count; s++) Dot4Rows(rows, rowBytes, xs[s], output.Slice(s * stride + rowIndex, 4));
-            return true;
+            t = UnsignedTiles.FourRows<UnsignedTiles.Q8Offset>(unsigned, scales, xs, count, output, stride, rowIndex);
         }
-        int t = 0;
-        for (; t + 4 <= count; t += 4)
+        else for (; t + 4 <= count; t += 4)
         {
             if (evex) Tile4x4(ref MemoryMarshal.GetReference(rows), rowBytes, xs[t], xs[t + 1], xs[t + 2], xs[t + 3], ref MemoryMarshal.GetReference(scratch));
             else
@@ -483,17 +475,11 @@ internal sealed partial class Q4_0Kernel : RowKernel
         Span<float> scales = stackalloc float[blocks * 4];
         Span<float> scratch = stackalloc float[32]; // 16 results, then 16 scale products
         UnpackRows4(rows, rowBytes, blocks, nibbles, scales);
-        bool evex = IntegerDot.UseEvex;
         int t = 0;
-        for (; t + 4 <= count; t += 4)
+        if (!IntegerDot.UseEvex) t = UnsignedTiles.FourRows<UnsignedTiles.NibbleOffset>(nibbles, scales, xs, count, output, stride, rowIndex);
+        else for (; t + 4 <= count; t += 4)
         {
-            if (evex) Tile4x4Nibbles(ref MemoryMarshal.GetReference(nibbles), ref MemoryMarshal.GetReference(scales), xs[t], xs[t + 1], xs[t + 2], xs[t + 3], ref MemoryMarshal.GetReference(scratch));
-            else
-            {
-                // Tokens t, t+1 land in scratch[0..8), t+2, t+3 in [8..16): the 4 × 4 tile's layout.
-                UnsignedTiles.Tile4x2<UnsignedTiles.NibbleOffset>(ref MemoryMarshal.GetReference(nibbles), ref MemoryMarshal.GetReference(scales), xs[t], xs[t + 1], ref MemoryMarshal.GetReference(scratch));
-                UnsignedTiles.Tile4x2<UnsignedTiles.NibbleOffset>(ref MemoryMarshal.GetReference(nibbles), ref MemoryMarshal.GetReference(scales), xs[t + 2], xs[t + 3], ref scratch[8]);
-            }
+            Tile4x4Nibbles(ref MemoryMarshal.GetReference(nibbles), ref MemoryMarshal.GetReference(scales), xs[t], xs[t + 1], xs[t + 2], xs[t + 3], ref MemoryMarshal.GetReference(scratch));
             for (int k = 0; k < 4; k++) scratch.Slice(4 * k, 4).CopyTo(output.Slice((t + k) * stride + rowIndex, 4));
         }
         for (; t < count; t++) Dot4Rows(rows, rowBytes, xs[t], output.Slice(t * stride + rowIndex, 4));
@@ -753,6 +739,24 @@ internal static class UnsignedTiles
     {
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static Vector256<int> Start(Vector256<int> groupSums8) => Vector256<int>.Zero - Vector256.ShiftLeft(groupSums8, 4);
+    }
+
+    /// <summary>Four rows unpacked as u = w + offset (<paramref name="unsigned"/>, <paramref name="scales"/>) with tokens
+    /// [0, count − count % 4), two <see cref="Tile4x2{TOffset}"/> passes per four tokens: output[token·stride + rowIndex + row].
+    /// Returns the tokens done; the caller takes the rest.</summary>
+    public static int FourRows<TOffset>(Span<byte> unsigned, Span<float> scales, Activation[] xs, int count, Span<float> output, int stride, int rowIndex)
+        where TOffset : struct, IOffset
+    {
+        Span<float> scratch = stackalloc float[32]; // per pass 8 results, then (at 16) 8 scale products
+        int t = 0;
+        for (; t + 4 <= count; t += 4)
+        {
+            // Tokens t, t+1 land in scratch[0..8), t+2, t+3 in [8..16): results[4·token + row].
+            Tile4x2<TOffset>(ref MemoryMarshal.GetReference(unsigned), ref MemoryMarshal.GetReference(scales), xs[t], xs[t + 1], ref MemoryMarshal.GetReference(scratch));
+            Tile4x2<TOffset>(ref MemoryMarshal.GetReference(unsigned), ref MemoryMarshal.GetReference(scales), xs[t + 2], xs[t + 3], ref scratch[8]);
+            for (int k = 0; k < 4; k++) scratch.Slice(4 * k, 4).CopyTo(output.Slice((t + k) * stride + rowIndex, 4));
+        }
+        return t;
     }
 
     /// <summary>Four rows × tokens a, b: results[4·token + row] at <paramref name="scratch"/>, floats 16..23 (of a 32-float
