@@ -277,7 +277,7 @@ internal sealed partial class F32Kernel : RowKernel
         MemoryMarshal.Cast<byte, float>(row)[..output.Length].CopyTo(output);
 
     public override float Dot(ReadOnlySpan<byte> row, Activation x) =>
-        Kernels.Dot(MemoryMarshal.Cast<byte, float>(row), x.Values.Slice(0, x.Length));
+        Kernels.Dot(MemoryMarshal.Cast<byte, float>(row), x.Values);
 
     protected override void Dot4(ReadOnlySpan<byte> row, Activation a, Activation b, Activation c, Activation d, Span<float> results) =>
         Kernels.Dot4(MemoryMarshal.Cast<byte, float>(row), a.Span, b.Span, c.Span, d.Span, results);
@@ -335,7 +335,7 @@ internal sealed partial class F32Kernel : RowKernel
                 if (done > 0) FloatRows.DotRowPairs<Values>(first, rowBytes, xv, (nuint)n, o + rowStart, done / 2);
             }
         }
-        var xs = (ReadOnlySpan<float>)x.Values[..n];
+        ReadOnlySpan<float> xs = x.Values;
         for (int r = rowStart + done; r < rowEnd; r++)
             output[r] = Kernels.DotStreamed(MemoryMarshal.Cast<byte, float>(data.Slice(r * rowBytes, 4 * n)), xs);
     }
