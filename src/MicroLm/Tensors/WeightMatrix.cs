@@ -59,7 +59,10 @@ internal sealed class WeightMatrix
             // Prefill, widest first: the kernel's whole-range path, then four rows, then two; the rest one at a time.
             rowStart = _kernel.PrefillRows(data, RowBytes, xs, count, output, Rows, rowStart, rowEnd);
             for (; rowStart + 4 <= rowEnd; rowStart += 4)
+            {
+                RowKernel.PrefetchNextGroup(data, RowBytes, rowStart, rowEnd);
                 if (!_kernel.DotManyRows4(data.Slice(rowStart * RowBytes, 4 * RowBytes), RowBytes, xs, count, output, Rows, rowStart)) break;
+            }
             for (; rowStart + 2 <= rowEnd; rowStart += 2)
                 _kernel.DotMany2(data.Slice(rowStart * RowBytes, 2 * RowBytes), RowBytes, xs, count, output, Rows, rowStart);
         }

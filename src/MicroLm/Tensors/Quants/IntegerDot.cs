@@ -128,6 +128,16 @@ internal static class IntegerDot
         if (Sse.IsSupported) Sse.Prefetch0((byte*)Unsafe.AsPointer(ref at) + offset);
     }
 
+    /// <summary>A hint to fetch every cache line of <paramref name="bytes"/> into L2 (x86 only): prefill asks for the next
+    /// rows while it computes on the current ones, whose tiles run long enough between first touches of new weight
+    /// lines that the hardware prefetchers fall behind.</summary>
+    public static unsafe void PrefetchToL2(ReadOnlySpan<byte> bytes)
+    {
+        if (!Sse.IsSupported) return;
+        fixed (byte* p = bytes)
+            for (int i = 0; i < bytes.Length; i += 64) Sse.Prefetch1(p + i);
+    }
+
     /// <summary><see cref="Prefetch(ref byte, int)"/> of the line at a pointer.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static unsafe void Prefetch(byte* at)

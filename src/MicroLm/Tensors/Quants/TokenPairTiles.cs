@@ -107,6 +107,7 @@ internal sealed partial class Q4_0Kernel
         {
             var rows = data.Slice(rowStart * rowBytes, 4 * rowBytes);
             UnpackRows4Doubled(rows, rowBytes, blocks, nibbles, rowScales);
+            PrefetchNextGroup(data, rowBytes, rowStart, rowEnd);
             for (int t = 0; t < tiled; t += 8)
                 TilePairs(ref MemoryMarshal.GetArrayDataReference(nibbles), ref MemoryMarshal.GetArrayDataReference(rowScales), quants, sums, scales,
                     t, tiled, blocks, ref MemoryMarshal.GetReference(products), output, stride, rowStart);
@@ -229,6 +230,7 @@ internal sealed partial class Q8_0Kernel
         {
             var rows = data.Slice(rowStart * rowBytes, 4 * rowBytes);
             LayOutRows4(rows, rowBytes, blocks, magnitudes, weights, rowScales);
+            PrefetchNextGroup(data, rowBytes, rowStart, rowEnd);
             for (int t = 0; t < tiled; t += 8)
                 TilePairs(ref MemoryMarshal.GetArrayDataReference(magnitudes), ref MemoryMarshal.GetArrayDataReference(weights), ref MemoryMarshal.GetArrayDataReference(rowScales),
                     quants, minus, scales, t, tiled, blocks, ref MemoryMarshal.GetReference(products), output, stride, rowStart);
