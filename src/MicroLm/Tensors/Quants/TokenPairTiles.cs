@@ -60,27 +60,24 @@ internal static class TokenPairs
         return (quants, sums, scales, negated);
     }
 
-    /// <summary>Folds a (row, token pair) sum in the contract's order (<see cref="IntegerDot.Fold"/>: j += j+4, then
-    /// (0 + 2) + (1 + 3), each token's lanes apart) and writes token 2k's result to <paramref name="even"/>, 2k+1's to
-    /// <paramref name="odd"/>.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static void Fold(Vector512<float> sum, ref float even, ref float odd)
-    {
-        var s = sum.GetLower() + sum.GetUpper();       // j += j+4, both tokens
-        var h = s.GetLower() + s.GetUpper();           // (s0 + s2), (s1 + s3), both tokens
-        var r = h + Sse.MoveHighToLow(h, h);           // (s0 + s2) + (s1 + s3)
-        even = r.ToScalar();
-        odd = r.GetElement(1);
-    }
-
-    /// <summary>Folds four rows' sums of one token pair into output[at + row] (even token) and output[at + stride + row].</summary>
+    /// <summary>Folds four rows' sums of one token pair in the contract's order (<see cref="IntegerDot.Fold"/>: j += j+4,
+    /// then (0 + 2) + (1 + 3), each token's lanes apart) and writes token 2k's results to output[at + row], 2k+1's to
+    /// output[at + stride + row]. The four folds run side by side in 128-bit lanes, each add pairing the lanes one fold
+    /// would (a third fewer instructions than four one-at-a-time folds; `--prefill-kernels --shapes 110M,15M`, Zen 5,
+    /// two alternations: Q4_0 96–99 → 102–103 GMAC/s, Q8_0 84–87 → 85–87).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static void Store4(Vector512<float> r0, Vector512<float> r1, Vector512<float> r2, Vector512<float> r3, ref float output, int at, int stride)
     {
-        Fold(r0, ref Unsafe.Add(ref output, at), ref Unsafe.Add(ref output, at + stride));
-        Fold(r1, ref Unsafe.Add(ref output, at + 1), ref Unsafe.Add(ref output, at + stride + 1));
-        Fold(r2, ref Unsafe.Add(ref output, at + 2), ref Unsafe.Add(ref output, at + stride + 2));
-        Fold(r3, ref Unsafe.Add(ref output, at + 3), ref Unsafe.Add(ref output, at + stride + 3));
+        // j += j+4: 128-bit lanes [s0 low, s0 high, s1 low, s1 high] and the same for rows 2 and 3.
+        var s01 = Avx512F.Shuffle4x128(r0, r1, 0x44) + Avx512F.Shuffle4x128(r0, r1, 0xEE);
+        var s23 = Avx512F.Shuffle4x128(r2, r3, 0x44) + Avx512F.Shuffle4x128(r2, r3, 0xEE);
+        // (0 + 2), (1 + 3): 128-bit lane k holds row k's s0 + s2 (even token, odd token), then s1 + s3 (even, odd).
+        var h = Avx512F.Shuffle4x128(s01, s23, 0x88) + Avx512F.Shuffle4x128(s01, s23, 0xDD);
+        // (0 + 2) + (1 + 3), in floats 4k (even token) and 4k + 1 (odd).
+        var r = h + Avx512F.Permute4x32(h, 0x4E);
+        var tokens = Avx512F.PermuteVar16x32(r, Vector512.Create(0, 4, 8, 12, 1, 5, 9, 13, 0, 0, 0, 0, 0, 0, 0, 0)).GetLower();
+        tokens.GetLower().StoreUnsafe(ref output, (nuint)at);
+        tokens.GetUpper().StoreUnsafe(ref output, (nuint)(at + stride));
     }
 }
 
