@@ -149,7 +149,7 @@ internal sealed partial class Q4_0Kernel
         ref byte q = ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(quants), t / 2 * blocks * 64);
         ref int g = ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(sums), t / 2 * blocks * 16);
         ref float dx = ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(scales), t);
-        const nuint pairBytes = 64, pairInts = 16;
+        const nuint pairBytes = 64, pairInts = 16; // from one pair's quants and group sums to the next pair's, same block (Prepare)
         var ones = Vector512<short>.One;
         Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default, b0 = default, b1 = default, b2 = default, b3 = default;
         Vector512<float> c0 = default, c1 = default, c2 = default, c3 = default, d0 = default, d1 = default, d2 = default, d3 = default;
@@ -273,7 +273,7 @@ internal sealed partial class Q8_0Kernel
         ref byte q = ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(quants), t / 2 * blocks * 64);
         ref byte mq = ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(minus), t / 2 * blocks * 64);
         ref float dx = ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(scales), t);
-        const nuint pairBytes = 64;
+        const nuint pairBytes = 64; // from one pair's quants to the next pair's, same block (Prepare)
         var ones = Vector512<short>.One;
         Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default, b0 = default, b1 = default, b2 = default, b3 = default;
         Vector512<float> c0 = default, c1 = default, c2 = default, c3 = default, d0 = default, d1 = default, d2 = default, d3 = default;
