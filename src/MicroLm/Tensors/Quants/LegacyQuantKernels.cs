@@ -170,10 +170,8 @@ internal sealed partial class Q8_0Kernel : RowKernel
     }
 
     /// <summary>Prefill over four rows, tried by <see cref="WeightMatrix.MatMul"/> before the two-row tiles, four tokens
-    /// at a time: at AVX-512 one <see cref="Tile4x4"/>; at AVX2 with AVX-VNNI and 8 tokens or more the rows unpacked once as
-    /// w + 128 and two <see cref="UnsignedTiles.Tile4x2{TOffset}"/> passes (no sign step per pair: `microlm bench -p 128 -n 0`,
-    /// 110M, one thread, six alternations, 472–505 → 491–520 tok/s, and 356–361 → 397–406 in a slower hour); otherwise two
-    /// <see cref="Tile2x4"/> passes (16 ymm registers hold eight sums but not sixteen: the 4 × 4 tile kept 11 of its 16 on the stack). Each (row, token) sum takes Dot's
+    /// at a time, where <see cref="PrefillRows"/> declined (fewer than 8 tokens; at AVX2, also no AVX-VNNI): at AVX-512 one
+    /// <see cref="Tile4x4"/>; at AVX2 two <see cref="Tile2x4"/> passes (16 ymm registers hold eight sums but not sixteen: the 4 × 4 tile kept 11 of its 16 on the stack). Each (row, token) sum takes Dot's
     /// operations, so the bits are Dot's. Measured (`--prefill-kernels --isa avx2 --formats Q8_0`, Zen 5, CPU time, three
     /// alternations): 110M 43.0–46.5 → 49.1–49.8 GMAC/s, 15M 41.0–44.3 → 46.5–46.6; without VNNI 40.0–41.5 → 42.5–45.2.
     /// Token counts that are not a multiple of four end with <see cref="Dot4Rows"/> (same bits).</summary>
@@ -185,14 +183,7 @@ internal sealed partial class Q8_0Kernel : RowKernel
         bool evex = IntegerDot.UseEvex;
         int blocks = xs[0].Length / 32;
         int t = 0;
-        if (!evex && System.Runtime.Intrinsics.X86.AvxVnni.IsSupported && count >= 8 && blocks <= 128)
-        {
-            var unsigned = IO.CacheLines.Start(stackalloc byte[blocks * 128 + IO.CacheLines.Bytes - 1], blocks * 128);
-            Span<float> scales = stackalloc float[blocks * 4];
-            UnpackRows4(rows, rowBytes, blocks, unsigned, scales);
-            t = UnsignedTiles.FourRows<UnsignedTiles.Q8Offset>(unsigned, scales, xs, count, output, stride, rowIndex);
-        }
-        else for (; t + 4 <= count; t += 4)
+        for (; t + 4 <= count; t += 4)
         {
             if (evex) Tile4x4(ref MemoryMarshal.GetReference(rows), rowBytes, xs[t], xs[t + 1], xs[t + 2], xs[t + 3], ref MemoryMarshal.GetReference(scratch));
             else
@@ -209,19 +200,6 @@ internal sealed partial class Q8_0Kernel : RowKernel
         }
         for (; t < count; t++) Dot4Rows(rows, rowBytes, xs[t], output.Slice(t * stride + rowIndex, 4));
         return true;
-    }
-
-    /// <summary>A four-row group's quants as unsigned bytes w + 128 (block-major, 4 × 32 bytes per block) and its scales d_w
-    /// (4 floats per block), for <see cref="UnsignedTiles.Tile4x2{TOffset}"/>.</summary>
-    private static void UnpackRows4(ReadOnlySpan<byte> rows, int rowBytes, int blocks, Span<byte> unsigned, Span<float> scales)
-    {
-        for (int bl = 0; bl < blocks; bl++)
-            for (int r = 0; r < 4; r++)
-            {
-                ref byte k = ref Unsafe.Add(ref MemoryMarshal.GetReference(rows), r * rowBytes + bl * BlockBytes);
-                (Vector256.LoadUnsafe(ref Unsafe.Add(ref k, 2)) ^ Vector256.Create((byte)0x80)).StoreUnsafe(ref MemoryMarshal.GetReference(unsigned), (nuint)(bl * 128 + r * 32));
-                scales[bl * 4 + r] = Block.Half(ref k);
-            }
     }
 
     /// <summary>Rows w0..w3 (<paramref name="rowBytes"/> apart) × tokens a..d; results[4·row + token] at <paramref name="scratch"/>,
@@ -458,105 +436,6 @@ internal sealed partial class Q4_0Kernel : RowKernel
         Q8_0Kernel.Instance.DotMany2(q8, blocks * Q8_0Kernel.BlockBytes, xs, count, output, stride, rowIndex);
     }
 
-    /// <summary>Prefill over four rows: their nibbles unpacked once (unsigned) and scales converted once for all
-    /// tokens, then per four tokens one <see cref="Tile4x4Nibbles"/> at AVX-512 or two <see cref="UnsignedTiles.Tile4x2{TOffset}"/> at AVX2
-    /// (16 ymm registers: the 4 × 4 tile kept 8 of its 16 sums on the stack); the token tail takes <see cref="Dot4Rows"/> (same bits).
-    /// The 4 × 2 passes measured (`--prefill-kernels --isa avx2 --formats Q4_0`, Zen 5, CPU time, three alternations):
-    /// 110M 42.5–52.0 → 54.0–57.8 GMAC/s and 15M 47.0–47.7 → 50.7–54.1 with AVX-VNNI, 45.1–46.7 → 47.3–48.3 without;
-    /// two 2 × 4 passes (rows halved instead of tokens) were no faster than the 4 × 4 tile.
-    /// Measured (110M shape, 128 tokens, --prefill-kernels, CPU time, load ~10–15 on 2 cores, so ±3 %): AVX-512 JIT
-    /// 40.0/39.5/39.8 → 42.5/43.5/42.3 GMAC/s against unpacking to Q8_0 (q − 8) and Q8_0's sign-step tile; AVX2
-    /// 37.2/34.9/36.4 → 36.9/36.6/37.3.</summary>
-    public override bool DotManyRows4(ReadOnlySpan<byte> rows, int rowBytes, Activation[] xs, int count, Span<float> output, int stride, int rowIndex)
-    {
-        int blocks = xs[0].Length / 32;
-        if (IntegerDot.VectorBits < 256 || count < 8 || blocks > 128) return false;
-        Span<byte> nibbles = stackalloc byte[blocks * 128];
-        Span<float> scales = stackalloc float[blocks * 4];
-        Span<float> scratch = stackalloc float[32]; // 16 results, then 16 scale products
-        UnpackRows4(rows, rowBytes, blocks, nibbles, scales);
-        int t = 0;
-        if (!IntegerDot.UseEvex) t = UnsignedTiles.FourRows<UnsignedTiles.NibbleOffset>(nibbles, scales, xs, count, output, stride, rowIndex);
-        else for (; t + 4 <= count; t += 4)
-        {
-            Tile4x4Nibbles(ref MemoryMarshal.GetReference(nibbles), ref MemoryMarshal.GetReference(scales), xs[t], xs[t + 1], xs[t + 2], xs[t + 3], ref MemoryMarshal.GetReference(scratch));
-            for (int k = 0; k < 4; k++) scratch.Slice(4 * k, 4).CopyTo(output.Slice((t + k) * stride + rowIndex, 4));
-        }
-        for (; t < count; t++) Dot4Rows(rows, rowBytes, xs[t], output.Slice(t * stride + rowIndex, 4));
-        return true;
-    }
-
-    /// <summary>A four-row group's nibbles unpacked once, unsigned (0..15, value order, block-major: 4 × 32 bytes per
-    /// block), and its scales d_w (4 floats per block), for <see cref="Tile4x4Nibbles"/>.</summary>
-    private static void UnpackRows4(ReadOnlySpan<byte> rows, int rowBytes, int blocks, Span<byte> nibbles, Span<float> scales)
-    {
-        for (int bl = 0; bl < blocks; bl++)
-            for (int r = 0; r < 4; r++)
-            {
-                ref byte k = ref Unsafe.Add(ref MemoryMarshal.GetReference(rows), r * rowBytes + bl * BlockBytes);
-                var packed = Vector128.LoadUnsafe(ref Unsafe.Add(ref k, 2));
-                (packed & Vector128.Create((byte)0x0F)).StoreUnsafe(ref MemoryMarshal.GetReference(nibbles), (nuint)(bl * 128 + r * 32));
-                Vector128.ShiftRightLogical(packed, 4).StoreUnsafe(ref MemoryMarshal.GetReference(nibbles), (nuint)(bl * 128 + r * 32 + 16));
-                scales[bl * 4 + r] = Block.Half(ref k);
-            }
-    }
-
-    /// <summary>Four rows × four tokens on unsigned nibbles (<see cref="IntegerDot.GroupsNibbles"/>: the exact integers
-    /// Σ(n − 8)·x without a sign step, and no |w| or masks per block), then Dot's float steps, so Dot's bits. results[4·row + token] at <paramref name="scratch"/>, whose floats 16..31
-    /// hold the scale products (16 + 4·token + row).</summary>
-    private static void Tile4x4Nibbles(ref byte nibbles, ref float scales, Activation a, Activation b, Activation c, Activation d, ref float scratch)
-    {
-        ref sbyte qa = ref MemoryMarshal.GetReference(a.Q8), qb = ref MemoryMarshal.GetReference(b.Q8);
-        ref sbyte qc = ref MemoryMarshal.GetReference(c.Q8), qd = ref MemoryMarshal.GetReference(d.Q8);
-        ref int ga = ref MemoryMarshal.GetArrayDataReference(a.Q8GroupSums8), gb = ref MemoryMarshal.GetArrayDataReference(b.Q8GroupSums8);
-        ref int gc = ref MemoryMarshal.GetArrayDataReference(c.Q8GroupSums8), gd = ref MemoryMarshal.GetArrayDataReference(d.Q8GroupSums8);
-        ref float sa = ref MemoryMarshal.GetArrayDataReference(a.Q8Scales), sb = ref MemoryMarshal.GetArrayDataReference(b.Q8Scales);
-        ref float sc = ref MemoryMarshal.GetArrayDataReference(c.Q8Scales), sd = ref MemoryMarshal.GetArrayDataReference(d.Q8Scales);
-        ref float p = ref Unsafe.Add(ref scratch, 16);
-        Vector256<float> a0 = default, b0 = default, c0 = default, d0 = default, a1 = default, b1 = default, c1 = default, d1 = default;
-        Vector256<float> a2 = default, b2 = default, c2 = default, d2 = default, a3 = default, b3 = default, c3 = default, d3 = default;
-        int blocks = a.Length / 32;
-        for (int bl = 0; bl < blocks; bl++)
-        {
-            // s = d_w · d_x for the 16 pairs, the same float products Dot forms (multiplication commutes exactly).
-            var dw = Vector128.LoadUnsafe(ref scales, (nuint)(bl * 4));
-            (dw * Vector128.Create(Unsafe.Add(ref sa, bl))).StoreUnsafe(ref p);
-            (dw * Vector128.Create(Unsafe.Add(ref sb, bl))).StoreUnsafe(ref p, 4);
-            (dw * Vector128.Create(Unsafe.Add(ref sc, bl))).StoreUnsafe(ref p, 8);
-            (dw * Vector128.Create(Unsafe.Add(ref sd, bl))).StoreUnsafe(ref p, 12);
-            ref byte m = ref Unsafe.Add(ref nibbles, bl * 128);
-            var u0 = Vector256.LoadUnsafe(ref m); var u1 = Vector256.LoadUnsafe(ref m, 32);
-            var u2 = Vector256.LoadUnsafe(ref m, 64); var u3 = Vector256.LoadUnsafe(ref m, 96);
-            nuint at = (nuint)(bl * 32), gat = (nuint)(bl * 8);
-            Vector256<sbyte> x;
-            Vector256<int> g;
-            x = Vector256.LoadUnsafe(ref qa, at); g = Vector256.LoadUnsafe(ref ga, gat);
-            a0 += Vector256.ConvertToSingle(IntegerDot.GroupsNibbles(u0, x, g)) * Vector256.Create(Unsafe.Add(ref p, 0));
-            a1 += Vector256.ConvertToSingle(IntegerDot.GroupsNibbles(u1, x, g)) * Vector256.Create(Unsafe.Add(ref p, 1));
-            a2 += Vector256.ConvertToSingle(IntegerDot.GroupsNibbles(u2, x, g)) * Vector256.Create(Unsafe.Add(ref p, 2));
-            a3 += Vector256.ConvertToSingle(IntegerDot.GroupsNibbles(u3, x, g)) * Vector256.Create(Unsafe.Add(ref p, 3));
-            x = Vector256.LoadUnsafe(ref qb, at); g = Vector256.LoadUnsafe(ref gb, gat);
-            b0 += Vector256.ConvertToSingle(IntegerDot.GroupsNibbles(u0, x, g)) * Vector256.Create(Unsafe.Add(ref p, 4));
-            b1 += Vector256.ConvertToSingle(IntegerDot.GroupsNibbles(u1, x, g)) * Vector256.Create(Unsafe.Add(ref p, 5));
-            b2 += Vector256.ConvertToSingle(IntegerDot.GroupsNibbles(u2, x, g)) * Vector256.Create(Unsafe.Add(ref p, 6));
-            b3 += Vector256.ConvertToSingle(IntegerDot.GroupsNibbles(u3, x, g)) * Vector256.Create(Unsafe.Add(ref p, 7));
-            x = Vector256.LoadUnsafe(ref qc, at); g = Vector256.LoadUnsafe(ref gc, gat);
-            c0 += Vector256.ConvertToSingle(IntegerDot.GroupsNibbles(u0, x, g)) * Vector256.Create(Unsafe.Add(ref p, 8));
-            c1 += Vector256.ConvertToSingle(IntegerDot.GroupsNibbles(u1, x, g)) * Vector256.Create(Unsafe.Add(ref p, 9));
-            c2 += Vector256.ConvertToSingle(IntegerDot.GroupsNibbles(u2, x, g)) * Vector256.Create(Unsafe.Add(ref p, 10));
-            c3 += Vector256.ConvertToSingle(IntegerDot.GroupsNibbles(u3, x, g)) * Vector256.Create(Unsafe.Add(ref p, 11));
-            x = Vector256.LoadUnsafe(ref qd, at); g = Vector256.LoadUnsafe(ref gd, gat);
-            d0 += Vector256.ConvertToSingle(IntegerDot.GroupsNibbles(u0, x, g)) * Vector256.Create(Unsafe.Add(ref p, 12));
-            d1 += Vector256.ConvertToSingle(IntegerDot.GroupsNibbles(u1, x, g)) * Vector256.Create(Unsafe.Add(ref p, 13));
-            d2 += Vector256.ConvertToSingle(IntegerDot.GroupsNibbles(u2, x, g)) * Vector256.Create(Unsafe.Add(ref p, 14));
-            d3 += Vector256.ConvertToSingle(IntegerDot.GroupsNibbles(u3, x, g)) * Vector256.Create(Unsafe.Add(ref p, 15));
-        }
-        IntegerDot.Fold4(a0, a1, a2, a3).StoreUnsafe(ref scratch);
-        IntegerDot.Fold4(b0, b1, b2, b3).StoreUnsafe(ref scratch, 4);
-        IntegerDot.Fold4(c0, c1, c2, c3).StoreUnsafe(ref scratch, 8);
-        IntegerDot.Fold4(d0, d1, d2, d3).StoreUnsafe(ref scratch, 12);
-    }
-
     public override bool PrefersFourRows(int rowBytes) => true;
 
     public override unsafe void Dot4Rows(ReadOnlySpan<byte> rows, int rowBytes, Activation x, Span<float> results)
@@ -724,14 +603,34 @@ internal sealed partial class Q5_1Kernel : RowKernel
 /// sign step per (row, token) pair; then Dot's float steps, so Dot's bits.</summary>
 internal static class UnsignedTiles
 {
-    /// <summary>−offset·Σx per group of 4 from <see cref="Activation.Q8GroupSums8"/> (8·Σx).</summary>
-    public interface IOffset { static abstract Vector256<int> Start(Vector256<int> groupSums8); }
+    /// <summary>A format's unsigned form: −offset·Σx per group of 4 from <see cref="Activation.Q8GroupSums8"/> (8·Σx),
+    /// and the unpacking of four rows.</summary>
+    public interface IOffset
+    {
+        static abstract Vector256<int> Start(Vector256<int> groupSums8);
 
-    /// <summary>Q4_0's nibbles, n = w + 8.</summary>
+        /// <summary>Four rows as u (block-major, 4 × 32 bytes per block) and their scales d_w (4 floats per block).</summary>
+        static abstract void Unpack(ReadOnlySpan<byte> rows, int rowBytes, int blocks, Span<byte> unsigned, Span<float> scales);
+    }
+
+    /// <summary>Q4_0's nibbles, n = w + 8, in value order.</summary>
     public struct NibbleOffset : IOffset
     {
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static Vector256<int> Start(Vector256<int> groupSums8) => Vector256<int>.Zero - groupSums8;
+
+        public static void Unpack(ReadOnlySpan<byte> rows, int rowBytes, int blocks, Span<byte> nibbles, Span<float> scales)
+        {
+            for (int bl = 0; bl < blocks; bl++)
+                for (int r = 0; r < 4; r++)
+                {
+                    ref byte k = ref Unsafe.Add(ref MemoryMarshal.GetReference(rows), r * rowBytes + bl * Q4_0Kernel.BlockBytes);
+                    var packed = Vector128.LoadUnsafe(ref Unsafe.Add(ref k, 2));
+                    (packed & Vector128.Create((byte)0x0F)).StoreUnsafe(ref MemoryMarshal.GetReference(nibbles), (nuint)(bl * 128 + r * 32));
+                    Vector128.ShiftRightLogical(packed, 4).StoreUnsafe(ref MemoryMarshal.GetReference(nibbles), (nuint)(bl * 128 + r * 32 + 16));
+                    scales[bl * 4 + r] = Block.Half(ref k);
+                }
+        }
     }
 
     /// <summary>Q8_0's quants as w + 128 (AVX-VNNI only, see <see cref="IntegerDot.GroupsUnsigned"/>).</summary>
@@ -739,53 +638,118 @@ internal static class UnsignedTiles
     {
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static Vector256<int> Start(Vector256<int> groupSums8) => Vector256<int>.Zero - Vector256.ShiftLeft(groupSums8, 4);
+
+        public static void Unpack(ReadOnlySpan<byte> rows, int rowBytes, int blocks, Span<byte> unsigned, Span<float> scales)
+        {
+            for (int bl = 0; bl < blocks; bl++)
+                for (int r = 0; r < 4; r++)
+                {
+                    ref byte k = ref Unsafe.Add(ref MemoryMarshal.GetReference(rows), r * rowBytes + bl * Q8_0Kernel.BlockBytes);
+                    (Vector256.LoadUnsafe(ref Unsafe.Add(ref k, 2)) ^ Vector256.Create((byte)0x80)).StoreUnsafe(ref MemoryMarshal.GetReference(unsigned), (nuint)(bl * 128 + r * 32));
+                    scales[bl * 4 + r] = Block.Half(ref k);
+                }
+        }
     }
 
-    /// <summary>Four rows unpacked as u = w + offset (<paramref name="unsigned"/>, <paramref name="scales"/>) with tokens
-    /// [0, count − count % 4), two <see cref="Tile4x2{TOffset}"/> passes per four tokens: output[token·stride + rowIndex + row].
-    /// Returns the tokens done; the caller takes the rest.</summary>
-    public static int FourRows<TOffset>(Span<byte> unsigned, Span<float> scales, Activation[] xs, int count, Span<float> output, int stride, int rowIndex)
+    [ThreadStatic] private static byte[]? t_pairs;
+    [ThreadStatic] private static float[]? t_pairScales;
+
+    /// <summary>Whether <see cref="PrefillRows{TOffset}"/> runs: 256-bit integer dots (no EVEX: at 512 bits the token-pair
+    /// tiles run), eight tokens or more, rows of up to 128 blocks (the unpacked group lives on the stack).</summary>
+    public static bool Usable(int count, int blocks) => IntegerDot.VectorBits >= 256 && !IntegerDot.UseEvex && count >= 8 && blocks <= 128;
+
+    /// <summary>Prefill over rows [rowStart, rowEnd) with the batch laid out once per call (<see cref="Prepare"/>): per
+    /// four-row group the rows unpacked once, the next group prefetched, then two <see cref="Tile4x2{TOffset}"/> passes
+    /// per four tokens; tokens past the last four take <paramref name="kernel"/>'s Dot4Rows. Returns the first row not done.
+    /// The 4 × 2 passes replaced 4 × 4 tiles that kept 8 (Q4_0) or 11 (Q8_0) of their 16 sums on the stack
+    /// (docs/performance.md); the laid-out batch replaced reading each token's activation directly
+    /// (`--prefill-kernels --isa avx2 --shapes 110M,15M`, Zen 5, three alternations: 110M Q4_0 55.0–58.6 → 62.1–62.3
+    /// GMAC/s, Q8_0 55.8–56.3 → 59.4–60.2; 15M Q4_0 51.7–54.8 → 58.1–59.1, Q8_0 51.5–52.5 → 55.6–56.6).</summary>
+    public static int PrefillRows<TOffset>(RowKernel kernel, ReadOnlySpan<byte> data, int rowBytes, Activation[] xs, int count, Span<float> output, int stride, int rowStart, int rowEnd)
         where TOffset : struct, IOffset
     {
+        int blocks = xs[0].Length / 32, tiled = count & ~3;
+        if ((long)count * stride > output.Length || rowEnd > stride || rowStart < 0) throw new ArgumentOutOfRangeException(nameof(output));
+        Prepare(xs, tiled / 2, blocks, out var pairs, out var pairScales);
+        var unsigned = IO.CacheLines.Start(stackalloc byte[blocks * 128 + IO.CacheLines.Bytes - 1], blocks * 128);
+        Span<float> scales = stackalloc float[blocks * 4];
         Span<float> scratch = stackalloc float[32]; // per pass 8 results, then (at 16) 8 scale products
-        int t = 0;
-        for (; t + 4 <= count; t += 4)
+        for (; rowStart + 4 <= rowEnd; rowStart += 4)
         {
-            // Tokens t, t+1 land in scratch[0..8), t+2, t+3 in [8..16): results[4·token + row].
-            Tile4x2<TOffset>(ref MemoryMarshal.GetReference(unsigned), ref MemoryMarshal.GetReference(scales), xs[t], xs[t + 1], ref MemoryMarshal.GetReference(scratch));
-            Tile4x2<TOffset>(ref MemoryMarshal.GetReference(unsigned), ref MemoryMarshal.GetReference(scales), xs[t + 2], xs[t + 3], ref scratch[8]);
-            for (int k = 0; k < 4; k++) scratch.Slice(4 * k, 4).CopyTo(output.Slice((t + k) * stride + rowIndex, 4));
+            var rows = data.Slice(rowStart * rowBytes, 4 * rowBytes);
+            TOffset.Unpack(rows, rowBytes, blocks, unsigned, scales);
+            RowKernel.PrefetchNextGroup(data, rowBytes, rowStart, rowEnd);
+            for (int t = 0; t < tiled; t += 4)
+            {
+                // Tokens t, t+1 land in scratch[0..8), t+2, t+3 in [8..16): results[4·token + row].
+                Tile4x2<TOffset>(ref MemoryMarshal.GetReference(unsigned), ref MemoryMarshal.GetReference(scales), pairs.Slice(t / 2 * blocks * 128), pairScales.Slice(t * blocks), blocks, ref MemoryMarshal.GetReference(scratch));
+                Tile4x2<TOffset>(ref MemoryMarshal.GetReference(unsigned), ref MemoryMarshal.GetReference(scales), pairs.Slice((t / 2 + 1) * blocks * 128), pairScales.Slice((t + 2) * blocks), blocks, ref scratch[8]);
+                for (int k = 0; k < 4; k++) scratch.Slice(4 * k, 4).CopyTo(output.Slice((t + k) * stride + rowStart, 4));
+            }
+            for (int t = tiled; t < count; t++) kernel.Dot4Rows(rows, rowBytes, xs[t], output.Slice(t * stride + rowStart, 4));
         }
-        return t;
+        return rowStart;
     }
 
-    /// <summary>Four rows × tokens a, b: results[4·token + row] at <paramref name="scratch"/>, floats 16..23 (of a 32-float
-    /// scratch) the scale products. At AVX2: eight sums, four weight vectors, x and −offset·Σx fit 16 registers.</summary>
-    public static void Tile4x2<TOffset>(ref byte unsigned, ref float scales, Activation a, Activation b, ref float scratch) where TOffset : struct, IOffset
+    /// <summary>Lays out tokens [0, 2·pairs) in the order <see cref="Tile4x2{TOffset}"/> reads them, one stream per token
+    /// pair: for pair k and block b, at (k·blocks + b)·128 bytes, token 2k's 32 quants, token 2k+1's, then their 8·Σx
+    /// group sums (8 ints each); the scales at (k·blocks + b)·2 (+1 for token 2k+1). Read straight from each token's
+    /// activation, a pass had six streams (quants, group sums and scales of two tokens).</summary>
+    private static void Prepare(Activation[] xs, int pairs, int blocks, out Span<byte> laidOut, out Span<float> laidOutScales)
     {
-        ref sbyte qa = ref MemoryMarshal.GetReference(a.Q8), qb = ref MemoryMarshal.GetReference(b.Q8);
-        ref int ga = ref MemoryMarshal.GetArrayDataReference(a.Q8GroupSums8), gb = ref MemoryMarshal.GetArrayDataReference(b.Q8GroupSums8);
-        ref float sa = ref MemoryMarshal.GetArrayDataReference(a.Q8Scales), sb = ref MemoryMarshal.GetArrayDataReference(b.Q8Scales);
+        int bytes = pairs * blocks * 128;
+        var data = t_pairs is { } d && d.Length >= bytes + IO.CacheLines.Bytes ? d : t_pairs = GC.AllocateArray<byte>(bytes + IO.CacheLines.Bytes, pinned: true);
+        var scales = t_pairScales is { } f && f.Length >= 2 * pairs * blocks ? f : t_pairScales = new float[2 * pairs * blocks];
+        var target = IO.CacheLines.Start(data.AsSpan(), bytes);
+        ref byte o = ref MemoryMarshal.GetReference(target);
+        for (int k = 0; k < pairs; k++)
+        {
+            var (even, odd) = (xs[2 * k], xs[2 * k + 1]);
+            ref byte qe = ref Unsafe.As<sbyte, byte>(ref MemoryMarshal.GetReference(even.Q8));
+            ref byte qd = ref Unsafe.As<sbyte, byte>(ref MemoryMarshal.GetReference(odd.Q8));
+            ref byte ge = ref Unsafe.As<int, byte>(ref MemoryMarshal.GetArrayDataReference(even.Q8GroupSums8));
+            ref byte gd = ref Unsafe.As<int, byte>(ref MemoryMarshal.GetArrayDataReference(odd.Q8GroupSums8));
+            for (int b = 0; b < blocks; b++)
+            {
+                nuint at = (nuint)((k * blocks + b) * 128), from = (nuint)(b * 32);
+                Vector256.LoadUnsafe(ref qe, from).StoreUnsafe(ref o, at);
+                Vector256.LoadUnsafe(ref qd, from).StoreUnsafe(ref o, at + 32);
+                Vector256.LoadUnsafe(ref ge, from).StoreUnsafe(ref o, at + 64);
+                Vector256.LoadUnsafe(ref gd, from).StoreUnsafe(ref o, at + 96);
+                scales[2 * (k * blocks + b)] = even.Q8Scales[b];
+                scales[2 * (k * blocks + b) + 1] = odd.Q8Scales[b];
+            }
+        }
+        laidOut = target;
+        laidOutScales = scales.AsSpan(0, 2 * pairs * blocks);
+    }
+
+    /// <summary>Four rows × one token pair laid out by <see cref="Prepare"/>: results[4·token + row] at
+    /// <paramref name="scratch"/>, floats 16..23 (of a 32-float scratch) the scale products. At AVX2: eight sums, four
+    /// weight vectors, x and −offset·Σx fit 16 registers.</summary>
+    public static void Tile4x2<TOffset>(ref byte unsigned, ref float scales, Span<byte> pair, Span<float> pairScales, int blocks, ref float scratch) where TOffset : struct, IOffset
+    {
+        ref byte q = ref MemoryMarshal.GetReference(pair);
+        ref float s = ref MemoryMarshal.GetReference(pairScales);
         ref float p = ref Unsafe.Add(ref scratch, 16);
         Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default, b0 = default, b1 = default, b2 = default, b3 = default;
-        int blocks = a.Length / 32;
         for (int bl = 0; bl < blocks; bl++)
         {
             var dw = Vector128.LoadUnsafe(ref scales, (nuint)(bl * 4));
-            (dw * Vector128.Create(Unsafe.Add(ref sa, bl))).StoreUnsafe(ref p);
-            (dw * Vector128.Create(Unsafe.Add(ref sb, bl))).StoreUnsafe(ref p, 4);
+            (dw * Vector128.Create(Unsafe.Add(ref s, 2 * bl))).StoreUnsafe(ref p);
+            (dw * Vector128.Create(Unsafe.Add(ref s, 2 * bl + 1))).StoreUnsafe(ref p, 4);
             ref byte m = ref Unsafe.Add(ref unsigned, bl * 128);
             var u0 = Vector256.LoadUnsafe(ref m); var u1 = Vector256.LoadUnsafe(ref m, 32);
             var u2 = Vector256.LoadUnsafe(ref m, 64); var u3 = Vector256.LoadUnsafe(ref m, 96);
-            nuint at = (nuint)(bl * 32), gat = (nuint)(bl * 8);
-            var x = Vector256.LoadUnsafe(ref qa, at);
-            var start = TOffset.Start(Vector256.LoadUnsafe(ref ga, gat));
+            nuint at = (nuint)(bl * 128);
+            var x = Vector256.LoadUnsafe(ref q, at).AsSByte();
+            var start = TOffset.Start(Vector256.LoadUnsafe(ref q, at + 64).AsInt32());
             a0 += Vector256.ConvertToSingle(IntegerDot.GroupsUnsigned(u0, x, start)) * Vector256.Create(Unsafe.Add(ref p, 0));
             a1 += Vector256.ConvertToSingle(IntegerDot.GroupsUnsigned(u1, x, start)) * Vector256.Create(Unsafe.Add(ref p, 1));
             a2 += Vector256.ConvertToSingle(IntegerDot.GroupsUnsigned(u2, x, start)) * Vector256.Create(Unsafe.Add(ref p, 2));
             a3 += Vector256.ConvertToSingle(IntegerDot.GroupsUnsigned(u3, x, start)) * Vector256.Create(Unsafe.Add(ref p, 3));
-            x = Vector256.LoadUnsafe(ref qb, at);
-            start = TOffset.Start(Vector256.LoadUnsafe(ref gb, gat));
+            x = Vector256.LoadUnsafe(ref q, at + 32).AsSByte();
+            start = TOffset.Start(Vector256.LoadUnsafe(ref q, at + 96).AsInt32());
             b0 += Vector256.ConvertToSingle(IntegerDot.GroupsUnsigned(u0, x, start)) * Vector256.Create(Unsafe.Add(ref p, 4));
             b1 += Vector256.ConvertToSingle(IntegerDot.GroupsUnsigned(u1, x, start)) * Vector256.Create(Unsafe.Add(ref p, 5));
             b2 += Vector256.ConvertToSingle(IntegerDot.GroupsUnsigned(u2, x, start)) * Vector256.Create(Unsafe.Add(ref p, 6));

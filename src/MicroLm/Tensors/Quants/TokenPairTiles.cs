@@ -92,11 +92,15 @@ internal sealed partial class Q4_0Kernel
     /// <summary>Prefill over rows [rowStart, rowEnd) at AVX-512 (<see cref="TokenPairs"/>): per four-row group the nibbles
     /// are unpacked once (unsigned, each 4-value group twice, for both tokens of a pair) and the scales converted once,
     /// then <see cref="TilePairs"/> takes eight tokens at a time; the tokens past the last eight take
-    /// <see cref="Dot4Rows"/>. Same integers and float steps per (row, token) as Dot, so Dot's bits.</summary>
+    /// <see cref="Dot4Rows"/>. Same integers and float steps per (row, token) as Dot, so Dot's bits. At AVX2 the whole range goes to
+    /// <see cref="UnsignedTiles.PrefillRows{TOffset}"/>.</summary>
     public override int PrefillRows(ReadOnlySpan<byte> data, int rowBytes, Activation[] xs, int count, Span<float> output, int stride, int rowStart, int rowEnd)
     {
         int blocks = xs[0].Length / 32;
-        if (!TokenPairs.Enabled || count < 8 || rowEnd - rowStart < 4) return rowStart;
+        if (rowEnd - rowStart < 4) return rowStart;
+        if (!TokenPairs.Enabled)
+            return UnsignedTiles.Usable(count, blocks) ? UnsignedTiles.PrefillRows<UnsignedTiles.NibbleOffset>(this, data, rowBytes, xs, count, output, stride, rowStart, rowEnd) : rowStart;
+        if (count < 8) return rowStart;
         if ((long)count * stride > output.Length || rowEnd > stride || rowStart < 0) throw new ArgumentOutOfRangeException(nameof(output));
         int tiled = count & ~7;
         var (quants, sums, scales, _) = TokenPairs.Prepare(xs, tiled / 2, blocks, groupSums: true);
@@ -214,11 +218,15 @@ internal sealed partial class Q8_0Kernel
     /// <summary>Prefill over rows [rowStart, rowEnd) at AVX-512 (<see cref="TokenPairs"/>): per four-row group |w| and w are
     /// laid out once (each 4-value group twice, for both tokens of a pair) and the scales converted once, then
     /// <see cref="TilePairs"/> takes eight tokens at a time; the tokens past the last eight take <see cref="Dot4Rows"/>.
-    /// Same integers and float steps per (row, token) as Dot, so Dot's bits.</summary>
+    /// Same integers and float steps per (row, token) as Dot, so Dot's bits. At AVX2 with AVX-VNNI the whole range goes to
+    /// <see cref="UnsignedTiles.PrefillRows{TOffset}"/> (w + 128).</summary>
     public override int PrefillRows(ReadOnlySpan<byte> data, int rowBytes, Activation[] xs, int count, Span<float> output, int stride, int rowStart, int rowEnd)
     {
         int blocks = xs[0].Length / 32;
-        if (!TokenPairs.Enabled || count < 8 || rowEnd - rowStart < 4) return rowStart;
+        if (rowEnd - rowStart < 4) return rowStart;
+        if (!TokenPairs.Enabled)
+            return AvxVnni.IsSupported && UnsignedTiles.Usable(count, blocks) ? UnsignedTiles.PrefillRows<UnsignedTiles.Q8Offset>(this, data, rowBytes, xs, count, output, stride, rowStart, rowEnd) : rowStart;
+        if (count < 8) return rowStart;
         if ((long)count * stride > output.Length || rowEnd > stride || rowStart < 0) throw new ArgumentOutOfRangeException(nameof(output));
         int tiled = count & ~7;
         var (quants, _, scales, minus) = TokenPairs.Prepare(xs, tiled / 2, blocks, groupSums: false, minus: true);
