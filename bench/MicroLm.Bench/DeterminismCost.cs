@@ -92,8 +92,8 @@ internal static class DeterminismCost
             var replayUs = Time(reps, () => replay.Token(Kernel.Runtime), () => replay.Token(Kernel.Contract),
                 () => replay.Token(Kernel.Fast), () => replay.Token(Kernel.Fast1));
             for (int r = 0; r < reps; r++) tokenMs[r] = bench.Generate(gen) * 1000 / n;
-            Console.Error.WriteLine($"  {format} token replay: {string.Join(" / ", replayUs.Select(v => (v / 1000).ToString("F3")))} ms; decode {Median(tokenMs):F3} ms");
-            tokens.Add((format.ToString(), Median(tokenMs), replayUs[0] / 1000, replayUs[1] / 1000, System.Math.Min(replayUs[2], replayUs[3]) / 1000));
+            Console.Error.WriteLine($"  {format} token replay: {string.Join(" / ", replayUs.Select(v => (v / 1000).ToString("F3")))} ms; decode {KernelTiming.Median(tokenMs):F3} ms");
+            tokens.Add((format.ToString(), KernelTiming.Median(tokenMs), replayUs[0] / 1000, replayUs[1] / 1000, System.Math.Min(replayUs[2], replayUs[3]) / 1000));
         }
 
         // Element-wise functions on the forward pass's sizes (and the sampler's 32000).
@@ -190,13 +190,7 @@ internal static class DeterminismCost
                 for (int i = 0; i < iters[k]; i++) actions[k]();
                 samples[k][r] = Stopwatch.GetElapsedTime(t0).TotalMicroseconds / iters[k];
             }
-        return samples.Select(Median).ToArray();
-    }
-
-    private static double Median(double[] xs)
-    {
-        var s = xs.Order().ToArray();
-        return s.Length % 2 == 1 ? s[s.Length / 2] : (s[s.Length / 2 - 1] + s[s.Length / 2]) / 2;
+        return samples.Select(KernelTiming.Median).ToArray();
     }
 
     private static Activation RandomActivation(int n, int seed)

@@ -222,8 +222,7 @@ namespace MicroLm.Bench
                         Console.Error.WriteLine($"    {shape.Name} {format} t={threads} {test} runs: ours {string.Join(' ', xs.Select(v => v.ToString("F1")))}; llama.cpp {string.Join(' ', ys.Select(v => v.ToString("F1")))}");
                         // The ratio of each back-to-back pair, then their median: this VM's speed drifts by up to a third
                         // over tens of seconds, which a ratio of means lets into the cell and a pair's ratio cancels.
-                        var pairs = xs.Zip(ys, (mine, theirs) => mine / theirs).Order().ToArray();
-                        double ratio = pairs.Length % 2 == 1 ? pairs[pairs.Length / 2] : (pairs[pairs.Length / 2 - 1] + pairs[pairs.Length / 2]) / 2;
+                        double ratio = KernelTiming.Median(xs.Zip(ys, (mine, theirs) => mine / theirs));
                         string row = $"| {shape.Name} | {format} | {threads} | {test} | {m} | {o} | {ratio:F2} | {bound:F0} | {m.Mean / bound:F2} | {o.Mean / bound:F2} |";
                         rows.Add(row);
                         Console.WriteLine(row);
