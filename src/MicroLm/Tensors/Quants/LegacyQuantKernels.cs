@@ -669,7 +669,7 @@ internal static class UnsignedTiles
         where TOffset : struct, IOffset
     {
         int blocks = xs[0].Length / 32, tiled = count & ~3;
-        if ((long)count * stride > output.Length || rowEnd > stride || rowStart < 0) throw new ArgumentOutOfRangeException(nameof(output));
+        RowKernel.CheckBatchRange(count, output, stride, rowStart, rowEnd);
         Prepare(xs, tiled / 2, blocks, out var pairs, out var pairScales);
         var unsigned = IO.CacheLines.Start(stackalloc byte[blocks * 128 + IO.CacheLines.Bytes - 1], blocks * 128);
         Span<float> scales = stackalloc float[blocks * 4];

@@ -121,6 +121,14 @@ internal abstract class RowKernel
             throw new ArgumentOutOfRangeException(nameof(rowEnd), $"rows [{rowStart}, {rowEnd}) of {rowBytes} bytes do not fit {data.Length} bytes / {output.Length} outputs");
     }
 
+    /// <summary>Throws unless every (token, row) output of a batch — output[token·stride + row] for tokens [0,
+    /// <paramref name="count"/>) and rows [rowStart, rowEnd) — lies inside <paramref name="output"/> (for the prefill
+    /// tiles, which write them by reference).</summary>
+    internal static void CheckBatchRange(int count, Span<float> output, int stride, int rowStart, int rowEnd)
+    {
+        if ((long)count * stride > output.Length || rowEnd > stride || rowStart < 0) throw new ArgumentOutOfRangeException(nameof(output));
+    }
+
     /// <summary>Four dots of one row (prefill); kernels override it to decode the row once. Each result
     /// must equal <see cref="Dot"/>'s bits.</summary>
     protected virtual void Dot4(ReadOnlySpan<byte> row, Activation a, Activation b, Activation c, Activation d, Span<float> results)

@@ -101,7 +101,7 @@ internal sealed partial class Q4_0Kernel
         if (!TokenPairs.Enabled)
             return UnsignedTiles.Usable(count, blocks) ? UnsignedTiles.PrefillRows<UnsignedTiles.NibbleOffset>(this, data, rowBytes, xs, count, output, stride, rowStart, rowEnd) : rowStart;
         if (count < 8) return rowStart;
-        if ((long)count * stride > output.Length || rowEnd > stride || rowStart < 0) throw new ArgumentOutOfRangeException(nameof(output));
+        RowKernel.CheckBatchRange(count, output, stride, rowStart, rowEnd);
         int tiled = count & ~7;
         var (quants, sums, scales, _) = TokenPairs.Prepare(xs, tiled / 2, blocks, groupSums: true);
         var nibbles = t_nibbles is { } n && n.Length >= blocks * 256 ? n : t_nibbles = new byte[blocks * 256];
@@ -227,7 +227,7 @@ internal sealed partial class Q8_0Kernel
         if (!TokenPairs.Enabled)
             return AvxVnni.IsSupported && UnsignedTiles.Usable(count, blocks) ? UnsignedTiles.PrefillRows<UnsignedTiles.Q8Offset>(this, data, rowBytes, xs, count, output, stride, rowStart, rowEnd) : rowStart;
         if (count < 8) return rowStart;
-        if ((long)count * stride > output.Length || rowEnd > stride || rowStart < 0) throw new ArgumentOutOfRangeException(nameof(output));
+        RowKernel.CheckBatchRange(count, output, stride, rowStart, rowEnd);
         int tiled = count & ~7;
         var (quants, _, scales, minus) = TokenPairs.Prepare(xs, tiled / 2, blocks, groupSums: false, minus: true);
         var magnitudes = t_magnitudes is { } u && u.Length >= blocks * 256 ? u : t_magnitudes = new byte[blocks * 256];
