@@ -81,7 +81,7 @@ internal static class DecodeProfile
             Activation[] Act(int n)
             {
                 var x = new Activation(n);
-                for (int i = 0; i < n; i++) x.Span[i] = (float)(rng.NextDouble() * 2 - 1);
+                for (int i = 0; i < n; i++) x.Values[i] = (float)(rng.NextDouble() * 2 - 1);
                 return [x];
             }
             var normed = Act(c.Dim); var attn = Act(c.Heads * c.HeadDim); var hidden = Act(c.HiddenDim);

@@ -197,7 +197,7 @@ internal static class DeterminismCost
     {
         var rng = new Random(seed);
         var x = new Activation(n);
-        for (int i = 0; i < n; i++) x.Span[i] = (float)(rng.NextDouble() * 2 - 1);
+        for (int i = 0; i < n; i++) x.Values[i] = (float)(rng.NextDouble() * 2 - 1);
         return x;
     }
 

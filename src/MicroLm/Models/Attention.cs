@@ -134,7 +134,7 @@ internal sealed class AttentionBatch
         for (int i = part; i < _count * o.Heads; i += parts)
         {
             int t = i / o.Heads, h = i % o.Heads;
-            Head(_q.Row(t, o.QueryDim).Slice(h * hd, hd), h / group, _startPos + t, _scores[part], Output[t].Span.Slice(h * hd, hd));
+            Head(_q.Row(t, o.QueryDim).Slice(h * hd, hd), h / group, _startPos + t, _scores[part], Output[t].Values.Slice(h * hd, hd));
         }
     }
 

@@ -173,7 +173,7 @@ internal sealed class FalconH1 : Architecture
             {
                 var y = TokenBatch.Row(_y, t, ssm.Inner);
                 if (_layer.SsmNorm is { } norm) Mamba2.GroupNorm(ssm, y, norm.Span, c.NormEpsilon);
-                y.CopyTo(_gated[t].Span);
+                y.CopyTo(_gated[t].Values);
                 _gated[t].Invalidate();
                 WeightMatrix.Prepare(_layer.SsmOut, _gated, t, t + 1); // SsmOut's activation form, by the thread that wrote the row
             };

@@ -59,12 +59,12 @@ internal sealed class TokenBatch
             _matrix.ReadRow(StartPos + t, row);
             Kernels.Add(Row(X, t, _dim), row);
         };
-        _rmsNorm = t => { Kernels.RmsNorm(Row(X, t, _dim), _weight.Span, _eps, Normed[t].Span); Wrote(Normed, t); };
-        _layerNorm = t => { Kernels.LayerNorm(Row(X, t, _dim), _weight.Span, _bias.Span, _eps, Normed[t].Span); Wrote(Normed, t); };
+        _rmsNorm = t => { Kernels.RmsNorm(Row(X, t, _dim), _weight.Span, _eps, Normed[t].Values); Wrote(Normed, t); };
+        _layerNorm = t => { Kernels.LayerNorm(Row(X, t, _dim), _weight.Span, _bias.Span, _eps, Normed[t].Values); Wrote(Normed, t); };
         _addBias = t => Kernels.Add(Row(_buffer, t, _width), _bias.Span);
         _addResidual = t => Kernels.Add(Row(X, t, _dim), Row(_buffer, t, _dim));
-        _gelu = t => { DetMath.GeluTanh(Row(_buffer, t, _width), _output[t].Span); Wrote(_output, t); };
-        _swiGlu = t => { DetMath.SiluTimes(Row(_buffer, t, _width), Row(_buffer2, t, _width), _output[t].Span); Wrote(_output, t); };
+        _gelu = t => { DetMath.GeluTanh(Row(_buffer, t, _width), _output[t].Values); Wrote(_output, t); };
+        _swiGlu = t => { DetMath.SiluTimes(Row(_buffer, t, _width), Row(_buffer2, t, _width), _output[t].Values); Wrote(_output, t); };
     }
 
     /// <summary>After a step wrote xs[t]: its old forms are stale, and the form the next matmul reads (if the step
@@ -156,13 +156,13 @@ internal sealed class TokenBatch
     /// <summary>Final norm of the rows whose logits are wanted: normed[i] = RmsNorm(x[first + i]), i &lt; count.</summary>
     public void RmsNormRows(int first, int count, ReadOnlySpan<float> weight, float eps)
     {
-        for (int i = 0; i < count; i++) { Kernels.RmsNorm(Row(X, first + i, _dim), weight, eps, Normed[i].Span); Normed[i].Invalidate(); }
+        for (int i = 0; i < count; i++) { Kernels.RmsNorm(Row(X, first + i, _dim), weight, eps, Normed[i].Values); Normed[i].Invalidate(); }
     }
 
     /// <summary>Final norm of the rows whose logits are wanted: normed[i] = LayerNorm(x[first + i]), i &lt; count.</summary>
     public void LayerNormRows(int first, int count, ReadOnlySpan<float> weight, ReadOnlySpan<float> bias, float eps)
     {
-        for (int i = 0; i < count; i++) { Kernels.LayerNorm(Row(X, first + i, _dim), weight, bias, eps, Normed[i].Span); Normed[i].Invalidate(); }
+        for (int i = 0; i < count; i++) { Kernels.LayerNorm(Row(X, first + i, _dim), weight, bias, eps, Normed[i].Values); Normed[i].Invalidate(); }
     }
 
     /// <summary>Stops if the residual stream is no longer finite.</summary>

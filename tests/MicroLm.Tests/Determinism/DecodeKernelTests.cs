@@ -188,7 +188,7 @@ public class DecodeKernelTests
                     try
                     {
                         Kernels.VectorBits = 0;
-                        for (int r = 0; r < rows; r++) reference[r] = BitConverter.SingleToInt32Bits(Kernels.Dot(w.AsSpan(r * n, n), x.Span));
+                        for (int r = 0; r < rows; r++) reference[r] = BitConverter.SingleToInt32Bits(Kernels.Dot(w.AsSpan(r * n, n), x.Values));
                         foreach (int bits in new[] { 0, 128, 256, 512 })
                         {
                             if (bits > saved) continue;
@@ -319,7 +319,7 @@ public class DecodeKernelTests
                     for (int r = 0; r < rows; r++)
                     {
                         for (int i = 0; i < n; i++) converted[i] = (float)BitConverter.UInt16BitsToHalf(halves[r * n + i]);
-                        reference[r] = BitConverter.SingleToInt32Bits(Kernels.Dot(converted, x.Span));
+                        reference[r] = BitConverter.SingleToInt32Bits(Kernels.Dot(converted, x.Values));
                     }
                     foreach (int bits in new[] { 0, 128, 256, 512 })
                     {

@@ -229,19 +229,19 @@ internal static class FloatRows
         int t = 0;
         for (; t + 4 <= count; t += 4)
         {
-            if (!Kernels.Dot4Rows4Tokens(w0, w1, w2, w3, xs[t].Span, xs[t + 1].Span, xs[t + 2].Span, xs[t + 3].Span, eight)) break;
+            if (!Kernels.Dot4Rows4Tokens(w0, w1, w2, w3, xs[t].Values, xs[t + 1].Values, xs[t + 2].Values, xs[t + 3].Values, eight)) break;
             for (int j = 0; j < 4; j++) eight.Slice(4 * j, 4).CopyTo(output.Slice((t + j) * stride + rowIndex, 4));
         }
         for (; t + 2 <= count; t += 2)
         {
-            Kernels.Dot4Rows2Tokens(w0, w1, w2, w3, xs[t].Span, xs[t + 1].Span, eight);
+            Kernels.Dot4Rows2Tokens(w0, w1, w2, w3, xs[t].Values, xs[t + 1].Values, eight);
             var oa = output.Slice(t * stride + rowIndex, 4);
             var ob = output.Slice((t + 1) * stride + rowIndex, 4);
             oa[0] = eight[0]; ob[0] = eight[1]; oa[1] = eight[2]; ob[1] = eight[3];
             oa[2] = eight[4]; ob[2] = eight[5]; oa[3] = eight[6]; ob[3] = eight[7];
         }
         for (; t < count; t++)
-            Kernels.Dot4(xs[t].Span, w0, w1, w2, w3, output.Slice(t * stride + rowIndex, 4));
+            Kernels.Dot4(xs[t].Values, w0, w1, w2, w3, output.Slice(t * stride + rowIndex, 4));
     }
 }
 
@@ -280,7 +280,7 @@ internal sealed partial class F32Kernel : RowKernel
         Kernels.Dot(MemoryMarshal.Cast<byte, float>(row), x.Values);
 
     protected override void Dot4(ReadOnlySpan<byte> row, Activation a, Activation b, Activation c, Activation d, Span<float> results) =>
-        Kernels.Dot4(MemoryMarshal.Cast<byte, float>(row), a.Span, b.Span, c.Span, d.Span, results);
+        Kernels.Dot4(MemoryMarshal.Cast<byte, float>(row), a.Values, b.Values, c.Values, d.Values, results);
 
     /// <summary>Prefill, four rows per pass over the tokens: a token's dots with the four rows are
     /// <see cref="Kernels.Dot4"/> of the token with the rows (a product's bits do not depend on the order of
@@ -648,10 +648,10 @@ internal sealed partial class F16Kernel : RowKernel
         int t = 0;
         for (; t + 4 <= count; t += 4)
         {
-            Kernels.Dot4(w, xs[t].Span, xs[t + 1].Span, xs[t + 2].Span, xs[t + 3].Span, four);
+            Kernels.Dot4(w, xs[t].Values, xs[t + 1].Values, xs[t + 2].Values, xs[t + 3].Values, four);
             for (int k = 0; k < 4; k++) output[(t + k) * stride + rowIndex] = four[k];
         }
-        for (; t < count; t++) output[t * stride + rowIndex] = Kernels.Dot(w, xs[t].Span);
+        for (; t < count; t++) output[t * stride + rowIndex] = Kernels.Dot(w, xs[t].Values);
     }
 
     internal static void ToSingle(ReadOnlySpan<ushort> h, Span<float> output)

@@ -191,8 +191,6 @@ internal sealed partial class Activation
         Q8GroupSums8 = new int[blocks * 8];
     }
 
-    public Span<float> Span => Values;
-
     /// <summary>Call after writing <see cref="Values"/>.</summary>
     public void Invalidate()
     {
