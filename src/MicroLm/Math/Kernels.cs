@@ -35,20 +35,6 @@ internal static class Kernels
         return ReduceLanes(lanes);
     }
 
-    /// <summary><see cref="Dot"/> of a weight row streamed from memory (decode's long F32 rows): the 256-bit pass even
-    /// where 512 bits are available. Same lanes, same operations, same bits; but the 512-bit pass's loads straddle two
-    /// cache lines on every step when rows are not 64-byte aligned, as a GGUF file's 32-byte-aligned tensors are in
-    /// general. Measured on 110M F32 decode (`microlm bench -t 1 -p 0 -n 64 -r 3`, Zen 5 at AVX-512, two alternations)
-    /// against the two-rows-per-pass 512-bit walk: mapped 47.9-48.9 → 69.3-70.6 tok/s, `--no-mmap` 54.8-55.0 → 67.7-69.3;
-    /// with the rows placed on 64-byte lines, 512 bits one row at a time ran 66-67 against 53-55 off them.</summary>
-    public static float DotStreamed(ReadOnlySpan<float> a, ReadOnlySpan<float> b)
-    {
-        int n = a.Length;
-        if ((n & (Lanes - 1)) == 0 && n > 0 && VectorBits >= 256 && AlternativeOrderForTests == 0 && b.Length >= n)
-            return DotInRegisters256(ref MemoryMarshal.GetReference(a), ref MemoryMarshal.GetReference(b), n);
-        return Dot(a, b);
-    }
-
     /// <summary><see cref="Dot"/> for lengths that are a multiple of 16, its lanes never leaving registers (decode
     /// calls Dot once per weight row: the stack round trip cost ~10 % on 288-long rows). Same operations.</summary>
     private static float DotInRegisters512(ref float a, ref float b, int n)

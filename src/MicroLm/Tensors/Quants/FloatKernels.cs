@@ -14,15 +14,9 @@ internal static class FloatRows
     /// rows share L1 sets 4 KB apart); on 1.5 KB rows they were ~10 % faster.</summary>
     public const int MaxFourRowBytes = 2048;
 
-    /// <summary>Largest F32 rows decoded four per pass when they are not on 64-byte lines at 512 bits (longer ones stream
-    /// one at a time). Measured (`--decode-kernels --formats F32`, CPU time, Zen 5, three alternations, against 2048): at
-    /// AVX2 15M (1152-byte rows) 9.7-10.1 → 11.0-11.2 GMAC/s, P70M (2048) 5.9-6.7 → 7.2-9.9, H1-90M 5.8-6.1 → 6.9-8.3;
-    /// at AVX-512 15M 8.7-10.4 → 11.6-12.1, P70M 5.9-8.9 → 9.9-10.4; P14M's 512-byte rows want four per pass.</summary>
-    public const int MaxF32FourRowBytesOffLine = 1024;
-
     /// <summary>Whether every row of a run starts on a 64-byte line (the run's start and the row length both multiples of
     /// 64), so a 512-bit load of F32 values never straddles two lines. A GGUF file aligns tensors to 32 bytes, so its
-    /// rows often are not; off a line, F32 rows take the 256-bit passes (same lanes, same bits).</summary>
+    /// rows often are not; off a line, F32 decode takes the 256-bit pass (same lanes, same bits).</summary>
     public static unsafe bool OnLines(byte* rows, nint rowBytes) => (((nint)rows | rowBytes) & 63) == 0;
 
 
@@ -62,42 +56,48 @@ internal static class FloatRows
         }
     }
 
-    /// <summary>Decode of a run of consecutive rows in one call: rows [0, 4·<paramref name="groups"/>) at
-    /// <paramref name="rows"/> (pinned) dotted with <paramref name="x"/> (n values, a multiple of 16), results to
-    /// output[0..]. Each group of four is <see cref="Dot4Rows{TValues}"/>'s pass (same operations, same bits), but the
-    /// loop over groups walks weights, prefetches and outputs by pointer, so a 50,304-row classifier of 128-value rows
-    /// pays no call, slice or copy per four rows. F32 rows off 64-byte lines take the 256-bit pass even at 512 bits (same
-    /// lanes and bits; see <see cref="Kernels.DotStreamed"/>): `--decode-kernels --formats F32` (CPU time, Zen 5, AVX-512,
-    /// three alternations, together with DotStreamed) P14M 9.8-10.4 → 10.9-11.1 GMAC/s, 15M 8.6-9.1 → 9.2-9.6, P70M
-    /// 5.6-7.8 → 7.4-8.7. The caller checks the width (≥ 256) and the bounds.</summary>
-    public static unsafe void DotRowGroups<TValues>(byte* rows, nint rowBytes, float* x, nuint n, float* output, nint groups)
+    /// <summary>F32 decode of rows [0, 4·<paramref name="quarter"/>) at <paramref name="rows"/> (pinned) as four streams a
+    /// quarter of the run apart: pass g dots rows g, g + q, g + 2q and g + 3q (q = <paramref name="quarter"/>) with
+    /// <paramref name="x"/> (n values, a multiple of 16) and writes output[g + k·q]. Each row is Dot's pass (term i in lane i
+    /// mod 16: one 512-bit accumulator where the rows are on 64-byte lines at 512 bits, else two 256-bit ones), folded by
+    /// <see cref="Kernels.ReduceLanes4"/>, so every result has Dot's bits. Four streams far apart keep four hardware
+    /// prefetch streams busy where one row at a time ran one, and four adjacent rows (a few KB from each other) confused
+    /// them: measured in docs/performance.md. The caller checks the width (≥ 256) and the bounds.</summary>
+    public static unsafe void DotRowQuarters<TValues>(byte* rows, nint rowBytes, float* x, nuint n, float* output, nint quarter)
         where TValues : struct, IFloatValues
     {
-        if (Kernels.VectorBits < 512 || (TValues.Size == 4 && !OnLines(rows, rowBytes))) { DotRowGroups256<TValues>(rows, rowBytes, x, n, output, groups); return; }
+        if (Kernels.VectorBits < 512 || !OnLines(rows, rowBytes)) { DotRowQuarters256<TValues>(rows, rowBytes, x, n, output, quarter); return; }
         nuint step = (nuint)(16 * TValues.Size);
-        for (byte* w0 = rows, end = rows + 4 * rowBytes * groups; w0 < end; w0 += 4 * rowBytes, output += 4)
+        nint apart = quarter * rowBytes;
+        float* four = stackalloc float[4];
+        for (nint g = 0; g < quarter; g++)
         {
-            byte* w1 = w0 + rowBytes, w2 = w1 + rowBytes, w3 = w2 + rowBytes;
-            byte* ahead = w0 + 8 * rowBytes; // two groups ahead, at four rows' pace (PrefetchStep)
+            byte* w0 = rows + g * rowBytes, w1 = w0 + apart, w2 = w1 + apart, w3 = w2 + apart;
             var a0 = Vector512<float>.Zero; var a1 = Vector512<float>.Zero; var a2 = Vector512<float>.Zero; var a3 = Vector512<float>.Zero;
             nuint o = 0;
-            for (nuint i = 0; i < n; i += 16, o += step, ahead += 4 * step)
+            for (nuint i = 0; i < n; i += 16, o += step)
             {
-                PrefetchStep<TValues>(ahead);
                 var xs = Vector512.Load(x + i);
                 a0 += TValues.Load16(ref *(w0 + o), 0) * xs;
                 a1 += TValues.Load16(ref *(w1 + o), 0) * xs;
                 a2 += TValues.Load16(ref *(w2 + o), 0) * xs;
                 a3 += TValues.Load16(ref *(w3 + o), 0) * xs;
             }
-            Kernels.ReduceLanes4(a0, a1, a2, a3, new Span<float>(output, 4));
+            Kernels.ReduceLanes4(a0, a1, a2, a3, new Span<float>(four, 4));
+            Scatter(four, output + g, quarter);
         }
     }
 
-    /// <summary>Decode of rows too long for four per pass, two per pass at 512 bits (F16 over its scaled form, and F32 rows
-    /// on 64-byte lines; misaligned F32 rows stream one at a time, <see cref="Kernels.DotStreamed"/>): each row is
+    /// <summary>output[k·q] = four[k]: a pass's four results to their quarters.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static unsafe void Scatter(float* four, float* output, nint q)
+    {
+        output[0] = four[0]; output[q] = four[1]; output[2 * q] = four[2]; output[3 * q] = four[3];
+    }
+
+    /// <summary>Decode of rows too long for four per pass, two per pass at 512 bits (F16 over its scaled form): each row is
     /// <see cref="Kernels.Dot"/>'s pass (one 512-bit accumulator, term i in lane i mod 16, the documented fold), so the
-    /// same bits; the pair two passes ahead is prefetched at two rows' pace. At AVX2 F16 takes the pair form's two-row
+    /// same bits; the pair two passes ahead is prefetched at two rows' pace. At AVX2 F16 takes the pair form's four-row
     /// pass. The caller checks the width, n (a positive multiple of 16) and the bounds.</summary>
     public static unsafe void DotRowPairs<TValues>(byte* rows, nint rowBytes, float* x, nuint n, float* output, nint pairs)
         where TValues : struct, IFloatValues
@@ -122,22 +122,22 @@ internal static class FloatRows
         }
     }
 
-    /// <summary><see cref="DotRowGroups{TValues}"/> on 256-bit vectors (<see cref="Dot4Rows256{TValues}"/>'s pass; a
-    /// method of its own for the same reason).</summary>
-    private static unsafe void DotRowGroups256<TValues>(byte* rows, nint rowBytes, float* x, nuint n, float* output, nint groups)
+    /// <summary><see cref="DotRowQuarters{TValues}"/> on 256-bit vectors (a method of its own: sharing one with the
+    /// 512-bit loop made the JIT's 256-bit loop slower).</summary>
+    private static unsafe void DotRowQuarters256<TValues>(byte* rows, nint rowBytes, float* x, nuint n, float* output, nint quarter)
         where TValues : struct, IFloatValues
     {
         nuint step = (nuint)(16 * TValues.Size), half = (nuint)(8 * TValues.Size);
-        for (byte* w0 = rows, end = rows + 4 * rowBytes * groups; w0 < end; w0 += 4 * rowBytes, output += 4)
+        nint apart = quarter * rowBytes;
+        float* four = stackalloc float[4];
+        for (nint g = 0; g < quarter; g++)
         {
-            byte* w1 = w0 + rowBytes, w2 = w1 + rowBytes, w3 = w2 + rowBytes;
-            byte* ahead = w0 + 8 * rowBytes;
+            byte* w0 = rows + g * rowBytes, w1 = w0 + apart, w2 = w1 + apart, w3 = w2 + apart;
             var l0 = Vector256<float>.Zero; var h0 = Vector256<float>.Zero; var l1 = Vector256<float>.Zero; var h1 = Vector256<float>.Zero;
             var l2 = Vector256<float>.Zero; var h2 = Vector256<float>.Zero; var l3 = Vector256<float>.Zero; var h3 = Vector256<float>.Zero;
             nuint o = 0;
-            for (nuint i = 0; i < n; i += 16, o += step, ahead += 4 * step)
+            for (nuint i = 0; i < n; i += 16, o += step)
             {
-                PrefetchStep<TValues>(ahead);
                 var xa = Vector256.Load(x + i);
                 var xb = Vector256.Load(x + i + 8);
                 l0 += TValues.Load8(ref *(w0 + o), 0) * xa; h0 += TValues.Load8(ref *(w0 + o + half), 0) * xb;
@@ -145,39 +145,10 @@ internal static class FloatRows
                 l2 += TValues.Load8(ref *(w2 + o), 0) * xa; h2 += TValues.Load8(ref *(w2 + o + half), 0) * xb;
                 l3 += TValues.Load8(ref *(w3 + o), 0) * xa; h3 += TValues.Load8(ref *(w3 + o + half), 0) * xb;
             }
-            Kernels.ReduceLanes4(l0, h0, l1, h1, l2, h2, l3, h3, new Span<float>(output, 4));
+            Kernels.ReduceLanes4(l0, h0, l1, h1, l2, h2, l3, h3, new Span<float>(four, 4));
+            Scatter(four, output + g, quarter);
         }
     }
-
-    /// <summary>Prefetch of one step's four-row share of the lines at a pointer two groups ahead (as
-    /// <see cref="PrefetchStep{TValues}(ref byte, int, int)"/>) into L1, and of the lines <see cref="FarBytes"/> beyond
-    /// them into L2. Measured with --decode-kernels (CPU time, loaded machine, AVX-512 / AVX2): the near prefetch alone
-    /// left matrices streamed from memory waiting (P70M 10.0 ms/token, H1-90M 18.7-19.2), prefetching into L2 alone
-    /// slowed the cache-resident ones (P14M +20-40 %); both: P70M 8.8-8.9, H1-90M 17.4-17.5, P14M 0.97-1.04 → 0.67-0.69,
-    /// 15M 2.55-2.83 → 2.36-2.45 at AVX-512, P70M 9.4 → 8.9-9.1 and P14M 1.17 → 0.71-0.76 at AVX2.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static unsafe void PrefetchStep<TValues>(byte* at) where TValues : struct, IFloatValues
-    {
-        IntegerDot.Prefetch(at);
-        IntegerDot.Prefetch(at + 64);
-        if (TValues.Size == 4)
-        {
-            IntegerDot.Prefetch(at + 128);
-            IntegerDot.Prefetch(at + 192);
-        }
-        if (!Sse.IsSupported) return;
-        Sse.Prefetch1(at + FarBytes);
-        Sse.Prefetch1(at + FarBytes + 64);
-        if (TValues.Size == 4)
-        {
-            Sse.Prefetch1(at + FarBytes + 128);
-            Sse.Prefetch1(at + FarBytes + 192);
-        }
-    }
-
-    /// <summary>How far beyond the near prefetch <see cref="PrefetchStep{TValues}(byte*)"/> fetches into L2 (16 KB
-    /// measured a little slower on the streamed matrices).</summary>
-    private const int FarBytes = 32768;
 
     /// <summary><see cref="Dot4Rows{TValues}"/> on 256-bit vectors: each row's 16 lanes are two accumulators (a
     /// method of its own: sharing one with the 512-bit loop made the JIT's 256-bit loop several times slower).</summary>
@@ -294,50 +265,25 @@ internal sealed partial class F32Kernel : RowKernel
         return true;
     }
 
-    /// <summary>Decode over four short rows at once (<see cref="FloatRows.Dot4Rows{TValues}"/>); long rows
-    /// stream one at a time (see <see cref="FloatRows.MaxF32FourRowBytesOffLine"/>; <see cref="DecodeRows"/> also takes
-    /// rows up to <see cref="FloatRows.MaxFourRowBytes"/> four at a time when they are on 64-byte lines at 512 bits).</summary>
-    public override bool PrefersFourRows(int rowBytes) => Kernels.VectorBits >= 256 && rowBytes <= FloatRows.MaxF32FourRowBytesOffLine;
-
-    public override void Dot4Rows(ReadOnlySpan<byte> rows, int rowBytes, Activation x, Span<float> results)
-    {
-        if (Kernels.VectorBits < 256 || (x.Length & 15) != 0) base.Dot4Rows(rows, rowBytes, x, results);
-        else FloatRows.Dot4Rows<Values>(rows, rowBytes, x, results);
-    }
-
-    /// <summary>Decode of a row range in one call (no per-row or per-four-rows call): short rows four per pass
-    /// (<see cref="FloatRows.DotRowGroups{TValues}"/>; see <see cref="PrefersFourRows"/>), long rows on 64-byte lines two per pass at 512 bits
-    /// (<see cref="FloatRows.DotRowPairs{TValues}"/>), the rest one at a time through <see cref="Kernels.DotStreamed"/>.
+    /// <summary>Decode of a row range in one call: four row streams a quarter of the range apart
+    /// (<see cref="FloatRows.DotRowQuarters{TValues}"/>), the last 0–3 rows one at a time (<see cref="Kernels.Dot"/>).
     /// Every result has Dot's bits.</summary>
     public override unsafe void DecodeRows(ReadOnlySpan<byte> data, int rowBytes, Activation x, Span<float> output, int rowStart, int rowEnd)
     {
         CheckRange(data, rowBytes, output, rowStart, rowEnd);
         int n = x.Length;
-        if (Kernels.VectorBits < 256 || (n & 15) != 0 || (long)n * 4 > rowBytes) { base.DecodeRows(data, rowBytes, x, output, rowStart, rowEnd); return; }
-        int done = 0;
-        fixed (byte* w = data)
-        fixed (float* xv = x.Values)
-        fixed (float* o = output)
+        if (Kernels.VectorBits < 256 || (n & 15) != 0 || n == 0 || (long)n * 4 > rowBytes) { base.DecodeRows(data, rowBytes, x, output, rowStart, rowEnd); return; }
+        int quarter = (rowEnd - rowStart) / 4;
+        if (quarter > 0)
         {
-            byte* first = w + (nint)rowStart * rowBytes;
-            // Rows on 64-byte lines take the 512-bit passes (four rows up to MaxFourRowBytes, then two). Rows off them (a
-            // GGUF file aligns tensors to 32 bytes) would split every 512-bit load across two lines: past
-            // MaxF32FourRowBytesOffLine they stream one at a time (DotStreamed).
-            bool lined = Kernels.VectorBits >= 512 && FloatRows.OnLines(first, rowBytes);
-            if (PrefersFourRows(rowBytes) || (lined && rowBytes <= FloatRows.MaxFourRowBytes))
-            {
-                done = (rowEnd - rowStart) & ~3;
-                if (done > 0) FloatRows.DotRowGroups<Values>(first, rowBytes, xv, (nuint)n, o + rowStart, done / 4);
-            }
-            else if (n > 0 && lined && Kernels.AlternativeOrderForTests == 0)
-            {
-                done = (rowEnd - rowStart) & ~1;
-                if (done > 0) FloatRows.DotRowPairs<Values>(first, rowBytes, xv, (nuint)n, o + rowStart, done / 2);
-            }
+            fixed (byte* w = data)
+            fixed (float* xv = x.Values)
+            fixed (float* o = output)
+                FloatRows.DotRowQuarters<Values>(w + (nint)rowStart * rowBytes, rowBytes, xv, (nuint)n, o + rowStart, quarter);
         }
         ReadOnlySpan<float> xs = x.Values;
-        for (int r = rowStart + done; r < rowEnd; r++)
-            output[r] = Kernels.DotStreamed(MemoryMarshal.Cast<byte, float>(data.Slice(r * rowBytes, 4 * n)), xs);
+        for (int r = rowStart + 4 * quarter; r < rowEnd; r++)
+            output[r] = Kernels.Dot(MemoryMarshal.Cast<byte, float>(data.Slice(r * rowBytes, 4 * n)), xs);
     }
 }
 
