@@ -338,8 +338,9 @@ internal static class DeterminismCost
     // ------------------------------------------------------------------ F32 kernels
 
     /// <summary>The contract's order kept, 4 rows per iteration: the runtime's own four-row kernels
-    /// (<see cref="RowKernel.Dot4Rows"/>, one activation load for four rows), used here on every matrix
-    /// whatever the runtime would choose for it, and checked bit for bit against <see cref="Kernel.Runtime"/>.</summary>
+    /// (<see cref="RowKernel.Dot4Rows"/>, one activation load for four rows; for F32, whose decode walks four rows a
+    /// quarter of the range apart instead, the base class's four Dots), used here on every matrix whatever the runtime
+    /// would choose for it, and checked bit for bit against <see cref="Kernel.Runtime"/>.</summary>
     private static void ContractFourRows(Mat m, Activation x, Span<float> y)
     {
         var kernel = m.W.Type.Kernel!;
