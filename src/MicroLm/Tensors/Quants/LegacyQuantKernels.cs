@@ -604,13 +604,14 @@ internal sealed partial class Q5_1Kernel : RowKernel
 internal static class UnsignedTiles
 {
     /// <summary>A format's unsigned form: −offset·Σx per group of 4 from <see cref="Activation.Q8GroupSums8"/> (8·Σx),
-    /// and the unpacking of four rows.</summary>
+    /// and one block's 32 quants as u (the block's bytes after its 2-byte F16 scale).</summary>
     public interface IOffset
     {
         static abstract Vector256<int> Start(Vector256<int> groupSums8);
 
-        /// <summary>Four rows as u (block-major, 4 × 32 bytes per block) and their scales d_w (4 floats per block).</summary>
-        static abstract void Unpack(ReadOnlySpan<byte> rows, int rowBytes, int blocks, Span<byte> unsigned, Span<float> scales);
+        static abstract int BlockBytes { get; }
+
+        static abstract void UnpackQuants(ref byte quants, ref byte unsigned);
     }
 
     /// <summary>Q4_0's nibbles, n = w + 8, in value order.</summary>
@@ -619,17 +620,14 @@ internal static class UnsignedTiles
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static Vector256<int> Start(Vector256<int> groupSums8) => Vector256<int>.Zero - groupSums8;
 
-        public static void Unpack(ReadOnlySpan<byte> rows, int rowBytes, int blocks, Span<byte> nibbles, Span<float> scales)
+        public static int BlockBytes => Q4_0Kernel.BlockBytes;
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static void UnpackQuants(ref byte quants, ref byte unsigned)
         {
-            for (int bl = 0; bl < blocks; bl++)
-                for (int r = 0; r < 4; r++)
-                {
-                    ref byte k = ref Unsafe.Add(ref MemoryMarshal.GetReference(rows), r * rowBytes + bl * Q4_0Kernel.BlockBytes);
-                    var packed = Vector128.LoadUnsafe(ref Unsafe.Add(ref k, 2));
-                    (packed & Vector128.Create((byte)0x0F)).StoreUnsafe(ref MemoryMarshal.GetReference(nibbles), (nuint)(bl * 128 + r * 32));
-                    Vector128.ShiftRightLogical(packed, 4).StoreUnsafe(ref MemoryMarshal.GetReference(nibbles), (nuint)(bl * 128 + r * 32 + 16));
-                    scales[bl * 4 + r] = Block.Half(ref k);
-                }
+            var packed = Vector128.LoadUnsafe(ref quants);
+            (packed & Vector128.Create((byte)0x0F)).StoreUnsafe(ref unsigned);
+            Vector128.ShiftRightLogical(packed, 4).StoreUnsafe(ref unsigned, 16);
         }
     }
 
@@ -639,16 +637,26 @@ internal static class UnsignedTiles
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static Vector256<int> Start(Vector256<int> groupSums8) => Vector256<int>.Zero - Vector256.ShiftLeft(groupSums8, 4);
 
-        public static void Unpack(ReadOnlySpan<byte> rows, int rowBytes, int blocks, Span<byte> unsigned, Span<float> scales)
-        {
-            for (int bl = 0; bl < blocks; bl++)
-                for (int r = 0; r < 4; r++)
-                {
-                    ref byte k = ref Unsafe.Add(ref MemoryMarshal.GetReference(rows), r * rowBytes + bl * Q8_0Kernel.BlockBytes);
-                    (Vector256.LoadUnsafe(ref Unsafe.Add(ref k, 2)) ^ Vector256.Create((byte)0x80)).StoreUnsafe(ref MemoryMarshal.GetReference(unsigned), (nuint)(bl * 128 + r * 32));
-                    scales[bl * 4 + r] = Block.Half(ref k);
-                }
-        }
+        public static int BlockBytes => Q8_0Kernel.BlockBytes;
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static void UnpackQuants(ref byte quants, ref byte unsigned) =>
+            (Vector256.LoadUnsafe(ref quants) ^ Vector256.Create((byte)0x80)).StoreUnsafe(ref unsigned);
+    }
+
+    /// <summary>Four rows (<paramref name="rowBytes"/> apart) as u, block-major (4 × 32 bytes per block), and their scales
+    /// d_w (4 floats per block).</summary>
+    private static void Unpack<TOffset>(ReadOnlySpan<byte> rows, int rowBytes, int blocks, Span<byte> unsigned, Span<float> scales)
+        where TOffset : struct, IOffset
+    {
+        ref byte u = ref MemoryMarshal.GetReference(unsigned);
+        for (int bl = 0; bl < blocks; bl++)
+            for (int r = 0; r < 4; r++)
+            {
+                ref byte k = ref Unsafe.Add(ref MemoryMarshal.GetReference(rows), r * rowBytes + bl * TOffset.BlockBytes);
+                TOffset.UnpackQuants(ref Unsafe.Add(ref k, 2), ref Unsafe.Add(ref u, bl * 128 + r * 32));
+                scales[bl * 4 + r] = Block.Half(ref k);
+            }
     }
 
     [ThreadStatic] private static byte[]? t_pairs;
@@ -677,7 +685,7 @@ internal static class UnsignedTiles
         for (; rowStart + 4 <= rowEnd; rowStart += 4)
         {
             var rows = data.Slice(rowStart * rowBytes, 4 * rowBytes);
-            TOffset.Unpack(rows, rowBytes, blocks, unsigned, scales);
+            Unpack<TOffset>(rows, rowBytes, blocks, unsigned, scales);
             RowKernel.PrefetchNextGroup(data, rowBytes, rowStart, rowEnd);
             for (int t = 0; t < tiled; t += 4)
             {
