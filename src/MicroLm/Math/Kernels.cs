@@ -202,7 +202,7 @@ internal static class Kernels
     /// each with exactly <see cref="Dot"/>'s operations (term i into lane i % 16 from +0, multiply then add, then
     /// <see cref="ReduceLanes"/>). One load of a row chunk serves two tokens and one load of a token chunk four
     /// rows (6 loads per 8 products, where <see cref="Dot4"/> needs 5 per 4): +15 % CPU time on F32 prefill matmuls
-    /// at 512 bits. 256 bits sweep each block twice, once per half of the lanes (<see cref="Tile4x2In256"/>); 128 bits
+    /// at 512 bits. 256 bits take rows 0–1, then 2–3 (<see cref="Tile4x2In256"/>); 128 bits
     /// and lengths that are not a multiple of 16 take <see cref="Dot4"/> twice.</summary>
     public static void Dot4Rows2Tokens(ReadOnlySpan<float> w0, ReadOnlySpan<float> w1, ReadOnlySpan<float> w2, ReadOnlySpan<float> w3,
         ReadOnlySpan<float> a, ReadOnlySpan<float> b, Span<float> results)
@@ -229,46 +229,36 @@ internal static class Kernels
             ref MemoryMarshal.GetReference(w3), ref pa, ref pb, n, results);
     }
 
-    /// <summary>The 4 × 2 tile in 256-bit registers, which cannot hold its sixteen half-sums at once: each block of 512
-    /// values is swept twice, for lanes 0–7 of the eight sums, then for lanes 8–15 (a lane's additions are its own and
-    /// stay in order, so the halves may be summed apart); the block's second sweep reads L1. The sums wait in memory
-    /// between sweeps. `--prefill-kernels` CPU time at AVX2 against two Dot4 calls: 110M shape F32 19.3–19.8 → 22.2–22.8
-    /// GMAC/s, 15M F32 20.2–21.5 → 22.2–23.9; F16 19.0–26.0 → 22.8–23.4 (busy machine). One whole-row sweep per half
-    /// gained on 15M only (the 110M shape's rows leave L1 before the second sweep).</summary>
+    /// <summary>The 4 × 2 tile in 256-bit registers, which cannot hold its sixteen 16-lane sums (32 registers) at once: rows
+    /// 0–1 with both tokens, then rows 2–3 (<see cref="Tile2x2In256"/>), each a whole pass over the row with its eight
+    /// registers of sums. Replaced two sweeps per block of 512 values (lanes 0–7, then 8–15, the sums kept in memory
+    /// between them): `--prefill-kernels --isa avx2` CPU time, three alternations, Intel Xeon (family 6 model 207), GMAC/s:
+    /// 110M shape F32 16.9–18.3 → 18.8–19.7, 15M F32 16.5–18.2 → 19.4–19.8; F16 (rows converted to F32 first) 110M 20.1–20.6
+    /// → 20.1–21.1, 15M 17.2–19.7 → 19.9–20.4.</summary>
     private static void Tile4x2In256(ref float w0, ref float w1, ref float w2, ref float w3, ref float pa, ref float pb, int n, Span<float> results)
     {
-        Span<Vector256<float>> acc = stackalloc Vector256<float>[16];
-        const int Block = 512;
-        for (int start = 0; start < n; start += Block)
-        {
-            int len = System.Math.Min(Block, n - start);
-            HalfLanes4x2(acc[..8], ref Unsafe.Add(ref w0, start), ref Unsafe.Add(ref w1, start), ref Unsafe.Add(ref w2, start),
-                ref Unsafe.Add(ref w3, start), ref Unsafe.Add(ref pa, start), ref Unsafe.Add(ref pb, start), len);
-            HalfLanes4x2(acc[8..], ref Unsafe.Add(ref w0, start + 8), ref Unsafe.Add(ref w1, start + 8), ref Unsafe.Add(ref w2, start + 8),
-                ref Unsafe.Add(ref w3, start + 8), ref Unsafe.Add(ref pa, start + 8), ref Unsafe.Add(ref pb, start + 8), len);
-        }
-        var ra = Fold4(acc[0] + acc[8], acc[1] + acc[9], acc[2] + acc[10], acc[3] + acc[11]);
-        var rb = Fold4(acc[4] + acc[12], acc[5] + acc[13], acc[6] + acc[14], acc[7] + acc[15]);
-        System.Runtime.Intrinsics.X86.Sse.UnpackLow(ra, rb).CopyTo(results);
-        System.Runtime.Intrinsics.X86.Sse.UnpackHigh(ra, rb).CopyTo(results[4..]);
+        Tile2x2In256(ref w0, ref w1, ref pa, ref pb, n).CopyTo(results);
+        Tile2x2In256(ref w2, ref w3, ref pa, ref pb, n).CopyTo(results[4..]);
     }
 
-    /// <summary>One sweep of <see cref="Tile4x2In256"/>: 8 lanes of the eight sums (acc: rows 0–3 of token a, then of
-    /// token b), continued over values i..i+7 of every 16 from the given starts, for <paramref name="n"/> values.</summary>
-    private static void HalfLanes4x2(Span<Vector256<float>> acc, ref float w0, ref float w1, ref float w2, ref float w3, ref float pa, ref float pb, int n)
+    /// <summary>Rows w0, w1 with tokens a, b: the four sums in <see cref="Dot"/>'s order (lanes 0–7 and 8–15 of each in two
+    /// registers, term i into lane i mod 16 from +0, multiply then add), folded as row 0 token a, row 0 token b, row 1
+    /// token a, row 1 token b (results[2·row + token]).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector128<float> Tile2x2In256(ref float w0, ref float w1, ref float pa, ref float pb, int n)
     {
-        var a0 = acc[0]; var a1 = acc[1]; var a2 = acc[2]; var a3 = acc[3];
-        var b0 = acc[4]; var b1 = acc[5]; var b2 = acc[6]; var b3 = acc[7];
-        for (int i = 0; i < n; i += 16)
+        Vector256<float> a0 = default, b0 = default, a1 = default, b1 = default;
+        Vector256<float> c0 = default, d0 = default, c1 = default, d1 = default; // lanes 8–15 of a0, b0, a1, b1
+        for (nuint i = 0; i < (nuint)n; i += 16)
         {
-            var xa = Vector256.LoadUnsafe(ref pa, (nuint)i);
-            var xb = Vector256.LoadUnsafe(ref pb, (nuint)i);
-            var r = Vector256.LoadUnsafe(ref w0, (nuint)i); a0 += r * xa; b0 += r * xb;
-            r = Vector256.LoadUnsafe(ref w1, (nuint)i); a1 += r * xa; b1 += r * xb;
-            r = Vector256.LoadUnsafe(ref w2, (nuint)i); a2 += r * xa; b2 += r * xb;
-            r = Vector256.LoadUnsafe(ref w3, (nuint)i); a3 += r * xa; b3 += r * xb;
+            var xa = Vector256.LoadUnsafe(ref pa, i); var xc = Vector256.LoadUnsafe(ref pa, i + 8);
+            var xb = Vector256.LoadUnsafe(ref pb, i); var xd = Vector256.LoadUnsafe(ref pb, i + 8);
+            var r = Vector256.LoadUnsafe(ref w0, i); a0 += r * xa; b0 += r * xb;
+            r = Vector256.LoadUnsafe(ref w0, i + 8); c0 += r * xc; d0 += r * xd;
+            r = Vector256.LoadUnsafe(ref w1, i); a1 += r * xa; b1 += r * xb;
+            r = Vector256.LoadUnsafe(ref w1, i + 8); c1 += r * xc; d1 += r * xd;
         }
-        acc[0] = a0; acc[1] = a1; acc[2] = a2; acc[3] = a3; acc[4] = b0; acc[5] = b1; acc[6] = b2; acc[7] = b3;
+        return Fold4(a0 + c0, b0 + d0, a1 + c1, b1 + d1);
     }
 
     private static void Tile4x2In512(ref float w0, ref float w1, ref float w2, ref float w3, ref float pa, ref float pb, int n, Span<float> results)
