@@ -202,8 +202,8 @@ internal static class Kernels
     /// each with exactly <see cref="Dot"/>'s operations (term i into lane i % 16 from +0, multiply then add, then
     /// <see cref="ReduceLanes"/>). One load of a row chunk serves two tokens and one load of a token chunk four
     /// rows (6 loads per 8 products, where <see cref="Dot4"/> needs 5 per 4): +15 % CPU time on F32 prefill matmuls
-    /// at 512 bits. 256 bits take rows 0–1, then 2–3 (<see cref="Tile4x2In256"/>); 128 bits
-    /// and lengths that are not a multiple of 16 take <see cref="Dot4"/> twice.</summary>
+    /// at 512 bits. 256 bits take rows 0–1, then 2–3 (<see cref="Tile4x2In256"/>: there a token chunk serves two rows,
+    /// 8 loads per 8 products); 128 bits and lengths that are not a multiple of 16 take <see cref="Dot4"/> twice.</summary>
     public static void Dot4Rows2Tokens(ReadOnlySpan<float> w0, ReadOnlySpan<float> w1, ReadOnlySpan<float> w2, ReadOnlySpan<float> w3,
         ReadOnlySpan<float> a, ReadOnlySpan<float> b, Span<float> results)
     {
