@@ -380,7 +380,7 @@ internal sealed partial class F16Kernel : RowKernel
         if (Kernels.VectorBits < 256 || (x.Length & 15) != 0) base.Dot4Rows(rows, rowBytes, x, results);
         else if (x.HalfPairs is { } pairs && x.Length > 0)
         {
-            if (rows.Length < 3L * rowBytes + 2 * x.Length || results.Length < 4) throw new ArgumentOutOfRangeException(nameof(rows));
+            CheckRange(rows, rowBytes, results, 0, 4);
             fixed (byte* w = rows)
             fixed (float* xp = pairs)
             fixed (float* o = results)
@@ -555,7 +555,6 @@ internal sealed partial class F16Kernel : RowKernel
     public override unsafe void DecodeRows(ReadOnlySpan<byte> data, int rowBytes, Activation x, Span<float> output, int rowStart, int rowEnd)
     {
         int n = x.Length;
-        ref byte w = ref MemoryMarshal.GetReference(data);
         int r = rowStart;
         if (Kernels.VectorBits >= 512 && (n & 15) == 0 && n > 0 && x.HalfScaled is { } scaled && (long)n * 2 <= rowBytes && !PrefersFourRows(rowBytes))
         {
