@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using MicroLm.Math;
 using MicroLm.Sampling;
@@ -74,9 +75,9 @@ public class DecodeKernelTests
                 var xs = Vector256.Create(x * TwoPow112);
                 for (int i = 0; i < 65536 + shift; i += 16)
                 {
-                    var even = F16Kernel.Pairs.Even(ref row, i) * xs;
-                    var inPlace = F16Kernel.Pairs.EvenInPlace(ref row, i) * xs;
-                    var odd = F16Kernel.Pairs.Odd(ref row, i) * xs;
+                    var even = F16Kernel.Pairs.Even(ref row, 2 * i) * xs;
+                    var inPlace = F16Kernel.Pairs.EvenFirst(ref Unsafe.Add(ref row, 2 * i)) * xs;
+                    var odd = F16Kernel.Pairs.Odd(ref row, 2 * i) * xs;
                     for (int k = 0; k < 16; k++)
                     {
                         int index = i + k, value = index - shift;

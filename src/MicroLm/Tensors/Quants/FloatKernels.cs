@@ -458,23 +458,25 @@ internal sealed partial class F16Kernel : RowKernel
     {
         private static Vector256<int> Mask => Vector256.Create(unchecked((int)0x8FFFE000));
 
-        /// <summary>Halves i+1, i+3, …, i+15 of the row as v·2^-112.</summary>
+        /// <summary>Halves i+1, i+3, …, i+15 of the row as v·2^-112, <paramref name="at"/> = 2i the byte offset of value i (a
+        /// byte offset, not an int index: no sign extension or multiply per load in the loops).</summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        internal static Vector256<float> Odd(ref byte row, int i) => HighHalves(ref Unsafe.Add(ref row, 2 * i));
+        internal static Vector256<float> Odd(ref byte row, nint at) => HighHalves(ref Unsafe.Add(ref row, at));
 
-        /// <summary>Halves i, i+2, …, i+14 (i ≥ 1) from the lanes one half earlier.</summary>
+        /// <summary>Halves i, i+2, …, i+14 (i ≥ 1, <paramref name="at"/> = 2i) from the lanes one half earlier.</summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        internal static Vector256<float> Even(ref byte row, int i) => HighHalves(ref Unsafe.Add(ref row, 2 * i - 2));
+        internal static Vector256<float> Even(ref byte row, nint at) => HighHalves(ref Unsafe.Add(ref row, at - 2));
 
         /// <summary>The high halves of the 8 lanes at <paramref name="at"/> as v·2^-112: one arithmetic shift by 3 and the mask.</summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         private static Vector256<float> HighHalves(ref byte at) =>
             (Vector256.ShiftRightArithmetic(Vector256.LoadUnsafe(ref Unsafe.As<byte, int>(ref at)), 3) & Mask).AsSingle();
 
-        /// <summary>Halves i, i+2, …, i+14 from the same lanes as <see cref="Odd"/> (the first 16 values of a row).</summary>
+        /// <summary>Halves 0, 2, …, 14 from the same lanes as <see cref="Odd"/> at 0 (a row's first 16 values: nothing may be
+        /// read before the row).</summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        internal static Vector256<float> EvenInPlace(ref byte row, int i) =>
-            (Vector256.ShiftRightArithmetic(Vector256.ShiftLeft(Vector256.LoadUnsafe(ref Unsafe.As<byte, int>(ref Unsafe.Add(ref row, 2 * i))), 16), 3) & Mask).AsSingle();
+        internal static Vector256<float> EvenFirst(ref byte row) =>
+            (Vector256.ShiftRightArithmetic(Vector256.ShiftLeft(Vector256.LoadUnsafe(ref Unsafe.As<byte, int>(ref row)), 16), 3) & Mask).AsSingle();
 
         /// <summary>The 16 contract lanes in order from the even and odd accumulators (lane 2k = even[k], 2k+1 = odd[k]).</summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -493,12 +495,12 @@ internal sealed partial class F16Kernel : RowKernel
             var even = Vector256<float>.Zero; var odd = Vector256<float>.Zero;
             if (full > 0)
             {
-                even += EvenInPlace(ref w, 0) * Vector256.LoadUnsafe(ref xp);
+                even += EvenFirst(ref w) * Vector256.LoadUnsafe(ref xp);
                 odd += Odd(ref w, 0) * Vector256.LoadUnsafe(ref xp, 8);
                 for (i = 16; i < full; i += 16)
                 {
-                    even += Even(ref w, i) * Vector256.LoadUnsafe(ref xp, (nuint)i);
-                    odd += Odd(ref w, i) * Vector256.LoadUnsafe(ref xp, (nuint)i + 8);
+                    even += Even(ref w, 2 * i) * Vector256.LoadUnsafe(ref xp, (nuint)i);
+                    odd += Odd(ref w, 2 * i) * Vector256.LoadUnsafe(ref xp, (nuint)i + 8);
                 }
             }
             Span<float> lanes = stackalloc float[Kernels.Lanes];
@@ -523,10 +525,10 @@ internal sealed partial class F16Kernel : RowKernel
             byte* w1 = w0 + rowBytes, w2 = w1 + rowBytes, w3 = w2 + rowBytes, ahead = w0 + 8 * rowBytes;
             var xe = Vector256.Load(xp); var xo = Vector256.Load(xp + 8);
             var z = Vector256<float>.Zero;
-            var e0 = z + EvenInPlace(ref *w0, 0) * xe; var o0 = z + Odd(ref *w0, 0) * xo;
-            var e1 = z + EvenInPlace(ref *w1, 0) * xe; var o1 = z + Odd(ref *w1, 0) * xo;
-            var e2 = z + EvenInPlace(ref *w2, 0) * xe; var o2 = z + Odd(ref *w2, 0) * xo;
-            var e3 = z + EvenInPlace(ref *w3, 0) * xe; var o3 = z + Odd(ref *w3, 0) * xo;
+            var e0 = z + EvenFirst(ref *w0) * xe; var o0 = z + Odd(ref *w0, 0) * xo;
+            var e1 = z + EvenFirst(ref *w1) * xe; var o1 = z + Odd(ref *w1, 0) * xo;
+            var e2 = z + EvenFirst(ref *w2) * xe; var o2 = z + Odd(ref *w2, 0) * xo;
+            var e3 = z + EvenFirst(ref *w3) * xe; var o3 = z + Odd(ref *w3, 0) * xo;
             // o: the byte offset of value i in a row (2i); the pass reads 4 × 32 bytes, and prefetches as much 8 rows ahead.
             for (nint o = 32, end = 2 * n; o < end; o += 32)
             {
@@ -534,10 +536,10 @@ internal sealed partial class F16Kernel : RowKernel
                 IntegerDot.Prefetch(ahead + 4 * o + 64);
                 float* xi = (float*)((byte*)xp + 2 * o);
                 xe = Vector256.Load(xi); xo = Vector256.Load(xi + 8);
-                e0 += HighHalves(ref *(w0 + o - 2)) * xe; o0 += HighHalves(ref *(w0 + o)) * xo;
-                e1 += HighHalves(ref *(w1 + o - 2)) * xe; o1 += HighHalves(ref *(w1 + o)) * xo;
-                e2 += HighHalves(ref *(w2 + o - 2)) * xe; o2 += HighHalves(ref *(w2 + o)) * xo;
-                e3 += HighHalves(ref *(w3 + o - 2)) * xe; o3 += HighHalves(ref *(w3 + o)) * xo;
+                e0 += Even(ref *w0, o) * xe; o0 += Odd(ref *w0, o) * xo;
+                e1 += Even(ref *w1, o) * xe; o1 += Odd(ref *w1, o) * xo;
+                e2 += Even(ref *w2, o) * xe; o2 += Odd(ref *w2, o) * xo;
+                e3 += Even(ref *w3, o) * xe; o3 += Odd(ref *w3, o) * xo;
             }
             var (l0, h0) = Interleave(e0, o0); var (l1, h1) = Interleave(e1, o1);
             var (l2, h2) = Interleave(e2, o2); var (l3, h3) = Interleave(e3, o3);
